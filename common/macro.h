@@ -1,0 +1,99 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+#pragma once
+
+#include <errno.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#define _cleanup_(f) __attribute__((cleanup(f)))
+#define _unused_ __attribute__((unused))
+#define _printf_(a, b) __attribute__((format(printf, a, b)))
+#define _likely_(x) (__builtin_expect(!!(x), 1))
+#define _unlikely_(x) (__builtin_expect(!!(x), 0))
+#define _warn_unused_result_ __attribute__((warn_unused_result))
+
+#define ELEMENTSOF(x) (sizeof(x) / sizeof((x)[0]))
+
+#define USEC_PER_SEC  UINT64_C(1000000)
+#define USEC_PER_MSEC UINT64_C(1000)
+#define NSEC_PER_USEC UINT64_C(1000)
+
+/* Hand ownership on: returns the value and resets the variable. */
+#define TAKE_GENERIC(var, type, nullvalue)                     \
+        ({                                                     \
+                type *_pvar_ = &(var);                         \
+                type _var_ = *_pvar_;                          \
+                type _nullvalue_ = nullvalue;                  \
+                *_pvar_ = _nullvalue_;                         \
+                _var_;                                         \
+        })
+#define TAKE_PTR(ptr) TAKE_GENERIC(ptr, typeof(ptr), NULL)
+#define TAKE_FD(fd) TAKE_GENERIC(fd, int, -EBADF)
+
+static inline void freep(void *p) {
+        free(*(void **) p);
+}
+#define _cleanup_free_ _cleanup_(freep)
+
+/* Closes and returns -EBADF; keeps errno intact. */
+static inline int safe_close(int fd) {
+        if (fd >= 0) {
+                int saved = errno;
+                (void) close(fd);
+                errno = saved;
+        }
+        return -EBADF;
+}
+static inline void closep(int *fd) {
+        *fd = safe_close(*fd);
+}
+#define _cleanup_close_ _cleanup_(closep)
+
+static inline void fclosep(FILE **f) {
+        if (*f)
+                fclose(*f);
+}
+#define _cleanup_fclose_ _cleanup_(fclosep)
+
+/* Defines a cleanup function "<func>p" for a destructor that returns NULL. */
+#define DEFINE_TRIVIAL_CLEANUP_FUNC(type, func)         \
+        static inline void func##p(type *p) {           \
+                if (*p)                                 \
+                        *p = func(*p);                  \
+        }
+
+/* An array of strings terminated by NULL. */
+char **strv_free(char **l);
+DEFINE_TRIVIAL_CLEANUP_FUNC(char **, strv_free);
+#define _cleanup_strv_free_ _cleanup_(strv_freep)
+size_t strv_length(char * const *l);
+/* Appends a copy of s; returns 0 or -ENOMEM. */
+int strv_extend(char ***l, const char *s);
+int strv_extendf(char ***l, const char *fmt, ...) _printf_(2, 3);
+
+static inline bool streq(const char *a, const char *b) {
+        return strcmp(a, b) == 0;
+}
+static inline bool streq_ptr(const char *a, const char *b) {
+        if (!a || !b)
+                return a == b;
+        return streq(a, b);
+}
+static inline bool startswith(const char *s, const char *prefix) {
+        return strncmp(s, prefix, strlen(prefix)) == 0;
+}
+
+/* Returns errno as a negative value, never 0 (for use after a failed libc call). */
+static inline int negative_errno(void) {
+        return errno > 0 ? -errno : -EIO;
+}
+
+/* Parses an unsigned decimal number without sign, white space or overflow; returns 0 or -EINVAL/-ERANGE. */
+int safe_atou64(const char *s, uint64_t *ret);
+
+uint64_t now_usec(int clock_id);

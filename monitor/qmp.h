@@ -1,0 +1,80 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+#pragma once
+
+/* Asynchronous QMP client on an sd_event loop.
+ *
+ * Layers: framing (bounded line buffer, non-blocking writes) → classification
+ * (greeting / event / reply) → requests (id, timeout, callback).
+ *
+ * Life cycle: qmp_client_new() takes a connected stream socket. The client
+ * reads the greeting, records QEMU's version, sends qmp_capabilities and calls
+ * on_ready. Requests submitted before that are queued and written once
+ * negotiation succeeded. Every request is answered exactly once: by its reply,
+ * by its timeout, or when the connection ends. After on_disconnect the client
+ * is inert; the owner frees it. */
+
+#include <stdint.h>
+
+#include <jansson.h>
+#include "macro.h"
+#include <systemd/sd-event.h>
+
+/* One line from QEMU may be at most this long (greeting, reply or event). A
+ * longer line is a protocol error: the connection is closed, nothing grows. */
+#define QMP_LINE_MAX (16U * 1024U * 1024U)
+/* Bytes queued for writing to QEMU at most (commands are small). */
+#define QMP_OUTPUT_MAX (4U * 1024U * 1024U)
+/* Requests in flight at most; more is -EBUSY. */
+#define QMP_PENDING_MAX 1024U
+#define QMP_DEFAULT_TIMEOUT_USEC (30U * 1000000U)
+
+typedef struct QmpClient QmpClient;
+
+/* Called once per request.
+ * error == 0: success, result is the "return" value (borrowed, valid during the call).
+ * error == -EREMOTEIO: QEMU answered with an error; err_class/err_desc are set.
+ * error == -ETIMEDOUT: no answer in time (a late reply is dropped).
+ * error == -ECONNRESET: the connection ended (EOF, I/O error, protocol error, free).
+ * error == -ECANCELED: the request was cancelled with qmp_cancel(). */
+typedef void (*qmp_reply_cb_t)(QmpClient *c, int error, json_t *result, const char *err_class,
+                               const char *err_desc, void *userdata);
+
+typedef struct QmpCallbacks {
+        /* Negotiation done; version is available. */
+        void (*on_ready)(QmpClient *c, void *userdata);
+        /* An event. data is borrowed ({} when QEMU sent none), timestamp in µs since the epoch. */
+        void (*on_event)(QmpClient *c, const char *name, json_t *data, uint64_t timestamp_usec,
+                         void *userdata);
+        /* The connection ended: error is 0 on clean EOF, -EPROTO on a protocol violation
+         * (over-long line, bad JSON, bad greeting, failed negotiation), else -errno. Pending
+         * requests have already been failed with -ECONNRESET. Called at most once. */
+        void (*on_disconnect)(QmpClient *c, int error, void *userdata);
+} QmpCallbacks;
+
+/* Takes ownership of fd (a connected stream socket; set non-blocking here).
+ * Returns 0 or -errno; on failure fd is closed. */
+int qmp_client_new(sd_event *event, int fd, const QmpCallbacks *cb, void *userdata, QmpClient **ret);
+
+/* Fails every pending request with -ECONNRESET (callbacks run), closes the fd. Accepts NULL. */
+QmpClient *qmp_client_free(QmpClient *c);
+
+/* Submits {"execute": execute, "arguments": arguments, "id": <n>}. arguments may be NULL;
+ * it is borrowed (the client takes its own reference). timeout_usec 0 means
+ * QMP_DEFAULT_TIMEOUT_USEC. On success the callback will run exactly once, never from
+ * inside this call. Returns 0 and stores the request id in *ret_id (may be NULL);
+ * -ENOTCONN after disconnect, -EBUSY when QMP_PENDING_MAX requests are in flight,
+ * -ENOBUFS when the output queue is full, -ENOMEM. */
+int qmp_send(QmpClient *c, const char *execute, json_t *arguments, uint64_t timeout_usec,
+             qmp_reply_cb_t cb, void *userdata, uint64_t *ret_id);
+
+/* Drops the request: its callback runs now with -ECANCELED (the command may still
+ * execute in QEMU; its reply is ignored). Returns 0 or -ENOENT. */
+int qmp_cancel(QmpClient *c, uint64_t id);
+
+/* Version from the greeting ("7.2.22"), NULL before the greeting. */
+const char *qmp_client_version(QmpClient *c);
+/* True between on_ready and on_disconnect. */
+bool qmp_client_is_ready(QmpClient *c);
+size_t qmp_client_pending(QmpClient *c);
+
+DEFINE_TRIVIAL_CLEANUP_FUNC(QmpClient *, qmp_client_free);

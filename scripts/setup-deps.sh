@@ -1,0 +1,31 @@
+#!/bin/bash
+# Installs the Debian packages that building, testing and the demo need, and
+# does nothing when they are all present. Run as root on Debian 12; as another
+# user it only names what is missing.
+set -euo pipefail
+
+packages=(
+        gcc make pkg-config
+        libsystemd-dev libjansson-dev libseccomp-dev libcap-ng-dev libcmocka-dev
+        qemu-system-x86 qemu-guest-agent
+        dbus-daemon dbus-bin systemd util-linux passwd procps
+        busybox-static cpio kmod
+)
+
+missing=()
+for p in "${packages[@]}"; do
+        status=$(dpkg-query -W -f='${Status}' "$p" 2>/dev/null || true)
+        [[ $status == "install ok installed" ]] || missing+=("$p")
+done
+[[ ${#missing[@]} -eq 0 ]] && exit 0
+
+if [[ $(id -u) -ne 0 ]]; then
+        echo "vmsup: missing Debian packages: ${missing[*]}" >&2
+        echo "vmsup: run 'sudo scripts/setup-deps.sh' (or apt-get install them) first." >&2
+        exit 1
+fi
+
+echo "vmsup: installing ${missing[*]}" >&2
+export DEBIAN_FRONTEND=noninteractive
+apt-get update -qq >&2
+apt-get install -y -qq --no-install-recommends "${missing[@]}" >&2
