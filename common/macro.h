@@ -12,6 +12,7 @@
 
 #define _cleanup_(f) __attribute__((cleanup(f)))
 #define _unused_ __attribute__((unused))
+#define _noreturn_ __attribute__((noreturn))
 #define _printf_(a, b) __attribute__((format(printf, a, b)))
 #define _likely_(x) (__builtin_expect(!!(x), 1))
 #define _unlikely_(x) (__builtin_expect(!!(x), 0))
@@ -22,6 +23,25 @@
 #define USEC_PER_SEC  UINT64_C(1000000)
 #define USEC_PER_MSEC UINT64_C(1000)
 #define NSEC_PER_USEC UINT64_C(1000)
+
+/* True when x equals one of the following values. */
+#define IN_SET(x, first, ...)                                                   \
+        ({                                                                      \
+                typeof(x) _x_ = (x);                                            \
+                const typeof(x) _set_[] = { first, __VA_ARGS__ };               \
+                bool _found_ = false;                                           \
+                for (size_t _i_ = 0; _i_ < ELEMENTSOF(_set_); _i_++)            \
+                        if (_set_[_i_] == _x_) {                                \
+                                _found_ = true;                                 \
+                                break;                                          \
+                        }                                                       \
+                _found_;                                                        \
+        })
+
+static inline void *mfree(void *p) {
+        free(p);
+        return NULL;
+}
 
 /* Hand ownership on: returns the value and resets the variable. */
 #define TAKE_GENERIC(var, type, nullvalue)                     \

@@ -1,0 +1,298 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+#include "bus-creds.h"
+#include "log.h"
+
+#define CREDS_BUCKETS 1024U
+
+typedef struct CredsEntry {
+        char *name;
+        bool ready;
+        uid_t uid;
+        gid_t *groups;
+        size_t n_groups;
+        sd_bus_slot *call;       /* GetConnectionCredentials in flight */
+        sd_bus_message **held;   /* messages waiting for this entry */
+        size_t n_held;
+        struct CredsEntry *next; /* bucket chain */
+        CredsCache *cache;
+} CredsEntry;
+
+struct CredsCache {
+        sd_bus *bus;
+        creds_dispatch_t dispatch;
+        void *userdata;
+        sd_bus_slot *name_owner_match;
+        CredsEntry *buckets[CREDS_BUCKETS];
+        size_t n_entries;
+        size_t n_held;
+};
+
+static unsigned hash_name(const char *s) {
+        uint32_t h = 2166136261u; /* FNV-1a */
+        for (; *s; s++)
+                h = (h ^ (uint8_t) *s) * 16777619u;
+        return h % CREDS_BUCKETS;
+}
+
+static CredsEntry *entry_find(CredsCache *c, const char *name) {
+        for (CredsEntry *e = c->buckets[hash_name(name)]; e; e = e->next)
+                if (streq(e->name, name))
+                        return e;
+        return NULL;
+}
+
+static void entry_free(CredsEntry *e, bool answer_held) {
+        for (size_t i = 0; i < e->n_held; i++) {
+                if (answer_held)
+                        (void) sd_bus_reply_method_errorf(e->held[i], SD_BUS_ERROR_ACCESS_DENIED,
+                                                          "The caller's credentials are not available.");
+                sd_bus_message_unref(e->held[i]);
+        }
+        if (e->cache)
+                e->cache->n_held -= e->n_held;
+        sd_bus_slot_unref(e->call);
+        free(e->held);
+        free(e->groups);
+        free(e->name);
+        free(e);
+}
+
+static void entry_remove(CredsCache *c, const char *name, bool answer_held) {
+        CredsEntry **p = &c->buckets[hash_name(name)];
+
+        for (; *p; p = &(*p)->next)
+                if (streq((*p)->name, name)) {
+                        CredsEntry *e = *p;
+                        *p = e->next;
+                        c->n_entries--;
+                        entry_free(e, answer_held);
+                        return;
+                }
+}
+
+static void cache_flush_ready(CredsCache *c) {
+        for (size_t b = 0; b < CREDS_BUCKETS; b++) {
+                CredsEntry **p = &c->buckets[b];
+                while (*p) {
+                        CredsEntry *e = *p;
+                        if (e->ready) {
+                                *p = e->next;
+                                c->n_entries--;
+                                entry_free(e, false);
+                        } else
+                                p = &e->next;
+                }
+        }
+}
+
+static int on_name_owner_changed(sd_bus_message *m, void *userdata, sd_bus_error *error) {
+        CredsCache *c = userdata;
+        const char *name, *old_owner, *new_owner;
+
+        if (sd_bus_message_read(m, "sss", &name, &old_owner, &new_owner) < 0)
+                return 0;
+        if (name[0] == ':' && new_owner[0] == '\0')
+                entry_remove(c, name, true);
+        return 0;
+}
+
+static int parse_creds(CredsEntry *e, sd_bus_message *reply) {
+        bool have_uid = false;
+        int r;
+
+        r = sd_bus_message_enter_container(reply, 'a', "{sv}");
+        if (r < 0)
+                return r;
+        while ((r = sd_bus_message_enter_container(reply, 'e', "sv")) > 0) {
+                const char *key;
+
+                r = sd_bus_message_read(reply, "s", &key);
+                if (r < 0)
+                        return r;
+                if (streq(key, "UnixUserID")) {
+                        uint32_t u;
+                        r = sd_bus_message_read(reply, "v", "u", &u);
+                        if (r < 0)
+                                return r;
+                        e->uid = u;
+                        have_uid = true;
+                } else if (streq(key, "UnixGroupIDs")) {
+                        const void *p;
+                        size_t sz;
+
+                        r = sd_bus_message_enter_container(reply, 'v', "au");
+                        if (r < 0)
+                                return r;
+                        r = sd_bus_message_read_array(reply, 'u', &p, &sz);
+                        if (r < 0)
+                                return r;
+                        sz /= sizeof(uint32_t);
+                        if (sz > CREDS_GROUPS_MAX)
+                                sz = CREDS_GROUPS_MAX;
+                        free(e->groups);
+                        e->groups = calloc(sz + 1, sizeof(gid_t));
+                        if (!e->groups)
+                                return -ENOMEM;
+                        for (size_t i = 0; i < sz; i++)
+                                e->groups[i] = ((const uint32_t *) p)[i];
+                        e->n_groups = sz;
+                        r = sd_bus_message_exit_container(reply);
+                        if (r < 0)
+                                return r;
+                } else {
+                        r = sd_bus_message_skip(reply, "v");
+                        if (r < 0)
+                                return r;
+                }
+                r = sd_bus_message_exit_container(reply);
+                if (r < 0)
+                        return r;
+        }
+        if (r < 0)
+                return r;
+        return have_uid ? 0 : -ENODATA;
+}
+
+static int on_creds_reply(sd_bus_message *reply, void *userdata, sd_bus_error *ret_error) {
+        CredsEntry *e = userdata;
+        CredsCache *c = e->cache;
+        _cleanup_free_ sd_bus_message **held = NULL;
+        size_t n_held;
+        int r;
+
+        e->call = sd_bus_slot_unref(e->call);
+        if (sd_bus_message_is_method_error(reply, NULL))
+                r = -sd_bus_message_get_errno(reply) ?: -EIO;
+        else
+                r = parse_creds(e, reply);
+        if (r < 0) {
+                log_debug_errno(r, "Credentials of %s unavailable: %m", e->name);
+                entry_remove(c, e->name, true);
+                return 0;
+        }
+        e->ready = true;
+
+        /* Dispatch what waited; the entry may go away meanwhile (a handler cannot remove it,
+         * but be safe): take the list first. */
+        held = TAKE_PTR(e->held);
+        n_held = e->n_held;
+        e->n_held = 0;
+        c->n_held -= n_held;
+        for (size_t i = 0; i < n_held; i++) {
+                _cleanup_(sd_bus_error_free) sd_bus_error error = SD_BUS_ERROR_NULL;
+                r = c->dispatch(held[i], c->userdata, &error);
+                if (r < 0 || sd_bus_error_is_set(&error)) {
+                        if (!sd_bus_error_is_set(&error))
+                                sd_bus_error_set_errno(&error, r);
+                        (void) sd_bus_reply_method_error(held[i], &error);
+                }
+                sd_bus_message_unref(held[i]);
+        }
+        return 0;
+}
+
+int creds_cache_gate(CredsCache *c, sd_bus_message *m) {
+        const char *sender = sd_bus_message_get_sender(m);
+        CredsEntry *e;
+        sd_bus_message **nh;
+        int r;
+
+        if (!sender)
+                return -EPERM; /* peer-to-peer: no bus to ask */
+        e = entry_find(c, sender);
+        if (e && e->ready)
+                return 0;
+        if (c->n_held >= CREDS_PENDING_MAX) {
+                (void) sd_bus_reply_method_errorf(m, "org.vmsup.Error.Busy", "Too many calls waiting, try again.");
+                return 1;
+        }
+        if (!e) {
+                if (c->n_entries >= CREDS_CACHE_MAX)
+                        cache_flush_ready(c);
+                e = calloc(1, sizeof *e);
+                if (!e)
+                        return -ENOMEM;
+                e->name = strdup(sender);
+                if (!e->name) {
+                        free(e);
+                        return -ENOMEM;
+                }
+                r = sd_bus_call_method_async(c->bus, &e->call, "org.freedesktop.DBus", "/org/freedesktop/DBus",
+                                             "org.freedesktop.DBus", "GetConnectionCredentials", on_creds_reply, e,
+                                             "s", sender);
+                if (r < 0) {
+                        free(e->name);
+                        free(e);
+                        return r;
+                }
+                e->cache = c;
+                unsigned b = hash_name(sender);
+                e->next = c->buckets[b];
+                c->buckets[b] = e;
+                c->n_entries++;
+        }
+        nh = realloc(e->held, sizeof(sd_bus_message *) * (e->n_held + 1));
+        if (!nh)
+                return -ENOMEM;
+        e->held = nh;
+        e->held[e->n_held++] = sd_bus_message_ref(m);
+        c->n_held++;
+        return 1;
+}
+
+int creds_cache_lookup(CredsCache *c, sd_bus_message *m, Caller *ret) {
+        const char *sender = sd_bus_message_get_sender(m);
+        CredsEntry *e;
+
+        if (!sender)
+                return -ENOENT;
+        e = entry_find(c, sender);
+        if (!e || !e->ready)
+                return -ENOENT;
+        *ret = (Caller) {
+                .uid = e->uid,
+                .gid = (gid_t) -1, /* UnixGroupIDs holds the primary group too */
+                .groups = e->groups,
+                .n_groups = e->n_groups,
+        };
+        return 0;
+}
+
+size_t creds_cache_size(CredsCache *c) {
+        return c->n_entries;
+}
+
+int creds_cache_new(sd_bus *bus, creds_dispatch_t dispatch, void *userdata, CredsCache **ret) {
+        CredsCache *c;
+        int r;
+
+        c = calloc(1, sizeof *c);
+        if (!c)
+                return -ENOMEM;
+        c->bus = sd_bus_ref(bus);
+        c->dispatch = dispatch;
+        c->userdata = userdata;
+        r = sd_bus_match_signal_async(bus, &c->name_owner_match, "org.freedesktop.DBus", "/org/freedesktop/DBus",
+                                      "org.freedesktop.DBus", "NameOwnerChanged", on_name_owner_changed, NULL, c);
+        if (r < 0) {
+                creds_cache_free(c);
+                return r;
+        }
+        *ret = c;
+        return 0;
+}
+
+CredsCache *creds_cache_free(CredsCache *c) {
+        if (!c)
+                return NULL;
+        for (size_t b = 0; b < CREDS_BUCKETS; b++)
+                while (c->buckets[b]) {
+                        CredsEntry *e = c->buckets[b];
+                        c->buckets[b] = e->next;
+                        entry_free(e, false);
+                }
+        sd_bus_slot_unref(c->name_owner_match);
+        sd_bus_unref(c->bus);
+        free(c);
+        return NULL;
+}

@@ -1,0 +1,98 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+#pragma once
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include "macro.h"
+#include "policy.h"
+
+#define VM_NAME_MAX 64
+/* A definition or ACL file larger than this is refused unread. */
+#define CONFIG_FILE_MAX (1024U * 1024U)
+#define CONFIG_ERROR_MAX 512
+
+/* Device and chardev ids the supervisor owns; extra_args may not use them. */
+#define VMSUP_ID_PREFIX "vmsup-"
+#define VMSUP_QMP_ID "vmsup-qmp"
+#define VMSUP_QGA_ID "vmsup-qga"
+#define VMSUP_QGA_PORT_ID "vmsup-qga-port"
+#define VMSUP_VSERIAL_ID "vmsup-vserial"
+#define VMSUP_SERIAL_ID "vmsup-serial0"
+
+typedef enum DriveInterface {
+        DRIVE_IF_VIRTIO,
+        DRIVE_IF_IDE,
+        DRIVE_IF_SCSI,
+        DRIVE_IF_NONE,
+        _DRIVE_IF_MAX,
+        _DRIVE_IF_INVALID = -EINVAL,
+} DriveInterface;
+
+typedef struct VmDrive {
+        char *file;
+        char *format;
+        DriveInterface interface;
+        bool readonly;
+} VmDrive;
+
+typedef struct VmConfig {
+        char *name;
+        char *path; /* the definition file */
+
+        char *binary; /* absolute path, or a bare name resolved through PATH at start */
+        char *machine;
+        char **accel; /* e.g. { "kvm", "tcg", NULL }: tried in order */
+        unsigned cpus;
+        uint64_t memory_mib;
+        char *kernel;
+        char *initrd;
+        char *append;
+        VmDrive *drives;
+        size_t n_drives;
+        char **extra_args;
+
+        bool has_run_as;
+        uid_t run_as_uid;
+        gid_t run_as_gid;
+        gid_t *run_as_groups; /* supplementary groups: only those listed in run_as.groups */
+        size_t n_run_as_groups;
+
+        bool agent;
+        bool sandbox;
+        bool autostart;
+        unsigned shutdown_timeout_sec;
+
+        AclEntry *acl;
+        size_t n_acl;
+} VmConfig;
+
+/* True when name matches ^[A-Za-z_][A-Za-z0-9_-]{0,63}$. */
+bool vm_name_is_valid(const char *name);
+
+/* Loads DIR/NAME.json. Returns 0, or -errno with a one-line message
+ * "FILE: $.json.path: what is wrong" in *ret_error (malloc'd). */
+int vm_config_load(const char *dir, const char *name, VmConfig **ret, char **ret_error);
+/* Parses a definition from memory; path is only used in messages. */
+int vm_config_parse(const char *path, const char *name, const char *text, size_t len, VmConfig **ret,
+                    char **ret_error);
+VmConfig *vm_config_free(VmConfig *c);
+DEFINE_TRIVIAL_CLEANUP_FUNC(VmConfig *, vm_config_free);
+
+/* Loads the host-wide ACL file { "acl": [ ... ] }. A missing file is an empty ACL. */
+int acl_file_load(const char *path, AclEntry **ret, size_t *ret_n, char **ret_error);
+int acl_file_parse(const char *path, const char *text, size_t len, AclEntry **ret, size_t *ret_n,
+                   char **ret_error);
+
+/* The descriptors the launcher hands QEMU, by their number in QEMU's process. */
+typedef struct QemuFds {
+        int qmp_listen_fd;
+        int qga_listen_fd; /* -1 without agent */
+} QemuFds;
+
+/* True when the machine type has a PCI bus for the agent's virtio-serial device. */
+bool vm_config_has_agent_device(const VmConfig *c);
+
+/* Builds QEMU's argv (argv[0] = the binary as given). Returns 0 or -ENOMEM. */
+int vm_config_build_argv(const VmConfig *c, const char *binary, const QemuFds *fds, char ***ret_argv);

@@ -1,0 +1,265 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/* vmsupd: one process per VM. Loads the definition, owns QEMU, its QMP and agent
+ * sockets, and serves org.vmsup.VM.NAME on the bus. */
+
+#include <getopt.h>
+#include <signal.h>
+#include <sys/stat.h>
+
+#include <systemd/sd-bus.h>
+#include <systemd/sd-daemon.h>
+#include <systemd/sd-event.h>
+
+#include "config.h"
+#include "log.h"
+#include "vm-dbus.h"
+#include "vm.h"
+
+#define VMSUP_VERSION "0.1"
+
+static const char *arg_config_dir = "/etc/vmsup/vms";
+static const char *arg_acl = "/etc/vmsup/acl.json";
+static const char *arg_runtime_dir = "/run/vmsup";
+static const char *arg_bus = "system";
+static const char *arg_name = NULL;
+static bool arg_check_only = false;
+
+static void help(void) {
+        printf("Usage: vmsupd [OPTIONS] NAME\n\n"
+               "Supervises the virtual machine NAME: launches QEMU, owns its monitor and guest\n"
+               "agent, and serves org.vmsup.VM.NAME on D-Bus.\n\n"
+               "  --config-dir DIR     VM definitions (default /etc/vmsup/vms; reads DIR/NAME.json)\n"
+               "  --acl FILE           host-wide ACL (default /etc/vmsup/acl.json; absent = empty)\n"
+               "  --runtime-dir DIR    private sockets in DIR/NAME/ (default /run/vmsup)\n"
+               "  --bus BUS            system, session, or a D-Bus address (default system)\n"
+               "  --log-level LEVEL    err, warning, info or debug\n"
+               "  --check              validate the definition and the ACL, then exit\n"
+               "  --help, --version\n");
+}
+
+/* Returns 0 to go on, 1 to exit 0, -EINVAL to exit 2. */
+static int parse_argv(int argc, char *argv[]) {
+        enum { ARG_CONFIG_DIR = 0x100, ARG_ACL, ARG_RUNTIME_DIR, ARG_BUS, ARG_LOG_LEVEL, ARG_CHECK, ARG_VERSION };
+        static const struct option options[] = {
+                { "config-dir", required_argument, NULL, ARG_CONFIG_DIR },
+                { "acl", required_argument, NULL, ARG_ACL },
+                { "runtime-dir", required_argument, NULL, ARG_RUNTIME_DIR },
+                { "bus", required_argument, NULL, ARG_BUS },
+                { "log-level", required_argument, NULL, ARG_LOG_LEVEL },
+                { "check", no_argument, NULL, ARG_CHECK },
+                { "help", no_argument, NULL, 'h' },
+                { "version", no_argument, NULL, ARG_VERSION },
+                {},
+        };
+        int c, level;
+
+        while ((c = getopt_long(argc, argv, "h", options, NULL)) >= 0)
+                switch (c) {
+                case ARG_CONFIG_DIR:
+                        arg_config_dir = optarg;
+                        break;
+                case ARG_ACL:
+                        arg_acl = optarg;
+                        break;
+                case ARG_RUNTIME_DIR:
+                        if (optarg[0] != '/') {
+                                fprintf(stderr, "vmsupd: --runtime-dir must be an absolute path\n");
+                                return -EINVAL;
+                        }
+                        arg_runtime_dir = optarg;
+                        break;
+                case ARG_BUS:
+                        arg_bus = optarg;
+                        break;
+                case ARG_LOG_LEVEL:
+                        level = log_level_from_string(optarg);
+                        if (level < 0) {
+                                fprintf(stderr, "vmsupd: unknown log level \"%s\" (err, warning, info, debug)\n", optarg);
+                                return -EINVAL;
+                        }
+                        log_set_max_level(level);
+                        break;
+                case ARG_CHECK:
+                        arg_check_only = true;
+                        break;
+                case 'h':
+                        help();
+                        return 1;
+                case ARG_VERSION:
+                        printf("vmsupd %s\n", VMSUP_VERSION);
+                        return 1;
+                default:
+                        return -EINVAL;
+                }
+        if (optind != argc - 1) {
+                fprintf(stderr, "vmsupd: expected exactly one VM name (see --help)\n");
+                return -EINVAL;
+        }
+        arg_name = argv[optind];
+        if (!vm_name_is_valid(arg_name)) {
+                fprintf(stderr, "vmsupd: invalid VM name \"%.80s\": must match ^[A-Za-z_][A-Za-z0-9_-]{0,63}$\n",
+                        arg_name);
+                return -EINVAL;
+        }
+        return 0;
+}
+
+static int bus_connect(sd_bus **ret) {
+        _cleanup_(sd_bus_flush_close_unrefp) sd_bus *bus = NULL;
+        int r;
+
+        if (streq(arg_bus, "system"))
+                r = sd_bus_open_system_with_description(&bus, "vmsupd");
+        else if (streq(arg_bus, "session"))
+                r = sd_bus_open_user_with_description(&bus, "vmsupd");
+        else {
+                r = sd_bus_new(&bus);
+                if (r >= 0)
+                        r = sd_bus_set_address(bus, arg_bus);
+                if (r >= 0)
+                        r = sd_bus_set_bus_client(bus, true);
+                if (r >= 0)
+                        r = sd_bus_set_description(bus, "vmsupd");
+                if (r >= 0)
+                        r = sd_bus_start(bus);
+        }
+        if (r < 0)
+                return log_error_errno(r, "Failed to connect to the %s bus: %m", arg_bus);
+        *ret = TAKE_PTR(bus);
+        return 0;
+}
+
+static void notify_state(Vm *vm) {
+        (void) sd_notifyf(false, "STATUS=VM %s: %s%s%s", vm->config->name, vm_state_to_string(vm->state),
+                          vm->state_reason && *vm->state_reason ? " — " : "", vm->state_reason ?: "");
+}
+
+static void on_settled(Vm *vm) {
+        if (!vm->ready_notified) {
+                vm->ready_notified = true;
+                (void) sd_notify(false, "READY=1");
+        }
+        notify_state(vm);
+        if (vm->exit_when_stopped && !vm_is_active(vm))
+                (void) sd_event_exit(vm->event, 0);
+}
+
+static int on_signal(sd_event_source *s, const struct signalfd_siginfo *si, void *userdata) {
+        Vm *vm = userdata;
+
+        if (vm->exit_when_stopped) {
+                /* A second request: no more patience. */
+                log_info("Signal %s again, stopping the VM hard.", strsignal((int) si->ssi_signo));
+                if (vm_is_active(vm))
+                        (void) vm_stop(vm, NULL);
+                return 0;
+        }
+        vm->exit_when_stopped = true;
+        (void) sd_notify(false, "STOPPING=1");
+        if (!vm_is_active(vm)) {
+                (void) sd_event_exit(vm->event, 0);
+                return 0;
+        }
+        log_info("Signal %s: shutting the VM down (%u s, then forced).", strsignal((int) si->ssi_signo),
+                 vm->config->shutdown_timeout_sec);
+        if (vm_shutdown(vm, 0, true, NULL) < 0)
+                (void) vm_stop(vm, NULL);
+        return 0;
+}
+
+int main(int argc, char *argv[]) {
+        _cleanup_(sd_event_unrefp) sd_event *event = NULL;
+        _cleanup_(sd_bus_flush_close_unrefp) sd_bus *bus = NULL;
+        _cleanup_(vm_config_freep) VmConfig *config = NULL;
+        _cleanup_free_ AclEntry *host_acl = NULL;
+        _cleanup_free_ char *error = NULL, *bus_name = NULL;
+        _cleanup_(vm_freep) Vm *vm = NULL;
+        size_t n_host_acl = 0;
+        sigset_t ss;
+        int r;
+
+        if (getenv("JOURNAL_STREAM"))
+                log_set_prefix(true);
+        r = parse_argv(argc, argv);
+        if (r != 0)
+                return r > 0 ? EXIT_SUCCESS : 2;
+
+        r = vm_config_load(arg_config_dir, arg_name, &config, &error);
+        if (r < 0) {
+                fprintf(stderr, "vmsupd: %s\n", error ?: strerror(-r));
+                return 2;
+        }
+        r = acl_file_load(arg_acl, &host_acl, &n_host_acl, &error);
+        if (r < 0) {
+                fprintf(stderr, "vmsupd: %s\n", error ?: strerror(-r));
+                return 2;
+        }
+        if (arg_check_only) {
+                printf("%s: valid\n", config->path);
+                return EXIT_SUCCESS;
+        }
+
+        /* The loop handles these; nothing else may see them first. */
+        sigemptyset(&ss);
+        sigaddset(&ss, SIGTERM);
+        sigaddset(&ss, SIGINT);
+        sigaddset(&ss, SIGCHLD);
+        if (sigprocmask(SIG_BLOCK, &ss, NULL) < 0)
+                return log_error_errno(errno, "Failed to block signals: %m"), EXIT_FAILURE;
+        (void) signal(SIGPIPE, SIG_IGN);
+        umask(0077);
+
+        r = sd_event_default(&event);
+        if (r < 0)
+                return log_error_errno(r, "Failed to allocate the event loop: %m"), EXIT_FAILURE;
+        r = sd_event_set_watchdog(event, true);
+        if (r < 0)
+                log_warning_errno(r, "Failed to enable the watchdog, ignoring: %m");
+
+        r = vm_new(event, TAKE_PTR(config), TAKE_PTR(host_acl), n_host_acl, arg_runtime_dir, &vm);
+        if (r < 0)
+                return log_error_errno(r, "Failed to set up the VM: %m"), EXIT_FAILURE;
+        vm->on_settled = on_settled;
+
+        r = sd_event_add_signal(event, NULL, SIGTERM, on_signal, vm);
+        if (r >= 0)
+                r = sd_event_add_signal(event, NULL, SIGINT, on_signal, vm);
+        if (r < 0)
+                return log_error_errno(r, "Failed to watch signals: %m"), EXIT_FAILURE;
+
+        r = bus_connect(&bus);
+        if (r < 0)
+                return EXIT_FAILURE;
+        r = sd_bus_attach_event(bus, event, SD_EVENT_PRIORITY_NORMAL);
+        if (r < 0)
+                return log_error_errno(r, "Failed to attach the bus to the loop: %m"), EXIT_FAILURE;
+        /* Without the bus nobody can manage the VM: exit and let the service manager decide. */
+        (void) sd_bus_set_exit_on_disconnect(bus, true);
+        r = vm_bus_attach(vm, bus);
+        if (r < 0)
+                return log_error_errno(r, "Failed to register the D-Bus objects: %m"), EXIT_FAILURE;
+
+        /* Every method can be answered now: take the name. */
+        if (asprintf(&bus_name, "org.vmsup.VM.%s", vm->config->name) < 0)
+                return log_oom(), EXIT_FAILURE;
+        r = sd_bus_request_name(bus, bus_name, 0);
+        if (r < 0)
+                return log_error_errno(r, "Failed to acquire the bus name %s: %m", bus_name), EXIT_FAILURE;
+        log_info("VM %s: serving %s", vm->config->name, bus_name);
+
+        if (vm->config->autostart) {
+                r = vm_start(vm, NULL);
+                if (r < 0) {
+                        log_warning_errno(r, "VM %s: autostart failed: %m", vm->config->name);
+                        on_settled(vm);
+                }
+        } else
+                on_settled(vm);
+
+        r = sd_event_loop(event);
+        if (r < 0)
+                return log_error_errno(r, "Event loop failed: %m"), EXIT_FAILURE;
+
+        vm_bus_detach(vm);
+        return EXIT_SUCCESS;
+}

@@ -1,0 +1,801 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/* The VM: QEMU's process, its QMP connection, its agent channel, and the state
+ * machine that QMP events and the process exit drive. Everything runs on the one
+ * sd_event loop; nothing here blocks. */
+
+#include <fcntl.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <sys/un.h>
+#include <sys/wait.h>
+
+#include "launch.h"
+#include "log.h"
+#include "vm.h"
+
+static const char * const vm_state_table[_VM_STATE_MAX] = {
+        [VM_STOPPED] = "stopped",
+        [VM_STARTING] = "starting",
+        [VM_RUNNING] = "running",
+        [VM_PAUSED] = "paused",
+        [VM_SUSPENDED] = "suspended",
+        [VM_SHUTTING_DOWN] = "shutting-down",
+        [VM_STOPPING] = "stopping",
+        [VM_CRASHED] = "crashed",
+};
+
+const char *vm_state_to_string(VmState s) {
+        if (s < 0 || s >= _VM_STATE_MAX)
+                return NULL;
+        return vm_state_table[s];
+}
+
+static void vm_begin_hard_stop(Vm *vm);
+
+bool vm_is_active(Vm *vm) {
+        return vm->pid > 0;
+}
+
+bool vm_is_running(Vm *vm) {
+        return vm->pid > 0 && vm->qmp && qmp_client_is_ready(vm->qmp) &&
+               IN_SET(vm->state, VM_RUNNING, VM_PAUSED, VM_SUSPENDED, VM_SHUTTING_DOWN, VM_STOPPING);
+}
+
+static void vm_set_state(Vm *vm, VmState state, const char *reason) {
+        bool changed = vm->state != state || !streq_ptr(vm->state_reason, reason);
+        char *r;
+
+        if (!changed)
+                return;
+        r = strdup(reason ?: "");
+        if (!r) {
+                log_oom();
+                return;
+        }
+        free(vm->state_reason);
+        vm->state_reason = r;
+        if (vm->state != state)
+                log_info("VM %s: %s -> %s (%s)", vm->config->name, vm_state_to_string(vm->state),
+                         vm_state_to_string(state), vm->state_reason);
+        vm->state = state;
+        vm_emit_state_changed(vm);
+}
+
+static void set_string(char **p, const char *s) {
+        char *c = s ? strdup(s) : NULL;
+        if (s && !c) {
+                log_oom();
+                return;
+        }
+        free(*p);
+        *p = c;
+}
+
+/* ---- waiters: method calls answered later ---- */
+
+static VmWaiter *waiter_free(VmWaiter *w) {
+        if (!w)
+                return NULL;
+        if (w->vm) {
+                if (w->prev)
+                        w->prev->next = w->next;
+                else
+                        w->vm->waiters = w->next;
+                if (w->next)
+                        w->next->prev = w->prev;
+        }
+        sd_event_source_disable_unref(w->timer);
+        sd_bus_message_unref(w->message);
+        free(w);
+        return NULL;
+}
+
+static int shutdown_waiter_timeout(sd_event_source *s, uint64_t usec, void *userdata);
+
+static int waiter_add(Vm *vm, VmWaitKind kind, sd_bus_message *m, uint64_t timeout_usec, bool force) {
+        VmWaiter *w;
+        int r;
+
+        /* Without a message (an internal request) only a timed waiter has work to do. */
+        if (!m && timeout_usec == 0)
+                return 0;
+        w = calloc(1, sizeof *w);
+        if (!w)
+                return -ENOMEM;
+        w->kind = kind;
+        w->force = force;
+        w->message = m ? sd_bus_message_ref(m) : NULL;
+        if (timeout_usec > 0) {
+                r = sd_event_add_time_relative(vm->event, &w->timer, CLOCK_MONOTONIC, timeout_usec, 0,
+                                               shutdown_waiter_timeout, w);
+                if (r < 0) {
+                        sd_bus_message_unref(w->message);
+                        free(w);
+                        return r;
+                }
+        }
+        w->vm = vm;
+        w->next = vm->waiters;
+        if (w->next)
+                w->next->prev = w;
+        vm->waiters = w;
+        return 0;
+}
+
+/* Answers every waiter of the given kinds. error NULL = success. */
+static void waiters_answer(Vm *vm, unsigned kinds_mask, const char *error, const char *message) {
+        VmWaiter *w = vm->waiters, *next;
+
+        for (; w; w = next) {
+                next = w->next;
+                if (!(kinds_mask & (1U << w->kind)))
+                        continue;
+                if (error)
+                        vm_reply_error(w->message, error, "%s", message);
+                else
+                        vm_reply_ok(w->message);
+                waiter_free(w);
+        }
+}
+
+static bool have_waiters(Vm *vm, VmWaitKind kind) {
+        for (VmWaiter *w = vm->waiters; w; w = w->next)
+                if (w->kind == kind)
+                        return true;
+        return false;
+}
+
+static int shutdown_waiter_timeout(sd_event_source *s, uint64_t usec, void *userdata) {
+        VmWaiter *w = userdata;
+        Vm *vm = w->vm;
+
+        w->timer = sd_event_source_disable_unref(w->timer);
+        if (w->force) {
+                log_info("VM %s: shutdown timed out, stopping it hard", vm->config->name);
+                w->kind = VM_WAIT_EXIT;
+                vm_begin_hard_stop(vm);
+                return 0;
+        }
+        vm_reply_error(w->message, SD_BUS_ERROR_TIMEOUT, "The guest did not shut down in time.");
+        waiter_free(w);
+        /* Nobody waits any more and the guest ignored the request: the VM simply runs on. */
+        if (vm->state == VM_SHUTTING_DOWN && !vm->shutdown_reason && !have_waiters(vm, VM_WAIT_SHUTDOWN) &&
+            !have_waiters(vm, VM_WAIT_EXIT) && vm->stop_phase == 0)
+                vm_set_state(vm, vm->state_before_shutdown, "shutdown-timeout");
+        return 0;
+}
+
+/* ---- the process ---- */
+
+static void vm_kill(Vm *vm, int sig) {
+        if (vm->pidfd < 0)
+                return;
+        if (syscall(SYS_pidfd_send_signal, vm->pidfd, sig, NULL, 0) < 0 && errno != ESRCH)
+                log_warning_errno(errno, "Failed to send signal %d to QEMU: %m", sig);
+}
+
+/* Logs QEMU's output line by line and keeps the last line for start-failure reasons.
+ * The bytes are QEMU's: sanitized to printable ASCII, lines truncated. */
+static void stderr_consume(Vm *vm, const char *buf, size_t n) {
+        for (size_t i = 0; i < n; i++) {
+                char ch = buf[i];
+                if (ch == '\n') {
+                        if (vm->stderr_len > 0) {
+                                vm->stderr_tail[vm->stderr_len] = '\0';
+                                memcpy(vm->stderr_last, vm->stderr_tail, vm->stderr_len + 1);
+                                log_info("qemu: %s", vm->stderr_tail);
+                        }
+                        vm->stderr_len = 0;
+                        continue;
+                }
+                if ((unsigned char) ch < 0x20 || (unsigned char) ch >= 0x7f)
+                        ch = '?';
+                if (vm->stderr_len < sizeof vm->stderr_tail - 1)
+                        vm->stderr_tail[vm->stderr_len++] = ch;
+        }
+}
+
+static void stderr_drain(Vm *vm) {
+        char buf[4096];
+
+        if (vm->stderr_fd < 0)
+                return;
+        /* Bounded per dispatch: a chatty QEMU cannot hold the loop. */
+        for (unsigned rounds = 0; rounds < 16; rounds++) {
+                ssize_t k = read(vm->stderr_fd, buf, sizeof buf);
+                if (k < 0 && errno == EINTR)
+                        continue;
+                if (k <= 0) {
+                        if (k == 0 || errno != EAGAIN) {
+                                vm->stderr_source = sd_event_source_disable_unref(vm->stderr_source);
+                                vm->stderr_fd = safe_close(vm->stderr_fd);
+                        }
+                        return;
+                }
+                stderr_consume(vm, buf, (size_t) k);
+        }
+}
+
+static int on_stderr(sd_event_source *s, int fd, uint32_t revents, void *userdata) {
+        stderr_drain(userdata);
+        return 0;
+}
+
+static void vm_agent_detach(Vm *vm) {
+        if (vm->qga)
+                qga_client_detach(vm->qga);
+        if (vm->agent_connected) {
+                vm->agent_connected = false;
+                vm_emit_properties_changed(vm, "AgentConnected");
+        }
+}
+
+/* Releases everything that belonged to the run that just ended. */
+static void vm_cleanup_run(Vm *vm) {
+        vm->child_source = sd_event_source_disable_unref(vm->child_source);
+        vm->pidfd = safe_close(vm->pidfd);
+        vm->stderr_source = sd_event_source_disable_unref(vm->stderr_source);
+        vm->stderr_fd = safe_close(vm->stderr_fd);
+        vm->stop_timer = sd_event_source_disable_unref(vm->stop_timer);
+        vm->start_timer = sd_event_source_disable_unref(vm->start_timer);
+        vm->qmp = qmp_client_free(vm->qmp);
+        vm_agent_detach(vm);
+        vm->pid = 0;
+        vm->stop_phase = 0;
+        vm->started_at_usec = 0;
+        vm->started_at_mono = 0;
+        vm->pause_requested = vm->resume_requested = false;
+        vm_emit_properties_changed(vm, "Pid");
+        vm_emit_properties_changed(vm, "StartedAtUSec");
+}
+
+static int on_child_exit(sd_event_source *s, const siginfo_t *si, void *userdata) {
+        Vm *vm = userdata;
+        _cleanup_free_ char *reason = NULL, *shutdown_reason = NULL, *kill_reason = NULL;
+        bool was_starting = vm->state == VM_STARTING;
+        bool requested = vm->stop_phase > 0 || vm->state == VM_SHUTTING_DOWN;
+        VmState final;
+        int r;
+
+        stderr_drain(vm);
+        stderr_consume(vm, "\n", 1); /* an unterminated last line */
+
+        if (si->si_code == CLD_EXITED)
+                r = asprintf(&reason, "exit-status-%d", si->si_status);
+        else
+                r = asprintf(&reason, "killed-by-signal-%d", si->si_status);
+        if (r < 0)
+                reason = NULL;
+        log_info("VM %s: QEMU (pid %d) %s", vm->config->name, (int) vm->pid, reason ?: "exited");
+
+        shutdown_reason = TAKE_PTR(vm->shutdown_reason);
+        kill_reason = TAKE_PTR(vm->kill_reason);
+        vm_cleanup_run(vm);
+
+        if (was_starting) {
+                _cleanup_free_ char *why = NULL;
+                if (asprintf(&why, "start-failed: %s",
+                             kill_reason ?: (vm->stderr_last[0] ? vm->stderr_last : (reason ?: "QEMU exited"))) < 0)
+                        why = NULL;
+                waiters_answer(vm, 1U << VM_WAIT_START, "org.vmsup.Error.QemuError",
+                               why ?: "QEMU failed to start.");
+                waiters_answer(vm, 1U << VM_WAIT_EXIT | 1U << VM_WAIT_SHUTDOWN, NULL, NULL);
+                vm_set_state(vm, VM_STOPPED, why ?: "start-failed");
+        } else {
+                const char *final_reason;
+
+                if (kill_reason) {
+                        final = VM_CRASHED;
+                        final_reason = kill_reason;
+                } else if (shutdown_reason && !streq(shutdown_reason, "guest-panic")) {
+                        final = VM_STOPPED;
+                        final_reason = shutdown_reason;
+                } else if (shutdown_reason || vm->guest_panicked) {
+                        final = VM_CRASHED;
+                        final_reason = "guest-panicked";
+                } else if (requested || (si->si_code == CLD_EXITED && si->si_status == 0)) {
+                        final = VM_STOPPED;
+                        final_reason = reason;
+                } else {
+                        final = VM_CRASHED;
+                        final_reason = reason;
+                }
+                waiters_answer(vm, 1U << VM_WAIT_START, "org.vmsup.Error.QemuError",
+                               "QEMU exited before the VM ran.");
+                waiters_answer(vm, 1U << VM_WAIT_EXIT | 1U << VM_WAIT_SHUTDOWN, NULL, NULL);
+                vm_set_state(vm, final, final_reason ?: "exited");
+        }
+        vm->stderr_last[0] = '\0';
+        vm->guest_panicked = false;
+        if (vm->on_settled)
+                vm->on_settled(vm);
+        return 0;
+}
+
+/* ---- QMP ---- */
+
+static void on_cont_reply(QmpClient *c, int error, json_t *result, const char *err_class,
+                          const char *err_desc, void *userdata) {
+        Vm *vm = userdata;
+
+        if (vm->state != VM_STARTING)
+                return;
+        if (error < 0) {
+                set_string(&vm->kill_reason, "start-failed: cont refused");
+                log_warning("VM %s: QEMU refused to run the VM: %s: %s", vm->config->name, err_class ?: "",
+                            err_desc ?: strerror(-error));
+                vm_kill(vm, SIGKILL);
+                return;
+        }
+        vm->start_timer = sd_event_source_disable_unref(vm->start_timer);
+        vm_set_state(vm, VM_RUNNING, "started");
+        waiters_answer(vm, 1U << VM_WAIT_START, NULL, NULL);
+        if (vm->on_settled)
+                vm->on_settled(vm);
+}
+
+static int vm_agent_connect(Vm *vm) {
+        _cleanup_close_ int fd = -EBADF;
+        struct sockaddr_un sa = { .sun_family = AF_UNIX };
+        int r;
+
+        if (!vm->qga)
+                return 0;
+        r = snprintf(sa.sun_path, sizeof sa.sun_path, "%s/qga.sock", vm->runtime_dir);
+        if (r < 0 || (size_t) r >= sizeof sa.sun_path)
+                return -ENAMETOOLONG;
+        fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+        if (fd < 0)
+                return -errno;
+        if (connect(fd, (struct sockaddr *) &sa, sizeof sa) < 0 && errno != EINPROGRESS)
+                return -errno;
+        /* No sync yet: the guest opens the port when its agent starts (VSERPORT_CHANGE). */
+        return qga_client_attach(vm->qga, TAKE_FD(fd), false);
+}
+
+static void on_qmp_ready(QmpClient *c, void *userdata) {
+        Vm *vm = userdata;
+        int r;
+
+        set_string(&vm->qemu_version, qmp_client_version(c));
+        vm_emit_properties_changed(vm, "QemuVersion");
+        r = vm_agent_connect(vm);
+        if (r < 0)
+                log_warning_errno(r, "VM %s: cannot connect the agent channel, continuing without: %m",
+                                  vm->config->name);
+        r = qmp_send(c, "cont", NULL, 0, on_cont_reply, vm, NULL);
+        if (r < 0) {
+                set_string(&vm->kill_reason, "start-failed: cannot send cont");
+                vm_kill(vm, SIGKILL);
+        }
+}
+
+static void on_query_status_reason(QmpClient *c, int error, json_t *result, const char *err_class,
+                                   const char *err_desc, void *userdata) {
+        Vm *vm = userdata;
+        json_t *st;
+
+        if (error < 0 || vm->state != VM_PAUSED)
+                return;
+        st = json_object_get(result, "status");
+        if (json_is_string(st) && !streq(json_string_value(st), "paused"))
+                vm_set_state(vm, VM_PAUSED, json_string_value(st));
+}
+
+static void on_qmp_event(QmpClient *c, const char *name, json_t *data, uint64_t timestamp_usec,
+                         void *userdata) {
+        Vm *vm = userdata;
+
+        vm_emit_event(vm, name, data, timestamp_usec);
+
+        if (streq(name, "STOP")) {
+                if (IN_SET(vm->state, VM_RUNNING, VM_SUSPENDED)) {
+                        vm_set_state(vm, VM_PAUSED, vm->pause_requested ? "host-qmp-stop" : "paused");
+                        /* Unrequested pauses (I/O error, watchdog, debugger) say why in query-status. */
+                        if (!vm->pause_requested)
+                                (void) qmp_send(c, "query-status", NULL, 0, on_query_status_reason, vm, NULL);
+                }
+                vm->pause_requested = false;
+        } else if (streq(name, "RESUME")) {
+                if (vm->state == VM_STARTING) {
+                        vm->start_timer = sd_event_source_disable_unref(vm->start_timer);
+                        vm_set_state(vm, VM_RUNNING, "started");
+                        waiters_answer(vm, 1U << VM_WAIT_START, NULL, NULL);
+                        if (vm->on_settled)
+                                vm->on_settled(vm);
+                } else if (IN_SET(vm->state, VM_PAUSED, VM_SUSPENDED))
+                        vm_set_state(vm, VM_RUNNING, vm->resume_requested ? "host-qmp-cont" : "resumed");
+                vm->resume_requested = false;
+        } else if (streq(name, "SHUTDOWN")) {
+                json_t *r = json_object_get(data, "reason");
+                const char *reason = json_is_string(r) ? json_string_value(r) : "shutdown";
+                set_string(&vm->shutdown_reason, reason);
+                if (!IN_SET(vm->state, VM_STOPPING, VM_STARTING)) {
+                        if (vm->state != VM_SHUTTING_DOWN)
+                                vm->state_before_shutdown = vm->state;
+                        vm_set_state(vm, VM_SHUTTING_DOWN, reason);
+                }
+        } else if (streq(name, "SUSPEND") || streq(name, "SUSPEND_DISK")) {
+                if (IN_SET(vm->state, VM_RUNNING, VM_PAUSED))
+                        vm_set_state(vm, VM_SUSPENDED, streq(name, "SUSPEND") ? "guest-suspend" : "guest-suspend-disk");
+        } else if (streq(name, "WAKEUP")) {
+                if (vm->state == VM_SUSPENDED)
+                        vm_set_state(vm, VM_RUNNING, "wakeup");
+        } else if (streq(name, "GUEST_PANICKED")) {
+                vm->guest_panicked = true;
+                if (vm->state == VM_PAUSED)
+                        vm_set_state(vm, VM_PAUSED, "guest-panicked");
+        } else if (streq(name, "VSERPORT_CHANGE")) {
+                json_t *id = json_object_get(data, "id"), *open = json_object_get(data, "open");
+                if (vm->qga && json_is_string(id) && streq(json_string_value(id), VMSUP_QGA_PORT_ID) &&
+                    json_is_boolean(open)) {
+                        if (json_is_true(open))
+                                (void) qga_client_resync(vm->qga);
+                        else if (vm->agent_connected) {
+                                vm->agent_connected = false;
+                                vm_emit_properties_changed(vm, "AgentConnected");
+                        }
+                }
+        }
+}
+
+static void on_qmp_disconnect(QmpClient *c, int error, void *userdata) {
+        Vm *vm = userdata;
+
+        if (!vm_is_active(vm))
+                return;
+        if (error < 0 || vm->stop_phase == 0) {
+                /* Without its monitor QEMU cannot be managed; end it rather than leave it unowned. */
+                log_warning_errno(error, "VM %s: QMP connection lost (%s), killing QEMU",
+                                  vm->config->name, error < 0 ? "protocol error" : "EOF");
+                if (!vm->shutdown_reason && vm->state != VM_STARTING)
+                        set_string(&vm->kill_reason, error < 0 ? "qmp-protocol-error" : "qmp-connection-lost");
+                vm_kill(vm, SIGKILL);
+        }
+}
+
+static const QmpCallbacks qmp_callbacks = {
+        .on_ready = on_qmp_ready,
+        .on_event = on_qmp_event,
+        .on_disconnect = on_qmp_disconnect,
+};
+
+static void on_qga_connected_changed(QgaClient *c, bool connected, void *userdata) {
+        Vm *vm = userdata;
+
+        if (vm->agent_connected == connected)
+                return;
+        vm->agent_connected = connected;
+        log_debug("VM %s: agent %s", vm->config->name, connected ? "connected" : "disconnected");
+        vm_emit_properties_changed(vm, "AgentConnected");
+}
+
+static const QgaCallbacks qga_callbacks = {
+        .on_connected_changed = on_qga_connected_changed,
+};
+
+/* ---- start ---- */
+
+static int make_listen_socket(const char *dir, const char *name) {
+        _cleanup_close_ int fd = -EBADF;
+        struct sockaddr_un sa = { .sun_family = AF_UNIX };
+        int r;
+
+        r = snprintf(sa.sun_path, sizeof sa.sun_path, "%s/%s", dir, name);
+        if (r < 0 || (size_t) r >= sizeof sa.sun_path)
+                return -ENAMETOOLONG;
+        fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+        if (fd < 0)
+                return -errno;
+        if (unlink(sa.sun_path) < 0 && errno != ENOENT)
+                return -errno;
+        if (bind(fd, (struct sockaddr *) &sa, sizeof sa) < 0)
+                return -errno;
+        if (chmod(sa.sun_path, 0600) < 0)
+                return -errno;
+        if (listen(fd, 1) < 0)
+                return -errno;
+        return TAKE_FD(fd);
+}
+
+static int connect_socket(const char *dir, const char *name) {
+        _cleanup_close_ int fd = -EBADF;
+        struct sockaddr_un sa = { .sun_family = AF_UNIX };
+        int r;
+
+        r = snprintf(sa.sun_path, sizeof sa.sun_path, "%s/%s", dir, name);
+        if (r < 0 || (size_t) r >= sizeof sa.sun_path)
+                return -ENAMETOOLONG;
+        fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+        if (fd < 0)
+                return -errno;
+        /* The socket listens already (QEMU inherits it): the backlog takes us at once. */
+        if (connect(fd, (struct sockaddr *) &sa, sizeof sa) < 0)
+                return -errno;
+        return TAKE_FD(fd);
+}
+
+static int on_start_timeout(sd_event_source *s, uint64_t usec, void *userdata) {
+        Vm *vm = userdata;
+
+        vm->start_timer = sd_event_source_disable_unref(vm->start_timer);
+        if (vm->state == VM_STARTING) {
+                log_warning("VM %s: QEMU did not come up in time, killing it", vm->config->name);
+                set_string(&vm->kill_reason, "timeout waiting for QMP");
+                vm_kill(vm, SIGKILL);
+        }
+        return 0;
+}
+
+int vm_start(Vm *vm, sd_bus_message *m) {
+        _cleanup_close_ int qmp_listen = -EBADF, qga_listen = -EBADF, qmp_fd = -EBADF;
+        LaunchResult lr = { .pidfd = -EBADF, .stderr_fd = -EBADF };
+        int r;
+
+        if (vm->state == VM_STARTING)
+                return waiter_add(vm, VM_WAIT_START, m, 0, false);
+        if (vm_is_active(vm))
+                return -EBUSY;
+
+        qmp_listen = make_listen_socket(vm->runtime_dir, "qmp.sock");
+        if (qmp_listen < 0)
+                return log_error_errno(qmp_listen, "Failed to create the QMP socket in %s: %m", vm->runtime_dir);
+        if (vm->qga && vm_config_has_agent_device(vm->config)) {
+                qga_listen = make_listen_socket(vm->runtime_dir, "qga.sock");
+                if (qga_listen < 0)
+                        return log_error_errno(qga_listen, "Failed to create the agent socket: %m");
+        }
+        qmp_fd = connect_socket(vm->runtime_dir, "qmp.sock");
+        if (qmp_fd < 0)
+                return log_error_errno(qmp_fd, "Failed to connect the QMP socket: %m");
+
+        /* Forget the previous run's facts. */
+        vm->shutdown_reason = mfree(vm->shutdown_reason);
+        vm->kill_reason = mfree(vm->kill_reason);
+        vm->guest_panicked = false;
+        vm->stderr_len = 0;
+        vm->stderr_last[0] = '\0';
+
+        r = launch_qemu(vm->config, qmp_listen, qga_listen, &lr);
+        if (r < 0) {
+                _cleanup_free_ char *why = NULL;
+                if (asprintf(&why, "start-failed: %s%s", r == -ENOENT ? "QEMU binary not found: " : "",
+                             r == -ENOENT ? vm->config->binary : strerror(-r)) < 0)
+                        why = NULL;
+                vm_set_state(vm, VM_STOPPED, why ?: "start-failed");
+                return log_error_errno(r, "Failed to launch QEMU: %m");
+        }
+        vm->pid = lr.pid;
+        vm->pidfd = lr.pidfd;
+        vm->stderr_fd = lr.stderr_fd;
+        vm->started_at_usec = now_usec(CLOCK_REALTIME);
+        vm->started_at_mono = now_usec(CLOCK_MONOTONIC);
+
+        r = sd_event_add_child_pidfd(vm->event, &vm->child_source, vm->pidfd, WEXITED, on_child_exit, vm);
+        if (r < 0)
+                goto fail;
+        r = sd_event_add_io(vm->event, &vm->stderr_source, vm->stderr_fd, EPOLLIN, on_stderr, vm);
+        if (r < 0)
+                goto fail;
+        r = qmp_client_new(vm->event, TAKE_FD(qmp_fd), &qmp_callbacks, vm, &vm->qmp);
+        if (r < 0)
+                goto fail;
+        r = sd_event_add_time_relative(vm->event, &vm->start_timer, CLOCK_MONOTONIC, VM_START_TIMEOUT_USEC, 0,
+                                       on_start_timeout, vm);
+        if (r < 0)
+                goto fail;
+        r = waiter_add(vm, VM_WAIT_START, m, 0, false);
+        if (r < 0)
+                goto fail;
+
+        log_info("VM %s: QEMU started, pid %d", vm->config->name, (int) vm->pid);
+        vm_set_state(vm, VM_STARTING, "start");
+        vm_emit_properties_changed(vm, "Pid");
+        vm_emit_properties_changed(vm, "StartedAtUSec");
+        return 0;
+
+fail:
+        log_error_errno(r, "Failed to watch QEMU: %m");
+        vm_kill(vm, SIGKILL);
+        /* The child source (if it exists) reaps it; otherwise reap here, it is about to die. */
+        if (!vm->child_source) {
+                (void) waitpid(vm->pid, NULL, 0);
+                vm_cleanup_run(vm);
+        } else
+                set_string(&vm->kill_reason, "start-failed: internal error");
+        return r;
+}
+
+/* ---- stop and shutdown ---- */
+
+static int on_stop_timer(sd_event_source *s, uint64_t usec, void *userdata);
+
+static void stop_arm_timer(Vm *vm) {
+        int r;
+
+        vm->stop_timer = sd_event_source_disable_unref(vm->stop_timer);
+        r = sd_event_add_time_relative(vm->event, &vm->stop_timer, CLOCK_MONOTONIC, VM_STOP_GRACE_USEC, 0,
+                                       on_stop_timer, vm);
+        if (r < 0) {
+                log_warning_errno(r, "Failed to arm the stop timer, killing QEMU now: %m");
+                vm_kill(vm, SIGKILL);
+        }
+}
+
+static int on_stop_timer(sd_event_source *s, uint64_t usec, void *userdata) {
+        Vm *vm = userdata;
+
+        vm->stop_timer = sd_event_source_disable_unref(vm->stop_timer);
+        if (!vm_is_active(vm))
+                return 0;
+        if (vm->stop_phase < 2) {
+                log_info("VM %s: QEMU still running after quit, sending SIGTERM", vm->config->name);
+                vm->stop_phase = 2;
+                vm_kill(vm, SIGTERM);
+                stop_arm_timer(vm);
+        } else {
+                log_warning("VM %s: QEMU ignores SIGTERM, sending SIGKILL", vm->config->name);
+                vm->stop_phase = 3;
+                vm_kill(vm, SIGKILL);
+        }
+        return 0;
+}
+
+static void on_quit_reply(QmpClient *c, int error, json_t *result, const char *err_class, const char *err_desc,
+                          void *userdata) {
+        /* Nothing to do: the process exit ends the stop. */
+}
+
+static void vm_begin_hard_stop(Vm *vm) {
+        if (!vm_is_active(vm) || vm->stop_phase > 0)
+                return;
+        vm->stop_phase = 1;
+        if (vm->state != VM_STARTING)
+                vm_set_state(vm, VM_STOPPING, "host-stop");
+        if (vm->qmp && qmp_client_is_ready(vm->qmp) &&
+            qmp_send(vm->qmp, "quit", NULL, 0, on_quit_reply, vm, NULL) >= 0) {
+                stop_arm_timer(vm);
+                return;
+        }
+        vm->stop_phase = 2;
+        vm_kill(vm, SIGTERM);
+        stop_arm_timer(vm);
+}
+
+int vm_stop(Vm *vm, sd_bus_message *m) {
+        int r;
+
+        if (!vm_is_active(vm))
+                return -ESRCH;
+        r = waiter_add(vm, VM_WAIT_EXIT, m, 0, false);
+        if (r < 0)
+                return r;
+        vm_begin_hard_stop(vm);
+        return 0;
+}
+
+static void on_powerdown_reply(QmpClient *c, int error, json_t *result, const char *err_class,
+                               const char *err_desc, void *userdata) {
+        Vm *vm = userdata;
+
+        if (error < 0)
+                log_warning("VM %s: system_powerdown failed: %s", vm->config->name, err_desc ?: strerror(-error));
+}
+
+static void send_powerdown(Vm *vm) {
+        if (!vm->qmp || qmp_send(vm->qmp, "system_powerdown", NULL, 0, on_powerdown_reply, vm, NULL) < 0)
+                log_warning("VM %s: cannot send system_powerdown", vm->config->name);
+}
+
+static void on_guest_shutdown_reply(QgaClient *c, int error, json_t *result, const char *err_class,
+                                    const char *err_desc, void *userdata) {
+        Vm *vm = userdata;
+
+        if (error >= 0 || !vm_is_running(vm) || vm->state != VM_SHUTTING_DOWN)
+                return;
+        log_info("VM %s: guest-shutdown through the agent failed (%s), using ACPI", vm->config->name,
+                 err_desc ?: strerror(-error));
+        send_powerdown(vm);
+}
+
+int vm_shutdown(Vm *vm, unsigned timeout_sec, bool force, sd_bus_message *m) {
+        uint64_t timeout = (uint64_t) (timeout_sec ?: vm->config->shutdown_timeout_sec) * USEC_PER_SEC;
+        int r;
+
+        if (!vm_is_active(vm))
+                return -ESRCH;
+        if (vm->state == VM_STARTING || vm->state == VM_STOPPING) {
+                /* Nothing to ask a guest that does not run yet: stop it. */
+                r = waiter_add(vm, VM_WAIT_EXIT, m, 0, false);
+                if (r < 0)
+                        return r;
+                vm_begin_hard_stop(vm);
+                return 0;
+        }
+        r = waiter_add(vm, VM_WAIT_SHUTDOWN, m, timeout, force);
+        if (r < 0)
+                return r;
+        if (vm->state == VM_SHUTTING_DOWN)
+                return 0; /* already asked */
+
+        vm->state_before_shutdown = vm->state;
+        if (vm->config->agent && vm->qga && vm->agent_connected &&
+            qga_send(vm->qga, "guest-shutdown", NULL, QGA_REPLY_NONE, 0, 0, on_guest_shutdown_reply, vm, NULL) >= 0) {
+                vm_set_state(vm, VM_SHUTTING_DOWN, "host-qga-guest-shutdown");
+                return 0;
+        }
+        vm_set_state(vm, VM_SHUTTING_DOWN, "host-qmp-system-powerdown");
+        send_powerdown(vm);
+        return 0;
+}
+
+/* ---- object ---- */
+
+int vm_new(sd_event *event, VmConfig *config, AclEntry *host_acl, size_t n_host_acl, const char *runtime_root,
+           Vm **ret) {
+        _cleanup_(vm_freep) Vm *vm = NULL;
+        int r;
+
+        vm = calloc(1, sizeof *vm);
+        if (!vm)
+                return -ENOMEM;
+        vm->event = sd_event_ref(event);
+        vm->pidfd = -EBADF;
+        vm->stderr_fd = -EBADF;
+        vm->state = VM_STOPPED;
+        vm->state_reason = strdup("");
+        if (asprintf(&vm->runtime_dir, "%s/%s", runtime_root, config->name) < 0 || !vm->state_reason)
+                return -ENOMEM;
+        if (mkdir(runtime_root, 0755) < 0 && errno != EEXIST)
+                return log_error_errno(errno, "Failed to create %s: %m", runtime_root);
+        if (mkdir(vm->runtime_dir, 0700) < 0 && errno != EEXIST)
+                return log_error_errno(errno, "Failed to create %s: %m", vm->runtime_dir);
+        /* An existing directory may have other permissions: nobody else may reach the sockets. */
+        if (chmod(vm->runtime_dir, 0700) < 0)
+                return log_error_errno(errno, "Failed to restrict %s: %m", vm->runtime_dir);
+        if (vm_config_has_agent_device(config)) {
+                r = qga_client_new(event, &qga_callbacks, vm, &vm->qga);
+                if (r < 0)
+                        return r;
+        }
+        vm->config = config;
+        vm->host_acl = host_acl;
+        vm->n_host_acl = n_host_acl;
+        *ret = TAKE_PTR(vm);
+        return 0;
+}
+
+Vm *vm_free(Vm *vm) {
+        if (!vm)
+                return NULL;
+        while (vm->waiters) {
+                vm_reply_error(vm->waiters->message, "org.vmsup.Error.NotRunning", "The supervisor is exiting.");
+                waiter_free(vm->waiters);
+        }
+        if (vm_is_active(vm)) {
+                vm_kill(vm, SIGKILL);
+                (void) waitpid(vm->pid, NULL, 0);
+        }
+        vm->child_source = sd_event_source_disable_unref(vm->child_source);
+        vm->stderr_source = sd_event_source_disable_unref(vm->stderr_source);
+        vm->stop_timer = sd_event_source_disable_unref(vm->stop_timer);
+        vm->start_timer = sd_event_source_disable_unref(vm->start_timer);
+        safe_close(vm->pidfd);
+        safe_close(vm->stderr_fd);
+        qmp_client_free(vm->qmp);
+        qga_client_free(vm->qga);
+        vm_config_free(vm->config);
+        free(vm->host_acl);
+        free(vm->runtime_dir);
+        free(vm->state_reason);
+        free(vm->qemu_version);
+        free(vm->shutdown_reason);
+        free(vm->kill_reason);
+        sd_bus_unref(vm->bus);
+        sd_event_unref(vm->event);
+        free(vm);
+        return NULL;
+}

@@ -1,0 +1,135 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+#pragma once
+
+#include <sys/types.h>
+
+#include <systemd/sd-bus.h>
+#include <systemd/sd-event.h>
+
+#include "config.h"
+#include "qga.h"
+#include "qmp.h"
+
+#define VM_OBJECT_PATH "/org/vmsup/VM"
+#define VM_INTERFACE "org.vmsup.VM1"
+#define MONITOR_INTERFACE "org.vmsup.Monitor1"
+#define AGENT_INTERFACE "org.vmsup.Agent1"
+
+/* How long QEMU may take from exec to a negotiated QMP and "cont". */
+#define VM_START_TIMEOUT_USEC (30U * USEC_PER_SEC)
+/* Stop: QMP quit, then SIGTERM, then SIGKILL, each after this grace. */
+#define VM_STOP_GRACE_USEC (5U * USEC_PER_SEC)
+/* QEMU's stderr kept for start failure messages. */
+#define VM_STDERR_TAIL 1024
+
+typedef enum VmState {
+        VM_STOPPED,
+        VM_STARTING,
+        VM_RUNNING,
+        VM_PAUSED,
+        VM_SUSPENDED,
+        VM_SHUTTING_DOWN,
+        VM_STOPPING,
+        VM_CRASHED,
+        _VM_STATE_MAX,
+        _VM_STATE_INVALID = -EINVAL,
+} VmState;
+
+const char *vm_state_to_string(VmState s);
+
+typedef enum VmWaitKind {
+        VM_WAIT_START,    /* until running (or the start failed) */
+        VM_WAIT_EXIT,     /* until the process is reaped (Stop, forced Shutdown) */
+        VM_WAIT_SHUTDOWN, /* until reaped, or the timeout */
+} VmWaitKind;
+
+typedef struct Vm Vm;
+
+typedef struct VmWaiter {
+        Vm *vm;
+        VmWaitKind kind;
+        sd_bus_message *message;
+        sd_event_source *timer;
+        bool force;
+        struct VmWaiter *prev, *next;
+} VmWaiter;
+
+struct CredsCache;
+
+struct Vm {
+        sd_event *event;
+        sd_bus *bus;
+        struct CredsCache *creds;
+        sd_bus_slot *object_slot, *vm_slot, *monitor_slot, *agent_slot;
+        VmConfig *config;
+        AclEntry *host_acl;
+        size_t n_host_acl;
+        char *runtime_dir; /* RUNTIME/NAME, 0700 */
+
+        VmState state;
+        char *state_reason;
+        char *qemu_version;
+        uint64_t started_at_usec; /* CLOCK_REALTIME */
+        uint64_t started_at_mono;
+
+        pid_t pid;
+        int pidfd;
+        sd_event_source *child_source;
+        int stderr_fd;
+        sd_event_source *stderr_source;
+        char stderr_tail[VM_STDERR_TAIL];  /* the line being read */
+        char stderr_last[VM_STDERR_TAIL];  /* the last complete line, for start failures */
+        size_t stderr_len;
+
+        QmpClient *qmp;
+        QgaClient *qga;
+        bool agent_connected;
+
+        /* Facts about the current run that decide the final state. */
+        char *shutdown_reason; /* from the SHUTDOWN event */
+        char *kill_reason;     /* why the supervisor had to kill QEMU */
+        bool guest_panicked;
+        bool pause_requested, resume_requested;
+        VmState state_before_shutdown;
+        unsigned stop_phase; /* 0 none, 1 quit sent, 2 SIGTERM sent, 3 SIGKILL sent */
+        sd_event_source *stop_timer;
+        sd_event_source *start_timer;
+
+        VmWaiter *waiters;
+
+        /* Set by SIGTERM: leave the loop once the VM is down. */
+        bool exit_when_stopped;
+        /* Called when the VM reached stopped/crashed (readiness, exit). */
+        void (*on_settled)(Vm *vm);
+        bool ready_notified;
+};
+
+int vm_new(sd_event *event, VmConfig *config, AclEntry *host_acl, size_t n_host_acl,
+           const char *runtime_root, Vm **ret);
+Vm *vm_free(Vm *vm);
+DEFINE_TRIVIAL_CLEANUP_FUNC(Vm *, vm_free);
+
+/* True while a QEMU process exists. */
+bool vm_is_active(Vm *vm);
+/* True when QMP is negotiated and the VM accepts commands (running, paused, suspended, shutting-down). */
+bool vm_is_running(Vm *vm);
+
+/* Launches QEMU. m (may be NULL) is answered when running or when the start failed.
+ * Returns 0, -EBUSY (already running) or -errno. */
+int vm_start(Vm *vm, sd_bus_message *m);
+/* Hard stop; m (may be NULL) is answered when the process is reaped. -ESRCH if not running. */
+int vm_stop(Vm *vm, sd_bus_message *m);
+/* Graceful shutdown; m answered on exit, or with Timeout (force=false) after timeout_sec. */
+int vm_shutdown(Vm *vm, unsigned timeout_sec, bool force, sd_bus_message *m);
+
+/* The D-Bus side (vm-dbus.c). */
+int vm_bus_attach(Vm *vm, sd_bus *bus);
+void vm_emit_state_changed(Vm *vm);
+void vm_emit_properties_changed(Vm *vm, const char *property);
+void vm_emit_event(Vm *vm, const char *name, json_t *data, uint64_t timestamp_usec);
+void vm_bus_detach(Vm *vm);
+/* Sanitizes text from QEMU or the guest for a message: printable ASCII, at most max bytes. */
+void sanitize_text(const char *in, char *out, size_t max);
+/* Replies to a waiting method call (m may be NULL: nothing to do) with a D-Bus error name and message. */
+void vm_reply_error(sd_bus_message *m, const char *name, const char *fmt, ...) _printf_(3, 4);
+void vm_reply_ok(sd_bus_message *m);
