@@ -82,10 +82,11 @@ $(BUILD)/tests/%.o: tests/unit/%.c
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) $(TEST_CFLAGS) -MMD -MP -c -o $@ $<
 
-# A unit test links only the modules it tests (and common/), so that one module's
+# A unit test links only the modules (directories or files) it tests, and common/, so that one module's
 # tests build while another module is being changed.
 mod_objs = $(patsubst %.c,$(BUILD)/%.o,$(wildcard common/*.c) \
-             $(foreach d,$(1),$(filter-out supervisor/main.c supervisor/vmsupctl.c,$(wildcard $(d)/*.c))))
+             $(foreach d,$(1),$(if $(filter %.c,$(d)),$(d),\
+               $(filter-out supervisor/main.c supervisor/vmsupctl.c,$(wildcard $(d)/*.c)))))
 define unit_test
 $(BUILD)/tests/test-$(1): $(BUILD)/tests/test-$(1).o $(call mod_objs,$(2))
 	$$(CC) $$(LDFLAGS) -o $$@ $$^ $$(LDLIBS) $$(TEST_LIBS)
@@ -93,7 +94,7 @@ endef
 $(eval $(call unit_test,qmp,monitor))
 $(eval $(call unit_test,qga,agent))
 $(eval $(call unit_test,policy,policy))
-$(eval $(call unit_test,config,supervisor policy monitor agent))
+$(eval $(call unit_test,config,policy supervisor/config.c))
 $(eval $(call unit_test,seccomp,supervisor policy monitor agent))
 
 $(BUILD)/tests/helpers/%.o: tests/helpers/%.c

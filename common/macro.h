@@ -18,6 +18,7 @@
 #define _unlikely_(x) (__builtin_expect(!!(x), 0))
 #define _warn_unused_result_ __attribute__((warn_unused_result))
 
+#define INT_TO_PTR(i) ((void *) (intptr_t) (i))
 #define ELEMENTSOF(x) (sizeof(x) / sizeof((x)[0]))
 
 #define USEC_PER_SEC  UINT64_C(1000000)

@@ -6,6 +6,7 @@
 #include "log.h"
 #include "policy.h"
 #include "vm-dbus.h"
+#include "vm-file.h"
 #include "vm.h"
 
 #define AGENT_COMMAND_JSON_MAX (1024U * 1024U)
@@ -71,14 +72,15 @@ static void on_agent_reply(QgaClient *c, int error, json_t *result, const char *
         free(ac);
 }
 
-int vm_agent_available(Vm *vm, sd_bus_error *error);
-
 int vm_agent_available(Vm *vm, sd_bus_error *error) {
         if (!vm->config->agent || !vm->qga)
                 return sd_bus_error_set(error, "org.vmsup.Error.AgentNotConnected",
                                         "The guest agent is disabled for this VM.");
         if (!vm_is_running(vm))
                 return sd_bus_error_set(error, "org.vmsup.Error.NotRunning", "The VM is not running.");
+        /* The guest has not opened its end of the agent port: nobody would answer. */
+        if (!vm->agent_port_open)
+                return sd_bus_error_set(error, "org.vmsup.Error.AgentNotConnected", "The guest agent is not connected.");
         return 0;
 }
 
@@ -143,6 +145,10 @@ static const sd_bus_vtable agent_vtable[] = {
         SD_BUS_VTABLE_START(0),
         SD_BUS_METHOD_WITH_ARGS("Command", SD_BUS_ARGS("s", qga_json), SD_BUS_RESULT("s", return_json),
                                 method_command, 0),
+        SD_BUS_METHOD_WITH_ARGS("ReadFile", SD_BUS_ARGS("s", path, "t", offset, "t", length, "h", fd),
+                                SD_BUS_RESULT("t", bytes), vm_method_read_file, 0),
+        SD_BUS_METHOD_WITH_ARGS("WriteFile", SD_BUS_ARGS("s", path, "h", fd, "b", append), SD_BUS_RESULT("t", bytes),
+                                vm_method_write_file, 0),
         SD_BUS_VTABLE_END,
 };
 
@@ -151,6 +157,10 @@ sd_bus_message_handler_t vm_agent_method(const char *iface, const char *member) 
                 return NULL;
         if (streq(member, "Command"))
                 return method_command;
+        if (streq(member, "ReadFile"))
+                return vm_method_read_file;
+        if (streq(member, "WriteFile"))
+                return vm_method_write_file;
         return NULL;
 }
 

@@ -225,6 +225,7 @@ static int on_stderr(sd_event_source *s, int fd, uint32_t revents, void *userdat
 }
 
 static void vm_agent_detach(Vm *vm) {
+        vm->agent_port_open = false;
         if (vm->qga)
                 qga_client_detach(vm->qga);
         if (vm->agent_connected) {
@@ -432,7 +433,8 @@ static void on_qmp_event(QmpClient *c, const char *name, json_t *data, uint64_t 
                 json_t *id = json_object_get(data, "id"), *open = json_object_get(data, "open");
                 if (vm->qga && json_is_string(id) && streq(json_string_value(id), VMSUP_QGA_PORT_ID) &&
                     json_is_boolean(open)) {
-                        if (json_is_true(open))
+                        vm->agent_port_open = json_is_true(open);
+                        if (vm->agent_port_open)
                                 (void) qga_client_resync(vm->qga);
                         else if (vm->agent_connected) {
                                 vm->agent_connected = false;

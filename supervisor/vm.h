@@ -84,6 +84,7 @@ struct Vm {
         QmpClient *qmp;
         QgaClient *qga;
         bool agent_connected;
+        bool agent_port_open; /* the guest opened its end (VSERPORT_CHANGE) */
 
         /* Facts about the current run that decide the final state. */
         char *shutdown_reason; /* from the SHUTDOWN event */

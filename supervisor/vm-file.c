@@ -1,0 +1,477 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/* Agent1.ReadFile / WriteFile: a guest file streamed to or from the caller's
+ * descriptor in bounded chunks. One transfer is a small state machine:
+ *   open → [seek] → (read chunk → write to fd)* → close → reply     (ReadFile)
+ *   open → (read fd → write chunk)* → flush → close → reply         (WriteFile)
+ * The guest handle is closed on every path that opened it, errors and caller
+ * hang-ups included. The caller's descriptor is never waited on by blocking:
+ * pipes and sockets are driven by the loop; regular files are read and written
+ * directly (page cache). */
+
+#include <fcntl.h>
+#include <inttypes.h>
+#include <stdarg.h>
+#include <sys/stat.h>
+
+#include "log.h"
+#include "policy.h"
+#include "qga-file.h"
+#include "vm-dbus.h"
+#include "vm-file.h"
+#include "vm.h"
+
+/* How much of a guest file one agent command moves. The contract allows up to
+ * 48 MiB; smaller chunks keep the supervisor's memory low (each chunk is held
+ * three times: as base64 in the line buffer, as a JSON string and decoded). */
+#define FILE_CHUNK (8U * 1024U * 1024U)
+/* A caller that neither reads nor writes its end for this long loses the transfer. */
+#define FILE_IDLE_TIMEOUT_USEC (120U * USEC_PER_SEC)
+/* One guest-file-read/-write of a full chunk may take long on a slow guest. */
+#define FILE_CHUNK_TIMEOUT_USEC (120U * USEC_PER_SEC)
+
+typedef enum XferStep {
+        XFER_OPEN,
+        XFER_SEEK,
+        XFER_DATA,  /* guest-file-read or guest-file-write in flight, or fd I/O */
+        XFER_FLUSH,
+        XFER_CLOSE,
+} XferStep;
+
+typedef struct FileXfer {
+        Vm *vm;
+        sd_bus_message *message;
+        bool writing; /* WriteFile: fd → guest */
+        char *path;
+        bool append;
+        int fd;
+        bool pollable;
+        sd_event_source *io;
+        sd_event_source *idle_timer;
+        XferStep step;
+        int64_t handle;
+        bool handle_open;
+        uint64_t offset, length, done;
+        uint8_t *buf;
+        size_t buf_len, buf_off;
+        bool eof;
+        /* The first error: answered after the handle is closed. */
+        const char *err_name;
+        char err_msg[256];
+} FileXfer;
+
+static void xfer_free(FileXfer *x) {
+        if (!x)
+                return;
+        sd_event_source_disable_unref(x->io);
+        sd_event_source_disable_unref(x->idle_timer);
+        safe_close(x->fd);
+        sd_bus_message_unref(x->message);
+        free(x->path);
+        free(x->buf);
+        free(x);
+}
+
+static void xfer_step(FileXfer *x);
+
+_printf_(3, 4) static void xfer_set_error(FileXfer *x, const char *name, const char *fmt, ...) {
+        va_list ap;
+
+        if (x->err_name)
+                return;
+        x->err_name = name;
+        va_start(ap, fmt);
+        (void) vsnprintf(x->err_msg, sizeof x->err_msg, fmt, ap);
+        va_end(ap);
+}
+
+static void xfer_set_agent_error(FileXfer *x, int error, const char *err_class, const char *err_desc) {
+        char cls[64], desc[160];
+
+        switch (error) {
+        case -EREMOTEIO:
+                sanitize_text(err_class, cls, sizeof cls);
+                sanitize_text(err_desc, desc, sizeof desc);
+                xfer_set_error(x, "org.vmsup.Error.AgentError", "%s: %s", cls, desc);
+                break;
+        case -ETIMEDOUT:
+                xfer_set_error(x, "org.vmsup.Error.AgentTimeout", "The guest agent did not answer in time.");
+                break;
+        case -EPROTO:
+        case -EFBIG:
+                xfer_set_error(x, "org.vmsup.Error.AgentProtocol", "The guest agent sent a malformed reply.");
+                break;
+        case -EBUSY:
+                xfer_set_error(x, "org.vmsup.Error.Busy", "Too many agent commands are waiting.");
+                break;
+        default:
+                xfer_set_error(x, "org.vmsup.Error.AgentNotConnected", "The guest agent went away.");
+        }
+}
+
+/* Ends the transfer: closes the guest handle first if it is open. */
+static void xfer_finish(FileXfer *x) {
+        if (x->handle_open && x->step != XFER_CLOSE) {
+                x->step = XFER_CLOSE;
+                xfer_step(x);
+                return;
+        }
+        if (x->err_name)
+                vm_reply_error(x->message, x->err_name, "%s", x->err_msg);
+        else
+                (void) sd_bus_reply_method_return(x->message, "t", x->done);
+        log_debug("VM %s: %s %s: %" PRIu64 " bytes%s%s", x->vm->config->name, x->writing ? "WriteFile" : "ReadFile",
+                  x->path, x->done, x->err_name ? ", " : "", x->err_name ? x->err_msg : "");
+        xfer_free(x);
+}
+
+static void xfer_fail(FileXfer *x) {
+        x->io = sd_event_source_disable_unref(x->io);
+        xfer_finish(x);
+}
+
+static int on_idle_timeout(sd_event_source *s, uint64_t usec, void *userdata) {
+        FileXfer *x = userdata;
+
+        x->idle_timer = sd_event_source_disable_unref(x->idle_timer);
+        xfer_set_error(x, SD_BUS_ERROR_TIMEOUT, "The caller's descriptor made no progress for 120 seconds.");
+        xfer_fail(x);
+        return 0;
+}
+
+static void xfer_touch(FileXfer *x) {
+        if (x->idle_timer)
+                (void) sd_event_source_set_time_relative(x->idle_timer, FILE_IDLE_TIMEOUT_USEC);
+}
+
+static void on_agent_reply(QgaClient *c, int error, json_t *result, const char *err_class, const char *err_desc,
+                           void *userdata);
+
+static int xfer_send(FileXfer *x, const char *execute, json_t *args) {
+        uint64_t timeout = x->step == XFER_DATA ? FILE_CHUNK_TIMEOUT_USEC : 0;
+        int r;
+
+        r = qga_send(x->vm->qga, execute, args, QGA_REPLY_NORMAL, timeout, 0, on_agent_reply, x, NULL);
+        json_decref(args);
+        if (r < 0)
+                xfer_set_agent_error(x, r, NULL, NULL);
+        return r;
+}
+
+/* ---- caller's descriptor ---- */
+
+/* ReadFile: writes buf[buf_off..buf_len) to the fd. Returns 1 when all is written,
+ * 0 when waiting for the fd, negative on error. */
+static int fd_write_some(FileXfer *x) {
+        while (x->buf_off < x->buf_len) {
+                ssize_t k = write(x->fd, x->buf + x->buf_off, x->buf_len - x->buf_off);
+                if (k < 0) {
+                        if (errno == EINTR)
+                                continue;
+                        if (errno == EAGAIN)
+                                return 0;
+                        return -errno;
+                }
+                x->buf_off += (size_t) k;
+                xfer_touch(x);
+        }
+        return 1;
+}
+
+/* WriteFile: fills buf up to FILE_CHUNK from the fd. Returns 1 when the chunk is full
+ * or at EOF, 0 when waiting, negative on error. */
+static int fd_read_some(FileXfer *x) {
+        while (x->buf_len < FILE_CHUNK && !x->eof) {
+                ssize_t k = read(x->fd, x->buf + x->buf_len, FILE_CHUNK - x->buf_len);
+                if (k < 0) {
+                        if (errno == EINTR)
+                                continue;
+                        if (errno == EAGAIN)
+                                return 0;
+                        return -errno;
+                }
+                if (k == 0)
+                        x->eof = true;
+                x->buf_len += (size_t) k;
+                xfer_touch(x);
+        }
+        return 1;
+}
+
+static void xfer_fd_io(FileXfer *x);
+
+static int on_fd_io(sd_event_source *s, int fd, uint32_t revents, void *userdata) {
+        xfer_fd_io(userdata);
+        return 0;
+}
+
+static void xfer_fd_io(FileXfer *x) {
+        int r = x->writing ? fd_read_some(x) : fd_write_some(x);
+
+        if (r < 0) {
+                if (r == -EPIPE || r == -ECONNRESET)
+                        xfer_set_error(x, SD_BUS_ERROR_IO_ERROR, "The caller closed its end of the descriptor.");
+                else
+                        xfer_set_error(x, SD_BUS_ERROR_IO_ERROR, "I/O on the caller's descriptor failed: %s.",
+                                       strerror(-r));
+                xfer_fail(x);
+                return;
+        }
+        if (r == 0) {
+                if (!x->io) {
+                        r = sd_event_add_io(x->vm->event, &x->io, x->fd, x->writing ? EPOLLIN : EPOLLOUT, on_fd_io, x);
+                        if (r < 0) {
+                                xfer_set_error(x, SD_BUS_ERROR_FAILED, "Cannot watch the descriptor.");
+                                xfer_fail(x);
+                        }
+                }
+                return;
+        }
+        x->io = sd_event_source_disable_unref(x->io);
+        xfer_step(x);
+}
+
+/* ---- the steps ---- */
+
+static void xfer_step(FileXfer *x) {
+        json_t *args;
+
+        switch (x->step) {
+        case XFER_OPEN:
+                args = json_pack("{s:s,s:s}", "path", x->path, "mode", x->writing ? (x->append ? "a" : "w") : "r");
+                if (!args || xfer_send(x, "guest-file-open", args) < 0)
+                        xfer_finish(x);
+                return;
+        case XFER_SEEK:
+                args = json_pack("{s:I,s:I,s:s}", "handle", (json_int_t) x->handle, "offset", (json_int_t) x->offset,
+                                 "whence", "set");
+                if (!args || xfer_send(x, "guest-file-seek", args) < 0)
+                        xfer_finish(x);
+                return;
+        case XFER_DATA:
+                if (x->writing) {
+                        if (x->buf_len == 0 && x->eof) {
+                                x->step = XFER_FLUSH;
+                                xfer_step(x);
+                                return;
+                        }
+                        if (x->buf_len < FILE_CHUNK && !x->eof) {
+                                xfer_fd_io(x); /* comes back here when the chunk is full or at EOF */
+                                return;
+                        }
+                        if (x->buf_len == 0) {
+                                x->step = XFER_FLUSH;
+                                xfer_step(x);
+                                return;
+                        }
+                        int r = qga_send_file_write(x->vm->qga, x->handle, x->buf, x->buf_len, FILE_CHUNK_TIMEOUT_USEC,
+                                                    on_agent_reply, x, NULL);
+                        if (r < 0) {
+                                xfer_set_agent_error(x, r, NULL, NULL);
+                                xfer_finish(x);
+                        }
+                        return;
+                }
+                if (x->eof || (x->length > 0 && x->done >= x->length)) {
+                        x->step = XFER_CLOSE;
+                        xfer_step(x);
+                        return;
+                }
+                uint64_t count = FILE_CHUNK;
+                if (x->length > 0 && x->length - x->done < count)
+                        count = x->length - x->done;
+                args = json_pack("{s:I,s:I}", "handle", (json_int_t) x->handle, "count", (json_int_t) count);
+                x->buf_len = (size_t) count; /* what was asked for: the most the guest may send */
+                if (!args || xfer_send(x, "guest-file-read", args) < 0)
+                        xfer_finish(x);
+                return;
+        case XFER_FLUSH:
+                args = json_pack("{s:I}", "handle", (json_int_t) x->handle);
+                if (!args || xfer_send(x, "guest-file-flush", args) < 0)
+                        xfer_finish(x);
+                return;
+        case XFER_CLOSE:
+                if (!x->handle_open) {
+                        xfer_finish(x);
+                        return;
+                }
+                args = json_pack("{s:I}", "handle", (json_int_t) x->handle);
+                if (!args || xfer_send(x, "guest-file-close", args) < 0) {
+                        x->handle_open = false;
+                        xfer_finish(x);
+                }
+                return;
+        }
+}
+
+static void on_agent_reply(QgaClient *c, int error, json_t *result, const char *err_class, const char *err_desc,
+                           void *userdata) {
+        FileXfer *x = userdata;
+
+        if (x->step == XFER_CLOSE) {
+                /* Whatever the answer, the handle is done with (or the guest is gone). */
+                if (error < 0)
+                        log_debug("VM %s: guest-file-close failed", x->vm->config->name);
+                x->handle_open = false;
+                xfer_finish(x);
+                return;
+        }
+        if (error < 0) {
+                xfer_set_agent_error(x, error, err_class, err_desc);
+                xfer_finish(x);
+                return;
+        }
+        switch (x->step) {
+        case XFER_OPEN:
+                if (!json_is_integer(result) || json_integer_value(result) < 0) {
+                        xfer_set_error(x, "org.vmsup.Error.AgentProtocol", "guest-file-open returned no handle.");
+                        xfer_finish(x);
+                        return;
+                }
+                x->handle = json_integer_value(result);
+                x->handle_open = true;
+                x->step = (!x->writing && x->offset > 0) ? XFER_SEEK : XFER_DATA;
+                break;
+        case XFER_SEEK:
+                x->step = XFER_DATA;
+                break;
+        case XFER_DATA:
+                if (x->writing) {
+                        json_t *cnt = json_object_get(result, "count");
+                        if (!json_is_integer(cnt) || (uint64_t) json_integer_value(cnt) != x->buf_len) {
+                                xfer_set_error(x, "org.vmsup.Error.AgentProtocol",
+                                               "The guest wrote a different amount than it was sent.");
+                                xfer_finish(x);
+                                return;
+                        }
+                        x->done += x->buf_len;
+                        x->buf_len = 0;
+                } else {
+                        size_t n = 0;
+                        bool eof = false;
+                        if (qga_file_read_parse(result, x->buf, x->buf_len, &n, &eof) < 0) {
+                                xfer_set_error(x, "org.vmsup.Error.AgentProtocol",
+                                               "guest-file-read returned malformed data.");
+                                xfer_finish(x);
+                                return;
+                        }
+                        x->eof = eof || n == 0;
+                        x->done += n;
+                        x->buf_len = n;
+                        x->buf_off = 0;
+                        if (n > 0) {
+                                xfer_fd_io(x); /* back to xfer_step when written */
+                                return;
+                        }
+                }
+                break;
+        case XFER_FLUSH:
+                x->step = XFER_CLOSE;
+                break;
+        case XFER_CLOSE:
+                break;
+        }
+        xfer_step(x);
+}
+
+/* ---- methods ---- */
+
+static int xfer_new(Vm *vm, sd_bus_message *m, bool writing, const char *path, int caller_fd, FileXfer **ret,
+                    sd_bus_error *error) {
+        FileXfer *x;
+        struct stat st;
+        int fd, flags, acc;
+
+        if (strlen(path) == 0 || strlen(path) > 4096)
+                return sd_bus_error_set(error, SD_BUS_ERROR_INVALID_ARGS, "The guest path must be 1 to 4096 bytes.");
+        fd = fcntl(caller_fd, F_DUPFD_CLOEXEC, 3);
+        if (fd < 0)
+                return -errno;
+        flags = fcntl(fd, F_GETFL);
+        acc = flags & O_ACCMODE;
+        if (flags < 0 || fstat(fd, &st) < 0 || (writing ? acc == O_WRONLY : acc == O_RDONLY) ||
+            S_ISDIR(st.st_mode)) {
+                safe_close(fd);
+                return sd_bus_error_set(error, SD_BUS_ERROR_INVALID_ARGS,
+                                        writing ? "The descriptor must be readable." : "The descriptor must be writable.");
+        }
+        x = calloc(1, sizeof *x);
+        if (!x) {
+                safe_close(fd);
+                return -ENOMEM;
+        }
+        x->fd = fd;
+        x->pollable = !S_ISREG(st.st_mode) && !S_ISBLK(st.st_mode);
+        /* Pipes and sockets: never block the loop on a slow caller (this also makes the
+         * caller's open file description non-blocking; it handed it over for this call). */
+        if (x->pollable && !(flags & O_NONBLOCK) && fcntl(fd, F_SETFL, flags | O_NONBLOCK) < 0) {
+                xfer_free(x);
+                return -errno;
+        }
+        x->buf = malloc(FILE_CHUNK);
+        x->path = strdup(path);
+        if (!x->buf || !x->path) {
+                xfer_free(x);
+                return -ENOMEM;
+        }
+        if (sd_event_add_time_relative(vm->event, &x->idle_timer, CLOCK_MONOTONIC, FILE_IDLE_TIMEOUT_USEC, 0,
+                                       on_idle_timeout, x) < 0) {
+                xfer_free(x);
+                return -ENOMEM;
+        }
+        x->vm = vm;
+        x->writing = writing;
+        x->message = sd_bus_message_ref(m);
+        x->step = XFER_OPEN;
+        *ret = x;
+        return 0;
+}
+
+int vm_method_read_file(sd_bus_message *m, void *userdata, sd_bus_error *error) {
+        Vm *vm = userdata;
+        const char *path;
+        uint64_t offset, length;
+        FileXfer *x;
+        int fd, r;
+
+        r = sd_bus_message_read(m, "stth", &path, &offset, &length, &fd);
+        if (r < 0)
+                return r;
+        if (offset > INT64_MAX || length > INT64_MAX)
+                return sd_bus_error_set(error, SD_BUS_ERROR_INVALID_ARGS, "Offset and length must be below 2^63.");
+        r = vm_bus_require(vm, m, PRIV_GA_FILEREAD, error);
+        if (r < 0)
+                return r;
+        r = vm_agent_available(vm, error);
+        if (r < 0)
+                return r;
+        r = xfer_new(vm, m, false, path, fd, &x, error);
+        if (r < 0)
+                return r;
+        x->offset = offset;
+        x->length = length;
+        xfer_step(x);
+        return 1;
+}
+
+int vm_method_write_file(sd_bus_message *m, void *userdata, sd_bus_error *error) {
+        Vm *vm = userdata;
+        const char *path;
+        int fd, append, r;
+        FileXfer *x;
+
+        r = sd_bus_message_read(m, "shb", &path, &fd, &append);
+        if (r < 0)
+                return r;
+        r = vm_bus_require(vm, m, PRIV_GA_FILEWRITE, error);
+        if (r < 0)
+                return r;
+        r = vm_agent_available(vm, error);
+        if (r < 0)
+                return r;
+        r = xfer_new(vm, m, true, path, fd, &x, error);
+        if (r < 0)
+                return r;
+        x->append = append;
+        xfer_step(x);
+        return 1;
+}

@@ -1,0 +1,221 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/* vmsupctl: a small client for what busctl cannot do: follow a VM's signals, and
+ * move files through the guest agent with passed file descriptors. */
+
+#include <fcntl.h>
+#include <getopt.h>
+#include <inttypes.h>
+#include <sys/stat.h>
+
+#include <systemd/sd-bus.h>
+#include <systemd/sd-event.h>
+
+#include "macro.h"
+
+static const char *arg_bus = NULL; /* NULL: $VMSUP_BUS or the system bus */
+static uint64_t arg_count = 0;
+static uint64_t arg_timeout_sec = 0;
+static uint64_t arg_offset = 0, arg_length = 0;
+static bool arg_append = false;
+
+static void help(void) {
+        printf("Usage: vmsupctl [--bus system|session|ADDRESS] COMMAND ...\n\n"
+               "  events NAME [--count N] [--timeout SEC]\n"
+               "        print StateChanged and Event signals of VM NAME as they come\n"
+               "  read-file NAME GUEST_PATH LOCAL_FILE [--offset N] [--length N]\n"
+               "        copy a guest file through the agent (Agent1.ReadFile)\n"
+               "  write-file NAME LOCAL_FILE GUEST_PATH [--append]\n"
+               "        copy a local file into the guest (Agent1.WriteFile)\n");
+}
+
+static int bus_open(sd_bus **ret) {
+        const char *b = arg_bus ?: getenv("VMSUP_BUS") ?: "system";
+        _cleanup_(sd_bus_flush_close_unrefp) sd_bus *bus = NULL;
+        int r;
+
+        if (streq(b, "system"))
+                r = sd_bus_open_system(&bus);
+        else if (streq(b, "session"))
+                r = sd_bus_open_user(&bus);
+        else {
+                r = sd_bus_new(&bus);
+                if (r >= 0)
+                        r = sd_bus_set_address(bus, b);
+                if (r >= 0)
+                        r = sd_bus_set_bus_client(bus, true);
+                if (r >= 0)
+                        r = sd_bus_start(bus);
+        }
+        if (r < 0) {
+                fprintf(stderr, "vmsupctl: cannot connect to the %s bus: %s\n", b, strerror(-r));
+                return r;
+        }
+        *ret = TAKE_PTR(bus);
+        return 0;
+}
+
+static uint64_t n_seen = 0;
+
+static int on_signal(sd_bus_message *m, void *userdata, sd_bus_error *error) {
+        const char *member = sd_bus_message_get_member(m);
+        int r;
+
+        if (streq(member, "StateChanged")) {
+                const char *state, *reason;
+                r = sd_bus_message_read(m, "ss", &state, &reason);
+                if (r < 0)
+                        return r;
+                printf("StateChanged %s %s\n", state, reason);
+        } else if (streq(member, "Event")) {
+                const char *name, *data;
+                uint64_t ts;
+                r = sd_bus_message_read(m, "sst", &name, &data, &ts);
+                if (r < 0)
+                        return r;
+                printf("Event %s %s %" PRIu64 "\n", name, data, ts);
+        } else
+                return 0;
+        fflush(stdout);
+        if (arg_count > 0 && ++n_seen >= arg_count)
+                sd_event_exit(sd_bus_get_event(sd_bus_message_get_bus(m)), 0);
+        return 0;
+}
+
+static int cmd_events(const char *name) {
+        _cleanup_(sd_bus_flush_close_unrefp) sd_bus *bus = NULL;
+        _cleanup_(sd_event_unrefp) sd_event *event = NULL;
+        _cleanup_free_ char *dest = NULL;
+        int r;
+
+        if (asprintf(&dest, "org.vmsup.VM.%s", name) < 0)
+                return -ENOMEM;
+        r = bus_open(&bus);
+        if (r < 0)
+                return r;
+        r = sd_event_default(&event);
+        if (r < 0)
+                return r;
+        r = sd_bus_attach_event(bus, event, 0);
+        if (r < 0)
+                return r;
+        /* Synchronous: the match is in place before "READY" is printed, so a caller can
+         * wait for that line and then act. */
+        r = sd_bus_match_signal(bus, NULL, dest, "/org/vmsup/VM", "org.vmsup.VM1", NULL, on_signal, NULL);
+        if (r < 0) {
+                fprintf(stderr, "vmsupctl: cannot subscribe: %s\n", strerror(-r));
+                return r;
+        }
+        if (arg_timeout_sec > 0)
+                (void) sd_event_add_time_relative(event, NULL, CLOCK_MONOTONIC, arg_timeout_sec * USEC_PER_SEC, 0,
+                                                  NULL, INT_TO_PTR(0));
+        printf("READY\n");
+        fflush(stdout);
+        return sd_event_loop(event);
+}
+
+static int call_file(const char *name, const char *method, const char *guest_path, int fd) {
+        _cleanup_(sd_bus_flush_close_unrefp) sd_bus *bus = NULL;
+        _cleanup_(sd_bus_error_free) sd_bus_error error = SD_BUS_ERROR_NULL;
+        _cleanup_(sd_bus_message_unrefp) sd_bus_message *m = NULL, *reply = NULL;
+        _cleanup_free_ char *dest = NULL;
+        uint64_t bytes;
+        int r;
+
+        if (asprintf(&dest, "org.vmsup.VM.%s", name) < 0)
+                return -ENOMEM;
+        r = bus_open(&bus);
+        if (r < 0)
+                return r;
+        r = sd_bus_message_new_method_call(bus, &m, dest, "/org/vmsup/VM", "org.vmsup.Agent1", method);
+        if (r < 0)
+                return r;
+        if (streq(method, "ReadFile"))
+                r = sd_bus_message_append(m, "stth", guest_path, arg_offset, arg_length, fd);
+        else
+                r = sd_bus_message_append(m, "shb", guest_path, fd, arg_append);
+        if (r < 0)
+                return r;
+        /* Large files through a slow guest take long: no client-side timeout. */
+        r = sd_bus_call(bus, m, UINT64_MAX, &error, &reply);
+        if (r < 0) {
+                fprintf(stderr, "vmsupctl: %s: %s\n", error.name ?: "error", error.message ?: strerror(-r));
+                return r;
+        }
+        r = sd_bus_message_read(reply, "t", &bytes);
+        if (r < 0)
+                return r;
+        printf("%" PRIu64 "\n", bytes);
+        return 0;
+}
+
+int main(int argc, char *argv[]) {
+        enum { ARG_BUS = 0x100, ARG_COUNT, ARG_TIMEOUT, ARG_OFFSET, ARG_LENGTH, ARG_APPEND };
+        static const struct option options[] = {
+                { "bus", required_argument, NULL, ARG_BUS },
+                { "count", required_argument, NULL, ARG_COUNT },
+                { "timeout", required_argument, NULL, ARG_TIMEOUT },
+                { "offset", required_argument, NULL, ARG_OFFSET },
+                { "length", required_argument, NULL, ARG_LENGTH },
+                { "append", no_argument, NULL, ARG_APPEND },
+                { "help", no_argument, NULL, 'h' },
+                {},
+        };
+        int c, r;
+
+        while ((c = getopt_long(argc, argv, "h", options, NULL)) >= 0)
+                switch (c) {
+                case ARG_BUS:
+                        arg_bus = optarg;
+                        break;
+                case ARG_COUNT:
+                case ARG_TIMEOUT:
+                case ARG_OFFSET:
+                case ARG_LENGTH: {
+                        uint64_t v;
+                        if (safe_atou64(optarg, &v) < 0) {
+                                fprintf(stderr, "vmsupctl: not a number: %s\n", optarg);
+                                return 2;
+                        }
+                        if (c == ARG_COUNT)
+                                arg_count = v;
+                        else if (c == ARG_TIMEOUT)
+                                arg_timeout_sec = v;
+                        else if (c == ARG_OFFSET)
+                                arg_offset = v;
+                        else
+                                arg_length = v;
+                        break;
+                }
+                case ARG_APPEND:
+                        arg_append = true;
+                        break;
+                case 'h':
+                        help();
+                        return 0;
+                default:
+                        return 2;
+                }
+        argc -= optind;
+        argv += optind;
+        if (argc >= 2 && streq(argv[0], "events") && argc == 2)
+                r = cmd_events(argv[1]);
+        else if (argc == 4 && streq(argv[0], "read-file")) {
+                _cleanup_close_ int fd = open(argv[3], O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+                if (fd < 0) {
+                        fprintf(stderr, "vmsupctl: cannot open %s: %m\n", argv[3]);
+                        return 1;
+                }
+                r = call_file(argv[1], "ReadFile", argv[2], fd);
+        } else if (argc == 4 && streq(argv[0], "write-file")) {
+                _cleanup_close_ int fd = open(argv[2], O_RDONLY | O_CLOEXEC);
+                if (fd < 0) {
+                        fprintf(stderr, "vmsupctl: cannot open %s: %m\n", argv[2]);
+                        return 1;
+                }
+                r = call_file(argv[1], "WriteFile", argv[3], fd);
+        } else {
+                help();
+                return 2;
+        }
+        return r < 0 ? 1 : 0;
+}

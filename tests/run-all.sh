@@ -1,0 +1,99 @@
+#!/bin/bash
+# Runs every test: the cmocka unit tests, the unit-file checks and the black-box
+# suites; ends with one line "N passed, N failed" (exit status 1 on any failure).
+#   VMSUP_ONLY=unit|blackbox   run one kind only
+#   VMSUP_TESTS="lifecycle monitor"   black-box suites to run (default: all)
+set -uo pipefail
+cd "$(dirname "$0")/.."
+BUILD=${BUILD:-build}
+export BUILD
+passed=0
+failed=0
+failures=()
+
+note() { printf '%s\n' "$*"; }
+
+run_unit() {
+        local t out rc n_pass n_fail
+        for t in "$BUILD"/tests/test-*; do
+                [[ -x $t && ! -d $t ]] || continue
+                out=$("$t" 2>&1)
+                rc=$?
+                printf '%s\n' "$out" | grep -E '^\[ *(FAILED|PASSED|SKIPPED|ERROR) *\]|^\[==========\]' | sed "s|^|$(basename "$t"): |"
+                n_pass=$(printf '%s\n' "$out" | sed -n 's/^\[  PASSED  \] \([0-9]*\) test(s)\./\1/p' | tail -1)
+                n_fail=$(printf '%s\n' "$out" | sed -n 's/^\[  FAILED  \] \([0-9]*\) test(s), listed below:/\1/p' | tail -1)
+                n_pass=${n_pass:-0}
+                n_fail=${n_fail:-0}
+                if [[ $rc -ne 0 && $n_fail -eq 0 ]]; then
+                        n_fail=1 # crashed or aborted
+                        printf '%s\n' "$out" | tail -20
+                fi
+                if [[ $n_fail -gt 0 ]]; then
+                        printf '%s\n' "$out" | grep -E 'ERROR|FAILED|error|Failure' | head -20
+                        failures+=("$(basename "$t")")
+                fi
+                passed=$((passed + n_pass))
+                failed=$((failed + n_fail))
+        done
+}
+
+run_units_check() {
+        local tmp
+        tmp=$(mktemp -d)
+        # The unit as installed, pointing at the binary just built.
+        sed "s|@SBINDIR@/vmsupd|$PWD/$BUILD/vmsupd|" units/vmsup@.service > "$tmp/vmsup@.service"
+        if systemd-analyze verify --man=no "$tmp/vmsup@.service" > "$tmp/out" 2>&1 && ! grep -q . "$tmp/out"; then
+                note "ok - systemd-analyze verify units/vmsup@.service"
+                passed=$((passed + 1))
+        else
+                note "not ok - systemd-analyze verify units/vmsup@.service"
+                cat "$tmp/out"
+                failed=$((failed + 1))
+                failures+=("units")
+        fi
+        if xmllint --noout units/org.vmsup.VM.conf 2>/dev/null || ! command -v xmllint >/dev/null; then
+                passed=$((passed + 1))
+        else
+                note "not ok - units/org.vmsup.VM.conf is not well-formed"
+                failed=$((failed + 1))
+        fi
+        rm -rf "$tmp"
+}
+
+run_blackbox() {
+        local s out rc n_ok n_notok
+        local suites=${VMSUP_TESTS:-}
+        for s in tests/blackbox/test-*.sh; do
+                local name=${s##*/test-}
+                name=${name%.sh}
+                if [[ -n $suites && " $suites " != *" $name "* ]]; then
+                        continue
+                fi
+                note "== black-box: $name"
+                out=$(mktemp)
+                bash "$s" 2>&1 | tee "$out"
+                rc=${PIPESTATUS[0]}
+                n_ok=$(grep -c '^ok ' "$out")
+                n_notok=$(grep -c '^not ok ' "$out")
+                if [[ $rc -ne 0 && $n_notok -eq 0 ]]; then
+                        n_notok=1
+                        note "not ok - suite $name exited with status $rc"
+                fi
+                [[ $n_notok -gt 0 ]] && failures+=("$name")
+                passed=$((passed + n_ok))
+                failed=$((failed + n_notok))
+                rm -f "$out"
+        done
+}
+
+case ${VMSUP_ONLY:-all} in
+unit) run_unit; run_units_check ;;
+blackbox) run_blackbox ;;
+*) run_unit; run_units_check; run_blackbox ;;
+esac
+
+if [[ ${#failures[@]} -gt 0 ]]; then
+        note "failing: ${failures[*]}"
+fi
+note "${passed} passed, ${failed} failed"
+[[ $failed -eq 0 ]]

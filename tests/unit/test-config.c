@@ -1,0 +1,288 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/* Definition and ACL parsing: a table of malformed inputs, each with the JSON path
+ * and reason the message must name; defaults; the QEMU command line. */
+
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+
+#include <cmocka.h>
+
+#include "config.h"
+
+typedef struct BadCase {
+        const char *json;
+        const char *expect; /* substring of the message */
+} BadCase;
+
+static const BadCase bad_cases[] = {
+        { "", "invalid JSON" },
+        { "[]", "$: must be a JSON object" },
+        { "{}", "$: missing key \"qemu\"" },
+        { "{\"qemu\":{}, \"qemu\":{}}", "invalid JSON" }, /* duplicate key */
+        { "{\"qemu\":{},\"extra\":1}", "$: unknown key \"extra\"" },
+        { "{\"qemu\":[]}", "$.qemu: must be an object" },
+        { "{\"qemu\":{\"bogus\":1}}", "$.qemu: unknown key \"bogus\"" },
+        { "{\"qemu\":{\"binary\":5}}", "$.qemu.binary: must be a string" },
+        { "{\"qemu\":{\"binary\":\"\"}}", "$.qemu.binary: must not be empty" },
+        { "{\"qemu\":{\"binary\":\"bin/qemu\"}}", "$.qemu.binary: must be an absolute path or a bare name" },
+        { "{\"qemu\":{\"binary\":\"/usr/bin/qemu\\n\"}}", "$.qemu.binary: must not contain control characters" },
+        { "{\"qemu\":{\"binary\":\"/usr/bin/q\\u0000x\"}}", "invalid JSON: \\u0000 is not allowed" },
+        { "{\"qemu\":{\"machine\":\"q35,accel=kvm\"}}", "$.qemu.machine: must be a machine type name" },
+        { "{\"qemu\":{\"machine\":true}}", "$.qemu.machine: must be a string" },
+        { "{\"qemu\":{\"accel\":\"kvm:hax\"}}", "$.qemu.accel: unknown accelerator \"hax\"" },
+        { "{\"qemu\":{\"accel\":\":\"}}", "$.qemu.accel: must name at least one accelerator" },
+        { "{\"qemu\":{\"cpus\":0}}", "$.qemu.cpus: must be an integer from 1 to 255" },
+        { "{\"qemu\":{\"cpus\":256}}", "$.qemu.cpus: must be an integer from 1 to 255" },
+        { "{\"qemu\":{\"cpus\":\"2\"}}", "$.qemu.cpus: must be an integer" },
+        { "{\"qemu\":{\"cpus\":1.5}}", "$.qemu.cpus: must be an integer" },
+        { "{\"qemu\":{\"memory_mib\":-1}}", "$.qemu.memory_mib: must be an integer from 16" },
+        { "{\"qemu\":{\"memory_mib\":15}}", "$.qemu.memory_mib: must be an integer from 16" },
+        { "{\"qemu\":{\"memory_mib\":99999999999}}", "$.qemu.memory_mib: must be an integer from 16" },
+        { "{\"qemu\":{\"kernel\":\"vmlinuz\"}}", "$.qemu.kernel: must be an absolute path" },
+        { "{\"qemu\":{\"initrd\":\"/boot/initrd\"}}", "$.qemu: \"initrd\" and \"append\" need \"kernel\"" },
+        { "{\"qemu\":{\"append\":1}}", "$.qemu.append: must be a string" },
+        { "{\"qemu\":{\"drives\":{}}}", "$.qemu.drives: must be an array" },
+        { "{\"qemu\":{\"drives\":[1]}}", "$.qemu.drives[0]: must be an object" },
+        { "{\"qemu\":{\"drives\":[{}]}}", "$.qemu.drives[0]: missing key \"file\"" },
+        { "{\"qemu\":{\"drives\":[{\"file\":\"/a\",\"format\":\"qcow3\"}]}}", "$.qemu.drives[0]: unknown format" },
+        { "{\"qemu\":{\"drives\":[{\"file\":\"/a\"},{\"file\":\"/b\",\"interface\":\"usb\"}]}}",
+          "$.qemu.drives[1]: unknown interface \"usb\"" },
+        { "{\"qemu\":{\"drives\":[{\"file\":\"/a\",\"cache\":\"none\"}]}}", "$.qemu.drives[0]: unknown key \"cache\"" },
+        { "{\"qemu\":{\"drives\":[{\"file\":\"/a\",\"readonly\":\"yes\"}]}}",
+          "$.qemu.drives[0].readonly: must be true or false" },
+        { "{\"qemu\":{\"extra_args\":\"-S\"}}", "$.qemu.extra_args: must be an array of strings" },
+        { "{\"qemu\":{\"extra_args\":[1]}}", "$.qemu.extra_args[0]: must be a string" },
+        { "{\"qemu\":{\"extra_args\":[\"-qmp\",\"stdio\"]}}", "$.qemu.extra_args[0]: option \"-qmp\" is reserved" },
+        { "{\"qemu\":{\"extra_args\":[\"--monitor\",\"stdio\"]}}", "$.qemu.extra_args[0]: option \"-monitor\" is reserved" },
+        { "{\"qemu\":{\"extra_args\":[\"-m\",\"1G\",\"-mon\",\"x\"]}}", "$.qemu.extra_args[2]: option \"-mon\" is reserved" },
+        { "{\"qemu\":{\"extra_args\":[\"-daemonize\"]}}", "option \"-daemonize\" is reserved" },
+        { "{\"qemu\":{\"extra_args\":[\"-pidfile\",\"/x\"]}}", "option \"-pidfile\" is reserved" },
+        { "{\"qemu\":{\"extra_args\":[\"-runas\",\"x\"]}}", "option \"-runas\" is reserved" },
+        { "{\"qemu\":{\"extra_args\":[\"-sandbox\",\"off\"]}}", "option \"-sandbox\" is reserved" },
+        { "{\"qemu\":{\"extra_args\":[\"-qmp-pretty\",\"x\"]}}", "option \"-qmp-pretty\" is reserved" },
+        { "{\"qemu\":{\"extra_args\":[\"-readconfig\",\"/x\"]}}", "option \"-readconfig\" is reserved" },
+        { "{\"qemu\":{\"extra_args\":[\"-no-shutdown\"]}}", "option \"-no-shutdown\" is reserved" },
+        { "{\"qemu\":{\"extra_args\":[\"-chardev\",\"socket,id=vmsup-qmp,path=/x\"]}}",
+          "$.qemu.extra_args[1]: ids starting with \"vmsup-\" are reserved" },
+        { "{\"qemu\":{\"extra_args\":[\"-device\",\"virtserialport,chardev=vmsup-qga\"]}}",
+          "$.qemu.extra_args[1]: ids starting with \"vmsup-\" are reserved" },
+        { "{\"qemu\":{\"extra_args\":[\"-serial\",\"mon:stdio\"]}}", "a multiplexed monitor is reserved" },
+        { "{\"qemu\":{\"extra_args\":[\"-chardev\",\"stdio,id=c,mux=on\"]}}", "a multiplexed monitor is reserved" },
+        { "{\"qemu\":{\"extra_args\":[\"-set\",\"chardev.vmsup-qmp.path=/x\"]}}", "option \"-set\" is reserved" },
+        { "{\"qemu\":{}, \"agent\":\"yes\"}", "$.agent: must be true or false" },
+        { "{\"qemu\":{}, \"sandbox\":0}", "$.sandbox: must be true or false" },
+        { "{\"qemu\":{}, \"autostart\":null}", "$.autostart: must be true or false" },
+        { "{\"qemu\":{}, \"shutdown_timeout_sec\":0}", "$.shutdown_timeout_sec: must be an integer from 1 to 3600" },
+        { "{\"qemu\":{}, \"shutdown_timeout_sec\":3601}", "$.shutdown_timeout_sec: must be an integer from 1 to 3600" },
+        { "{\"qemu\":{}, \"run_as\":\"nobody\"}", "$.run_as: must be an object" },
+        { "{\"qemu\":{}, \"run_as\":{}}", "$.run_as: missing key \"user\"" },
+        { "{\"qemu\":{}, \"run_as\":{\"user\":\"no-such-user-vmsup\"}}",
+          "$.run_as.user: user \"no-such-user-vmsup\" does not exist" },
+        { "{\"qemu\":{}, \"run_as\":{\"user\":\"4000000000\"}}", "$.run_as.user: user 4000000000 does not exist" },
+        { "{\"qemu\":{}, \"run_as\":{\"user\":\"root\"}}", "$.run_as.user: must not be root" },
+        { "{\"qemu\":{}, \"run_as\":{\"user\":\"nobody\",\"group\":\"no-such-group-vmsup\"}}",
+          "$.run_as.group: group \"no-such-group-vmsup\" does not exist" },
+        { "{\"qemu\":{}, \"run_as\":{\"user\":\"nobody\",\"group\":\"root\"}}", "$.run_as.group: must not be the root group" },
+        { "{\"qemu\":{}, \"run_as\":{\"user\":\"nobody\",\"shell\":\"x\"}}", "$.run_as: unknown key \"shell\"" },
+        { "{\"qemu\":{}, \"acl\":{}}", "$.acl: must be an array" },
+        { "{\"qemu\":{}, \"acl\":[1]}", "$.acl[0]: must be an object" },
+        { "{\"qemu\":{}, \"acl\":[{\"privileges\":[]}]}", "$.acl[0]: must have exactly one of \"user\" and \"group\"" },
+        { "{\"qemu\":{}, \"acl\":[{\"user\":\"root\",\"group\":\"root\",\"privileges\":[]}]}",
+          "$.acl[0]: must have exactly one of" },
+        { "{\"qemu\":{}, \"acl\":[{\"user\":\"root\"}]}", "$.acl[0]: missing key \"privileges\"" },
+        { "{\"qemu\":{}, \"acl\":[{\"user\":\"no-such-user-vmsup\",\"privileges\":[]}]}",
+          "$.acl[0].user: user \"no-such-user-vmsup\" does not exist" },
+        { "{\"qemu\":{}, \"acl\":[{\"group\":\"no-such-group-vmsup\",\"privileges\":[]}]}",
+          "$.acl[0].group: group \"no-such-group-vmsup\" does not exist" },
+        { "{\"qemu\":{}, \"acl\":[{\"user\":\"root\",\"privileges\":[\"VM.Audit\",\"VM.Everything\"]}]}",
+          "$.acl[0].privileges[1]: unknown privilege \"VM.Everything\"" },
+        { "{\"qemu\":{}, \"acl\":[{\"user\":\"root\",\"privileges\":\"VM.Audit\"}]}",
+          "$.acl[0].privileges: must be an array of privilege names" },
+        { "{\"qemu\":{}, \"acl\":[{\"user\":\"root\",\"privileges\":[\"vm.audit\"]}]}", "unknown privilege \"vm.audit\"" },
+        { "{\"qemu\":{}, \"acl\":[{\"user\":\"root\",\"privileges\":[1]}]}", "$.acl[0].privileges[0]: must be a string" },
+        { "{\"qemu\":{}, \"acl\":[{\"user\":\"\",\"privileges\":[]}]}", "$.acl[0].user: must be a non-empty string" },
+        { "{\"qemu\":{}, \"acl\":[{\"user\":\"99999999999\",\"privileges\":[]}]}", "$.acl[0].user: id 99999999999 is out of range" },
+};
+
+static void test_bad_definitions(void **state) {
+        for (size_t i = 0; i < sizeof bad_cases / sizeof bad_cases[0]; i++) {
+                VmConfig *c = NULL;
+                char *error = NULL;
+                int r;
+
+                r = vm_config_parse("/etc/vmsup/vms/t.json", "t", bad_cases[i].json, strlen(bad_cases[i].json), &c,
+                                    &error);
+                if (r >= 0 || !error || !strstr(error, bad_cases[i].expect) ||
+                    !startswith(error, "/etc/vmsup/vms/t.json: ") || strchr(error, '\n'))
+                        fail_msg("case %zu %s: r=%d message \"%s\", expected \"%s\"", i, bad_cases[i].json, r,
+                                 error ?: "(none)", bad_cases[i].expect);
+                assert_null(c);
+                free(error);
+        }
+}
+
+static void test_defaults(void **state) {
+        _cleanup_(vm_config_freep) VmConfig *c = NULL;
+        char *error = NULL;
+
+        assert_int_equal(vm_config_parse("x.json", "vm1", "{\"qemu\":{}}", 11, &c, &error), 0);
+        assert_null(error);
+        assert_string_equal(c->name, "vm1");
+        assert_string_equal(c->binary, "qemu-system-x86_64");
+        assert_string_equal(c->machine, "q35");
+        assert_int_equal(strv_length(c->accel), 2);
+        assert_string_equal(c->accel[0], "kvm");
+        assert_string_equal(c->accel[1], "tcg");
+        assert_int_equal(c->cpus, 1);
+        assert_int_equal(c->memory_mib, 512);
+        assert_true(c->agent);
+        assert_true(c->sandbox);
+        assert_true(c->autostart);
+        assert_int_equal(c->shutdown_timeout_sec, 60);
+        assert_false(c->has_run_as);
+        assert_int_equal(c->n_acl, 0);
+        assert_int_equal(c->n_drives, 0);
+}
+
+static const char full_def[] =
+        "{\"qemu\":{\"binary\":\"/usr/bin/qemu-system-x86_64\",\"machine\":\"q35\",\"accel\":\"tcg\",\"cpus\":2,"
+        "\"memory_mib\":768,\"kernel\":\"/k\",\"initrd\":\"/i\",\"append\":\"console=ttyS0 quiet\","
+        "\"drives\":[{\"file\":\"/var/lib/a,b.img\",\"format\":\"qcow2\",\"interface\":\"virtio\",\"readonly\":true}],"
+        "\"extra_args\":[\"-device\",\"virtio-rng-pci\"]},"
+        "\"run_as\":{\"user\":\"nobody\",\"group\":\"nogroup\"},\"agent\":true,\"sandbox\":true,\"autostart\":false,"
+        "\"shutdown_timeout_sec\":7,"
+        "\"acl\":[{\"user\":\"nobody\",\"privileges\":[\"VM.Audit\",\"VM.PowerMgmt\"]},"
+        "{\"group\":\"1500\",\"privileges\":[\"VM.Monitor\",\"Sys.Modify\"]}]}";
+
+static bool argv_has_pair(char **argv, const char *a, const char *b) {
+        for (size_t i = 0; argv[i] && argv[i + 1]; i++)
+                if (streq(argv[i], a) && streq(argv[i + 1], b))
+                        return true;
+        return false;
+}
+
+static void test_full_definition_and_argv(void **state) {
+        _cleanup_(vm_config_freep) VmConfig *c = NULL;
+        _cleanup_strv_free_ char **argv = NULL;
+        QemuFds fds = { .qmp_listen_fd = 3, .qga_listen_fd = 4 };
+        char *error = NULL;
+
+        assert_int_equal(vm_config_parse("x.json", "web1", full_def, strlen(full_def), &c, &error), 0);
+        assert_true(c->has_run_as);
+        assert_int_equal(c->run_as_uid, 65534);
+        assert_int_equal(c->shutdown_timeout_sec, 7);
+        assert_false(c->autostart);
+        assert_int_equal(c->n_acl, 2);
+        assert_int_equal(c->acl[0].subject, ACL_SUBJECT_USER);
+        assert_int_equal(c->acl[0].id, 65534);
+        assert_int_equal(c->acl[0].privileges, PRIV_BIT(PRIV_VM_AUDIT) | PRIV_BIT(PRIV_VM_POWERMGMT));
+        assert_int_equal(c->acl[1].subject, ACL_SUBJECT_GROUP);
+        assert_int_equal(c->acl[1].id, 1500);
+
+        assert_int_equal(vm_config_build_argv(c, "/usr/bin/qemu-system-x86_64", &fds, &argv), 0);
+        assert_string_equal(argv[0], "/usr/bin/qemu-system-x86_64");
+        assert_true(argv_has_pair(argv, "-name", "guest=web1,debug-threads=on"));
+        assert_true(argv_has_pair(argv, "-machine", "q35"));
+        assert_true(argv_has_pair(argv, "-accel", "tcg"));
+        assert_true(argv_has_pair(argv, "-smp", "2"));
+        assert_true(argv_has_pair(argv, "-m", "768M"));
+        assert_true(argv_has_pair(argv, "-sandbox", "on,obsolete=deny,elevateprivileges=deny,spawn=deny,resourcecontrol=deny"));
+        assert_true(argv_has_pair(argv, "-chardev", "socket,id=vmsup-qmp,fd=3,server=on,wait=off"));
+        assert_true(argv_has_pair(argv, "-mon", "chardev=vmsup-qmp,mode=control"));
+        assert_true(argv_has_pair(argv, "-chardev", "socket,id=vmsup-qga,fd=4,server=on,wait=off"));
+        assert_true(argv_has_pair(argv, "-device", "virtserialport,bus=vmsup-vserial.0,chardev=vmsup-qga,"
+                                                   "name=org.qemu.guest_agent.0,id=vmsup-qga-port"));
+        /* A comma in a path is doubled for QEMU's option parser. */
+        assert_true(argv_has_pair(argv, "-drive", "file=/var/lib/a,,b.img,format=qcow2,if=virtio,id=drive0,readonly=on"));
+        assert_true(argv_has_pair(argv, "-kernel", "/k"));
+        assert_true(argv_has_pair(argv, "-append", "console=ttyS0 quiet"));
+        assert_true(argv_has_pair(argv, "-device", "virtio-rng-pci"));
+        /* Started paused: the supervisor continues it after QMP is negotiated. */
+        bool has_S = false;
+        for (char **a = argv; *a; a++)
+                has_S = has_S || streq(*a, "-S");
+        assert_true(has_S);
+}
+
+static void test_machine_none_has_no_agent_device(void **state) {
+        _cleanup_(vm_config_freep) VmConfig *c = NULL;
+        _cleanup_strv_free_ char **argv = NULL;
+        const char def[] = "{\"qemu\":{\"machine\":\"none\",\"accel\":\"tcg\"},\"sandbox\":false}";
+        QemuFds fds = { .qmp_listen_fd = 3, .qga_listen_fd = -1 };
+        char *error = NULL;
+
+        assert_int_equal(vm_config_parse("x.json", "n", def, strlen(def), &c, &error), 0);
+        assert_false(vm_config_has_agent_device(c));
+        assert_int_equal(vm_config_build_argv(c, "qemu", &fds, &argv), 0);
+        for (char **a = argv; *a; a++) {
+                assert_null(strstr(*a, "vmsup-qga"));
+                assert_string_not_equal(*a, "-sandbox");
+                assert_string_not_equal(*a, "-smp");
+        }
+}
+
+static void test_vm_names(void **state) {
+        static const char * const good[] = { "a", "_", "web1", "Web_1-x", "A234567890123456789012345678901234567890123456789012345678901234", NULL };
+        static const char * const bad[] = { "", "1vm", "-x", "a.b", "a/b", "a b", "ä", "a\n",
+                                            "A2345678901234567890123456789012345678901234567890123456789012345", NULL };
+        for (size_t i = 0; good[i]; i++)
+                assert_true(vm_name_is_valid(good[i]));
+        for (size_t i = 0; bad[i]; i++)
+                if (vm_name_is_valid(bad[i]))
+                        fail_msg("name \"%s\" accepted", bad[i]);
+}
+
+static void test_acl_file(void **state) {
+        AclEntry *acl = NULL;
+        size_t n = 0;
+        char *error = NULL;
+        const char ok[] = "{\"acl\":[{\"user\":\"0\",\"privileges\":[\"VM.Audit\"]}]}";
+        const char empty[] = "{}";
+        const char bad[] = "{\"acl\":[],\"x\":1}";
+        const char bad2[] = "{\"acl\":[{\"group\":\"1\",\"privileges\":[\"Nope\"]}]}";
+
+        assert_int_equal(acl_file_parse("/etc/vmsup/acl.json", ok, strlen(ok), &acl, &n, &error), 0);
+        assert_int_equal(n, 1);
+        assert_int_equal(acl[0].id, 0);
+        free(acl);
+        acl = NULL;
+        assert_int_equal(acl_file_parse("/etc/vmsup/acl.json", empty, strlen(empty), &acl, &n, &error), 0);
+        assert_int_equal(n, 0);
+        assert_true(acl_file_parse("/etc/vmsup/acl.json", bad, strlen(bad), &acl, &n, &error) < 0);
+        assert_non_null(strstr(error, "/etc/vmsup/acl.json: $: unknown key \"x\""));
+        free(error);
+        error = NULL;
+        assert_true(acl_file_parse("/etc/vmsup/acl.json", bad2, strlen(bad2), &acl, &n, &error) < 0);
+        assert_non_null(strstr(error, "$.acl[0].privileges[0]: unknown privilege"));
+        free(error);
+        /* A missing host ACL is an empty one. */
+        assert_int_equal(acl_file_load("/nonexistent/vmsup/acl.json", &acl, &n, &error), 0);
+        assert_int_equal(n, 0);
+}
+
+static void test_load_errors(void **state) {
+        VmConfig *c = NULL;
+        char *error = NULL;
+
+        assert_true(vm_config_load("/nonexistent", "vm", &c, &error) < 0);
+        assert_non_null(strstr(error, "/nonexistent/vm.json: cannot open"));
+        free(error);
+        error = NULL;
+        assert_int_equal(vm_config_load("/tmp", "../etc/passwd", &c, &error), -EINVAL);
+        assert_non_null(strstr(error, "invalid VM name"));
+        free(error);
+}
+
+int main(void) {
+        const struct CMUnitTest tests[] = {
+                cmocka_unit_test(test_bad_definitions),
+                cmocka_unit_test(test_defaults),
+                cmocka_unit_test(test_full_definition_and_argv),
+                cmocka_unit_test(test_machine_none_has_no_agent_device),
+                cmocka_unit_test(test_vm_names),
+                cmocka_unit_test(test_acl_file),
+                cmocka_unit_test(test_load_errors),
+        };
+        return cmocka_run_group_tests_name("config", tests, NULL, NULL);
+}
