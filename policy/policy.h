@@ -12,7 +12,12 @@
  *   -EPERM    nobody may send this through this door (AccessDenied, "reserved
  *             for the supervisor")
  * A human message (one sentence, no raw caller bytes beyond a sanitized command
- * name) is written to msg (size msgsz, always NUL-terminated) when msg != NULL. */
+ * name) is written to msg (size msgsz, always NUL-terminated) when msg != NULL
+ * and msgsz > 0. On success msg is set to the empty string.
+ *
+ * The JSON checks judge the parsed object they are given. The caller must send
+ * exactly that object on (re-serialized), never the original text: a second
+ * parser could read duplicate keys or odd escapes differently. */
 
 #include <errno.h>
 #include <stdbool.h>
@@ -43,7 +48,9 @@ typedef uint32_t PrivSet;
 #define PRIV_BIT(p) ((PrivSet) 1U << (p))
 #define PRIV_ALL ((PrivSet) ((1U << _PRIV_MAX) - 1U))
 
-/* "VM.Audit" ↔ PRIV_VM_AUDIT. from_string returns _PRIV_INVALID for unknown names. */
+/* "VM.Audit" ↔ PRIV_VM_AUDIT, exactly the contract's spelling (case-sensitive).
+ * to_string returns NULL for a value out of range; from_string returns
+ * _PRIV_INVALID for NULL or an unknown name. */
 const char *privilege_to_string(Privilege p);
 Privilege privilege_from_string(const char *s);
 
@@ -72,8 +79,14 @@ typedef struct AclEntry {
 
 /* Union of the privileges that the entries grant to the caller (user entries
  * match the uid; group entries match the primary gid or any supplementary group).
- * Root gets PRIV_ALL. */
+ * Root gets PRIV_ALL; a NULL caller gets nothing. The id (uint32_t) -1 never
+ * matches: it is how "unknown" is spelled. */
 PrivSet policy_acl_privileges(const AclEntry *acl, size_t n_acl, const Caller *caller);
+
+/* The privilege a method of org.vmsup.VM1 / Agent1 needs, for the handlers.
+ * Returns 0 for root or when privs holds needed; -EACCES with "VM.PowerMgmt
+ * privilege required." otherwise; -EINVAL for a needed value out of range. */
+int policy_check_privilege(Privilege needed, const Caller *caller, PrivSet privs, char *msg, size_t msgsz);
 
 /* ---- HMP (org.vmsup.Monitor1.HumanCommand) ---- */
 
@@ -96,25 +109,43 @@ typedef struct HmpAlias {
         const char *command;
 } HmpAlias;
 
-/* The permission table, sorted by name. */
+/* The permission table (policy/hmp-table.c), sorted by name in strcmp() order. */
 extern const HmpCommand policy_hmp_commands[];
 extern const size_t policy_hmp_commands_count;
+/* QEMU's short names ("quit|q" in its help), sorted by alias. */
 extern const HmpAlias policy_hmp_aliases[];
 extern const size_t policy_hmp_aliases_count;
 
+/* "none", "Sys.Modify", "root"; NULL out of range. */
 const char *hmp_tier_to_string(HmpTier t);
 
+/* The longest HumanCommand line accepted (for everyone): far above any real
+ * command, far below what would strain the QMP output queue. */
+#define POLICY_HMP_LINE_MAX (64U * 1024U)
+
 /* Extracts the command name as QEMU's HMP parser reads it: leading white space
- * skipped; the name ends at white space, '/' or the end. Aliases are NOT
- * resolved here. Returns the length (> 0) and stores a pointer into line;
- * -EINVAL for an empty name. */
+ * (isspace() in the C locale) skipped; the name ends at white space, '/' or
+ * the end. Aliases are NOT resolved here. Returns the length (> 0) and stores
+ * a pointer into line; -EINVAL for an empty name (ret_name untouched). */
 int policy_hmp_command_name(const char *line, const char **ret_name);
 
-/* Looks up a command name (alias resolved); unknown → HMP_TIER_ROOT. */
+/* Looks up a command name of len bytes (alias resolved), case-sensitively as
+ * QEMU does; unknown → HMP_TIER_ROOT. */
 HmpTier policy_hmp_tier(const char *name, size_t len);
 
-/* Full decision for a HumanCommand line from caller with privileges privs
- * (the caller must already hold VM.Monitor to get here? no: this checks it too). */
+/* The table entry for a name (alias resolved), or NULL when unknown. */
+const HmpCommand *policy_hmp_lookup(const char *name, size_t len);
+
+/* Full decision for a HumanCommand line from caller with privileges privs, in
+ * this order:
+ *   1. validation, for everyone: at most POLICY_HMP_LINE_MAX bytes; for
+ *      non-root callers also no control character other than space and tab,
+ *      no DEL, no byte >= 0x80; for everyone a non-empty command name
+ *      → -EINVAL;
+ *   2. root → 0;
+ *   3. VM.Monitor → else -EACCES;
+ *   4. the command's tier: none → 0, Sys.Modify → needs Sys.Modify (-EACCES),
+ *      root → -EACCES ("root-only"). */
 int policy_check_hmp(const char *line, const Caller *caller, PrivSet privs, char *msg, size_t msgsz);
 
 /* ---- QMP (org.vmsup.Monitor1.Execute) ---- */
@@ -128,12 +159,34 @@ typedef enum QmpTier {
         _QMP_TIER_INVALID = -EINVAL,
 } QmpTier;
 
+typedef struct QmpCommand {
+        const char *name;
+        QmpTier tier;
+        const char *note; /* why this tier (shown in docs/permissions.md) */
+} QmpCommand;
+
+/* The QMP table (policy/qmp-table.c), sorted by name in strcmp() order. It
+ * lists every command that is not root-only, plus root-only ones whose
+ * exclusion deserves a word; anything absent is root-only. */
+extern const QmpCommand policy_qmp_commands[];
+extern const size_t policy_qmp_commands_count;
+
+/* "VM.Monitor", "Sys.Modify", "root", "reserved"; NULL out of range. */
+const char *qmp_tier_to_string(QmpTier t);
+
+/* Unknown (or NULL) → QMP_TIER_ROOT. human-monitor-command is QMP_TIER_ROOT
+ * here; policy_check_qmp() judges it by its HMP command line instead. */
 QmpTier policy_qmp_tier(const char *execute);
 
 /* Validates and authorizes an Execute argument that has already been parsed:
- * cmd must be an object with exactly "execute" (string) and optionally
- * "arguments" (object). human-monitor-command is judged by the HMP table on its
- * "command-line" argument. */
+ *   1. validation: cmd must be an object with exactly "execute" (a non-empty
+ *      string of printable ASCII without spaces) and optionally "arguments"
+ *      (an object); any other key ("id", "control", "exec-oob", ...) → -EINVAL.
+ *      human-monitor-command also needs arguments with a string "command-line"
+ *      and optionally an integer "cpu-index", nothing else, and is then
+ *      decided by policy_check_hmp() on its command line;
+ *   2. reserved commands → -EPERM, for root too;
+ *   3. root → 0; VM.Monitor → else -EACCES; the tier → else -EACCES. */
 int policy_check_qmp(json_t *cmd, const Caller *caller, PrivSet privs, char *msg, size_t msgsz);
 
 /* ---- Guest agent (org.vmsup.Agent1.Command) ---- */
@@ -141,11 +194,54 @@ int policy_check_qmp(json_t *cmd, const Caller *caller, PrivSet privs, char *msg
 /* guest-file-read count limit (CVE-2018-12617). */
 #define QGA_FILE_READ_MAX (48U * 1024U * 1024U)
 
-/* Validates and authorizes an agent command (same shape rules as QMP):
- * guest-sync* → -EPERM; guest-file-read with count > QGA_FILE_READ_MAX → -EINVAL;
- * guest-file-open needs FileRead or FileWrite according to its mode (missing
- * mode = "r"); unknown commands → root only. */
+#define POLICY_QGA_TIMEOUT_DEFAULT_USEC  (UINT64_C(10) * UINT64_C(1000000))
+/* Freezing waits for every file system to sync; thawing runs the guest's hook. */
+#define POLICY_QGA_TIMEOUT_FSFREEZE_USEC (UINT64_C(60) * UINT64_C(1000000))
+/* A full discard of a large or thin-provisioned volume takes minutes; the
+ * agent cannot answer anything (not even a sync) until it is done. */
+#define POLICY_QGA_TIMEOUT_FSTRIM_USEC   (UINT64_C(300) * UINT64_C(1000000))
+/* A 48 MiB chunk is 64 MiB of base64 through a virtio-serial port. */
+#define POLICY_QGA_TIMEOUT_FILE_IO_USEC  (UINT64_C(60) * UINT64_C(1000000))
+
+typedef struct QgaCommand {
+        const char *name;
+        /* Any one of these privileges suffices; 0 = root only. For
+         * guest-file-open the mode narrows it (see policy_check_qga()). */
+        PrivSet any_of;
+        bool reserved;              /* the supervisor's, never the caller's */
+        bool no_reply;              /* the agent never answers on success */
+        uint64_t timeout_usec;      /* 0 = POLICY_QGA_TIMEOUT_DEFAULT_USEC */
+        const char *note;           /* shown in docs/permissions.md; may be NULL */
+} QgaCommand;
+
+/* The agent table (policy/qga-table.c), sorted by name in strcmp() order;
+ * anything absent is root-only. */
+extern const QgaCommand policy_qga_commands[];
+extern const size_t policy_qga_commands_count;
+
+/* The table entry for execute, or NULL when unknown. */
+const QgaCommand *policy_qga_lookup(const char *execute);
+
+/* Validates and authorizes an agent command:
+ *   1. validation (same shape rules as QMP); guest-file-read with a "count"
+ *      that is not an integer in 0..QGA_FILE_READ_MAX → -EINVAL;
+ *      guest-file-open with a "mode" that is not one of the agent's fopen()
+ *      modes → -EINVAL;
+ *   2. guest-sync* → -EPERM, for root too;
+ *   3. root → 0;
+ *   4. the command's privileges; guest-file-open needs FileRead for "r"/"rb"
+ *      (the default) and FileWrite for any mode that can write; unknown
+ *      commands are root-only (-EACCES). */
 int policy_check_qga(json_t *cmd, const Caller *caller, PrivSet privs, char *msg, size_t msgsz);
 
-/* The privilege a method of org.vmsup.VM1 / Agent1 needs, for the handlers. */
-int policy_check_privilege(Privilege needed, const Caller *caller, PrivSet privs, char *msg, size_t msgsz);
+/* guest-shutdown and guest-suspend-* never reply on success. NULL/unknown → false. */
+bool policy_qga_no_reply(const char *execute);
+
+/* How long to wait for the agent's answer to execute (unknown → default). */
+uint64_t policy_qga_timeout_usec(const char *execute);
+
+/* ---- Documentation ---- */
+
+/* Renders the three tables as the Markdown of docs/permissions.md.
+ * Returns 0 and a malloc()ed string in *ret, or -ENOMEM (*ret untouched). */
+int policy_render_markdown(char **ret);
