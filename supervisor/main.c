@@ -12,6 +12,7 @@
 
 #include "config.h"
 #include "log.h"
+#include "policy.h"
 #include "vm-dbus.h"
 #include "vm.h"
 
@@ -34,12 +35,22 @@ static void help(void) {
                "  --bus BUS            system, session, or a D-Bus address (default system)\n"
                "  --log-level LEVEL    err, warning, info or debug\n"
                "  --check              validate the definition and the ACL, then exit\n"
+               "  --list-permissions   print the HMP, QMP and agent permission tables (Markdown)\n"
                "  --help, --version\n");
 }
 
 /* Returns 0 to go on, 1 to exit 0, -EINVAL to exit 2. */
 static int parse_argv(int argc, char *argv[]) {
-        enum { ARG_CONFIG_DIR = 0x100, ARG_ACL, ARG_RUNTIME_DIR, ARG_BUS, ARG_LOG_LEVEL, ARG_CHECK, ARG_VERSION };
+        enum {
+                ARG_CONFIG_DIR = 0x100,
+                ARG_ACL,
+                ARG_RUNTIME_DIR,
+                ARG_BUS,
+                ARG_LOG_LEVEL,
+                ARG_CHECK,
+                ARG_VERSION,
+                ARG_LIST_PERMISSIONS,
+        };
         static const struct option options[] = {
                 { "config-dir", required_argument, NULL, ARG_CONFIG_DIR },
                 { "acl", required_argument, NULL, ARG_ACL },
@@ -47,6 +58,7 @@ static int parse_argv(int argc, char *argv[]) {
                 { "bus", required_argument, NULL, ARG_BUS },
                 { "log-level", required_argument, NULL, ARG_LOG_LEVEL },
                 { "check", no_argument, NULL, ARG_CHECK },
+                { "list-permissions", no_argument, NULL, ARG_LIST_PERMISSIONS },
                 { "help", no_argument, NULL, 'h' },
                 { "version", no_argument, NULL, ARG_VERSION },
                 {},
@@ -88,6 +100,13 @@ static int parse_argv(int argc, char *argv[]) {
                 case ARG_VERSION:
                         printf("vmsupd %s\n", VMSUP_VERSION);
                         return 1;
+                case ARG_LIST_PERMISSIONS: {
+                        _cleanup_free_ char *text = NULL;
+                        if (policy_render_markdown(&text) < 0)
+                                return -ENOMEM;
+                        fputs(text, stdout);
+                        return 1;
+                }
                 default:
                         return -EINVAL;
                 }

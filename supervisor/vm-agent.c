@@ -11,10 +11,57 @@
 
 #define AGENT_COMMAND_JSON_MAX (1024U * 1024U)
 
+typedef enum HandleOp {
+        HANDLE_NONE,
+        HANDLE_OPEN,  /* record the returned handle for the caller */
+        HANDLE_USE,   /* read, write, seek, flush: the caller's own handle only */
+        HANDLE_CLOSE, /* the caller's own; forget it once closed */
+} HandleOp;
+
 typedef struct AgentCall {
         Vm *vm;
         sd_bus_message *message;
+        HandleOp op;
+        uid_t uid;
+        int64_t handle;
 } AgentCall;
+
+/* ---- file handles belong to whoever opened them ----
+ *
+ * qemu-ga's handles are small sequential numbers: without this, any caller
+ * holding FileRead could read from a handle another caller (or ReadFile) opened.
+ * Handles opened through Command are recorded with the opener's uid; the other
+ * guest-file-* commands are refused for handles the caller did not open. Root
+ * may use any handle. The table is forgotten when the guest's agent or the VM
+ * goes away (the guest numbers handles afresh). */
+
+static HandleOp handle_op(const char *execute) {
+        if (streq(execute, "guest-file-open"))
+                return HANDLE_OPEN;
+        if (streq(execute, "guest-file-close"))
+                return HANDLE_CLOSE;
+        if (streq(execute, "guest-file-read") || streq(execute, "guest-file-write") ||
+            streq(execute, "guest-file-seek") || streq(execute, "guest-file-flush"))
+                return HANDLE_USE;
+        return HANDLE_NONE;
+}
+
+static ssize_t handle_find(Vm *vm, int64_t handle) {
+        for (size_t i = 0; i < vm->n_agent_handles; i++)
+                if (vm->agent_handles[i].handle == handle)
+                        return (ssize_t) i;
+        return -1;
+}
+
+static void handle_forget(Vm *vm, int64_t handle) {
+        ssize_t i = handle_find(vm, handle);
+        if (i >= 0)
+                vm->agent_handles[i] = vm->agent_handles[--vm->n_agent_handles];
+}
+
+void vm_agent_handles_reset(Vm *vm) {
+        vm->n_agent_handles = 0;
+}
 
 void vm_bus_reply_agent_error(sd_bus_message *m, int error, const char *err_class, const char *err_desc);
 
@@ -53,6 +100,18 @@ void vm_bus_reply_agent_error(sd_bus_message *m, int error, const char *err_clas
 static void on_agent_reply(QgaClient *c, int error, json_t *result, const char *err_class, const char *err_desc,
                            void *userdata) {
         AgentCall *ac = userdata;
+        Vm *vm = ac->vm;
+
+        if (error >= 0 && ac->op == HANDLE_OPEN && json_is_integer(result)) {
+                handle_forget(vm, json_integer_value(result)); /* a reused number: the new opener owns it */
+                if (vm->n_agent_handles < AGENT_HANDLES_MAX)
+                        vm->agent_handles[vm->n_agent_handles++] =
+                                (AgentHandle) { .handle = json_integer_value(result), .owner = ac->uid };
+                else
+                        log_warning("VM %s: more than %u agent file handles open, not tracking more",
+                                    vm->config->name, AGENT_HANDLES_MAX);
+        } else if (error >= 0 && ac->op == HANDLE_CLOSE)
+                handle_forget(vm, ac->handle);
 
         if (error < 0)
                 vm_bus_reply_agent_error(ac->message, error, err_class, err_desc);
@@ -101,9 +160,9 @@ static int method_command(sd_bus_message *m, void *userdata, sd_bus_error *error
         if (strlen(text) > AGENT_COMMAND_JSON_MAX)
                 return sd_bus_error_set(error, SD_BUS_ERROR_INVALID_ARGS, "The command is larger than 1 MiB.");
         cmd = json_loads(text, JSON_REJECT_DUPLICATES, &jerr);
-        if (!cmd)
-                return sd_bus_error_setf(error, SD_BUS_ERROR_INVALID_ARGS, "The command is not valid JSON: %s.",
-                                         jerr.text);
+        if (!cmd) /* jansson's text quotes the input: say where, not what */
+                return sd_bus_error_setf(error, SD_BUS_ERROR_INVALID_ARGS,
+                                         "The command is not valid JSON (line %d, column %d).", jerr.line, jerr.column);
         r = vm_bus_caller(vm, m, &caller, &privs, error);
         if (r < 0)
                 goto finish;
@@ -116,12 +175,31 @@ static int method_command(sd_bus_message *m, void *userdata, sd_bus_error *error
         if (r < 0)
                 goto finish;
         execute = json_string_value(json_object_get(cmd, "execute"));
+        HandleOp op = handle_op(execute);
+        int64_t handle = -1;
+        if (op == HANDLE_USE || op == HANDLE_CLOSE) {
+                json_t *h = json_object_get(json_object_get(cmd, "arguments"), "handle");
+                if (!json_is_integer(h)) {
+                        r = sd_bus_error_set(error, SD_BUS_ERROR_INVALID_ARGS, "\"handle\" must be an integer.");
+                        goto finish;
+                }
+                handle = json_integer_value(h);
+                ssize_t i = handle_find(vm, handle);
+                if (!caller_is_root(&caller) && (i < 0 || vm->agent_handles[i].owner != caller.uid)) {
+                        r = sd_bus_error_set(error, SD_BUS_ERROR_ACCESS_DENIED,
+                                             "The file handle was not opened by this caller.");
+                        goto finish;
+                }
+        } else if (op == HANDLE_OPEN && !caller_is_root(&caller) && vm->n_agent_handles >= AGENT_HANDLES_MAX) {
+                r = sd_bus_error_set(error, "org.vmsup.Error.Busy", "Too many guest files are open; close some first.");
+                goto finish;
+        }
         ac = calloc(1, sizeof *ac);
         if (!ac) {
                 r = -ENOMEM;
                 goto finish;
         }
-        *ac = (AgentCall) { .vm = vm, .message = sd_bus_message_ref(m) };
+        *ac = (AgentCall) { .vm = vm, .message = sd_bus_message_ref(m), .op = op, .uid = caller.uid, .handle = handle };
         r = qga_send(vm->qga, execute, json_object_get(cmd, "arguments"),
                      policy_qga_no_reply(execute) ? QGA_REPLY_NONE : QGA_REPLY_NORMAL,
                      policy_qga_timeout_usec(execute), BUS_REPLY_MAX, on_agent_reply, ac, NULL);

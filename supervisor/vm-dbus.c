@@ -436,9 +436,9 @@ static int method_execute(sd_bus_message *m, void *userdata, sd_bus_error *error
         if (strlen(text) > EXECUTE_JSON_MAX)
                 return sd_bus_error_set(error, SD_BUS_ERROR_INVALID_ARGS, "The command is larger than 1 MiB.");
         cmd = json_loads(text, JSON_REJECT_DUPLICATES, &jerr);
-        if (!cmd)
-                return sd_bus_error_setf(error, SD_BUS_ERROR_INVALID_ARGS, "The command is not valid JSON: %s.",
-                                         jerr.text);
+        if (!cmd) /* jansson's text quotes the input: say where, not what */
+                return sd_bus_error_setf(error, SD_BUS_ERROR_INVALID_ARGS,
+                                         "The command is not valid JSON (line %d, column %d).", jerr.line, jerr.column);
         r = vm_bus_caller(vm, m, &caller, &privs, error);
         if (r >= 0) {
                 r = policy_check_qmp(cmd, &caller, privs, msg, sizeof msg);

@@ -21,6 +21,8 @@ const char *vm_method_signature(const char *iface, const char *member);
 /* org.vmsup.Agent1 (vm-agent.c). */
 sd_bus_message_handler_t vm_agent_method(const char *iface, const char *member);
 int vm_agent_bus_attach(Vm *vm, sd_bus *bus);
+/* Forgets the agent file handles (the guest's agent or the VM went away). */
+void vm_agent_handles_reset(Vm *vm);
 
 /* Replies larger than this are not put on the bus. */
 #define BUS_REPLY_MAX (16U * 1024U * 1024U)

@@ -13,6 +13,7 @@
 #include <sys/wait.h>
 
 #include "launch.h"
+#include "vm-dbus.h"
 #include "log.h"
 #include "vm.h"
 
@@ -226,6 +227,7 @@ static int on_stderr(sd_event_source *s, int fd, uint32_t revents, void *userdat
 
 static void vm_agent_detach(Vm *vm) {
         vm->agent_port_open = false;
+        vm_agent_handles_reset(vm);
         if (vm->qga)
                 qga_client_detach(vm->qga);
         if (vm->agent_connected) {
@@ -425,6 +427,8 @@ static void on_qmp_event(QmpClient *c, const char *name, json_t *data, uint64_t 
         } else if (streq(name, "WAKEUP")) {
                 if (vm->state == VM_SUSPENDED)
                         vm_set_state(vm, VM_RUNNING, "wakeup");
+        } else if (streq(name, "RESET")) {
+                vm_agent_handles_reset(vm); /* a new boot numbers handles afresh */
         } else if (streq(name, "GUEST_PANICKED")) {
                 vm->guest_panicked = true;
                 if (vm->state == VM_PAUSED)
@@ -434,6 +438,7 @@ static void on_qmp_event(QmpClient *c, const char *name, json_t *data, uint64_t 
                 if (vm->qga && json_is_string(id) && streq(json_string_value(id), VMSUP_QGA_PORT_ID) &&
                     json_is_boolean(open)) {
                         vm->agent_port_open = json_is_true(open);
+                        vm_agent_handles_reset(vm); /* the agent (re)started or went away */
                         if (vm->agent_port_open)
                                 (void) qga_client_resync(vm->qga);
                         else if (vm->agent_connected) {

@@ -56,6 +56,13 @@ typedef struct VmWaiter {
 
 struct CredsCache;
 
+/* Agent file handles opened through Agent1.Command, and who opened them. */
+#define AGENT_HANDLES_MAX 256U
+typedef struct AgentHandle {
+        int64_t handle;
+        uid_t owner;
+} AgentHandle;
+
 struct Vm {
         sd_event *event;
         sd_bus *bus;
@@ -85,6 +92,8 @@ struct Vm {
         QgaClient *qga;
         bool agent_connected;
         bool agent_port_open; /* the guest opened its end (VSERPORT_CHANGE) */
+        AgentHandle agent_handles[AGENT_HANDLES_MAX];
+        size_t n_agent_handles;
 
         /* Facts about the current run that decide the final state. */
         char *shutdown_reason; /* from the SHUTDOWN event */
