@@ -1701,7 +1701,12 @@ static void test_real_qemu_ga(void **state) {
         (void) unlink(sock);
         (void) unlink(pidfile);
         (void) unlink(logfile);
-        (void) rmdir(dir);
+        {
+                _cleanup_free_ char *statefile = NULL; /* qemu-ga's own, in its -t directory */
+                assert_true(asprintf(&statefile, "%s/qga.state", dir) > 0);
+                (void) unlink(statefile);
+        }
+        assert_int_equal(rmdir(dir), 0);
 }
 
 int main(void) {
