@@ -9,9 +9,13 @@
  * Life cycle: qmp_client_new() takes a connected stream socket. The client
  * reads the greeting, records QEMU's version, sends qmp_capabilities and calls
  * on_ready. Requests submitted before that are queued and written once
- * negotiation succeeded. Every request is answered exactly once: by its reply,
- * by its timeout, or when the connection ends. After on_disconnect the client
- * is inert; the owner frees it. */
+ * negotiation succeeded (their timeouts run from submission). Greeting and
+ * negotiation together must finish within QMP_DEFAULT_TIMEOUT_USEC. Every
+ * request is answered exactly once: by its reply, by its timeout, or when the
+ * connection ends. After on_disconnect the client is inert; the owner frees it.
+ *
+ * Every callback may call qmp_send(), qmp_cancel() and qmp_client_free() on the
+ * same client, on_disconnect included. No callback runs from inside qmp_send(). */
 
 #include <stdint.h>
 
@@ -42,12 +46,16 @@ typedef void (*qmp_reply_cb_t)(QmpClient *c, int error, json_t *result, const ch
 typedef struct QmpCallbacks {
         /* Negotiation done; version is available. */
         void (*on_ready)(QmpClient *c, void *userdata);
-        /* An event. data is borrowed ({} when QEMU sent none), timestamp in µs since the epoch. */
+        /* An event. data is borrowed ({} when QEMU sent none or a non-object), timestamp in
+         * µs since the epoch (QEMU's; the current CLOCK_REALTIME when it is missing or garbled). */
         void (*on_event)(QmpClient *c, const char *name, json_t *data, uint64_t timestamp_usec,
                          void *userdata);
         /* The connection ended: error is 0 on clean EOF, -EPROTO on a protocol violation
-         * (over-long line, bad JSON, bad greeting, failed negotiation), else -errno. Pending
-         * requests have already been failed with -ECONNRESET. Called at most once. */
+         * (over-long line, bad JSON, bad greeting, failed negotiation, stream cut inside a
+         * line), -ETIMEDOUT when greeting and negotiation took too long, else -errno (e.g.
+         * -EPIPE). ECONNRESET on read counts as a clean EOF: it only means the peer closed
+         * with our bytes unread (QEMU leaves the '\n' after "quit"). Pending requests have already been failed with
+         * -ECONNRESET. Called at most once, never from qmp_client_free(). */
         void (*on_disconnect)(QmpClient *c, int error, void *userdata);
 } QmpCallbacks;
 
@@ -59,11 +67,13 @@ int qmp_client_new(sd_event *event, int fd, const QmpCallbacks *cb, void *userda
 QmpClient *qmp_client_free(QmpClient *c);
 
 /* Submits {"execute": execute, "arguments": arguments, "id": <n>}. arguments may be NULL;
- * it is borrowed (the client takes its own reference). timeout_usec 0 means
- * QMP_DEFAULT_TIMEOUT_USEC. On success the callback will run exactly once, never from
- * inside this call. Returns 0 and stores the request id in *ret_id (may be NULL);
- * -ENOTCONN after disconnect, -EBUSY when QMP_PENDING_MAX requests are in flight,
- * -ENOBUFS when the output queue is full, -ENOMEM. */
+ * it is borrowed and serialized at once (empty arguments are left out). execute must be
+ * a QAPI name (letters, digits, '-', '_', '.'). timeout_usec 0 means
+ * QMP_DEFAULT_TIMEOUT_USEC. On success the callback (may be NULL) will run exactly once,
+ * never from inside this call. Returns 0 and stores the request id in *ret_id (may be
+ * NULL); -EINVAL for a bad name or non-object arguments, -ENOTCONN after disconnect,
+ * -EBUSY when QMP_PENDING_MAX requests are in flight, -ENOBUFS when the output queue is
+ * full, -ENOMEM. */
 int qmp_send(QmpClient *c, const char *execute, json_t *arguments, uint64_t timeout_usec,
              qmp_reply_cb_t cb, void *userdata, uint64_t *ret_id);
 
@@ -71,10 +81,11 @@ int qmp_send(QmpClient *c, const char *execute, json_t *arguments, uint64_t time
  * execute in QEMU; its reply is ignored). Returns 0 or -ENOENT. */
 int qmp_cancel(QmpClient *c, uint64_t id);
 
-/* Version from the greeting ("7.2.22"), NULL before the greeting. */
+/* Version from the greeting ("7.2.22"), NULL before the greeting; kept after disconnect. */
 const char *qmp_client_version(QmpClient *c);
 /* True between on_ready and on_disconnect. */
 bool qmp_client_is_ready(QmpClient *c);
+/* Requests in flight (qmp_capabilities not counted). */
 size_t qmp_client_pending(QmpClient *c);
 
 DEFINE_TRIVIAL_CLEANUP_FUNC(QmpClient *, qmp_client_free);

@@ -1,0 +1,766 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <sys/epoll.h>
+#include <sys/socket.h>
+#include <time.h>
+
+#include "log.h"
+#include "macro.h"
+#include "qmp.h"
+
+/* Replies and events are usually well below 1 KiB: start small, double up to a
+ * maximal line plus its '\n', and give a large buffer back once it is drained so
+ * that one big reply does not pin megabytes for the life of the VM. */
+#define QMP_INPUT_INITIAL (16U * 1024U)
+#define QMP_INPUT_KEEP (256U * 1024U)
+#define QMP_INPUT_LIMIT ((size_t) QMP_LINE_MAX + 1U)
+#define QMP_OUTPUT_INITIAL (4U * 1024U)
+#define QMP_OUTPUT_KEEP (64U * 1024U)
+/* QAPI names: letters, digits, '-', '_' and '.' (downstream "__org.example_cmd"). */
+#define QMP_COMMAND_NAME_MAX 128U
+
+#define QMP_STRLEN(s) (sizeof(s) - 1)
+
+typedef enum QmpState {
+        QMP_STATE_GREETING,    /* waiting for {"QMP": ...}; nothing is written yet */
+        QMP_STATE_NEGOTIATING, /* only the qmp_capabilities line may be written */
+        QMP_STATE_READY,
+        QMP_STATE_DISCONNECTED,
+} QmpState;
+
+typedef struct QmpRequest QmpRequest;
+struct QmpRequest {
+        QmpClient *client;
+        uint64_t id;
+        qmp_reply_cb_t cb;
+        void *userdata;
+        sd_event_source *timer;
+        bool internal; /* qmp_capabilities: not counted, cannot be cancelled */
+        QmpRequest *prev, *next;
+};
+
+struct QmpClient {
+        /* The owner holds one reference; dispatch holds another while it runs callbacks, so
+         * that a callback may call qmp_client_free() and the struct outlives the unwinding. */
+        unsigned n_ref;
+        bool free_requested;
+        QmpState state;
+
+        sd_event *event;
+        sd_event_source *io;
+        sd_event_source *error_source; /* reports a write error met inside qmp_send() */
+        int fd;
+        uint32_t io_events;
+        int write_error;
+
+        QmpCallbacks callbacks;
+        void *userdata;
+
+        char version[64]; /* "major.minor.micro", empty before the greeting */
+
+        /* Input: bytes [0, in_len) are unprocessed; [0, in_scanned) hold no '\n'. */
+        char *in;
+        size_t in_alloc, in_len, in_scanned;
+
+        /* Output: bytes [out_start, out_end) are queued. Before READY only out_gate bytes
+         * (the qmp_capabilities line, always first in the queue) may be written. */
+        char *out;
+        size_t out_alloc, out_start, out_end;
+        size_t caps_len, out_gate;
+
+        uint64_t next_id;
+        /* In submission order: QEMU answers in order, so a reply matches the head. */
+        QmpRequest *requests_head, *requests_tail;
+        size_t n_requests; /* without the internal request */
+};
+
+static void qmp_client_disconnect(QmpClient *c, int error);
+
+static QmpClient *qmp_client_ref(QmpClient *c) {
+        c->n_ref++;
+        return c;
+}
+
+static void qmp_client_unref(QmpClient *c) {
+        if (--c->n_ref > 0)
+                return;
+        /* Only reached through qmp_client_free(), which failed every request already. */
+        sd_event_source_disable_unref(c->io);
+        sd_event_source_disable_unref(c->error_source);
+        safe_close(c->fd);
+        free(c->in);
+        free(c->out);
+        sd_event_unref(c->event);
+        free(c);
+}
+
+/* ---- requests ---- */
+
+static void qmp_request_unlink_free(QmpRequest *req) {
+        QmpClient *c = req->client;
+
+        if (req->prev)
+                req->prev->next = req->next;
+        else
+                c->requests_head = req->next;
+        if (req->next)
+                req->next->prev = req->prev;
+        else
+                c->requests_tail = req->prev;
+        if (!req->internal)
+                c->n_requests--;
+        /* Safe from inside the timer's own callback: sd-event defers the final free. */
+        sd_event_source_disable_unref(req->timer);
+        free(req);
+}
+
+/* Runs the callback last and touches nothing afterwards: the callback may free the client. */
+static void qmp_request_complete(QmpRequest *req, int error, json_t *result, const char *err_class,
+                                 const char *err_desc) {
+        QmpClient *c = req->client;
+        qmp_reply_cb_t cb = req->cb;
+        void *userdata = req->userdata;
+
+        qmp_request_unlink_free(req);
+        if (cb)
+                cb(c, error, result, err_class, err_desc, userdata);
+}
+
+static QmpRequest *qmp_find_request(QmpClient *c, uint64_t id) {
+        for (QmpRequest *req = c->requests_head; req; req = req->next)
+                if (req->id == id)
+                        return req;
+        return NULL;
+}
+
+static void qmp_fail_requests(QmpClient *c) {
+        QmpRequest *req;
+
+        /* Callbacks cannot add requests: the client is DISCONNECTED, qmp_send() says -ENOTCONN. */
+        while ((req = c->requests_head))
+                qmp_request_complete(req, -ECONNRESET, NULL, NULL, NULL);
+}
+
+static int qmp_on_request_timeout(sd_event_source *s, uint64_t usec, void *userdata) {
+        QmpRequest *req = userdata;
+
+        log_debug("QMP request %" PRIu64 " timed out", req->id);
+        qmp_request_complete(req, -ETIMEDOUT, NULL, NULL, NULL);
+        return 0;
+}
+
+/* ---- output ---- */
+
+static int qmp_update_io_events(QmpClient *c) {
+        bool writable = c->out_start < c->out_end && (c->state == QMP_STATE_READY || c->out_gate > 0);
+        uint32_t events = EPOLLIN | (writable ? EPOLLOUT : 0);
+        int r;
+
+        if (events == c->io_events)
+                return 0;
+        r = sd_event_source_set_io_events(c->io, events);
+        if (r < 0)
+                return r;
+        c->io_events = events;
+        return 0;
+}
+
+/* Writes what the socket accepts; returns 0 (also when it would block) or -errno. */
+static int qmp_output_flush(QmpClient *c) {
+        while (c->out_start < c->out_end) {
+                size_t n = c->out_end - c->out_start;
+                ssize_t k;
+
+                if (c->state != QMP_STATE_READY) {
+                        if (c->out_gate == 0)
+                                break;
+                        if (n > c->out_gate)
+                                n = c->out_gate;
+                }
+                /* MSG_NOSIGNAL: a vanished QEMU is an EPIPE to handle, not a SIGPIPE. */
+                k = send(c->fd, c->out + c->out_start, n, MSG_NOSIGNAL);
+                if (k < 0) {
+                        if (errno == EINTR)
+                                continue;
+                        if (errno == EAGAIN)
+                                break;
+                        return negative_errno();
+                }
+                c->out_start += (size_t) k;
+                if (c->state != QMP_STATE_READY)
+                        c->out_gate -= (size_t) k;
+        }
+
+        if (c->out_start == c->out_end) {
+                c->out_start = c->out_end = 0;
+                if (c->out_alloc > QMP_OUTPUT_KEEP) {
+                        free(c->out);
+                        c->out = NULL;
+                        c->out_alloc = 0;
+                }
+        }
+        return qmp_update_io_events(c);
+}
+
+/* Makes room for n more bytes after out_end; the queue never exceeds QMP_OUTPUT_MAX. */
+static int qmp_output_reserve(QmpClient *c, size_t n) {
+        size_t used = c->out_end - c->out_start, a;
+        char *p;
+
+        if (n > QMP_OUTPUT_MAX || used > QMP_OUTPUT_MAX - n)
+                return -ENOBUFS;
+        if (c->out_alloc - c->out_end >= n)
+                return 0;
+        if (c->out_start > 0) {
+                memmove(c->out, c->out + c->out_start, used);
+                c->out_start = 0;
+                c->out_end = used;
+                if (c->out_alloc - used >= n)
+                        return 0;
+        }
+
+        a = c->out_alloc > 0 ? c->out_alloc * 2 : QMP_OUTPUT_INITIAL;
+        if (a < used + n)
+                a = used + n;
+        if (a > QMP_OUTPUT_MAX)
+                a = QMP_OUTPUT_MAX;
+        p = realloc(c->out, a);
+        if (!p)
+                return -ENOMEM;
+        c->out = p;
+        c->out_alloc = a;
+        return 0;
+}
+
+static bool qmp_command_name_valid(const char *s) {
+        size_t n = 0;
+
+        if (!s || !*s)
+                return false;
+        for (; *s; s++, n++) {
+                bool ok = (*s >= 'a' && *s <= 'z') || (*s >= 'A' && *s <= 'Z') || (*s >= '0' && *s <= '9') ||
+                          *s == '-' || *s == '_' || *s == '.';
+                if (!ok || n >= QMP_COMMAND_NAME_MAX)
+                        return false;
+        }
+        return true;
+}
+
+/* Queues {"execute":"NAME","arguments":{...},"id":ID}\n. QEMU 7.2 reads its QMP socket
+ * one byte per recvmsg(), so every byte costs latency: the line is compact, and empty
+ * arguments are left out (QEMU treats them alike). The name was validated, so it needs
+ * no escaping. Either queues the whole line or nothing. */
+static int qmp_output_append_command(QmpClient *c, const char *execute, json_t *arguments, uint64_t id) {
+        static const char p_execute[] = "{\"execute\":\"", p_arguments[] = "\",\"arguments\":",
+                          p_id_args[] = ",\"id\":", p_id_noargs[] = "\",\"id\":", p_end[] = "}\n";
+        size_t name_len = strlen(execute), args_len = 0, n;
+        char id_buf[24], *p;
+        int id_len, r;
+
+        if (arguments && json_object_size(arguments) > 0) {
+                /* Only fails on allocation failure (or a reference cycle, a caller bug). */
+                args_len = json_dumpb(arguments, NULL, 0, JSON_COMPACT);
+                if (args_len == 0)
+                        return -ENOMEM;
+        }
+        id_len = snprintf(id_buf, sizeof id_buf, "%" PRIu64, id);
+
+        n = QMP_STRLEN(p_execute) + name_len + QMP_STRLEN(p_end) + (size_t) id_len +
+            (args_len > 0 ? QMP_STRLEN(p_arguments) + args_len + QMP_STRLEN(p_id_args) : QMP_STRLEN(p_id_noargs));
+        r = qmp_output_reserve(c, n);
+        if (r < 0)
+                return r;
+
+        p = c->out + c->out_end;
+        p = mempcpy(p, p_execute, QMP_STRLEN(p_execute));
+        p = mempcpy(p, execute, name_len);
+        if (args_len > 0) {
+                p = mempcpy(p, p_arguments, QMP_STRLEN(p_arguments));
+                if (json_dumpb(arguments, p, args_len, JSON_COMPACT) != args_len)
+                        return -ENOMEM;
+                p += args_len;
+                p = mempcpy(p, p_id_args, QMP_STRLEN(p_id_args));
+        } else
+                p = mempcpy(p, p_id_noargs, QMP_STRLEN(p_id_noargs));
+        p = mempcpy(p, id_buf, (size_t) id_len);
+        p = mempcpy(p, p_end, QMP_STRLEN(p_end));
+
+        c->out_end += n;
+        return 0;
+}
+
+static int qmp_submit(QmpClient *c, const char *execute, json_t *arguments, uint64_t timeout_usec,
+                      qmp_reply_cb_t cb, void *userdata, bool internal, QmpRequest **ret) {
+        _cleanup_free_ QmpRequest *req = NULL;
+        uint64_t accuracy;
+        int r;
+
+        req = calloc(1, sizeof *req);
+        if (!req)
+                return -ENOMEM;
+        *req = (QmpRequest) {
+                .client = c,
+                .id = c->next_id,
+                .cb = cb,
+                .userdata = userdata,
+                .internal = internal,
+        };
+
+        if (timeout_usec == 0)
+                timeout_usec = QMP_DEFAULT_TIMEOUT_USEC;
+        /* Slack in proportion to the timeout: short timeouts stay precise (sd-event's default
+         * is 250 ms), long ones may still be coalesced with other wakeups. */
+        accuracy = timeout_usec / 16;
+        if (accuracy > 250 * USEC_PER_MSEC)
+                accuracy = 250 * USEC_PER_MSEC;
+        if (accuracy == 0)
+                accuracy = 1;
+        r = sd_event_add_time_relative(c->event, &req->timer, CLOCK_MONOTONIC, timeout_usec, accuracy,
+                                       qmp_on_request_timeout, req);
+        if (r < 0)
+                return r;
+
+        r = qmp_output_append_command(c, execute, arguments, req->id);
+        if (r < 0) {
+                sd_event_source_disable_unref(req->timer);
+                return r;
+        }
+
+        c->next_id++;
+        req->prev = c->requests_tail;
+        if (c->requests_tail)
+                c->requests_tail->next = req;
+        else
+                c->requests_head = req;
+        c->requests_tail = req;
+        if (!internal)
+                c->n_requests++;
+
+        *ret = TAKE_PTR(req);
+        return 0;
+}
+
+/* ---- connection state ---- */
+
+/* Stops all I/O. Idempotent. Requests stay until they are failed. The input buffer may be
+ * released while qmp_input_dispatch() runs: it checks the state after every line. */
+static void qmp_client_close(QmpClient *c) {
+        c->state = QMP_STATE_DISCONNECTED;
+        c->io = sd_event_source_disable_unref(c->io);
+        c->error_source = sd_event_source_disable_unref(c->error_source);
+        c->fd = safe_close(c->fd);
+        free(c->in);
+        c->in = NULL;
+        c->in_alloc = c->in_len = c->in_scanned = 0;
+        free(c->out);
+        c->out = NULL;
+        c->out_alloc = c->out_start = c->out_end = c->out_gate = 0;
+}
+
+static void qmp_client_disconnect(QmpClient *c, int error) {
+        if (c->state == QMP_STATE_DISCONNECTED)
+                return;
+
+        log_debug_errno(error, "QMP connection ended: %m");
+        qmp_client_close(c);
+
+        qmp_client_ref(c);
+        qmp_fail_requests(c);
+        /* A request callback may have freed the client: its owner is gone, so tell nobody. */
+        if (!c->free_requested && c->callbacks.on_disconnect)
+                c->callbacks.on_disconnect(c, error, c->userdata);
+        qmp_client_unref(c);
+}
+
+static int qmp_on_deferred_error(sd_event_source *s, void *userdata) {
+        QmpClient *c = userdata;
+
+        qmp_client_disconnect(c, c->write_error);
+        return 0;
+}
+
+static void qmp_on_capabilities(QmpClient *c, int error, json_t *result, const char *err_class,
+                                const char *err_desc, void *userdata) {
+        int r;
+
+        switch (error) {
+        case 0:
+                break;
+        case -ECONNRESET:
+                return; /* already disconnecting */
+        case -EREMOTEIO:
+                log_debug("QMP capabilities negotiation refused: %s", err_class);
+                qmp_client_disconnect(c, -EPROTO);
+                return;
+        default:
+                qmp_client_disconnect(c, error);
+                return;
+        }
+
+        c->state = QMP_STATE_READY;
+        r = qmp_output_flush(c); /* requests queued during negotiation */
+        if (r < 0) {
+                qmp_client_disconnect(c, r);
+                return;
+        }
+        if (c->callbacks.on_ready)
+                c->callbacks.on_ready(c, c->userdata);
+}
+
+/* ---- classification ---- */
+
+static bool qmp_json_uint(json_t *v, json_int_t *ret) {
+        if (!json_is_integer(v) || json_integer_value(v) < 0)
+                return false;
+        *ret = json_integer_value(v);
+        return true;
+}
+
+/* {"QMP": {"version": {"qemu": {"major": M, "minor": m, "micro": u}, "package": "..."},
+ *          "capabilities": [...]}} */
+static int qmp_handle_greeting(QmpClient *c, json_t *msg) {
+        json_t *qmp = json_object_get(msg, "QMP");
+        json_t *version = json_object_get(qmp, "version");
+        json_t *qemu = json_object_get(version, "qemu");
+        json_t *caps = json_object_get(qmp, "capabilities");
+        json_int_t major, minor, micro;
+        json_t *cap;
+        size_t i;
+
+        if (!json_is_object(qmp) || !json_is_object(version) || !json_is_object(qemu) ||
+            !json_is_string(json_object_get(version, "package")) || !json_is_array(caps) ||
+            !qmp_json_uint(json_object_get(qemu, "major"), &major) ||
+            !qmp_json_uint(json_object_get(qemu, "minor"), &minor) ||
+            !qmp_json_uint(json_object_get(qemu, "micro"), &micro)) {
+                log_debug("QMP greeting malformed");
+                return -EPROTO;
+        }
+        json_array_foreach(caps, i, cap)
+                if (!json_is_string(cap)) {
+                        log_debug("QMP greeting capability %zu is not a string", i);
+                        return -EPROTO;
+                }
+
+        (void) snprintf(c->version, sizeof c->version, "%lld.%lld.%lld", (long long) major,
+                        (long long) minor, (long long) micro);
+        log_debug("QMP greeting from QEMU %s", c->version);
+
+        c->state = QMP_STATE_NEGOTIATING;
+        c->out_gate = c->caps_len;
+        return qmp_output_flush(c);
+}
+
+/* QEMU stamps events with the host's realtime clock. A missing or garbled stamp is
+ * replaced by the current realtime clock, the nearest thing to when it was sent. */
+static uint64_t qmp_event_timestamp(json_t *ts) {
+        json_int_t sec, usec;
+
+        if (qmp_json_uint(json_object_get(ts, "seconds"), &sec) &&
+            qmp_json_uint(json_object_get(ts, "microseconds"), &usec) && usec < (json_int_t) USEC_PER_SEC &&
+            (uint64_t) sec <= (UINT64_MAX - (uint64_t) usec) / USEC_PER_SEC)
+                return (uint64_t) sec * USEC_PER_SEC + (uint64_t) usec;
+
+        log_debug("QMP event without a valid timestamp, using the current time");
+        return now_usec(CLOCK_REALTIME);
+}
+
+static int qmp_handle_event(QmpClient *c, json_t *msg, json_t *name) {
+        json_t *data = json_object_get(msg, "data");
+        json_auto_t *empty = NULL;
+        uint64_t ts;
+
+        if (!json_is_string(name)) {
+                log_debug("Dropping QMP event whose name is not a string");
+                return 0;
+        }
+        if (!json_is_object(data)) {
+                if (data)
+                        log_debug("QMP event %s: data is not an object, passing {}", json_string_value(name));
+                data = empty = json_object();
+                if (!empty)
+                        return -ENOMEM;
+        }
+        ts = qmp_event_timestamp(json_object_get(msg, "timestamp"));
+
+        if (c->callbacks.on_event)
+                c->callbacks.on_event(c, json_string_value(name), data, ts, c->userdata);
+        return 0;
+}
+
+static int qmp_handle_reply(QmpClient *c, json_t *msg, json_t *error) {
+        json_t *id = json_object_get(msg, "id");
+        json_int_t id_value;
+        QmpRequest *req;
+
+        if (!qmp_json_uint(id, &id_value)) {
+                log_debug("Dropping QMP reply without a valid id");
+                return 0;
+        }
+        req = qmp_find_request(c, (uint64_t) id_value);
+        if (!req) {
+                log_debug("Dropping QMP reply to unknown or expired request %lld", (long long) id_value);
+                return 0;
+        }
+
+        if (error) {
+                json_t *cls = json_object_get(error, "class"), *desc = json_object_get(error, "desc");
+
+                qmp_request_complete(req, -EREMOTEIO, NULL, json_is_string(cls) ? json_string_value(cls) : "GenericError",
+                                     json_is_string(desc) ? json_string_value(desc) : "unknown error");
+        } else
+                qmp_request_complete(req, 0, json_object_get(msg, "return"), NULL, NULL);
+        return 0;
+}
+
+static int qmp_dispatch_line(QmpClient *c, const char *line, size_t len) {
+        json_auto_t *msg = NULL;
+        json_error_t err;
+        json_t *v;
+
+        if (len == 0)
+                return 0;
+
+        /* Explicit length and no JSON_ALLOW_NUL: an embedded NUL byte is invalid. No
+         * JSON_DECODE_ANY: a top-level scalar is invalid, and so is trailing garbage. */
+        msg = json_loadb(line, len, JSON_REJECT_DUPLICATES, &err);
+        if (!msg) {
+                if (json_error_code(&err) == json_error_out_of_memory)
+                        return -ENOMEM;
+                /* The text may quote the peer's bytes: give the position only. */
+                log_debug("Invalid JSON from QMP peer at byte %d", err.position);
+                return -EPROTO;
+        }
+        if (!json_is_object(msg)) {
+                log_debug("QMP message is not an object");
+                return -EPROTO;
+        }
+
+        if (c->state == QMP_STATE_GREETING)
+                return qmp_handle_greeting(c, msg);
+        if ((v = json_object_get(msg, "event")))
+                return qmp_handle_event(c, msg, v);
+        if ((v = json_object_get(msg, "error")) || json_object_get(msg, "return"))
+                return qmp_handle_reply(c, msg, v);
+
+        log_debug("Dropping unrecognized QMP message");
+        return 0;
+}
+
+/* ---- input ---- */
+
+static int qmp_input_dispatch(QmpClient *c) {
+        size_t start = 0, rest;
+        int r;
+
+        for (;;) {
+                char *nl = memchr(c->in + c->in_scanned, '\n', c->in_len - c->in_scanned);
+                size_t end, len;
+
+                if (!nl)
+                        break;
+                end = (size_t) (nl - c->in);
+                len = end - start;
+                if (len > 0 && c->in[end - 1] == '\r')
+                        len--;
+
+                r = qmp_dispatch_line(c, c->in + start, len);
+                if (r < 0)
+                        return r;
+                /* A callback may have ended the connection, and the buffer with it. */
+                if (c->state == QMP_STATE_DISCONNECTED)
+                        return 0;
+                start = c->in_scanned = end + 1;
+        }
+
+        rest = c->in_len - start;
+        if (rest > QMP_LINE_MAX) {
+                log_debug("QMP line longer than %u bytes", QMP_LINE_MAX);
+                return -EPROTO;
+        }
+        /* Once per read, not per line. */
+        if (start > 0)
+                memmove(c->in, c->in + start, rest);
+        c->in_len = c->in_scanned = rest;
+        if (rest == 0 && c->in_alloc > QMP_INPUT_KEEP) {
+                free(c->in);
+                c->in = NULL;
+                c->in_alloc = 0;
+        }
+        return 0;
+}
+
+/* Returns 1 at the end of the stream, 0 when more may come, -errno on failure. */
+static int qmp_input_read(QmpClient *c) {
+        ssize_t n;
+
+        if (c->in_len == c->in_alloc) {
+                /* Never full at QMP_INPUT_LIMIT here: qmp_input_dispatch() refused that. */
+                size_t a = c->in_alloc > 0 ? c->in_alloc * 2 : QMP_INPUT_INITIAL;
+                char *p;
+
+                if (a > QMP_INPUT_LIMIT)
+                        a = QMP_INPUT_LIMIT;
+                p = realloc(c->in, a);
+                if (!p)
+                        return -ENOMEM;
+                c->in = p;
+                c->in_alloc = a;
+        }
+
+        n = read(c->fd, c->in + c->in_len, c->in_alloc - c->in_len);
+        if (n < 0) {
+                if (errno == EAGAIN || errno == EINTR)
+                        return 0;
+                /* Linux reports ECONNRESET instead of EOF when the peer closed with our
+                 * bytes unread, after everything it sent has been read. QEMU 7.2 reads
+                 * commands byte by byte and acts on the closing '}', so after "quit" it
+                 * exits with our '\n' unread: that is a normal end. */
+                if (errno == ECONNRESET)
+                        return c->in_len > 0 ? -EPROTO : 1;
+                return negative_errno();
+        }
+        if (n == 0) {
+                if (c->in_len > 0) {
+                        log_debug("QMP stream ended inside a line");
+                        return -EPROTO;
+                }
+                return 1;
+        }
+
+        c->in_len += (size_t) n;
+        return qmp_input_dispatch(c);
+}
+
+static int qmp_on_io(sd_event_source *s, int fd, uint32_t revents, void *userdata) {
+        QmpClient *c = qmp_client_ref(userdata);
+        int r = 0;
+
+        /* Read first: after a hang-up the last replies may still be buffered. */
+        if (revents & (EPOLLIN | EPOLLHUP | EPOLLERR))
+                r = qmp_input_read(c);
+        if (r == 0 && c->state != QMP_STATE_DISCONNECTED && (revents & EPOLLOUT))
+                r = qmp_output_flush(c);
+        if (r != 0)
+                qmp_client_disconnect(c, r > 0 ? 0 : r);
+
+        qmp_client_unref(c);
+        return 0;
+}
+
+/* ---- public API ---- */
+
+int qmp_client_new(sd_event *event, int fd, const QmpCallbacks *cb, void *userdata, QmpClient **ret) {
+        _cleanup_close_ int owned_fd = fd;
+        _cleanup_(qmp_client_freep) QmpClient *c = NULL;
+        QmpRequest *caps;
+        int flags, r;
+
+        if (!event || fd < 0 || !ret)
+                return -EINVAL;
+
+        flags = fcntl(fd, F_GETFL);
+        if (flags < 0)
+                return negative_errno();
+        if (!(flags & O_NONBLOCK) && fcntl(fd, F_SETFL, flags | O_NONBLOCK) < 0)
+                return negative_errno();
+
+        c = calloc(1, sizeof *c);
+        if (!c)
+                return -ENOMEM;
+        *c = (QmpClient) {
+                .n_ref = 1,
+                .state = QMP_STATE_GREETING,
+                .event = sd_event_ref(event),
+                .fd = TAKE_FD(owned_fd),
+                .io_events = EPOLLIN,
+                .userdata = userdata,
+                .next_id = 1,
+        };
+        if (cb)
+                c->callbacks = *cb;
+
+        r = sd_event_add_io(event, &c->io, c->fd, c->io_events, qmp_on_io, c);
+        if (r < 0)
+                return r;
+
+        /* Queued now, written when the greeting arrives: its timer bounds the wait for the
+         * greeting as well as for the answer. */
+        r = qmp_submit(c, "qmp_capabilities", NULL, QMP_DEFAULT_TIMEOUT_USEC, qmp_on_capabilities, NULL,
+                       true, &caps);
+        if (r < 0)
+                return r;
+        c->caps_len = c->out_end;
+
+        *ret = TAKE_PTR(c);
+        return 0;
+}
+
+QmpClient *qmp_client_free(QmpClient *c) {
+        /* A second call, from a callback that runs during the first, is a no-op. */
+        if (!c || c->free_requested)
+                return NULL;
+
+        c->free_requested = true;
+        qmp_client_close(c);
+        qmp_fail_requests(c);
+        qmp_client_unref(c);
+        return NULL;
+}
+
+int qmp_send(QmpClient *c, const char *execute, json_t *arguments, uint64_t timeout_usec,
+             qmp_reply_cb_t cb, void *userdata, uint64_t *ret_id) {
+        QmpRequest *req;
+        int r;
+
+        if (!c || !qmp_command_name_valid(execute) || (arguments && !json_is_object(arguments)))
+                return -EINVAL;
+        if (c->state == QMP_STATE_DISCONNECTED)
+                return -ENOTCONN;
+        if (c->n_requests >= QMP_PENDING_MAX)
+                return -EBUSY;
+
+        r = qmp_submit(c, execute, arguments, timeout_usec, cb, userdata, false, &req);
+        if (r < 0)
+                return r;
+        if (ret_id)
+                *ret_id = req->id;
+
+        /* Write right away rather than after another trip through epoll: this is the latency
+         * every command pays. With EPOLLOUT armed the socket is full; the io source goes on. */
+        if (c->state == QMP_STATE_READY && !(c->io_events & EPOLLOUT)) {
+                r = qmp_output_flush(c);
+                if (r < 0 && !c->error_source) {
+                        /* Callbacks never run from inside qmp_send(): report from the loop. */
+                        c->write_error = r;
+                        r = sd_event_add_defer(c->event, &c->error_source, qmp_on_deferred_error, c);
+                        if (r < 0) {
+                                qmp_request_unlink_free(req);
+                                return r;
+                        }
+                }
+        }
+        return 0;
+}
+
+int qmp_cancel(QmpClient *c, uint64_t id) {
+        QmpRequest *req = c ? qmp_find_request(c, id) : NULL;
+
+        if (!req || req->internal)
+                return -ENOENT;
+        qmp_request_complete(req, -ECANCELED, NULL, NULL, NULL);
+        return 0;
+}
+
+const char *qmp_client_version(QmpClient *c) {
+        return c && c->version[0] ? c->version : NULL;
+}
+
+bool qmp_client_is_ready(QmpClient *c) {
+        return c && c->state == QMP_STATE_READY;
+}
+
+size_t qmp_client_pending(QmpClient *c) {
+        return c ? c->n_requests : 0;
+}
