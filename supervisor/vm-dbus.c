@@ -189,6 +189,10 @@ static int qmp_call_for(Vm *vm, sd_bus_message *m, const char *execute, json_t *
                 free(bc);
                 if (r == -EBUSY || r == -ENOBUFS)
                         return sd_bus_error_set(error, "org.vmsup.Error.Busy", "Too many requests to QEMU in flight.");
+                if (r == -EINVAL)
+                        return sd_bus_error_set(error, SD_BUS_ERROR_INVALID_ARGS, "Not a valid QMP command.");
+                if (r == -ENOMEM)
+                        return r;
                 return sd_bus_error_set(error, "org.vmsup.Error.NotRunning", "The VM is not running.");
         }
         return 1;
@@ -478,7 +482,7 @@ static int property_get(sd_bus *bus, const char *path, const char *interface, co
 static const char * const vm_properties[] = {
         "Name", "State", "StateReason", "Pid", "QemuVersion", "StartedAtUSec", "AgentConnected", NULL,
 };
-static const char vm_property_types[] = "ssusstb";
+static const char vm_property_types[] = "sssustb";
 
 /* Properties.Get / GetAll, authorized like methods (VM.Audit). sd-bus's own handling has
  * no hook for authorization, so the object callback answers these itself. */

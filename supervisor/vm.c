@@ -244,6 +244,7 @@ static void vm_cleanup_run(Vm *vm) {
         vm->stderr_fd = safe_close(vm->stderr_fd);
         vm->stop_timer = sd_event_source_disable_unref(vm->stop_timer);
         vm->start_timer = sd_event_source_disable_unref(vm->start_timer);
+        vm->qmp_lost_timer = sd_event_source_disable_unref(vm->qmp_lost_timer);
         vm->qmp = qmp_client_free(vm->qmp);
         vm_agent_detach(vm);
         vm->pid = 0;
@@ -449,19 +450,42 @@ static void on_qmp_event(QmpClient *c, const char *name, json_t *data, uint64_t 
         }
 }
 
+static int on_qmp_lost_timeout(sd_event_source *s, uint64_t usec, void *userdata) {
+        Vm *vm = userdata;
+
+        vm->qmp_lost_timer = sd_event_source_disable_unref(vm->qmp_lost_timer);
+        if (!vm_is_active(vm))
+                return 0;
+        log_warning("VM %s: QMP connection lost but QEMU keeps running, killing it", vm->config->name);
+        if (!vm->shutdown_reason && vm->state != VM_STARTING)
+                set_string(&vm->kill_reason, "qmp-connection-lost");
+        vm_kill(vm, SIGKILL);
+        return 0;
+}
+
 static void on_qmp_disconnect(QmpClient *c, int error, void *userdata) {
         Vm *vm = userdata;
+        int r;
 
         if (!vm_is_active(vm))
                 return;
-        if (error < 0 || vm->stop_phase == 0) {
-                /* Without its monitor QEMU cannot be managed; end it rather than leave it unowned. */
-                log_warning_errno(error, "VM %s: QMP connection lost (%s), killing QEMU",
-                                  vm->config->name, error < 0 ? "protocol error" : "EOF");
+        if (error < 0) {
+                /* A protocol violation: QEMU cannot be trusted to be managed any more. */
+                log_warning_errno(error, "VM %s: QMP protocol error, killing QEMU: %m", vm->config->name);
                 if (!vm->shutdown_reason && vm->state != VM_STARTING)
-                        set_string(&vm->kill_reason, error < 0 ? "qmp-protocol-error" : "qmp-connection-lost");
+                        set_string(&vm->kill_reason, "qmp-protocol-error");
                 vm_kill(vm, SIGKILL);
+                return;
         }
+        /* EOF: usually QEMU is exiting and its exit status arrives a moment later and tells
+         * why. If it does not, QEMU lives on without its monitor: end it rather than leave it
+         * unmanaged. */
+        if (vm->stop_phase > 0 || vm->qmp_lost_timer)
+                return;
+        r = sd_event_add_time_relative(vm->event, &vm->qmp_lost_timer, CLOCK_MONOTONIC, VM_QMP_LOST_GRACE_USEC, 0,
+                                       on_qmp_lost_timeout, vm);
+        if (r < 0)
+                (void) on_qmp_lost_timeout(NULL, 0, vm);
 }
 
 static const QmpCallbacks qmp_callbacks = {
@@ -790,6 +814,7 @@ Vm *vm_free(Vm *vm) {
         vm->stderr_source = sd_event_source_disable_unref(vm->stderr_source);
         vm->stop_timer = sd_event_source_disable_unref(vm->stop_timer);
         vm->start_timer = sd_event_source_disable_unref(vm->start_timer);
+        vm->qmp_lost_timer = sd_event_source_disable_unref(vm->qmp_lost_timer);
         safe_close(vm->pidfd);
         safe_close(vm->stderr_fd);
         qmp_client_free(vm->qmp);

@@ -19,6 +19,8 @@
 #define VM_START_TIMEOUT_USEC (30U * USEC_PER_SEC)
 /* Stop: QMP quit, then SIGTERM, then SIGKILL, each after this grace. */
 #define VM_STOP_GRACE_USEC (5U * USEC_PER_SEC)
+/* After QMP's EOF, QEMU's exit is waited for this long before it is killed. */
+#define VM_QMP_LOST_GRACE_USEC (2U * USEC_PER_SEC)
 /* QEMU's stderr kept for start failure messages. */
 #define VM_STDERR_TAIL 1024
 
@@ -104,6 +106,7 @@ struct Vm {
         unsigned stop_phase; /* 0 none, 1 quit sent, 2 SIGTERM sent, 3 SIGKILL sent */
         sd_event_source *stop_timer;
         sd_event_source *start_timer;
+        sd_event_source *qmp_lost_timer;
 
         VmWaiter *waiters;
 

@@ -44,6 +44,17 @@ check() {
         fi
 }
 
+# check_here DESCRIPTION CMD...: like check, but CMD runs in this shell (it may set variables).
+check_here() {
+        local desc=$1
+        shift
+        if "$@"; then
+                ok "$desc"
+        else
+                not_ok "$desc"
+        fi
+}
+
 # check_fails DESCRIPTION PATTERN CMD...: passes when CMD fails and its output matches PATTERN (grep -E).
 check_fails() {
         local desc=$1 pat=$2 out
@@ -110,7 +121,8 @@ bus_start() {
   <listen>$BUS</listen>
   <auth>EXTERNAL</auth>
   <policy context="default">
-    <!-- as the system bus: nobody owns names or calls methods unless allowed -->
+    <!-- as Debian's system bus: anyone connects; nobody owns names or calls methods unless allowed -->
+    <allow user="*"/>
     <deny own="*"/>
     <deny send_type="method_call"/>
     <allow send_type="signal"/>
@@ -170,6 +182,21 @@ vmcall() {
         shift 3
         busctl --system --timeout=120 call "org.vmsup.VM.$name" /org/vmsup/VM "org.vmsup.$iface" "$method" "$@"
 }
+# dsend [USER] METHOD_PATH ARGS...: dbus-send to the VM, printing the reply or the
+# error with its message (busctl replaces AccessDenied's message with "Access denied").
+# Usage: dsend_as USER NAME IFACE.METHOD [dbus-send args...]
+dsend_as() {
+        local user=$1 name=$2 method=$3
+        shift 3
+        local cmd=(dbus-send --system --print-reply --reply-timeout=120000 --dest="org.vmsup.VM.$name" /org/vmsup/VM
+                   "org.vmsup.$method" "$@")
+        if [[ $user == root ]]; then
+                "${cmd[@]}"
+        else
+                as "$user" "${cmd[@]}"
+        fi
+}
+
 vmprop() {
         busctl --system get-property "org.vmsup.VM.$1" /org/vmsup/VM org.vmsup.VM1 "$2"
 }
@@ -203,14 +230,16 @@ vmsupd_start() {
         return 1
 }
 
-# vmsupd_stop NAME: SIGTERM and wait for the exit status (printed).
+# vmsupd_stop NAME: SIGTERM, wait; the exit status lands in VMSUPD_RC (call it in this shell).
+VMSUPD_RC=
 vmsupd_stop() {
-        local pid=${VMSUPD_PID[$1]} rc
+        local pid=${VMSUPD_PID[$1]:-}
+        VMSUPD_RC="no supervisor"
+        [[ -n $pid ]] || return 1
         kill -TERM "$pid" 2>/dev/null
         wait "$pid"
-        rc=$?
+        VMSUPD_RC=$?
         unset "VMSUPD_PID[$1]"
-        echo "$rc"
 }
 
 # wait_state NAME STATE [SECONDS]: polls the State property.

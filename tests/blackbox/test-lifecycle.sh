@@ -26,7 +26,7 @@ out=$("$VMSUPD" --config-dir "$T/vms" --runtime-dir "$T/run" --bus "$BUS" bad1 2
 check_eq "malformed definition exits 2" 2 "$rc"
 check_match "message names file, JSON path and reason" "^vmsupd: $T/vms/bad1.json: \\\$\\.qemu\\.cpus: must be an integer" "$out"
 check_eq "message is one line" 1 "$(printf '%s\n' "$out" | wc -l)"
-check "nothing was started for it" bash -c "! busctl --system status org.vmsup.VM.bad1 && ! pgrep -f 'guest=bad1,'"
+check "nothing was started for it" bash -c "! busctl --system status org.vmsup.VM.bad1 && ! pgrep -f 'guest=[b]ad1,'"
 define_vm bad2 '{ "qemu": {}, "acl": [ { "user": "root", "privileges": [ "VM.Root" ] } ] }'
 out=$("$VMSUPD" --config-dir "$T/vms" --runtime-dir "$T/run" --bus "$BUS" bad2 2>&1); rc=$?
 check_eq "unknown privilege exits 2" 2 "$rc"
@@ -44,7 +44,7 @@ check_match "host ACL message" 'badacl.json: \$\.acl: must be an array' "$out"
 
 # --- a supervisor with a stopped VM
 define_vm vm1 "$(none_def false 2)"
-check "vmsupd starts and owns org.vmsup.VM.vm1" vmsupd_start vm1
+check_here "vmsupd starts and owns org.vmsup.VM.vm1" vmsupd_start vm1
 check_eq "runtime directory is 0700" 700 "$(stat -c %a "$T/run/vm1")"
 check_eq "Name" '"vm1"' "$(vmprop vm1 Name | cut -d' ' -f2)"
 check_eq "State is stopped" stopped "$(vmprop_value vm1 State)"
@@ -59,19 +59,20 @@ check_fails "SendKey when stopped: NotRunning" 'not running' vmcall vm1 VM1 Send
 
 # --- refused callers, while stopped: QEMU is never started
 for m in Start Stop Reset Pause Resume; do
-        check_fails "no ACL: $m refused, names VM.PowerMgmt" 'VM.PowerMgmt' as vmsupt-none busctl --system call org.vmsup.VM.vm1 /org/vmsup/VM org.vmsup.VM1 $m
+        check_fails "no ACL: $m refused, names VM.PowerMgmt" 'AccessDenied: VM.PowerMgmt privilege required' dsend_as vmsupt-none vm1 VM1.$m
+        check_fails "no ACL: $m refused through busctl too" 'Access denied' as vmsupt-none busctl --system call org.vmsup.VM.vm1 /org/vmsup/VM org.vmsup.VM1 $m
 done
-check_fails "no ACL: Shutdown refused" 'VM.PowerMgmt' as vmsupt-none busctl --system call org.vmsup.VM.vm1 /org/vmsup/VM org.vmsup.VM1 Shutdown ub 0 true
-check_fails "no ACL: SendKey refused, names VM.Console" 'VM.Console' as vmsupt-none busctl --system call org.vmsup.VM.vm1 /org/vmsup/VM org.vmsup.VM1 SendKey asu 1 ret 0
-check_fails "no ACL: GetStatus refused, names VM.Audit" 'VM.Audit' as vmsupt-none busctl --system call org.vmsup.VM.vm1 /org/vmsup/VM org.vmsup.VM1 GetStatus
+check_fails "no ACL: Shutdown refused" 'AccessDenied: VM.PowerMgmt' dsend_as vmsupt-none vm1 VM1.Shutdown uint32:0 boolean:true
+check_fails "no ACL: SendKey refused, names VM.Console" 'AccessDenied: VM.Console' dsend_as vmsupt-none vm1 VM1.SendKey array:string:ret uint32:0
+check_fails "no ACL: GetStatus refused, names VM.Audit" 'AccessDenied: VM.Audit' dsend_as vmsupt-none vm1 VM1.GetStatus
 check_fails "no ACL: property State refused" 'VM.Audit|Access denied' as vmsupt-none busctl --system get-property org.vmsup.VM.vm1 /org/vmsup/VM org.vmsup.VM1 State
 check_fails "no ACL: GetAll refused" 'VM.Audit|Access denied' as vmsupt-none busctl --system call org.vmsup.VM.vm1 /org/vmsup/VM org.freedesktop.DBus.Properties GetAll s org.vmsup.VM1
 check "no ACL: introspection is open" as vmsupt-none busctl --system introspect --xml-interface org.vmsup.VM.vm1 /org/vmsup/VM
-check_fails "VM.Audit alone: Start refused" 'VM.PowerMgmt' as vmsupt-audit busctl --system call org.vmsup.VM.vm1 /org/vmsup/VM org.vmsup.VM1 Start
+check_fails "VM.Audit alone: Start refused" 'AccessDenied: VM.PowerMgmt' dsend_as vmsupt-audit vm1 VM1.Start
 check_eq "refused Start left the VM stopped and QEMU unstarted" "stopped 0" "$(vmprop_value vm1 State) $(vmprop_value vm1 Pid)"
 check "VM.Audit: properties readable" as vmsupt-audit busctl --system get-property org.vmsup.VM.vm1 /org/vmsup/VM org.vmsup.VM1 State
 check "host-wide ACL grants VM.Audit" as vmsupt-host busctl --system get-property org.vmsup.VM.vm1 /org/vmsup/VM org.vmsup.VM1 State
-check_fails "host-wide ACL grants nothing more" 'VM.PowerMgmt' as vmsupt-host busctl --system call org.vmsup.VM.vm1 /org/vmsup/VM org.vmsup.VM1 Start
+check_fails "host-wide ACL grants nothing more" 'AccessDenied: VM.PowerMgmt' dsend_as vmsupt-host vm1 VM1.Start
 
 # --- Start, watched by a subscriber
 events_start vm1 "$T/ev1" || not_ok "subscriber started"
@@ -96,8 +97,8 @@ all=$(as vmsupt-audit busctl --system call org.vmsup.VM.vm1 /org/vmsup/VM org.fr
 check_match "GetAll returns every property" '"Name".*"State".*"StateReason".*"Pid".*"QemuVersion".*"StartedAtUSec".*"AgentConnected"' "$all"
 
 # --- refused while running: QEMU is not touched
-check_fails "no ACL: Stop refused while running" 'VM.PowerMgmt' as vmsupt-none busctl --system call org.vmsup.VM.vm1 /org/vmsup/VM org.vmsup.VM1 Stop
-check_fails "VM.Audit: Pause refused" 'VM.PowerMgmt' as vmsupt-audit busctl --system call org.vmsup.VM.vm1 /org/vmsup/VM org.vmsup.VM1 Pause
+check_fails "no ACL: Stop refused while running" 'AccessDenied: VM.PowerMgmt' dsend_as vmsupt-none vm1 VM1.Stop
+check_fails "VM.Audit: Pause refused" 'AccessDenied: VM.PowerMgmt' dsend_as vmsupt-audit vm1 VM1.Pause
 check_eq "refused calls left QEMU running, same pid" "running $pid" "$(vmprop_value vm1 State) $(vmprop_value vm1 Pid)"
 check "no STOP event reached the subscriber" bash -c "! grep -q '^Event STOP' '$T/ev1'"
 
@@ -107,7 +108,7 @@ check "paused" wait_state vm1 paused 5
 check_eq "StateReason after Pause" host-qmp-stop "$(vmprop_value vm1 StateReason)"
 check "subscriber saw STOP" wait_for_line "$T/ev1" '^Event STOP'
 check "subscriber saw StateChanged paused" wait_for_line "$T/ev1" '^StateChanged paused host-qmp-stop'
-check_fails "group ACL does not apply without the group" 'VM.PowerMgmt' as vmsupt-grp busctl --system call org.vmsup.VM.vm1 /org/vmsup/VM org.vmsup.VM1 Resume
+check_fails "group ACL does not apply without the group" 'AccessDenied: VM.PowerMgmt' dsend_as vmsupt-grp vm1 VM1.Resume
 check "Resume" vmcall vm1 VM1 Resume
 check "running again" wait_state vm1 running 5
 check_eq "StateReason after Resume" host-qmp-cont "$(vmprop_value vm1 StateReason)"
@@ -176,7 +177,7 @@ exit 1
 SH
 chmod +x "$T/crashing-qemu"
 define_vm vm2 "{ \"qemu\": { \"binary\": \"$T/crashing-qemu\", \"machine\": \"none\", \"accel\": \"tcg\", \"memory_mib\": 32 }, \"autostart\": true }"
-check "autostarting supervisor" vmsupd_start vm2
+check_here "autostarting supervisor" vmsupd_start vm2
 check "autostart: running once the name is visible or soon after" wait_state vm2 running 20
 touch "$T/crash-now"
 check "exit status 1: crashed" wait_state vm2 crashed 5
@@ -184,7 +185,7 @@ check_eq "StateReason exit-status-1" exit-status-1 "$(vmprop_value vm2 StateReas
 
 # --- start failure: QEMU refuses its command line
 define_vm vm3 "{ \"qemu\": { \"binary\": \"$QEMU\", \"machine\": \"none\", \"accel\": \"tcg\", \"extra_args\": [ \"-device\", \"no-such-device-x\" ] }, \"autostart\": false }"
-check "supervisor for a VM that cannot start" vmsupd_start vm3
+check_here "supervisor for a VM that cannot start" vmsupd_start vm3
 check_fails "Start reports QEMU's error" "start-failed: .*no-such-device-x" vmcall vm3 VM1 Start
 check_eq "state stopped after a failed start" stopped "$(vmprop_value vm3 State)"
 check_match "StateReason start-failed with QEMU's message" '^start-failed: .*no-such-device-x' "$(vmprop_value vm3 StateReason)"
@@ -192,13 +193,13 @@ check_match "StateReason start-failed with QEMU's message" '^start-failed: .*no-
 # --- SIGTERM: graceful shutdown (forced after shutdown_timeout_sec), exit 0
 check "Start vm1 for SIGTERM" vmcall vm1 VM1 Start
 pid=$(vmprop_value vm1 Pid)
-rc=$(vmsupd_stop vm1)
-check_eq "SIGTERM: vmsupd exits 0" 0 "$rc"
+vmsupd_stop vm1
+check_eq "SIGTERM: vmsupd exits 0" 0 "$VMSUPD_RC"
 check "SIGTERM: QEMU is gone" bash -c "! kill -0 $pid 2>/dev/null"
 check "SIGTERM: bus name released" bash -c "! busctl --system status org.vmsup.VM.vm1 >/dev/null 2>&1"
 
 # --- SIGKILL of the supervisor: QEMU does not linger
-check "supervisor restarted" vmsupd_start vm1
+check_here "supervisor restarted" vmsupd_start vm1
 check "Start" vmcall vm1 VM1 Start
 pid=$(vmprop_value vm1 Pid)
 kill -KILL "${VMSUPD_PID[vm1]}"
