@@ -98,6 +98,8 @@ static int cmd_events(const char *name) {
         r = sd_bus_attach_event(bus, event, 0);
         if (r < 0)
                 return r;
+        /* Nothing more will come once the bus is gone. */
+        (void) sd_bus_set_exit_on_disconnect(bus, true);
         /* Synchronous: the match is in place before "READY" is printed, so a caller can
          * wait for that line and then act. */
         r = sd_bus_match_signal(bus, NULL, dest, "/org/vmsup/VM", "org.vmsup.VM1", NULL, on_signal, NULL);

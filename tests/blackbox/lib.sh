@@ -100,6 +100,10 @@ cleanup() {
                 kill -KILL "$pid" 2>/dev/null
         done
         [[ -n $BUS_PID ]] && kill "$BUS_PID" 2>/dev/null
+        # Subscribers and anything else started in the background.
+        local jobs_left
+        jobs_left=$(jobs -p)
+        [[ -n $jobs_left ]] && kill $jobs_left 2>/dev/null
         wait 2>/dev/null
         if [[ $TEST_FAILED -gt 0 ]]; then
                 for f in "$T"/logs/*.log; do
