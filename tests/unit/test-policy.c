@@ -1390,7 +1390,7 @@ static void test_json_keys_with_nul(void **state) {
         char msg[256];
         json_t *o = json_object(), *args;
 
-        assert_int_equal(json_object_setn(o, "execute\0x", 9, json_string("quit")), 0);
+        assert_int_equal(json_object_setn_new(o, "execute\0x", 9, json_string("quit")), 0);
         assert_int_equal(json_object_set_new(o, "execute", json_string("query-status")), 0);
         assert_int_equal(policy_check_qmp(o, &root_caller, PRIV_ALL, msg, sizeof(msg)), -EINVAL);
         assert_int_equal(policy_check_qga(o, &root_caller, PRIV_ALL, msg, sizeof(msg)), -EINVAL);
@@ -1399,20 +1399,20 @@ static void test_json_keys_with_nul(void **state) {
         o = parse("{\"execute\":\"human-monitor-command\",\"arguments\":{\"command-line\":\"info\"}}");
         args = json_object_get(o, "arguments");
         assert_int_equal(policy_check_qmp(o, &user_caller, MON, msg, sizeof(msg)), 0);
-        assert_int_equal(json_object_setn(args, "command-line\0", 13, json_string("quit")), 0);
+        assert_int_equal(json_object_setn_new(args, "command-line\0", 13, json_string("quit")), 0);
         assert_int_equal(policy_check_qmp(o, &user_caller, MON, msg, sizeof(msg)), -EINVAL);
         json_decref(o);
 
         o = parse("{\"execute\":\"guest-file-open\",\"arguments\":{\"path\":\"/etc/hostname\"}}");
         args = json_object_get(o, "arguments");
         assert_int_equal(policy_check_qga(o, &user_caller, PRIV_BIT(PRIV_GA_FILEREAD), msg, sizeof(msg)), 0);
-        assert_int_equal(json_object_setn(args, "mode\0", 5, json_string("w")), 0);
+        assert_int_equal(json_object_setn_new(args, "mode\0", 5, json_string("w")), 0);
         assert_int_equal(policy_check_qga(o, &user_caller, PRIV_BIT(PRIV_GA_FILEREAD), msg, sizeof(msg)), -EINVAL);
         json_decref(o);
 
         o = parse("{\"execute\":\"guest-file-read\",\"arguments\":{\"handle\":1}}");
         args = json_object_get(o, "arguments");
-        assert_int_equal(json_object_setn(args, "count\0", 6, json_integer(INT64_C(1) << 40)), 0);
+        assert_int_equal(json_object_setn_new(args, "count\0", 6, json_integer(INT64_C(1) << 40)), 0);
         assert_int_equal(policy_check_qga(o, &root_caller, PRIV_ALL, msg, sizeof(msg)), -EINVAL);
         json_decref(o);
 }
