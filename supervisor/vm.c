@@ -259,8 +259,7 @@ static void vm_cleanup_run(Vm *vm) {
 static int on_child_exit(sd_event_source *s, const siginfo_t *si, void *userdata) {
         Vm *vm = userdata;
         _cleanup_free_ char *reason = NULL, *shutdown_reason = NULL, *kill_reason = NULL;
-        bool was_starting = vm->state == VM_STARTING;
-        bool requested = vm->stop_phase > 0 || vm->state == VM_SHUTTING_DOWN;
+        bool was_starting = vm->state == VM_STARTING, signalled_by_us;
         VmState final;
         int r;
 
@@ -277,41 +276,43 @@ static int on_child_exit(sd_event_source *s, const siginfo_t *si, void *userdata
 
         shutdown_reason = TAKE_PTR(vm->shutdown_reason);
         kill_reason = TAKE_PTR(vm->kill_reason);
+        signalled_by_us = vm->stop_phase >= 2;
         vm_cleanup_run(vm);
 
+        /* The state first, then the answers: a caller's reply never overtakes the
+         * StateChanged signal that explains it. */
         if (was_starting) {
                 _cleanup_free_ char *why = NULL;
                 if (asprintf(&why, "start-failed: %s",
                              kill_reason ?: (vm->stderr_last[0] ? vm->stderr_last : (reason ?: "QEMU exited"))) < 0)
                         why = NULL;
+                vm_set_state(vm, VM_STOPPED, why ?: "start-failed");
                 waiters_answer(vm, 1U << VM_WAIT_START, "org.vmsup.Error.QemuError",
                                why ?: "QEMU failed to start.");
-                waiters_answer(vm, 1U << VM_WAIT_EXIT | 1U << VM_WAIT_SHUTDOWN, NULL, NULL);
-                vm_set_state(vm, VM_STOPPED, why ?: "start-failed");
         } else {
                 const char *final_reason;
 
                 if (kill_reason) {
+                        /* The supervisor had to end it (monitor lost, start timeout). */
                         final = VM_CRASHED;
                         final_reason = kill_reason;
-                } else if (shutdown_reason && !streq(shutdown_reason, "guest-panic")) {
-                        final = VM_STOPPED;
-                        final_reason = shutdown_reason;
-                } else if (shutdown_reason || vm->guest_panicked) {
+                } else if ((si->si_code != CLD_EXITED && !signalled_by_us) ||
+                           (si->si_code == CLD_EXITED && si->si_status != 0 && vm->stop_phase == 0)) {
+                        /* Died on its own, also in the middle of a shutdown. */
+                        final = VM_CRASHED;
+                        final_reason = reason;
+                } else if (vm->guest_panicked || streq_ptr(shutdown_reason, "guest-panic")) {
                         final = VM_CRASHED;
                         final_reason = "guest-panicked";
-                } else if (requested || (si->si_code == CLD_EXITED && si->si_status == 0)) {
-                        final = VM_STOPPED;
-                        final_reason = reason;
                 } else {
-                        final = VM_CRASHED;
-                        final_reason = reason;
+                        final = VM_STOPPED;
+                        final_reason = shutdown_reason ?: reason;
                 }
+                vm_set_state(vm, final, final_reason ?: "exited");
                 waiters_answer(vm, 1U << VM_WAIT_START, "org.vmsup.Error.QemuError",
                                "QEMU exited before the VM ran.");
-                waiters_answer(vm, 1U << VM_WAIT_EXIT | 1U << VM_WAIT_SHUTDOWN, NULL, NULL);
-                vm_set_state(vm, final, final_reason ?: "exited");
         }
+        waiters_answer(vm, 1U << VM_WAIT_EXIT | 1U << VM_WAIT_SHUTDOWN, NULL, NULL);
         vm->stderr_last[0] = '\0';
         vm->guest_panicked = false;
         if (vm->on_settled)

@@ -203,7 +203,7 @@ check_here "supervisor restarted" vmsupd_start vm1
 check "Start" vmcall vm1 VM1 Start
 pid=$(vmprop_value vm1 Pid)
 kill -KILL "${VMSUPD_PID[vm1]}"
-wait "${VMSUPD_PID[vm1]}" 2>/dev/null
+{ wait "${VMSUPD_PID[vm1]}"; } 2>/dev/null
 unset "VMSUPD_PID[vm1]"
 gone=no
 for i in $(seq 100); do kill -0 "$pid" 2>/dev/null || { gone=yes; break; }; sleep 0.05; done
