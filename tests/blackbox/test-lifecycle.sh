@@ -198,6 +198,20 @@ check_eq "SIGTERM: vmsupd exits 0" 0 "$VMSUPD_RC"
 check "SIGTERM: QEMU is gone" bash -c "! kill -0 $pid 2>/dev/null"
 check "SIGTERM: bus name released" bash -c "! busctl --system status org.vmsup.VM.vm1 >/dev/null 2>&1"
 
+# --- readiness and the watchdog, as systemd sees them
+define_vm vm4 "$(none_def true 2)"
+"$ROOT/$BUILD/tests/notify-listen" "$T/notify" 8 > "$T/notify.out" &
+wait_for_line "$T/notify.out" '^LISTENING' 5
+NOTIFY_SOCKET="$T/notify" WATCHDOG_USEC=400000 vmsupd_start vm4
+check "READY=1 sent" wait_for_line "$T/notify.out" '^READY=1' 10
+check "with autostart, the first status after READY=1 is running" \
+        bash -c "sed -n '/^READY=1/,\$p' '$T/notify.out' | grep -m1 '^STATUS=' | grep -q 'STATUS=VM vm4: running'"
+check "watchdog pings at WATCHDOG_USEC/2" wait_for_line "$T/notify.out" '^WATCHDOG=1' 5
+kill -TERM "${VMSUPD_PID[vm4]}"
+wait_for_line "$T/notify.out" '^STOPPING=1' 5 && ok "STOPPING=1 sent on SIGTERM" || not_ok "STOPPING=1 sent on SIGTERM"
+{ wait "${VMSUPD_PID[vm4]}"; } 2>/dev/null
+unset "VMSUPD_PID[vm4]"
+
 # --- SIGKILL of the supervisor: QEMU does not linger
 check_here "supervisor restarted" vmsupd_start vm1
 check "Start" vmcall vm1 VM1 Start
