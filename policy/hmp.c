@@ -67,6 +67,28 @@ int policy_hmp_command_name(const char *line, const char **ret_name) {
         return (int) (p - start);
 }
 
+/* x and xp dump count units of memory, all into one QMP reply; the count is
+ * read as monitor_parse_arguments() reads the '/' argument: after white space
+ * a '/' and then decimal digits (QEMU accumulates them in an int, so a long
+ * run wraps there; here it only grows past the limit). */
+static bool hmp_dump_too_large(const char *name, size_t len) {
+        const char *p = name + len;
+        uint64_t count = 0;
+
+        if (!((len == 1 && name[0] == 'x') || (len == 2 && name[0] == 'x' && name[1] == 'p')))
+                return false;
+        while (hmp_is_space(*p))
+                p++;
+        if (*p != '/')
+                return false;
+        for (p++; *p >= '0' && *p <= '9'; p++) {
+                count = count * 10 + (uint64_t) (*p - '0');
+                if (count > POLICY_HMP_DUMP_MAX)
+                        return true;
+        }
+        return false;
+}
+
 typedef struct NameKey {
         const char *name;
         size_t len;
@@ -152,6 +174,10 @@ int policy_check_hmp(const char *line, const Caller *caller, PrivSet privs, char
         len = policy_hmp_command_name(line, &name);
         if (len < 0)
                 return policy_msg(-EINVAL, msg, msgsz, "The command line names no command.");
+        /* For root too: a dump past the QMP client's line limit would end QEMU. */
+        if (hmp_dump_too_large(name, (size_t) len))
+                return policy_msg(-EINVAL, msg, msgsz, "x and xp dump at most %u units at once.",
+                                  POLICY_HMP_DUMP_MAX);
 
         if (root)
                 return policy_allow(msg, msgsz);

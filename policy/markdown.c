@@ -116,7 +116,9 @@ static void md_hmp(MdBuf *b) {
                   "1. Validation. A line is at most %u bytes. From callers other than root: no\n"
                   "   control characters except space and tab, no DEL, no bytes above 0x7f.\n"
                   "   A line that names no command (empty, only white space, or starting with\n"
-                  "   `/`) is refused for everyone.\n"
+                  "   `/`) is refused for everyone, and so is an `x` or `xp` dump of more than\n"
+                  "   %u units (`xp /%uxb 0`): QEMU answers a dump in one QMP reply, and a\n"
+                  "   reply too long for the supervisor to read would cost the VM its QEMU.\n"
                   "2. The command name is read exactly as QEMU 7.2's HMP parser reads it:\n"
                   "   leading white space (space, tab, newline, vertical tab, form feed,\n"
                   "   carriage return) is skipped and the name ends at white space, `/` or the\n"
@@ -132,8 +134,8 @@ static void md_hmp(MdBuf *b) {
                   "\n"
                   "| alias | command |\n"
                   "|---|---|\n",
-                  POLICY_HMP_LINE_MAX, policy_hmp_commands_count, counts[HMP_TIER_NONE],
-                  counts[HMP_TIER_SYS_MODIFY], counts[HMP_TIER_ROOT]);
+                  POLICY_HMP_LINE_MAX, POLICY_HMP_DUMP_MAX, POLICY_HMP_DUMP_MAX, policy_hmp_commands_count,
+                  counts[HMP_TIER_NONE], counts[HMP_TIER_SYS_MODIFY], counts[HMP_TIER_ROOT]);
 
         for (size_t i = 0; i < policy_hmp_aliases_count; i++)
                 md_printf(b, "| `%s` | `%s` |\n", policy_hmp_aliases[i].alias, policy_hmp_aliases[i].command);
@@ -174,17 +176,18 @@ static void md_qmp(MdBuf *b) {
                   "## QMP: `org.vmsup.Monitor1.Execute`\n"
                   "\n"
                   "1. Validation. The argument is one JSON object with exactly `execute` (a\n"
-                  "   non-empty string of printable ASCII without spaces) and optionally\n"
-                  "   `arguments` (an object); any other key, `id`, `control` and `exec-oob`\n"
-                  "   included, is refused. `human-monitor-command` takes a string\n"
-                  "   `command-line` and optionally an integer `cpu-index`, and is then judged\n"
-                  "   by the HMP rules above.\n"
+                  "   QMP command name: letters, digits, `-`, `_` and `.`, at most %u\n"
+                  "   characters) and optionally `arguments` (an object); any other key, `id`,\n"
+                  "   `control` and `exec-oob` included, is refused, for everyone.\n"
+                  "   `human-monitor-command` takes a string `command-line` and optionally an\n"
+                  "   integer `cpu-index`, and is then judged by the HMP rules above.\n"
                   "2. Commands reserved for the supervisor are refused to everyone, root\n"
                   "   included.\n"
                   "3. Every other command needs `VM.Monitor`; then its tier. No command is\n"
                   "   weaker here than its HMP counterpart, so the HMP table cannot be\n"
                   "   bypassed through QMP.\n"
-                  "\n");
+                  "\n",
+                  POLICY_QMP_NAME_MAX);
         md_qmp_tier(b, QMP_TIER_RESERVED, "Reserved for the supervisor");
         md_qmp_tier(b, QMP_TIER_MONITOR, "`VM.Monitor` alone (read-only queries)");
         md_qmp_tier(b, QMP_TIER_SYS_MODIFY, "`VM.Monitor` and `Sys.Modify`");

@@ -123,6 +123,12 @@ const char *hmp_tier_to_string(HmpTier t);
  * command, far below what would strain the QMP output queue. */
 #define POLICY_HMP_LINE_MAX (64U * 1024U)
 
+/* The most units x and xp may dump at once ("xp /16384xb 0"), for everyone.
+ * QEMU renders the whole dump into one QMP reply: at most ~130 bytes a unit
+ * (disassembly), so this stays far below QMP_LINE_MAX (16 MiB), past which the
+ * QMP client drops the connection and the supervisor kills QEMU. */
+#define POLICY_HMP_DUMP_MAX 16384U
+
 /* Extracts the command name as QEMU's HMP parser reads it: leading white space
  * (isspace() in the C locale) skipped; the name ends at white space, '/' or
  * the end. Aliases are NOT resolved here. Returns the length (> 0) and stores
@@ -140,8 +146,8 @@ const HmpCommand *policy_hmp_lookup(const char *name, size_t len);
  * this order:
  *   1. validation, for everyone: at most POLICY_HMP_LINE_MAX bytes; for
  *      non-root callers also no control character other than space and tab,
- *      no DEL, no byte >= 0x80; for everyone a non-empty command name
- *      → -EINVAL;
+ *      no DEL, no byte >= 0x80; for everyone a non-empty command name, and
+ *      for x and xp a count of at most POLICY_HMP_DUMP_MAX → -EINVAL;
  *   2. root → 0;
  *   3. VM.Monitor → else -EACCES;
  *   4. the command's tier: none → 0, Sys.Modify → needs Sys.Modify (-EACCES),
@@ -174,14 +180,18 @@ extern const size_t policy_qmp_commands_count;
 /* "VM.Monitor", "Sys.Modify", "root", "reserved"; NULL out of range. */
 const char *qmp_tier_to_string(QmpTier t);
 
+/* The longest command name the QMP client sends (monitor/qmp.c). */
+#define POLICY_QMP_NAME_MAX 128U
+
 /* Unknown (or NULL) → QMP_TIER_ROOT. human-monitor-command is QMP_TIER_ROOT
  * here; policy_check_qmp() judges it by its HMP command line instead. */
 QmpTier policy_qmp_tier(const char *execute);
 
 /* Validates and authorizes an Execute argument that has already been parsed:
- *   1. validation: cmd must be an object with exactly "execute" (a non-empty
- *      string of printable ASCII without spaces) and optionally "arguments"
- *      (an object); any other key ("id", "control", "exec-oob", ...) → -EINVAL.
+ *   1. validation: cmd must be an object with exactly "execute" (a QAPI
+ *      name: letters, digits, '-', '_' and '.', at most POLICY_QMP_NAME_MAX
+ *      bytes) and optionally "arguments" (an object); any other key ("id",
+ *      "control", "exec-oob", ...) → -EINVAL.
  *      human-monitor-command also needs arguments with a string "command-line"
  *      and optionally an integer "cpu-index", nothing else, and is then
  *      decided by policy_check_hmp() on its command line;

@@ -805,6 +805,28 @@ static HmpTier ref_tier(const char *name, size_t len) {
         return HMP_TIER_ROOT;
 }
 
+/* An x or xp dump of more units than the limit: the digits right after the
+ * '/' that follows the name and white space, leading zeros aside. */
+static bool ref_dump_too_large(const char *name, size_t len) {
+        const char *p = name + len;
+        char digits[16];
+        size_t n;
+
+        if (!((len == 1 && memcmp(name, "x", 1) == 0) || (len == 2 && memcmp(name, "xp", 2) == 0)))
+                return false;
+        p += strspn(p, " \t\n\v\f\r");
+        if (*p != '/')
+                return false;
+        p++;
+        p += strspn(p, "0");
+        n = strspn(p, "0123456789");
+        if (n >= sizeof(digits))
+                return true;
+        memcpy(digits, p, n);
+        digits[n] = '\0';
+        return n > 0 && strtoull(digits, NULL, 10) > POLICY_HMP_DUMP_MAX;
+}
+
 /* The whole decision, modelled from the contract. */
 static int ref_check_hmp(const char *line, bool root, PrivSet privs) {
         const char *name;
@@ -817,7 +839,7 @@ static int ref_check_hmp(const char *line, bool root, PrivSet privs) {
                         if (!(*p == '\t' || (*p >= 0x20 && *p <= 0x7e)))
                                 return -EINVAL;
         len = ref_command_name(line, &name);
-        if (len == 0)
+        if (len == 0 || ref_dump_too_large(name, len))
                 return -EINVAL;
         if (root)
                 return 0;
@@ -850,6 +872,7 @@ static size_t hostile_line(uint64_t *s, char *buf, size_t size) {
                 "stop", "p", "print", "?", "help", "info", "i", "o", "x", "xp", "sum", "gdbserver",
                 "migrate", "nmi", "status", "exec:sh", "I", "nfo", "ui", "t", "\x7f", "\x01", "\x1b",
                 "\xc3\xb6", "\xa0", "\x85", "\xff", "\xc0\x80", "0x1000", "/10x", "-", "_",
+                "/16384", "/16385", "0", "9",
         };
         size_t n = 0, count = rnd(s) % 8;
 
@@ -977,6 +1000,17 @@ static void test_hmp_bypass_strings(void **state) {
                 { "stop", -EACCES, 0, 0 },
                 { "nmi", -EACCES, -EACCES, 0 },
                 { "xp/1", -EACCES, 0, 0 },
+                /* Dumps: at most POLICY_HMP_DUMP_MAX units, for everyone. */
+                { "xp /16384xb 0", -EACCES, 0, 0 },
+                { "x/16384i 0", -EACCES, 0, 0 },
+                { "xp/00000000000000016384xg 0", -EACCES, 0, 0 },
+                { "xp /16385xb 0", -EINVAL, -EINVAL, -EINVAL },
+                { "xp/700000xg 0", -EINVAL, -EINVAL, -EINVAL },
+                { "x\t/99999999999999999999999 0", -EINVAL, -EINVAL, -EINVAL },
+                { "xp 16385 0", -EACCES, 0, 0 }, /* no '/': QEMU dumps one unit */
+                { "xp /g16385 0", -EACCES, 0, 0 }, /* QEMU: "invalid char in format" */
+                { "print /100000x 0", -EACCES, 0, 0 }, /* one value, whatever the count */
+                { "info /100000", 0, 0, 0 },
                 { "x\x01", -EINVAL, -EINVAL, 0 },
                 { "\x1b[Aquit", -EINVAL, -EINVAL, 0 },
                 { "/quit", -EINVAL, -EINVAL, -EINVAL },
@@ -1236,6 +1270,9 @@ static void test_qmp_shape(void **state) {
                 "{\"execute\":\"query-status\",\"Execute\":\"quit\"}",
                 "{\"execute\":\"query-status\",\"arguments\":{},\"x\":0}",
                 "{\"arguments\":{}}", "{\"Execute\":\"query-status\"}",
+                /* Not QAPI names: no QEMU command is spelled so. */
+                "{\"execute\":\"query-status!\"}", "{\"execute\":\"quit;\"}", "{\"execute\":\"a/b\"}",
+                "{\"execute\":\"query-status\\\"\"}", "{\"execute\":\"{quit}\"}", "{\"execute\":\"q'\"}",
         };
         char msg[256];
 
@@ -1250,6 +1287,20 @@ static void test_qmp_shape(void **state) {
         json_t *j = parse("{\"execute\":\"query-status\"}");
         assert_int_equal(policy_check_qmp(j, NULL, PRIV_ALL, msg, sizeof(msg)), -EINVAL);
         json_decref(j);
+
+        /* Names up to POLICY_QMP_NAME_MAX characters; longer ones are malformed. */
+        char cmd[POLICY_QMP_NAME_MAX + 64], name[POLICY_QMP_NAME_MAX + 2];
+        memset(name, 'a', POLICY_QMP_NAME_MAX);
+        name[POLICY_QMP_NAME_MAX] = '\0';
+        snprintf(cmd, sizeof(cmd), "{\"execute\":\"%s\"}", name);
+        assert_int_equal(qmp(cmd, &root_caller, PRIV_ALL, msg, sizeof(msg)), 0);
+        assert_int_equal(qmp(cmd, &user_caller, PRIV_ALL, msg, sizeof(msg)), -EACCES);
+        strcat(name, "a");
+        snprintf(cmd, sizeof(cmd), "{\"execute\":\"%s\"}", name);
+        assert_int_equal(qmp(cmd, &root_caller, PRIV_ALL, msg, sizeof(msg)), -EINVAL);
+        assert_sentence(msg);
+        assert_int_equal(qmp(cmd, &user_caller, 0, msg, sizeof(msg)), -EINVAL);
+        assert_int_equal(qmp("{\"execute\":\"__org.example_cmd-2\"}", &root_caller, 0, msg, sizeof(msg)), 0);
 
         /* Good shapes. */
         assert_int_equal(qmp("{\"execute\":\"query-status\"}", &user_caller, MON, msg, sizeof(msg)), 0);
