@@ -63,6 +63,10 @@ struct QmpClient {
         /* Input: bytes [0, in_len) are unprocessed; [0, in_scanned) hold no '\n'. */
         char *in;
         size_t in_alloc, in_len, in_scanned;
+        /* Inside a line longer than QMP_LINE_MAX: its bytes are dropped unread until its
+         * '\n'; then the request it answers fails with -EFBIG. */
+        bool in_discarding;
+        uint64_t in_discard_id;
 
         /* Output: bytes [out_start, out_end) are queued. Before READY only out_gate bytes
          * (the qmp_capabilities line, always first in the queue) may be written. */
@@ -522,9 +526,12 @@ static int qmp_dispatch_line(QmpClient *c, const char *line, size_t len) {
         if (len == 0)
                 return 0;
 
-        /* Explicit length and no JSON_ALLOW_NUL: an embedded NUL byte is invalid. No
-         * JSON_DECODE_ANY: a top-level scalar is invalid, and so is trailing garbage. */
-        msg = json_loadb(line, len, JSON_REJECT_DUPLICATES, &err);
+        /* A raw NUL byte is invalid JSON whatever the flags. "\u0000" inside a string is
+         * accepted (JSON_ALLOW_NUL): QEMU writes guest-influenced text (HMP output, device
+         * properties) and such a string must not cost the VM its monitor; readers of
+         * strings use their length or stop at the NUL. No JSON_DECODE_ANY: a top-level
+         * scalar is invalid, and so is trailing garbage. */
+        msg = json_loadb(line, len, JSON_REJECT_DUPLICATES | JSON_ALLOW_NUL, &err);
         if (!msg) {
                 if (json_error_code(&err) == json_error_out_of_memory)
                         return -ENOMEM;
@@ -576,8 +583,21 @@ static int qmp_input_dispatch(QmpClient *c) {
 
         rest = c->in_len - start;
         if (rest > QMP_LINE_MAX) {
-                log_debug("QMP line longer than %u bytes", QMP_LINE_MAX);
-                return -EPROTO;
+                /* Too long to hold. QEMU answers in order, so once negotiated a reply line
+                 * belongs to the oldest request: drop the line and fail that request
+                 * alone, the connection stays. Anything else this long is a violation. */
+                if (c->state != QMP_STATE_READY || !c->requests_head || c->requests_head->internal) {
+                        log_debug("QMP line longer than %u bytes", QMP_LINE_MAX);
+                        return -EPROTO;
+                }
+                log_debug("QMP reply longer than %u bytes, dropping it", QMP_LINE_MAX);
+                c->in_discarding = true;
+                c->in_discard_id = c->requests_head->id;
+                c->in_len = c->in_scanned = 0;
+                free(c->in);
+                c->in = NULL;
+                c->in_alloc = 0;
+                return 0;
         }
         /* Once per read, not per line. */
         if (start > 0)
@@ -629,6 +649,22 @@ static int qmp_input_read(QmpClient *c) {
                 return 1;
         }
 
+        if (c->in_discarding) {
+                char *nl = memchr(c->in + c->in_len, '\n', (size_t) n);
+                if (!nl)
+                        return 0; /* dropped unread: in_len stays where it was */
+                size_t after = (size_t) n - (size_t) (nl + 1 - (c->in + c->in_len));
+                memmove(c->in + c->in_len, nl + 1, after);
+                c->in_discarding = false;
+                c->in_len += after;
+                /* Unless it timed out or was cancelled meanwhile. */
+                QmpRequest *req = qmp_find_request(c, c->in_discard_id);
+                if (req)
+                        qmp_request_complete(req, -EFBIG, NULL, NULL, NULL);
+                if (c->state == QMP_STATE_DISCONNECTED)
+                        return 0;
+                return qmp_input_dispatch(c);
+        }
         c->in_len += (size_t) n;
         return qmp_input_dispatch(c);
 }

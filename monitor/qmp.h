@@ -23,8 +23,9 @@
 #include "macro.h"
 #include <systemd/sd-event.h>
 
-/* One line from QEMU may be at most this long (greeting, reply or event). A
- * longer line is a protocol error: the connection is closed, nothing grows. */
+/* One line from QEMU may be at most this long. A longer reply is dropped without
+ * being buffered and fails its request with -EFBIG; any other longer line (greeting,
+ * event, or with no request waiting) is a protocol error. Nothing grows. */
 #define QMP_LINE_MAX (16U * 1024U * 1024U)
 /* Bytes queued for writing to QEMU at most (commands are small). */
 #define QMP_OUTPUT_MAX (4U * 1024U * 1024U)
@@ -38,6 +39,7 @@ typedef struct QmpClient QmpClient;
  * error == 0: success, result is the "return" value (borrowed, valid during the call).
  * error == -EREMOTEIO: QEMU answered with an error; err_class/err_desc are set.
  * error == -ETIMEDOUT: no answer in time (a late reply is dropped).
+ * error == -EFBIG: the reply was longer than QMP_LINE_MAX and was dropped.
  * error == -ECONNRESET: the connection ended (EOF, I/O error, protocol error, free).
  * error == -ECANCELED: the request was cancelled with qmp_cancel(). */
 typedef void (*qmp_reply_cb_t)(QmpClient *c, int error, json_t *result, const char *err_class,

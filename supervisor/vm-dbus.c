@@ -120,6 +120,9 @@ void vm_bus_reply_qemu_error(sd_bus_message *m, int error, const char *err_class
         case -ETIMEDOUT:
                 vm_reply_error(m, SD_BUS_ERROR_TIMEOUT, "QEMU did not answer in time.");
                 break;
+        case -EFBIG:
+                vm_reply_error(m, "org.vmsup.Error.ResponseTooLarge", "QEMU's answer is larger than 16 MiB.");
+                break;
         case -ECANCELED:
                 vm_reply_error(m, "org.vmsup.Error.NotRunning", "The request was cancelled.");
                 break;
