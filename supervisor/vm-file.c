@@ -24,7 +24,9 @@
  * 48 MiB; smaller chunks keep the supervisor's memory low (each chunk is held
  * three times: as base64 in the line buffer, as a JSON string and decoded). */
 #define FILE_CHUNK (8U * 1024U * 1024U)
-/* A caller that neither reads nor writes its end for this long loses the transfer. */
+/* A caller that neither reads nor writes its end for this long, while the transfer
+ * waits for it, loses the transfer. Time spent waiting for the guest does not count:
+ * every agent command has its own timeout. */
 #define FILE_IDLE_TIMEOUT_USEC (120U * USEC_PER_SEC)
 /* One guest-file-read/-write of a full chunk may take long on a slow guest. */
 #define FILE_CHUNK_TIMEOUT_USEC (120U * USEC_PER_SEC)
@@ -218,7 +220,13 @@ static void xfer_fd_io(FileXfer *x) {
         }
         if (r == 0) {
                 if (!x->io) {
+                        /* Waiting for the caller starts the idle clock; no agent command is in
+                         * flight now, so a timeout can close the handle at once. */
                         r = sd_event_add_io(x->vm->event, &x->io, x->fd, x->writing ? EPOLLIN : EPOLLOUT, on_fd_io, x);
+                        if (r >= 0)
+                                r = sd_event_source_set_time_relative(x->idle_timer, FILE_IDLE_TIMEOUT_USEC);
+                        if (r >= 0)
+                                r = sd_event_source_set_enabled(x->idle_timer, SD_EVENT_ONESHOT);
                         if (r < 0) {
                                 xfer_set_error(x, SD_BUS_ERROR_FAILED, "Cannot watch the descriptor.");
                                 xfer_fail(x);
@@ -227,6 +235,7 @@ static void xfer_fd_io(FileXfer *x) {
                 return;
         }
         x->io = sd_event_source_disable_unref(x->io);
+        (void) sd_event_source_set_enabled(x->idle_timer, SD_EVENT_OFF);
         xfer_step(x);
 }
 
@@ -413,8 +422,10 @@ static int xfer_new(Vm *vm, sd_bus_message *m, bool writing, const char *path, i
                 xfer_free(x);
                 return -ENOMEM;
         }
+        /* Armed only while the transfer waits for the caller's descriptor (xfer_fd_io). */
         if (sd_event_add_time_relative(vm->event, &x->idle_timer, CLOCK_MONOTONIC, FILE_IDLE_TIMEOUT_USEC, 0,
-                                       on_idle_timeout, x) < 0) {
+                                       on_idle_timeout, x) < 0 ||
+            sd_event_source_set_enabled(x->idle_timer, SD_EVENT_OFF) < 0) {
                 xfer_free(x);
                 return -ENOMEM;
         }
