@@ -28,6 +28,11 @@
  * waits for it, loses the transfer. Time spent waiting for the guest does not count:
  * every agent command has its own timeout. */
 #define FILE_IDLE_TIMEOUT_USEC (120U * USEC_PER_SEC)
+/* The longest reply line accepted, beyond the base64 of a guest-file-read chunk:
+ * room for the JSON around it, or for an error naming a 4096-byte path. A longer
+ * line is refused as it arrives instead of being buffered up to QGA_LINE_MAX, so a
+ * hostile guest cannot make an 8 MiB chunk cost 64 MiB. */
+#define FILE_REPLY_SLACK (64U * 1024U)
 /* One guest-file-read/-write of a full chunk may take long on a slow guest. */
 #define FILE_CHUNK_TIMEOUT_USEC (120U * USEC_PER_SEC)
 
@@ -150,9 +155,13 @@ static void on_agent_reply(QgaClient *c, int error, json_t *result, const char *
 
 static int xfer_send(FileXfer *x, const char *execute, json_t *args) {
         uint64_t timeout = x->step == XFER_DATA ? FILE_CHUNK_TIMEOUT_USEC : 0;
+        /* Only guest-file-read may answer with more than a few bytes. */
+        size_t max_reply = x->step == XFER_DATA && !x->writing
+                                   ? qga_b64_encoded_size(x->buf_len) + FILE_REPLY_SLACK
+                                   : FILE_REPLY_SLACK;
         int r;
 
-        r = qga_send(x->vm->qga, execute, args, QGA_REPLY_NORMAL, timeout, 0, on_agent_reply, x, NULL);
+        r = qga_send(x->vm->qga, execute, args, QGA_REPLY_NORMAL, timeout, max_reply, on_agent_reply, x, NULL);
         json_decref(args);
         if (r < 0)
                 xfer_set_agent_error(x, r, NULL, NULL);
