@@ -950,6 +950,10 @@ int qga_client_resync(QgaClient *c) {
         if (c->sync == QGA_SYNCING)
                 (void) sd_event_source_set_enabled(c->sync_timer, SD_EVENT_OFF);
         c->sync = QGA_UNSYNCED;
+        /* Whoever answers now may be another agent, or none: connected again only once
+         * the new sync is answered. Without this, an agent that restarted while
+         * connected would never be reported as back. */
+        qga_set_connected(c, false);
         if (c->active)
                 c->sync_requested = true;
         else

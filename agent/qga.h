@@ -133,8 +133,9 @@ int qga_client_attach(QgaClient *c, int fd, bool sync_now);
  * queued ones fail with -ENOTCONN (their callbacks run from the event loop). */
 void qga_client_detach(QgaClient *c);
 /* Forces a re-sync (e.g. VSERPORT_CHANGE open): a new sync with a fresh id is
- * written now, or as soon as the command in flight has finished. Returns 0,
- * or -ENOTCONN when no channel is attached. */
+ * written now, or as soon as the command in flight has finished. The agent
+ * counts as not connected until that sync is answered (on_connected_changed
+ * reports false, then true). Returns 0, or -ENOTCONN when no channel is attached. */
 int qga_client_resync(QgaClient *c);
 
 /* Queues one command. arguments may be NULL, else a JSON object (borrowed; it is

@@ -1222,6 +1222,29 @@ static void test_sync_timeout(void **state) {
         assert_true(t->connected);
 }
 
+/* The agent restarted (VSERPORT_CHANGE closed, then open): the owner marked it
+ * gone and re-syncs. The new agent's answer must be reported, although the
+ * client itself never saw the old one go. */
+static void test_resync_reports_reconnect(void **state) {
+        uint64_t id;
+
+        peer_close(&t->peer);
+        attach_new_peer(true);
+        peer_sync();
+        RUN_UNTIL(t->connected, 5000);
+        assert_int_equal(t->connected_changes, 1);
+
+        assert_int_equal(qga_client_resync(t->c), 0);
+        assert_false(qga_client_is_connected(t->c));
+        id = peer_expect_sync();
+        RUN_UNTIL(!t->connected, 5000);
+        assert_int_equal(t->connected_changes, 2);
+        peer_sync_reply(id);
+        RUN_UNTIL(t->connected, 5000);
+        assert_int_equal(t->connected_changes, 3);
+        assert_true(qga_client_is_connected(t->c));
+}
+
 static void test_attach_sync_now_and_resync(void **state) {
         Reply r = {}, r2 = {}, ra = {};
         uint64_t id1, id2, id3;
@@ -1742,6 +1765,7 @@ int main(void) {
                 cmocka_unit_test_setup_teardown(test_reentrancy, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_sync_timeout, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_attach_sync_now_and_resync, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_resync_reports_reconnect, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_abandoned_partial_write, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_file_write, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_send_errors, setup, teardown),
