@@ -310,3 +310,20 @@ finish() {
         echo "1..$TEST_N"
         [[ $TEST_FAILED -eq 0 ]]
 }
+
+# agent_cmd USER NAME JSON: Agent1.Command; prints the returned JSON (dbus-send
+# prints strings unescaped) or fails with "Error NAME: message" on stderr.
+agent_cmd() {
+        local out
+        out=$(dsend_as "$1" "$2" Agent1.Command string:"$3") || return 1
+        printf '%s\n' "$out" | sed -n 's/^   string "\(.*\)"$/\1/p'
+}
+
+# proc_kb PID FIELD: a /proc/PID/status value in kB (VmRSS, VmHWM).
+proc_kb() {
+        awk -v f="$2:" '$1 == f { print $2 }' "/proc/$1/status" 2>/dev/null
+}
+# peak_reset PID: VmHWM starts again from the current RSS.
+peak_reset() {
+        echo 5 > "/proc/$1/clear_refs"
+}
