@@ -1,15 +1,44 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
+/* The launcher (see launch.h): the supervisor's one child, which forks and execs QEMU for it. */
+
 #include <fcntl.h>
-#include <grp.h>
+#include <poll.h>
 #include <signal.h>
 #include <sys/prctl.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 
-#include <linux/capability.h>
-
 #include "launch.h"
 #include "log.h"
+#include "sandbox.h"
+
+#define LAUNCH_MAGIC 0x766d7375U /* "vmsu" */
+#define LAUNCH_OP_START 1U
+#define LAUNCH_FDS_MAX 3
+
+typedef struct LaunchRequest {
+        uint32_t magic;
+        uint32_t op;
+        uint32_t n_fds; /* 2: QMP listener, stderr pipe; 3: and the agent listener */
+} LaunchRequest;
+
+typedef struct LaunchReply {
+        uint32_t magic;
+        int32_t error; /* 0 or a positive errno */
+        int32_t pid;
+} LaunchReply;
+
+typedef struct LaunchExit {
+        int32_t code;   /* CLD_EXITED, CLD_KILLED, CLD_DUMPED */
+        int32_t status; /* the exit status or the signal */
+} LaunchExit;
+
+/* The supervisor's end. */
+static int launcher_sock = -EBADF;
+static pid_t launcher_pid = 0;
+static sd_event_source *launcher_source = NULL;
 
 int launch_resolve_binary(const VmConfig *c, char **ret) {
         const char *path;
@@ -40,13 +69,89 @@ int launch_resolve_binary(const VmConfig *c, char **ret) {
         return -ENOENT;
 }
 
-static int cap_last_cap(void) {
-        _cleanup_fclose_ FILE *f = fopen("/proc/sys/kernel/cap_last_cap", "re");
-        int n = CAP_LAST_CAP;
-        if (f && fscanf(f, "%d", &n) != 1)
-                n = CAP_LAST_CAP;
-        return n;
+/* ---- descriptors over the socket pair ---- */
+
+static int send_with_fds(int sock, const void *buf, size_t len, const int *fds, size_t n_fds) {
+        union {
+                struct cmsghdr cmsg;
+                char buf[CMSG_SPACE(sizeof(int) * LAUNCH_FDS_MAX)];
+        } control = {};
+        struct iovec iov = { .iov_base = (void *) buf, .iov_len = len };
+        struct msghdr mh = { .msg_iov = &iov, .msg_iovlen = 1 };
+        ssize_t k;
+
+        if (n_fds > LAUNCH_FDS_MAX)
+                return -EINVAL;
+        if (n_fds > 0) {
+                struct cmsghdr *c;
+                mh.msg_control = &control;
+                mh.msg_controllen = CMSG_SPACE(sizeof(int) * n_fds);
+                c = CMSG_FIRSTHDR(&mh);
+                c->cmsg_level = SOL_SOCKET;
+                c->cmsg_type = SCM_RIGHTS;
+                c->cmsg_len = CMSG_LEN(sizeof(int) * n_fds);
+                memcpy(CMSG_DATA(c), fds, sizeof(int) * n_fds);
+        }
+        do
+                k = sendmsg(sock, &mh, MSG_NOSIGNAL);
+        while (k < 0 && errno == EINTR);
+        if (k < 0)
+                return -errno;
+        return (size_t) k == len ? 0 : -EIO;
 }
+
+/* Receives one datagram of at most len bytes and at most max_fds descriptors (close-on-exec).
+ * Returns the datagram's size (0 at EOF) or -errno; a truncated datagram or descriptor list is
+ * -EBADMSG, and then no descriptor is returned. */
+static ssize_t recv_with_fds(int sock, void *buf, size_t len, int flags, int *fds, size_t max_fds,
+                             size_t *ret_n_fds) {
+        union {
+                struct cmsghdr cmsg;
+                char buf[CMSG_SPACE(sizeof(int) * LAUNCH_FDS_MAX)];
+        } control;
+        struct iovec iov = { .iov_base = buf, .iov_len = len };
+        struct msghdr mh = {
+                .msg_iov = &iov,
+                .msg_iovlen = 1,
+                .msg_control = &control,
+                .msg_controllen = sizeof control,
+        };
+        size_t n = 0;
+        bool bad = false;
+        ssize_t k;
+
+        do
+                k = recvmsg(sock, &mh, MSG_CMSG_CLOEXEC | MSG_TRUNC | flags);
+        while (k < 0 && errno == EINTR);
+        if (k < 0)
+                return -errno;
+        for (struct cmsghdr *c = CMSG_FIRSTHDR(&mh); c; c = CMSG_NXTHDR(&mh, c)) {
+                size_t m;
+                int *p;
+                if (c->cmsg_level != SOL_SOCKET || c->cmsg_type != SCM_RIGHTS)
+                        continue;
+                m = (c->cmsg_len - CMSG_LEN(0)) / sizeof(int);
+                p = (int *) CMSG_DATA(c);
+                for (size_t i = 0; i < m; i++) {
+                        if (n < max_fds)
+                                fds[n++] = p[i];
+                        else {
+                                safe_close(p[i]);
+                                bad = true;
+                        }
+                }
+        }
+        if (bad || (mh.msg_flags & (MSG_TRUNC | MSG_CTRUNC)) || (size_t) k > len) {
+                for (size_t i = 0; i < n; i++)
+                        safe_close(fds[i]);
+                *ret_n_fds = 0;
+                return -EBADMSG;
+        }
+        *ret_n_fds = n;
+        return k;
+}
+
+/* ---- the launcher process ---- */
 
 /* Moves fd to a number ≥ min so that the final dup2() calls cannot clobber each other. */
 static int move_fd_high(int fd, int min) {
@@ -58,14 +163,25 @@ static int move_fd_high(int fd, int min) {
 }
 
 _noreturn_ static void child_fail(int err, const char *what) {
-        /* stderr is the pipe by now (or the supervisor's stderr before that). */
+        /* stderr is the pipe by now (or the launcher's stderr before that). */
         fprintf(stderr, "vmsup: cannot start QEMU: %s: %s\n", what, strerror(err));
         fflush(stderr);
         _exit(127);
 }
 
+/* QEMU's process, between fork() and exec. */
 _noreturn_ static void child_exec(const VmConfig *c, char **argv, pid_t parent, int qmp_fd, int qga_fd,
-                                  int out_fd, int last_cap) {
+                                  int out_fd) {
+        SandboxPolicy policy = {
+                .who = "QEMU",
+                .caps = SANDBOX_QEMU_CAPS,
+                .change_ids = c->has_run_as,
+                .uid = c->run_as_uid,
+                .gid = c->run_as_gid,
+                .groups = c->run_as_groups,
+                .n_groups = c->n_run_as_groups,
+                .seccomp = SECCOMP_MODE_OFF, /* QEMU's own: -sandbox */
+        };
         sigset_t ss;
         int nullfd;
 
@@ -78,7 +194,7 @@ _noreturn_ static void child_exec(const VmConfig *c, char **argv, pid_t parent, 
 
         if (prctl(PR_SET_PDEATHSIG, SIGKILL) < 0)
                 child_fail(errno, "PR_SET_PDEATHSIG");
-        if (getppid() != parent) /* the supervisor died before we set it */
+        if (getppid() != parent) /* the launcher died before we set it */
                 _exit(1);
         if (setsid() < 0)
                 child_fail(errno, "setsid");
@@ -86,7 +202,7 @@ _noreturn_ static void child_exec(const VmConfig *c, char **argv, pid_t parent, 
         qmp_fd = move_fd_high(qmp_fd, 10);
         qga_fd = move_fd_high(qga_fd, 10);
         out_fd = move_fd_high(out_fd, 10);
-        if (qmp_fd < 0 || out_fd < 0 || (qga_fd < 0 && qga_fd != -1 && qga_fd != -EBADF))
+        if (qmp_fd < 0 || out_fd < 0 || (qga_fd < 0 && qga_fd != -1))
                 child_fail(EBADF, "descriptors");
         nullfd = open("/dev/null", O_RDONLY | O_CLOEXEC);
         if (nullfd < 0)
@@ -100,39 +216,30 @@ _noreturn_ static void child_exec(const VmConfig *c, char **argv, pid_t parent, 
         if (syscall(SYS_close_range, qga_fd >= 0 ? LAUNCH_QGA_FD + 1 : LAUNCH_QMP_FD + 1, ~0U, 0) < 0)
                 child_fail(errno, "close_range");
 
-        if (c->has_run_as) {
-                /* Empty the bounding set while we still hold CAP_SETPCAP; setresuid() to a non-root
-                 * uid then clears the permitted, effective and ambient sets. */
-                for (int cap = 0; cap <= last_cap; cap++)
-                        if (prctl(PR_CAPBSET_DROP, cap, 0, 0, 0) < 0 && errno != EINVAL)
-                                child_fail(errno, "PR_CAPBSET_DROP");
-                if (setgroups(c->n_run_as_groups, c->run_as_groups) < 0)
-                        child_fail(errno, "setgroups");
-                if (setresgid(c->run_as_gid, c->run_as_gid, c->run_as_gid) < 0)
-                        child_fail(errno, "setresgid");
-                if (setresuid(c->run_as_uid, c->run_as_uid, c->run_as_uid) < 0)
-                        child_fail(errno, "setresuid");
-                if (prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0) < 0 && errno != EINVAL)
-                        child_fail(errno, "PR_CAP_AMBIENT_CLEAR_ALL");
-        }
-        if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0)
-                child_fail(errno, "PR_SET_NO_NEW_PRIVS");
+        /* No capabilities, run_as's ids and groups, NO_NEW_PRIVS. Messages go to the pipe. */
+        if (sandbox_apply(&policy) < 0)
+                child_fail(EPERM, "confinement");
 
         execv(argv[0], argv);
         child_fail(errno, argv[0]);
 }
 
-int launch_qemu(const VmConfig *c, int qmp_listen_fd, int qga_listen_fd, LaunchResult *ret) {
+typedef struct LauncherChild {
+        pid_t pid;    /* 0: none */
+        int pidfd;
+        int exit_w;   /* the exit pipe's write end */
+} LauncherChild;
+
+/* Forks QEMU. Returns 0 with the child's pid and pidfd, or -errno. */
+static int launcher_spawn(const VmConfig *c, int qmp_fd, int qga_fd, int out_fd, pid_t *ret_pid, int *ret_pidfd) {
         _cleanup_strv_free_ char **argv = NULL;
         _cleanup_free_ char *binary = NULL;
-        _cleanup_close_ int pipe_r = -EBADF, pipe_w = -EBADF;
         QemuFds fds = {
                 .qmp_listen_fd = LAUNCH_QMP_FD,
-                .qga_listen_fd = qga_listen_fd >= 0 ? LAUNCH_QGA_FD : -1,
+                .qga_listen_fd = qga_fd >= 0 ? LAUNCH_QGA_FD : -1,
         };
-        int pipefd[2], pidfd, last_cap;
         pid_t parent = getpid(), pid;
-        int r;
+        int pidfd, r;
 
         r = launch_resolve_binary(c, &binary);
         if (r < 0)
@@ -140,21 +247,11 @@ int launch_qemu(const VmConfig *c, int qmp_listen_fd, int qga_listen_fd, LaunchR
         r = vm_config_build_argv(c, binary, &fds, &argv);
         if (r < 0)
                 return r;
-        if (pipe2(pipefd, O_CLOEXEC | O_NONBLOCK) < 0)
-                return -errno;
-        pipe_r = pipefd[0];
-        pipe_w = pipefd[1];
-        /* QEMU writes blocking; only the supervisor's end is non-blocking. */
-        if (fcntl(pipe_w, F_SETFL, 0) < 0)
-                return -errno;
-        last_cap = cap_last_cap();
-
         pid = fork();
         if (pid < 0)
                 return -errno;
         if (pid == 0)
-                child_exec(c, argv, parent, qmp_listen_fd, qga_listen_fd, pipe_w, last_cap);
-
+                child_exec(c, argv, parent, qmp_fd, qga_fd, out_fd);
         pidfd = (int) syscall(SYS_pidfd_open, pid, 0);
         if (pidfd < 0) {
                 r = -errno;
@@ -162,10 +259,268 @@ int launch_qemu(const VmConfig *c, int qmp_listen_fd, int qga_listen_fd, LaunchR
                 (void) waitpid(pid, NULL, 0);
                 return r;
         }
+        *ret_pid = pid;
+        *ret_pidfd = pidfd;
+        return 0;
+}
+
+static bool fd_is(int fd, mode_t type) {
+        struct stat st;
+        return fstat(fd, &st) == 0 && (st.st_mode & S_IFMT) == type;
+}
+
+/* One request: validated completely before anything is started. */
+static void launcher_handle(const VmConfig *c, int sock, LauncherChild *child) {
+        LaunchRequest req;
+        LaunchReply reply = { .magic = LAUNCH_MAGIC };
+        int fds[LAUNCH_FDS_MAX], pipefd[2] = { -EBADF, -EBADF };
+        size_t n_fds = 0;
+        ssize_t k;
+        int r;
+
+        k = recv_with_fds(sock, &req, sizeof req, MSG_DONTWAIT, fds, ELEMENTSOF(fds), &n_fds);
+        if (k == -EAGAIN)
+                return;
+        if (k == 0)
+                _exit(EXIT_SUCCESS); /* the supervisor closed its end */
+        if (k < 0)
+                r = (int) k;
+        else if ((size_t) k != sizeof req || req.magic != LAUNCH_MAGIC || req.op != LAUNCH_OP_START ||
+                 req.n_fds != n_fds || !IN_SET(n_fds, 2U, 3U) || !fd_is(fds[0], S_IFSOCK) ||
+                 !fd_is(fds[1], S_IFIFO) || (n_fds == 3 && !fd_is(fds[2], S_IFSOCK)))
+                r = -EBADMSG;
+        else if (child->pid > 0)
+                r = -EBUSY; /* one QEMU at a time: the supervisor starts after the last one was reaped */
+        else if (pipe2(pipefd, O_CLOEXEC | O_NONBLOCK) < 0)
+                r = -errno;
+        else
+                r = launcher_spawn(c, fds[0], n_fds == 3 ? fds[2] : -1, fds[1], &child->pid, &child->pidfd);
+        for (size_t i = 0; i < n_fds; i++)
+                safe_close(fds[i]);
+
+        if (r < 0) {
+                safe_close(pipefd[0]);
+                safe_close(pipefd[1]);
+                reply.error = -r;
+                (void) send_with_fds(sock, &reply, sizeof reply, NULL, 0);
+                return;
+        }
+        child->exit_w = pipefd[1];
+        reply.pid = child->pid;
+        r = send_with_fds(sock, &reply, sizeof reply, (int[]) { child->pidfd, pipefd[0] }, 2);
+        safe_close(pipefd[0]);
+        if (r < 0) {
+                /* Nobody would manage it. */
+                log_error_errno(r, "launcher: cannot answer the supervisor, killing QEMU: %m");
+                (void) kill(child->pid, SIGKILL);
+        }
+}
+
+static void launcher_reap(LauncherChild *child) {
+        siginfo_t si = {};
+        LaunchExit ex;
+
+        if (waitid(P_PID, child->pid, &si, WEXITED | WNOHANG) < 0) {
+                if (errno == EINTR)
+                        return;
+                /* Cannot happen for our own child; report it as killed rather than hang. */
+                si.si_pid = child->pid;
+                si.si_code = CLD_KILLED;
+                si.si_status = SIGKILL;
+        }
+        if (si.si_pid == 0)
+                return; /* not yet */
+        ex = (LaunchExit) { .code = si.si_code, .status = si.si_status };
+        if (write(child->exit_w, &ex, sizeof ex) != (ssize_t) sizeof ex)
+                log_warning_errno(errno, "launcher: cannot report QEMU's exit: %m");
+        child->exit_w = safe_close(child->exit_w);
+        child->pidfd = safe_close(child->pidfd);
+        child->pid = 0;
+}
+
+_noreturn_ static void launcher_run(const VmConfig *c, int sock, pid_t supervisor) {
+        LauncherChild child = { .pidfd = -EBADF, .exit_w = -EBADF };
+        SandboxPolicy policy = {
+                .who = "launcher",
+                .caps = sandbox_launcher_caps(c),
+                .seccomp = SECCOMP_MODE_OFF, /* QEMU would inherit it */
+        };
+
+        if (prctl(PR_SET_PDEATHSIG, SIGKILL) < 0)
+                _exit(EXIT_FAILURE);
+        if (getppid() != supervisor)
+                _exit(EXIT_FAILURE);
+        (void) prctl(PR_SET_NAME, "vmsupd-launcher");
+        /* Nothing of the supervisor's but stdin/stdout/stderr and our socket. */
+        sock = move_fd_high(sock, 3);
+        if (sock < 0 || dup2(sock, 3) < 0)
+                _exit(EXIT_FAILURE);
+        sock = 3;
+        if (syscall(SYS_close_range, 4, ~0U, 0) < 0)
+                _exit(EXIT_FAILURE);
+        /* SIGTERM and SIGINT stay blocked (the supervisor's mask): the supervisor decides when
+         * QEMU ends, and the launcher ends with the supervisor. */
+        if (sandbox_apply(&policy) < 0)
+                _exit(EXIT_FAILURE);
+
+        for (;;) {
+                struct pollfd p[2] = {
+                        { .fd = sock, .events = POLLIN },
+                        { .fd = child.pid > 0 ? child.pidfd : -1, .events = POLLIN },
+                };
+
+                if (poll(p, ELEMENTSOF(p), -1) < 0) {
+                        if (errno == EINTR)
+                                continue;
+                        _exit(EXIT_FAILURE);
+                }
+                /* An exit first: a start request may follow right after it was reported. */
+                if (p[1].revents)
+                        launcher_reap(&child);
+                if (p[0].revents & POLLIN)
+                        launcher_handle(c, sock, &child);
+                else if (p[0].revents & (POLLHUP | POLLERR | POLLNVAL))
+                        _exit(EXIT_SUCCESS);
+        }
+}
+
+int launcher_fork(const VmConfig *c) {
+        int pair[2];
+        pid_t supervisor = getpid(), pid;
+
+        if (launcher_sock >= 0)
+                return -EBUSY;
+        if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, pair) < 0)
+                return -errno;
+        /* Flush what stdio holds, or the child would write it a second time. */
+        fflush(stdout);
+        fflush(stderr);
+        pid = fork();
+        if (pid < 0) {
+                safe_close(pair[0]);
+                safe_close(pair[1]);
+                return -errno;
+        }
+        if (pid == 0) {
+                safe_close(pair[0]);
+                launcher_run(c, pair[1], supervisor);
+        }
+        safe_close(pair[1]);
+        launcher_sock = pair[0];
+        launcher_pid = pid;
+        return 0;
+}
+
+/* Outside launch_qemu() the launcher sends nothing: anything readable is its end, or a late
+ * answer to a start that timed out. */
+static int on_launcher_event(sd_event_source *s, int fd, uint32_t revents, void *userdata) {
+        LaunchReply reply;
+        int fds[LAUNCH_FDS_MAX];
+        size_t n_fds = 0;
+        ssize_t k;
+
+        k = recv_with_fds(fd, &reply, sizeof reply, MSG_DONTWAIT, fds, ELEMENTSOF(fds), &n_fds);
+        if (k == -EAGAIN)
+                return 0;
+        if (k > 0) {
+                /* A QEMU whose start the supervisor gave up on: nobody manages it. */
+                if (n_fds >= 1)
+                        (void) syscall(SYS_pidfd_send_signal, fds[0], SIGKILL, NULL, 0);
+                for (size_t i = 0; i < n_fds; i++)
+                        safe_close(fds[i]);
+                log_warning("The launcher answered a start request too late, ignoring.");
+                return 0;
+        }
+        sd_event *e = sd_event_source_get_event(s);
+
+        log_error("The QEMU launcher (pid %d) is gone; exiting.", (int) launcher_pid);
+        launcher_source = sd_event_source_disable_unref(launcher_source);
+        return sd_event_exit(e, -ECHILD);
+}
+
+int launcher_attach(sd_event *e) {
+        if (launcher_sock < 0)
+                return -ECHILD;
+        return sd_event_add_io(e, &launcher_source, launcher_sock, EPOLLIN, on_launcher_event, NULL);
+}
+
+int launch_qemu(int qmp_listen_fd, int qga_listen_fd, LaunchResult *ret) {
+        _cleanup_close_ int pipe_r = -EBADF, pipe_w = -EBADF;
+        LaunchRequest req = { .magic = LAUNCH_MAGIC, .op = LAUNCH_OP_START };
+        LaunchReply reply;
+        int pipefd[2], send_fds[LAUNCH_FDS_MAX], fds[LAUNCH_FDS_MAX];
+        size_t n_fds = 0;
+        struct pollfd p;
+        ssize_t k;
+        int r;
+
+        if (launcher_sock < 0)
+                return -ECHILD;
+        if (pipe2(pipefd, O_CLOEXEC | O_NONBLOCK) < 0)
+                return -errno;
+        pipe_r = pipefd[0];
+        pipe_w = pipefd[1];
+        /* QEMU writes blocking; only the supervisor's end is non-blocking. */
+        if (fcntl(pipe_w, F_SETFL, 0) < 0)
+                return -errno;
+
+        send_fds[req.n_fds++] = qmp_listen_fd;
+        send_fds[req.n_fds++] = pipe_w;
+        if (qga_listen_fd >= 0)
+                send_fds[req.n_fds++] = qga_listen_fd;
+        r = send_with_fds(launcher_sock, &req, sizeof req, send_fds, req.n_fds);
+        if (r < 0)
+                return r == -EPIPE || r == -ECONNRESET ? -ECHILD : r;
+        pipe_w = safe_close(pipe_w);
+
+        /* The answer comes right after the launcher's fork(): wait for it here rather than
+         * split every start into two steps on the loop. */
+        p = (struct pollfd) { .fd = launcher_sock, .events = POLLIN };
+        do
+                r = poll(&p, 1, LAUNCH_REPLY_TIMEOUT_MSEC);
+        while (r < 0 && errno == EINTR);
+        if (r < 0)
+                return -errno;
+        if (r == 0)
+                return -ETIMEDOUT;
+        k = recv_with_fds(launcher_sock, &reply, sizeof reply, MSG_DONTWAIT, fds, ELEMENTSOF(fds), &n_fds);
+        if (k == 0)
+                return -ECHILD;
+        if (k < 0)
+                return (int) k;
+        if ((size_t) k != sizeof reply || reply.magic != LAUNCH_MAGIC || reply.error < 0 ||
+            (reply.error == 0 && (n_fds != 2 || reply.pid <= 0)) || (reply.error > 0 && n_fds != 0)) {
+                for (size_t i = 0; i < n_fds; i++)
+                        safe_close(fds[i]);
+                return -EBADMSG;
+        }
+        if (reply.error > 0)
+                return -reply.error;
         *ret = (LaunchResult) {
-                .pid = pid,
-                .pidfd = pidfd,
+                .pid = reply.pid,
+                .pidfd = fds[0],
+                .exit_fd = fds[1],
                 .stderr_fd = TAKE_FD(pipe_r),
         };
         return 0;
+}
+
+int launch_read_exit(int exit_fd, siginfo_t *ret) {
+        LaunchExit ex;
+        ssize_t k;
+
+        do
+                k = read(exit_fd, &ex, sizeof ex);
+        while (k < 0 && errno == EINTR);
+        if (k < 0)
+                return errno == EAGAIN ? 0 : -errno;
+        if (k == 0) {
+                /* The launcher died; QEMU got its parent-death signal. */
+                *ret = (siginfo_t) { .si_code = CLD_KILLED, .si_status = SIGKILL };
+                return 1;
+        }
+        if ((size_t) k != sizeof ex || !IN_SET(ex.code, CLD_EXITED, CLD_KILLED, CLD_DUMPED))
+                return -EBADMSG;
+        *ret = (siginfo_t) { .si_code = ex.code, .si_status = ex.status };
+        return 1;
 }

@@ -1,7 +1,10 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 #pragma once
 
+#include <signal.h>
 #include <sys/types.h>
+
+#include <systemd/sd-event.h>
 
 #include "config.h"
 
@@ -9,20 +12,55 @@
 #define LAUNCH_QMP_FD 3
 #define LAUNCH_QGA_FD 4
 
+/* How long the supervisor waits for the launcher's answer to a start request. */
+#define LAUNCH_REPLY_TIMEOUT_MSEC 10000
+
 typedef struct LaunchResult {
         pid_t pid;
-        int pidfd;      /* owned by the caller */
+        int pidfd;      /* QEMU's pidfd, for signals (the launcher is QEMU's parent); owned by the caller */
+        int exit_fd;    /* readable once QEMU has exited, see launch_read_exit(); owned by the caller */
         int stderr_fd;  /* read end of QEMU's stdout+stderr, non-blocking, owned by the caller */
 } LaunchResult;
 
 /* Resolves c->binary (absolute, or through PATH). Returns 0 and a malloc'd path, or -ENOENT. */
 int launch_resolve_binary(const VmConfig *c, char **ret);
 
-/* Starts QEMU for c: a child with a default signal state, its own session, the parent-death
- * signal SIGKILL (QEMU never outlives the supervisor), stdin from /dev/null, stdout and stderr
- * into a pipe, exactly the descriptors qmp_listen_fd and qga_listen_fd (at LAUNCH_QMP_FD and
- * LAUNCH_QGA_FD; qga_listen_fd may be -1) and nothing else; with run_as, the uid/gid and only
- * the configured supplementary groups, no capabilities, an empty bounding set; always
- * NO_NEW_PRIVS. Returns 0 or -errno; exec failures show up as exit status 127 with the reason
- * on the pipe. */
-int launch_qemu(const VmConfig *c, int qmp_listen_fd, int qga_listen_fd, LaunchResult *ret);
+/* The launcher: a child forked at start-up, before the supervisor drops its capabilities and
+ * installs its system call filter (a filter is inherited by every descendant, and QEMU must
+ * not start under the supervisor's). It knows only how to start this VM's QEMU, from the
+ * definition it inherited at fork, and reads one kind of request on a SOCK_SEQPACKET pair:
+ *
+ *   supervisor → launcher  LaunchRequest { magic, LAUNCH_OP_START, n_fds }
+ *                          + SCM_RIGHTS { QMP listener, stderr pipe [, agent listener] }
+ *   launcher → supervisor  LaunchReply { magic, error (errno or 0), pid }
+ *                          + SCM_RIGHTS { QEMU's pidfd, exit pipe } when error is 0
+ *
+ * The launcher is QEMU's parent: it reaps it and writes one LaunchExit record (waitid()'s
+ * si_code and si_status) to the exit pipe, then closes it. QEMU runs with everything
+ * launch.c has always done (own session, PDEATHSIG, exactly the passed descriptors, run_as,
+ * no capabilities, NO_NEW_PRIVS); the launcher has PDEATHSIG SIGKILL towards the supervisor,
+ * and QEMU towards the launcher, so killing the supervisor ends both. The launcher holds
+ * only the capabilities sandbox_launcher_caps() names, and NO_NEW_PRIVS.
+ *
+ * Files QEMU opens itself (kernel, initrd, drives, /dev/kvm, anything in extra_args) must be
+ * accessible to run_as: nothing is opened on its behalf, and QEMU's own error ("Could not
+ * open '…': Permission denied") is the start failure's reason.
+ *
+ * Call once, early, from a single-threaded process. Returns 0 or -errno. */
+int launcher_fork(const VmConfig *c);
+
+/* Watches the launcher on the loop: if it dies, the supervisor can start nothing any more,
+ * so the loop exits with -ECHILD (the service manager restarts the supervisor). */
+int launcher_attach(sd_event *e);
+
+/* Has the launcher start QEMU with qmp_listen_fd and qga_listen_fd (may be -1) at
+ * LAUNCH_QMP_FD and LAUNCH_QGA_FD, stdin from /dev/null and stdout+stderr into a pipe.
+ * Waits (at most LAUNCH_REPLY_TIMEOUT_MSEC) for the launcher's answer, which comes right
+ * after its fork(). Returns 0, or -errno: -ENOENT for a missing binary, -ECHILD when there is
+ * no launcher. Exec failures show up as exit status 127 with the reason on the pipe. */
+int launch_qemu(int qmp_listen_fd, int qga_listen_fd, LaunchResult *ret);
+
+/* Reads QEMU's exit from exit_fd into ret (si_code CLD_EXITED/CLD_KILLED/CLD_DUMPED, si_status).
+ * The end of the pipe without a record means the launcher died, and QEMU with it (SIGKILL).
+ * Returns 1 when ret is filled, 0 when nothing is there yet, -errno on failure. */
+int launch_read_exit(int exit_fd, siginfo_t *ret);

@@ -3,6 +3,7 @@
  * sockets, and serves org.vmsup.VM.NAME on the bus. */
 
 #include <getopt.h>
+#include <inttypes.h>
 #include <signal.h>
 #include <sys/stat.h>
 
@@ -11,8 +12,10 @@
 #include <systemd/sd-event.h>
 
 #include "config.h"
+#include "launch.h"
 #include "log.h"
 #include "policy.h"
+#include "sandbox.h"
 #include "vm-dbus.h"
 #include "vm.h"
 
@@ -24,6 +27,7 @@ static const char *arg_runtime_dir = "/run/vmsup";
 static const char *arg_bus = "system";
 static const char *arg_name = NULL;
 static bool arg_check_only = false;
+static SeccompMode arg_seccomp = _SECCOMP_MODE_INVALID; /* seccomp_mode_default() */
 
 static void help(void) {
         printf("Usage: vmsupd [OPTIONS] NAME\n\n"
@@ -34,6 +38,8 @@ static void help(void) {
                "  --runtime-dir DIR    private sockets in DIR/NAME/ (default /run/vmsup)\n"
                "  --bus BUS            system, session, or a D-Bus address (default system)\n"
                "  --log-level LEVEL    err, warning, info or debug\n"
+               "  --seccomp MODE       kill (default) or log: a system call outside the allowlist\n"
+               "                       kills the supervisor, or only goes to the kernel's audit log\n"
                "  --check              validate the definition and the ACL, then exit\n"
                "  --list-permissions   print the HMP, QMP and agent permission tables (Markdown)\n"
                "  --help, --version\n");
@@ -47,6 +53,7 @@ static int parse_argv(int argc, char *argv[]) {
                 ARG_RUNTIME_DIR,
                 ARG_BUS,
                 ARG_LOG_LEVEL,
+                ARG_SECCOMP,
                 ARG_CHECK,
                 ARG_VERSION,
                 ARG_LIST_PERMISSIONS,
@@ -57,6 +64,7 @@ static int parse_argv(int argc, char *argv[]) {
                 { "runtime-dir", required_argument, NULL, ARG_RUNTIME_DIR },
                 { "bus", required_argument, NULL, ARG_BUS },
                 { "log-level", required_argument, NULL, ARG_LOG_LEVEL },
+                { "seccomp", required_argument, NULL, ARG_SECCOMP },
                 { "check", no_argument, NULL, ARG_CHECK },
                 { "list-permissions", no_argument, NULL, ARG_LIST_PERMISSIONS },
                 { "help", no_argument, NULL, 'h' },
@@ -90,6 +98,13 @@ static int parse_argv(int argc, char *argv[]) {
                                 return -EINVAL;
                         }
                         log_set_max_level(level);
+                        break;
+                case ARG_SECCOMP:
+                        arg_seccomp = seccomp_mode_from_string(optarg);
+                        if (arg_seccomp < 0) {
+                                fprintf(stderr, "vmsupd: unknown seccomp mode \"%s\" (kill, log)\n", optarg);
+                                return -EINVAL;
+                        }
                         break;
                 case ARG_CHECK:
                         arg_check_only = true;
@@ -145,6 +160,25 @@ static int bus_connect(sd_bus **ret) {
         if (r < 0)
                 return log_error_errno(r, "Failed to connect to the %s bus: %m", arg_bus);
         *ret = TAKE_PTR(bus);
+        return 0;
+}
+
+/* After start-up: the supervisor's own confinement (sandbox.c says what and why). */
+static int confine(const VmConfig *c) {
+        SandboxPolicy policy = {
+                .who = "vmsupd",
+                .caps = sandbox_supervisor_caps(c),
+                .seccomp = arg_seccomp >= 0 ? arg_seccomp : seccomp_mode_default(),
+        };
+        int r;
+
+        r = sandbox_apply(&policy);
+        if (r < 0)
+                return log_error_errno(r, "Failed to confine the supervisor: %m");
+        log_debug("Confined: capabilities %#" PRIx64 ", system call filter %s.", policy.caps,
+                  seccomp_mode_to_string(policy.seccomp));
+        if (policy.seccomp == SECCOMP_MODE_LOG)
+                log_notice("System calls outside the allowlist are logged, not refused (--seccomp=log).");
         return 0;
 }
 
@@ -228,6 +262,12 @@ int main(int argc, char *argv[]) {
         (void) signal(SIGPIPE, SIG_IGN);
         umask(0077);
 
+        /* Before the loop, the bus and the confinement: QEMU must not start from a process
+         * carrying the supervisor's system call filter or its reduced capabilities. */
+        r = launcher_fork(config);
+        if (r < 0)
+                return log_error_errno(r, "Failed to start the QEMU launcher: %m"), EXIT_FAILURE;
+
         r = sd_event_default(&event);
         if (r < 0)
                 return log_error_errno(r, "Failed to allocate the event loop: %m"), EXIT_FAILURE;
@@ -239,6 +279,9 @@ int main(int argc, char *argv[]) {
         if (r < 0)
                 return log_error_errno(r, "Failed to set up the VM: %m"), EXIT_FAILURE;
         vm->on_settled = on_settled;
+        r = launcher_attach(event);
+        if (r < 0)
+                return log_error_errno(r, "Failed to watch the QEMU launcher: %m"), EXIT_FAILURE;
 
         r = sd_event_add_signal(event, NULL, SIGTERM, on_signal, vm);
         if (r >= 0)
@@ -265,6 +308,10 @@ int main(int argc, char *argv[]) {
         if (r < 0)
                 return log_error_errno(r, "Failed to acquire the bus name %s: %m", bus_name), EXIT_FAILURE;
         log_info("VM %s: serving %s", vm->config->name, bus_name);
+
+        /* Start-up is over: from here on, callers' and QEMU's bytes are read. */
+        if (confine(vm->config) < 0)
+                return EXIT_FAILURE;
 
         if (vm->config->autostart) {
                 r = vm_start(vm, NULL);

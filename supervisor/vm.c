@@ -320,6 +320,24 @@ static int on_child_exit(sd_event_source *s, const siginfo_t *si, void *userdata
         return 0;
 }
 
+/* The launcher is QEMU's parent and reports its exit on the run's exit pipe. */
+static int on_exit_report(sd_event_source *s, int fd, uint32_t revents, void *userdata) {
+        Vm *vm = userdata;
+        siginfo_t si;
+        int r;
+
+        r = launch_read_exit(fd, &si);
+        if (r == 0)
+                return 0;
+        if (r < 0) {
+                /* Cannot happen with our launcher. Make sure QEMU is gone before saying so. */
+                log_error_errno(r, "VM %s: unreadable exit report from the launcher: %m", vm->config->name);
+                vm_kill(vm, SIGKILL);
+                si = (siginfo_t) { .si_code = CLD_KILLED, .si_status = SIGKILL };
+        }
+        return on_child_exit(s, &si, vm);
+}
+
 /* ---- QMP ---- */
 
 static void on_cont_reply(QmpClient *c, int error, json_t *result, const char *err_class,
@@ -564,7 +582,7 @@ static int on_start_timeout(sd_event_source *s, uint64_t usec, void *userdata) {
 
 int vm_start(Vm *vm, sd_bus_message *m) {
         _cleanup_close_ int qmp_listen = -EBADF, qga_listen = -EBADF, qmp_fd = -EBADF;
-        LaunchResult lr = { .pidfd = -EBADF, .stderr_fd = -EBADF };
+        LaunchResult lr = { .pidfd = -EBADF, .exit_fd = -EBADF, .stderr_fd = -EBADF };
         int r;
 
         if (vm->state == VM_STARTING)
@@ -591,11 +609,12 @@ int vm_start(Vm *vm, sd_bus_message *m) {
         vm->stderr_len = 0;
         vm->stderr_last[0] = '\0';
 
-        r = launch_qemu(vm->config, qmp_listen, qga_listen, &lr);
+        r = launch_qemu(qmp_listen, qga_listen, &lr);
         if (r < 0) {
                 _cleanup_free_ char *why = NULL;
                 if (asprintf(&why, "start-failed: %s%s", r == -ENOENT ? "QEMU binary not found: " : "",
-                             r == -ENOENT ? vm->config->binary : strerror(-r)) < 0)
+                             r == -ENOENT ? vm->config->binary :
+                             r == -ECHILD ? "the QEMU launcher is gone" : strerror(-r)) < 0)
                         why = NULL;
                 vm_set_state(vm, VM_STOPPED, why ?: "start-failed");
                 return log_error_errno(r, "Failed to launch QEMU: %m");
@@ -606,9 +625,11 @@ int vm_start(Vm *vm, sd_bus_message *m) {
         vm->started_at_usec = now_usec(CLOCK_REALTIME);
         vm->started_at_mono = now_usec(CLOCK_MONOTONIC);
 
-        r = sd_event_add_child_pidfd(vm->event, &vm->child_source, vm->pidfd, WEXITED, on_child_exit, vm);
+        r = sd_event_add_io(vm->event, &vm->child_source, lr.exit_fd, EPOLLIN, on_exit_report, vm);
         if (r < 0)
                 goto fail;
+        (void) sd_event_source_set_io_fd_own(vm->child_source, true);
+        lr.exit_fd = -EBADF;
         r = sd_event_add_io(vm->event, &vm->stderr_source, vm->stderr_fd, EPOLLIN, on_stderr, vm);
         if (r < 0)
                 goto fail;
@@ -632,9 +653,10 @@ int vm_start(Vm *vm, sd_bus_message *m) {
 fail:
         log_error_errno(r, "Failed to watch QEMU: %m");
         vm_kill(vm, SIGKILL);
-        /* The child source (if it exists) reaps it; otherwise reap here, it is about to die. */
+        /* The exit report (if it is watched) ends the run; otherwise the launcher reaps QEMU
+         * and nobody listens. */
         if (!vm->child_source) {
-                (void) waitpid(vm->pid, NULL, 0);
+                safe_close(lr.exit_fd);
                 vm_cleanup_run(vm);
         } else
                 set_string(&vm->kill_reason, "start-failed: internal error");
@@ -807,10 +829,8 @@ Vm *vm_free(Vm *vm) {
                 vm_reply_error(vm->waiters->message, "org.vmsup.Error.NotRunning", "The supervisor is exiting.");
                 waiter_free(vm->waiters);
         }
-        if (vm_is_active(vm)) {
-                vm_kill(vm, SIGKILL);
-                (void) waitpid(vm->pid, NULL, 0);
-        }
+        if (vm_is_active(vm))
+                vm_kill(vm, SIGKILL); /* the launcher reaps it */
         vm->child_source = sd_event_source_disable_unref(vm->child_source);
         vm->stderr_source = sd_event_source_disable_unref(vm->stderr_source);
         vm->stop_timer = sd_event_source_disable_unref(vm->stop_timer);
