@@ -92,7 +92,7 @@ static void do_fork(void) {
         (void) syscall(SYS_clone, SIGCHLD, 0, NULL, NULL, 0);
 }
 static void do_kill(void) {
-        (void) syscall(SYS_kill, getppid(), 0);
+        (void) syscall(SYS_kill, 1, 0); /* signal 0: a permission check only */
 }
 static void do_setuid(void) {
         (void) syscall(SYS_setuid, 65534);
@@ -158,7 +158,16 @@ static void do_allowed(void) {
                 _exit(8);
 }
 
+/* A sanitizer's runtime makes calls of its own (sigaltstack, and at exit clone and ptrace), which
+ * is why sanitizer builds run the supervisor with --seccomp=log: the allowed set is tested in
+ * plain builds only. */
+static bool sanitizer_build(void) {
+        return seccomp_mode_default() != SECCOMP_MODE_KILL;
+}
+
 static void test_allowed(void **state) {
+        if (sanitizer_build())
+                skip();
         assert_exited_ok(run_filtered(SECCOMP_MODE_KILL, do_allowed));
 }
 
@@ -238,7 +247,7 @@ static void apply_supervisor(void) {
         SandboxPolicy p = {
                 .who = "test",
                 .caps = sandbox_supervisor_caps(&c),
-                .seccomp = SECCOMP_MODE_KILL,
+                .seccomp = seccomp_mode_default(),
         };
         uint64_t want = SANDBOX_CAP(CAP_KILL);
 
