@@ -327,6 +327,49 @@ static bool option_in(const char *opt, const char * const *list) {
         return false;
 }
 
+/* Keys whose value names a device, chardev, bus or backend ("isa-serial.chardev"
+ * in -global counts by its last component). */
+static bool key_names_id(const char *key, size_t len) {
+        static const char * const keys[] = { "id",     "chardev",  "bus",      "netdev", "drive", "node-name",
+                                             "iothread", "mon",    "audiodev", "memdev", "fsdev", NULL };
+        const char *dot = memrchr(key, '.', len);
+
+        if (dot) {
+                len -= (size_t) (dot + 1 - key);
+                key = dot + 1;
+        }
+        for (size_t i = 0; keys[i]; i++)
+                if (strlen(keys[i]) == len && memcmp(key, keys[i], len) == 0)
+                        return true;
+        return false;
+}
+
+/* True when a QEMU option value ("socket,id=x,path=/p", "chardev:x") refers to one of the
+ * supervisor's ids. Elements are split at ',' (",," is a literal comma); only id-like keys
+ * count, so a path that merely contains "vmsup-" is fine. */
+static bool qemu_opts_name_reserved_id(const char *s) {
+        const char *elem = s;
+
+        for (const char *p = s;; p++) {
+                if (*p == ',' && p[1] == ',') {
+                        p++;
+                        continue;
+                }
+                if (*p != ',' && *p != '\0')
+                        continue;
+                size_t len = (size_t) (p - elem);
+                const char *eq = memchr(elem, '=', len);
+                if (len >= strlen("chardev:" VMSUP_ID_PREFIX) && startswith(elem, "chardev:" VMSUP_ID_PREFIX))
+                        return true;
+                if (eq && key_names_id(elem, (size_t) (eq - elem)) &&
+                    (size_t) (p - eq - 1) >= strlen(VMSUP_ID_PREFIX) && startswith(eq + 1, VMSUP_ID_PREFIX))
+                        return true;
+                if (*p == '\0')
+                        return false;
+                elem = p + 1;
+        }
+}
+
 static int parse_extra_args(ParseCtx *ctx, json_t *arr, VmConfig *c) {
         const char *prev_opt = NULL;
         size_t i;
@@ -354,7 +397,7 @@ static int parse_extra_args(ParseCtx *ctx, json_t *arr, VmConfig *c) {
                                 return fail(ctx, p, "option \"-%.32s\" is reserved for the supervisor", opt);
                         prev_opt = opt;
                 } else if (prev_opt && option_in(prev_opt, id_options)) {
-                        if (strstr(s, VMSUP_ID_PREFIX))
+                        if (qemu_opts_name_reserved_id(s))
                                 return fail(ctx, p, "ids starting with \"" VMSUP_ID_PREFIX
                                                     "\" are reserved for the supervisor");
                         /* "mon:" multiplexes a monitor onto a character device. */

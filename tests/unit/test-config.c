@@ -67,6 +67,11 @@ static const BadCase bad_cases[] = {
           "$.qemu.extra_args[1]: ids starting with \"vmsup-\" are reserved" },
         { "{\"qemu\":{\"extra_args\":[\"-device\",\"virtserialport,chardev=vmsup-qga\"]}}",
           "$.qemu.extra_args[1]: ids starting with \"vmsup-\" are reserved" },
+        { "{\"qemu\":{\"extra_args\":[\"-global\",\"isa-serial.chardev=vmsup-qmp\"]}}",
+          "$.qemu.extra_args[1]: ids starting with \"vmsup-\" are reserved" },
+        { "{\"qemu\":{\"extra_args\":[\"-serial\",\"chardev:vmsup-qga\"]}}", "ids starting with \"vmsup-\" are reserved" },
+        { "{\"qemu\":{\"extra_args\":[\"-device\",\"virtio-serial-pci,bus=vmsup-vserial.0\"]}}", "ids starting with" },
+        { "{\"qemu\":{\"extra_args\":[\"-drive\",\"file=/a,,id=x,id=vmsup-d\"]}}", "ids starting with" },
         { "{\"qemu\":{\"extra_args\":[\"-serial\",\"mon:stdio\"]}}", "a multiplexed monitor is reserved" },
         { "{\"qemu\":{\"extra_args\":[\"-chardev\",\"stdio,id=c,mux=on\"]}}", "a multiplexed monitor is reserved" },
         { "{\"qemu\":{\"extra_args\":[\"-set\",\"chardev.vmsup-qmp.path=/x\"]}}", "option \"-set\" is reserved" },
@@ -222,6 +227,25 @@ static void test_machine_none_has_no_agent_device(void **state) {
         }
 }
 
+/* Paths and other values may contain the prefix; only ids may not. A ",," is a literal
+ * comma inside a value, not a new key. */
+static void test_reserved_ids_only_in_ids(void **state) {
+        static const char * const ok[] = {
+                "{\"qemu\":{\"extra_args\":[\"-drive\",\"file=/tmp/vmsup-x/disk.img,format=raw,if=none,id=d0\"]}}",
+                "{\"qemu\":{\"extra_args\":[\"-chardev\",\"file,id=log0,path=/var/log/vmsup-web1.log\"]}}",
+                "{\"qemu\":{\"extra_args\":[\"-drive\",\"file=/a,,id=vmsup-x,format=raw,id=d1\"]}}",
+                "{\"qemu\":{\"extra_args\":[\"-device\",\"virtio-rng-pci,id=myvmsup-rng\"]}}",
+                NULL,
+        };
+        for (size_t i = 0; ok[i]; i++) {
+                VmConfig *c = NULL;
+                char *error = NULL;
+                if (vm_config_parse("t.json", "t", ok[i], strlen(ok[i]), &c, &error) < 0)
+                        fail_msg("refused %s: %s", ok[i], error ?: "");
+                vm_config_free(c);
+        }
+}
+
 static void test_vm_names(void **state) {
         static const char * const good[] = { "a", "_", "web1", "Web_1-x", "A234567890123456789012345678901234567890123456789012345678901234", NULL };
         static const char * const bad[] = { "", "1vm", "-x", "a.b", "a/b", "a b", "ä", "a\n",
@@ -280,6 +304,7 @@ int main(void) {
                 cmocka_unit_test(test_defaults),
                 cmocka_unit_test(test_full_definition_and_argv),
                 cmocka_unit_test(test_machine_none_has_no_agent_device),
+                cmocka_unit_test(test_reserved_ids_only_in_ids),
                 cmocka_unit_test(test_vm_names),
                 cmocka_unit_test(test_acl_file),
                 cmocka_unit_test(test_load_errors),
