@@ -327,3 +327,7 @@ proc_kb() {
 peak_reset() {
         echo 5 > "/proc/$1/clear_refs"
 }
+# proc_cpu_ms PID: user + system CPU time of a process so far, in ms.
+proc_cpu_ms() {
+        awk -v hz="$(getconf CLK_TCK)" '{ print int(($14 + $15) * 1000 / hz) }' "/proc/$1/stat" 2>/dev/null
+}
