@@ -246,24 +246,32 @@ check_match "a 200 MiB random file in the guest (guest-exec dd, sha256sum)" '^[0
 diag "guest dd + sha256sum of 200 MiB: $(ms_since "$t1") ms"
 peak_reset "$SUP"
 rss0=$(proc_kb "$SUP" VmRSS)
+cpu0=$(proc_cpu_ms "$SUP")
 t1=$(date +%s%N)
 n=$(as vmsupa-read "$VMSUPCTL" --bus "$BUS" read-file ga /tmp/big "$U/big" 2>&1)
 ms=$(ms_since "$t1")
 hwm=$(proc_kb "$SUP" VmHWM)
+cpu=$(( $(proc_cpu_ms "$SUP") - cpu0 ))
 check_eq "ReadFile of 200 MiB reports every byte" $((200 * MiB)) "$n"
 check_eq "ReadFile of 200 MiB: sha256 matches the guest's sha256sum" "$BIG_SHA" "$(sha_of "$U/big")"
-diag "ReadFile 200 MiB: $ms ms, $(( 200 * 1000 / (ms > 0 ? ms : 1) )) MiB/s; supervisor VmRSS before ${rss0} kB, VmHWM during ${hwm} kB"
+diag "ReadFile 200 MiB: $ms ms, $(( 200 * 1000 / (ms > 0 ? ms : 1) )) MiB/s; supervisor VmRSS before ${rss0} kB," \
+        "VmHWM during ${hwm} kB, CPU ${cpu} ms"
 if [[ $BUILD == build ]]; then
         check "supervisor peak RSS during ReadFile stays below 200 MiB (8 MiB chunks)" test "$hwm" -lt $((200 * 1024))
 fi
 peak_reset "$SUP"
+cpu0=$(proc_cpu_ms "$SUP")
+qpid=$(vmprop_value ga Pid)
+qcpu0=$(proc_cpu_ms "$qpid")
 t1=$(date +%s%N)
 n=$(as vmsupa-write "$VMSUPCTL" --bus "$BUS" write-file ga "$U/big" /tmp/big2 2>&1)
 ms=$(ms_since "$t1")
 hwm=$(proc_kb "$SUP" VmHWM)
+cpu=$(( $(proc_cpu_ms "$SUP") - cpu0 ))
 check_eq "WriteFile of 200 MiB reports every byte" $((200 * MiB)) "$n"
 check_eq "WriteFile of 200 MiB: the guest's sha256sum matches" "$BIG_SHA" "$(guest_sha /tmp/big2)"
-diag "WriteFile 200 MiB: $ms ms, $(( 200 * 1000 / (ms > 0 ? ms : 1) )) MiB/s; supervisor VmHWM during ${hwm} kB"
+diag "WriteFile 200 MiB: $ms ms, $(( 200 * 1000 / (ms > 0 ? ms : 1) )) MiB/s; supervisor VmHWM during ${hwm} kB," \
+        "CPU ${cpu} ms (QEMU, i.e. the guest under TCG: $(( $(proc_cpu_ms "$qpid") - qcpu0 )) ms)"
 if [[ $BUILD == build ]]; then
         check "supervisor peak RSS during WriteFile stays below 200 MiB" test "$hwm" -lt $((200 * 1024))
 fi

@@ -19,10 +19,9 @@ ACL='"acl": [ { "user": "vmsuph-audit", "privileges": [ "VM.Audit", "VM.GuestAge
               { "user": "vmsuph-unres", "privileges": [ "VM.GuestAgent.Unrestricted" ] } ]'
 CLEAN='org.vmsup.Error.(AgentTimeout|AgentProtocol|AgentNotConnected)'
 ms_since() { echo $(( ($(date +%s%N) - $1) / 1000000 )); }
-# rchar PID: bytes the process has read so far (all descriptors; the agent's channel dominates).
+# rchar PID: bytes the process has read with read() so far: the agent's channel
+# (the bus is read with recvmsg(), which does not count).
 rchar() { awk '$1 == "rchar:" { print $2 }' "/proc/$1/io"; }
-# cpu_ms PID: user + system CPU time of a process so far.
-cpu_ms() { awk -v hz="$(getconf CLK_TCK)" '{ print int(($14 + $15) * 1000 / hz) }' "/proc/$1/stat"; }
 
 # start_hostile NAME MODE: supervisor, subscriber, Start, and the guest opening its agent port.
 start_hostile() {
@@ -49,7 +48,7 @@ burst() {
         )
         peak_reset "$sup"
         rss0=$(proc_kb "$sup" VmRSS)
-        cpu0=$(cpu_ms "$sup")
+        cpu0=$(proc_cpu_ms "$sup")
         rd0=$(rchar "$sup")
         t_burst=$(date +%s%N)
         for i in "${!calls[@]}"; do
@@ -84,7 +83,7 @@ burst() {
         rss1=$(proc_kb "$sup" VmRSS)
         hwm=$(proc_kb "$sup" VmHWM)
         diag "$mode: supervisor VmRSS before ${rss0} kB, after ${rss1} kB; VmHWM during the burst ${hwm} kB;" \
-                "read $(( ($(rchar "$sup") - rd0) / 1024 )) KiB and used $(( $(cpu_ms "$sup") - cpu0 )) ms CPU in $(ms_since "$t_burst") ms"
+                "read $(( ($(rchar "$sup") - rd0) / 1024 )) KiB and used $(( $(proc_cpu_ms "$sup") - cpu0 )) ms CPU in $(ms_since "$t_burst") ms"
         check "$mode: supervisor peak RSS below $((RSS_BOUND_KB / 1024)) MiB" test "$hwm" -lt "$RSS_BOUND_KB"
         check_eq "$mode: AgentConnected stays false" false "$(vmprop_value "$name" AgentConnected)"
 }
