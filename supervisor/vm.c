@@ -461,9 +461,19 @@ static void on_qmp_event(QmpClient *c, const char *name, json_t *data, uint64_t 
                         vm_agent_handles_reset(vm); /* the agent (re)started or went away */
                         if (vm->agent_port_open)
                                 (void) qga_client_resync(vm->qga);
-                        else if (vm->agent_connected) {
-                                vm->agent_connected = false;
-                                vm_emit_properties_changed(vm, "AgentConnected");
+                        else {
+                                /* Nobody will answer what is in flight: fail it now rather than
+                                 * at its timeout, and wait on a fresh connection for the next
+                                 * agent (QEMU's chardev accepts it once the old one is gone). */
+                                qga_client_detach(vm->qga);
+                                int r = vm_agent_connect(vm);
+                                if (r < 0)
+                                        log_warning_errno(r, "VM %s: cannot reconnect the agent channel: %m",
+                                                          vm->config->name);
+                                if (vm->agent_connected) {
+                                        vm->agent_connected = false;
+                                        vm_emit_properties_changed(vm, "AgentConnected");
+                                }
                         }
                 }
         }
