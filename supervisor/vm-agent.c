@@ -63,37 +63,34 @@ void vm_agent_handles_reset(Vm *vm) {
         vm->n_agent_handles = 0;
 }
 
-void vm_bus_reply_agent_error(sd_bus_message *m, int error, const char *err_class, const char *err_desc);
-
-void vm_bus_reply_agent_error(sd_bus_message *m, int error, const char *err_class, const char *err_desc) {
-        char cls[64], desc[256];
+const char *vm_agent_error(int error, const char *err_class, const char *err_desc, char *msg, size_t msgsz) {
+        char cls[QGA_ERROR_CLASS_MAX], desc[QGA_ERROR_DESC_MAX];
 
         switch (error) {
         case -EREMOTEIO:
                 sanitize_text(err_class, cls, sizeof cls);
                 sanitize_text(err_desc, desc, sizeof desc);
-                vm_reply_error(m, "org.vmsup.Error.AgentError", "%s: %s", cls, desc);
-                break;
+                snprintf(msg, msgsz, "%s: %s", cls, desc);
+                return "org.vmsup.Error.AgentError";
         case -ETIMEDOUT:
-                vm_reply_error(m, "org.vmsup.Error.AgentTimeout", "The guest agent did not answer in time.");
-                break;
+                snprintf(msg, msgsz, "The guest agent did not answer in time.");
+                return "org.vmsup.Error.AgentTimeout";
         case -EPROTO:
-                vm_reply_error(m, "org.vmsup.Error.AgentProtocol",
-                               "The guest agent sent a reply that violates the protocol.");
-                break;
+                snprintf(msg, msgsz, "The guest agent sent a reply that violates the protocol.");
+                return "org.vmsup.Error.AgentProtocol";
         case -EFBIG:
-                vm_reply_error(m, "org.vmsup.Error.ResponseTooLarge",
-                               "The agent's reply is larger than 16 MiB; use ReadFile for large data.");
-                break;
+                snprintf(msg, msgsz, "The agent's reply is larger than 16 MiB; use ReadFile for large data.");
+                return "org.vmsup.Error.ResponseTooLarge";
         case -EBUSY:
-                vm_reply_error(m, "org.vmsup.Error.Busy", "Too many agent commands are waiting.");
-                break;
+                snprintf(msg, msgsz, "Too many agent commands are waiting.");
+                return "org.vmsup.Error.Busy";
         case -ENOTCONN:
         case -ECANCELED:
-                vm_reply_error(m, "org.vmsup.Error.AgentNotConnected", "The guest agent is not connected.");
-                break;
+                snprintf(msg, msgsz, "The guest agent is not connected.");
+                return "org.vmsup.Error.AgentNotConnected";
         default:
-                vm_reply_error(m, SD_BUS_ERROR_FAILED, "The agent request failed: %s.", strerror(-error));
+                snprintf(msg, msgsz, "The agent request failed: %s.", strerror(-error));
+                return SD_BUS_ERROR_FAILED;
         }
 }
 
@@ -113,8 +110,11 @@ static void on_agent_reply(QgaClient *c, int error, json_t *result, const char *
         } else if (error >= 0 && ac->op == HANDLE_CLOSE)
                 handle_forget(vm, ac->handle);
 
-        if (error < 0)
-                vm_bus_reply_agent_error(ac->message, error, err_class, err_desc);
+        if (error < 0) {
+                char msg[512];
+                const char *name = vm_agent_error(error, err_class, err_desc, msg, sizeof msg);
+                vm_reply_error(ac->message, name, "%s", msg);
+        }
         else {
                 /* ENSURE_ASCII: the guest's strings may hold anything; D-Bus wants valid UTF-8. */
                 _cleanup_free_ char *s = json_dumps(result ?: json_object(), JSON_COMPACT | JSON_ENCODE_ANY |
@@ -146,7 +146,6 @@ int vm_agent_available(Vm *vm, sd_bus_error *error) {
 static int method_command(sd_bus_message *m, void *userdata, sd_bus_error *error) {
         Vm *vm = userdata;
         const char *text, *execute;
-        json_error_t jerr;
         char msg[256];
         Caller caller;
         PrivSet privs;
@@ -157,12 +156,9 @@ static int method_command(sd_bus_message *m, void *userdata, sd_bus_error *error
         r = sd_bus_message_read(m, "s", &text);
         if (r < 0)
                 return r;
-        if (strlen(text) > AGENT_COMMAND_JSON_MAX)
-                return sd_bus_error_set(error, SD_BUS_ERROR_INVALID_ARGS, "The command is larger than 1 MiB.");
-        cmd = json_loads(text, JSON_REJECT_DUPLICATES, &jerr);
-        if (!cmd) /* jansson's text quotes the input: say where, not what */
-                return sd_bus_error_setf(error, SD_BUS_ERROR_INVALID_ARGS,
-                                         "The command is not valid JSON (line %d, column %d).", jerr.line, jerr.column);
+        r = vm_bus_parse_json_command(text, AGENT_COMMAND_JSON_MAX, &cmd, error);
+        if (r < 0)
+                return r;
         r = vm_bus_caller(vm, m, &caller, &privs, error);
         if (r < 0)
                 goto finish;

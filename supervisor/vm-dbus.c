@@ -427,10 +427,24 @@ static int method_human_command(sd_bus_message *m, void *userdata, sd_bus_error 
         return r;
 }
 
+int vm_bus_parse_json_command(const char *text, size_t max, json_t **ret, sd_bus_error *error) {
+        json_error_t jerr;
+        json_t *cmd;
+
+        if (strlen(text) > max)
+                return sd_bus_error_setf(error, SD_BUS_ERROR_INVALID_ARGS, "The command is larger than %zu KiB.",
+                                         max / 1024);
+        cmd = json_loads(text, JSON_REJECT_DUPLICATES, &jerr);
+        if (!cmd) /* jansson's text quotes the input: say where, not what */
+                return sd_bus_error_setf(error, SD_BUS_ERROR_INVALID_ARGS,
+                                         "The command is not valid JSON (line %d, column %d).", jerr.line, jerr.column);
+        *ret = cmd;
+        return 0;
+}
+
 static int method_execute(sd_bus_message *m, void *userdata, sd_bus_error *error) {
         Vm *vm = userdata;
         const char *text;
-        json_error_t jerr;
         char msg[256];
         Caller caller;
         PrivSet privs;
@@ -440,12 +454,9 @@ static int method_execute(sd_bus_message *m, void *userdata, sd_bus_error *error
         r = sd_bus_message_read(m, "s", &text);
         if (r < 0)
                 return r;
-        if (strlen(text) > EXECUTE_JSON_MAX)
-                return sd_bus_error_set(error, SD_BUS_ERROR_INVALID_ARGS, "The command is larger than 1 MiB.");
-        cmd = json_loads(text, JSON_REJECT_DUPLICATES, &jerr);
-        if (!cmd) /* jansson's text quotes the input: say where, not what */
-                return sd_bus_error_setf(error, SD_BUS_ERROR_INVALID_ARGS,
-                                         "The command is not valid JSON (line %d, column %d).", jerr.line, jerr.column);
+        r = vm_bus_parse_json_command(text, EXECUTE_JSON_MAX, &cmd, error);
+        if (r < 0)
+                return r;
         r = vm_bus_caller(vm, m, &caller, &privs, error);
         if (r >= 0) {
                 r = policy_check_qmp(cmd, &caller, privs, msg, sizeof msg);

@@ -92,27 +92,11 @@ _printf_(3, 4) static void xfer_set_error(FileXfer *x, const char *name, const c
 }
 
 static void xfer_set_agent_error(FileXfer *x, int error, const char *err_class, const char *err_desc) {
-        char cls[64], desc[160];
+        char msg[512];
+        /* A transfer caps its replies itself: one beyond the cap is the guest's violation. */
+        const char *name = vm_agent_error(error == -EFBIG ? -EPROTO : error, err_class, err_desc, msg, sizeof msg);
 
-        switch (error) {
-        case -EREMOTEIO:
-                sanitize_text(err_class, cls, sizeof cls);
-                sanitize_text(err_desc, desc, sizeof desc);
-                xfer_set_error(x, "org.vmsup.Error.AgentError", "%s: %s", cls, desc);
-                break;
-        case -ETIMEDOUT:
-                xfer_set_error(x, "org.vmsup.Error.AgentTimeout", "The guest agent did not answer in time.");
-                break;
-        case -EPROTO:
-        case -EFBIG:
-                xfer_set_error(x, "org.vmsup.Error.AgentProtocol", "The guest agent sent a malformed reply.");
-                break;
-        case -EBUSY:
-                xfer_set_error(x, "org.vmsup.Error.Busy", "Too many agent commands are waiting.");
-                break;
-        default:
-                xfer_set_error(x, "org.vmsup.Error.AgentNotConnected", "The guest agent went away.");
-        }
+        xfer_set_error(x, name, "%s", msg);
 }
 
 /* Ends the transfer: closes the guest handle first if it is open. */
