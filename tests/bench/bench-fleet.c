@@ -211,6 +211,46 @@ void bench_fleet(void) {
                 samples_free(&s);
         }
 
+        /* What a short-lived client (a busctl call) costs the host beyond its own call: every
+         * connection that comes and goes is announced (NameOwnerChanged) to every supervisor
+         * that watches for departing callers. */
+        {
+                unsigned cycles = cfg.quick ? 50 : 200;
+                uint64_t sup0 = 0, sup1 = 0, bus0 = 0, bus1 = 0, v;
+                for (unsigned i = 0; i < cfg.fleet; i++)
+                        if (proc_cpu_ns(pids[i], &v) >= 0)
+                                sup0 += v;
+                if (cfg.dbus_pid > 0)
+                        (void) proc_cpu_ns(cfg.dbus_pid, &bus0);
+                uint64_t t0c = now_ns();
+                for (unsigned i = 0; i < cycles; i++) {
+                        _cleanup_(sd_bus_flush_close_unrefp) sd_bus *b = NULL;
+                        r = bus_open(&b);
+                        if (r < 0)
+                                break;
+                }
+                usleep(200 * 1000); /* the last departures reach everyone */
+                double wall_ms = (double) (now_ns() - t0c) / 1e6;
+                for (unsigned i = 0; i < cfg.fleet; i++)
+                        if (proc_cpu_ns(pids[i], &v) >= 0)
+                                sup1 += v;
+                if (cfg.dbus_pid > 0)
+                        (void) proc_cpu_ns(cfg.dbus_pid, &bus1);
+                if (r < 0)
+                        row_error("fleet_churn", "client connect + disconnect", NULL, "%s", strerror(-r));
+                else {
+                        double sup_us = (double) (sup1 - sup0) / 1e3 / cycles, bus_us = (double) (bus1 - bus0) / 1e3 / cycles;
+                        _cleanup_free_ char *fig = strf("CPU per client connect + disconnect, %u supervisors running",
+                                                        cfg.fleet),
+                                            *a = strf("all supervisors %.0f µs, dbus-daemon %.0f µs", sup_us, bus_us),
+                                            *c = strf("%u cycles in %.0f ms", cycles, wall_ms);
+                        json_t *d = json_pack("{s:i,s:f,s:f}", "cycles", (int) cycles, "supervisors_cpu_us", sup_us,
+                                              "dbus_daemon_cpu_us", bus_us);
+                        row_add("fleet_churn", fig, a, NULL, c, NULL, VERDICT_INFO, d);
+                        json_decref(d);
+                }
+        }
+
 finish:
         processes_stop(pids, started, 20 * USEC_PER_SEC);
 }

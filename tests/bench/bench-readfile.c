@@ -497,6 +497,11 @@ void bench_readfile(void) {
                 json_decref(d);
                 note_add("ReadFile: supervisor VmHWM over the %u MiB transfers: %.1f MiB.", cfg.readfile_mib,
                          hwm_all / 1024.0);
+                note_add("ReadFile raw side: guest-sync-delimited before each guest-file-open/read/close (the "
+                         "supervisor's default, one sync per command), %u MiB reads (supervisor/vm-file.c "
+                         "FILE_CHUNK), jansson parse + the supervisor's qga_file_read_parse(); both sides write into "
+                         "a 1 MiB pipe drained by a thread that CRCs every byte.",
+                         SUP_FILE_CHUNK >> 20);
         }
         goto finish;
 

@@ -170,7 +170,7 @@ static const char *verdict_str(Verdict v) {
         }
 }
 
-void report_print(void) {
+void report_print(size_t *ret_missed, size_t *ret_errors) {
         size_t met = 0, missed = 0, errors = 0;
 
         printf("\n| figure | through vmsupd | raw baseline (same run) | ratio / overhead | goal | goal met? |\n");
@@ -190,6 +190,8 @@ void report_print(void) {
                         printf("- %s\n", notes[i]);
         }
         fflush(stdout);
+        *ret_missed = missed;
+        *ret_errors = errors;
 }
 
 int report_write_json(const char *path) {

@@ -32,6 +32,7 @@ typedef struct BenchConfig {
         const char *user;        /* a non-root caller the bench VM's ACL knows (may be NULL) */
         pid_t dbus_pid;
         bool quick;
+        bool strict;             /* a missed goal fails the run */
         char **only;             /* sections to run (NULL: all) */
 
         unsigned warmup;         /* latency rows: untimed calls per side first */
@@ -94,7 +95,8 @@ void row_add(const char *id, const char *figure, const char *sup, const char *ra
              const char *goal, Verdict verdict, json_t *data);
 void row_error(const char *id, const char *figure, const char *goal, const char *fmt, ...) _printf_(4, 5);
 void note_add(const char *fmt, ...) _printf_(1, 2);
-void report_print(void);
+/* The table and the notes on stdout; counts of missed goals and failed measurements. */
+void report_print(size_t *ret_missed, size_t *ret_errors);
 int report_write_json(const char *path);
 char *strf(const char *fmt, ...) _printf_(1, 2);
 

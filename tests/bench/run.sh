@@ -9,6 +9,7 @@
 #
 # Environment (all optional):
 #   VMSUP_BENCH_QUICK=1           a fast smoke run (smaller counts and file, 20 VMs)
+#   VMSUP_BENCH_STRICT=1          exit 3 when a goal is missed (a failed measurement always exits 1)
 #   VMSUP_BENCH_ONLY=a,b          sections: state hmp getstatus nonroot clients memory start fleet
 #                                 readfile readfile-command
 #   VMSUP_BENCH_ITERATIONS=N      timed calls per side per latency row (5000)
