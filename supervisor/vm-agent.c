@@ -218,11 +218,11 @@ finish:
 static const sd_bus_vtable agent_vtable[] = {
         SD_BUS_VTABLE_START(0),
         SD_BUS_METHOD_WITH_ARGS("Command", SD_BUS_ARGS("s", qga_json), SD_BUS_RESULT("s", return_json),
-                                method_command, 0),
+                                method_command, SD_BUS_VTABLE_UNPRIVILEGED),
         SD_BUS_METHOD_WITH_ARGS("ReadFile", SD_BUS_ARGS("s", path, "t", offset, "t", length, "h", fd),
-                                SD_BUS_RESULT("t", bytes), vm_method_read_file, 0),
+                                SD_BUS_RESULT("t", bytes), vm_method_read_file, SD_BUS_VTABLE_UNPRIVILEGED),
         SD_BUS_METHOD_WITH_ARGS("WriteFile", SD_BUS_ARGS("s", path, "h", fd, "b", append), SD_BUS_RESULT("t", bytes),
-                                vm_method_write_file, 0),
+                                vm_method_write_file, SD_BUS_VTABLE_UNPRIVILEGED),
         SD_BUS_VTABLE_END,
 };
 

@@ -96,6 +96,14 @@ check "VM.Audit: GetStatus" as vmsupt-audit busctl --system call org.vmsup.VM.vm
 all=$(as vmsupt-audit busctl --system call org.vmsup.VM.vm1 /org/vmsup/VM org.freedesktop.DBus.Properties GetAll s org.vmsup.VM1)
 check_match "GetAll returns every property" '"Name".*"State".*"StateReason".*"Pid".*"QemuVersion".*"StartedAtUSec".*"AgentConnected"' "$all"
 
+# --- many calls over one connection, as a long-lived client makes them
+check_eq "VM.Audit: three GetStatus on one connection all answered" "ok ok ok" \
+        "$(as vmsupt-audit "$ROOT/$BUILD/tests/bus-repeat" "$BUS" vm1 org.vmsup.VM1 GetStatus 3 | xargs)"
+out=$(as vmsupt-none "$ROOT/$BUILD/tests/bus-repeat" "$BUS" vm1 org.vmsup.VM1 GetStatus 3)
+check_eq "no ACL: every call on one connection refused by the ACL, naming VM.Audit" 3 \
+        "$(grep -c '^error org.freedesktop.DBus.Error.AccessDenied: VM.Audit privilege required.$' <<< "$out")"
+check_eq "root: three GetStatus on one connection" "ok ok ok" "$("$ROOT/$BUILD/tests/bus-repeat" "$BUS" vm1 org.vmsup.VM1 GetStatus 3 | xargs)"
+
 # --- refused while running: QEMU is not touched
 check_fails "no ACL: Stop refused while running" 'AccessDenied: VM.PowerMgmt' dsend_as vmsupt-none vm1 VM1.Stop
 check_fails "VM.Audit: Pause refused" 'AccessDenied: VM.PowerMgmt' dsend_as vmsupt-audit vm1 VM1.Pause
