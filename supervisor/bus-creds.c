@@ -11,6 +11,7 @@ typedef struct CredsEntry {
         gid_t *groups;
         size_t n_groups;
         sd_bus_slot *call;       /* GetConnectionCredentials in flight */
+        sd_bus_slot *gone_match; /* NameOwnerChanged for this name only */
         sd_bus_message **held;   /* messages waiting for this entry */
         size_t n_held;
         struct CredsEntry *next; /* bucket chain */
@@ -21,7 +22,6 @@ struct CredsCache {
         sd_bus *bus;
         creds_dispatch_t dispatch;
         void *userdata;
-        sd_bus_slot *name_owner_match;
         CredsEntry *buckets[CREDS_BUCKETS];
         size_t n_entries;
         size_t n_held;
@@ -51,6 +51,7 @@ static void entry_free(CredsEntry *e, bool answer_held) {
         if (e->cache)
                 e->cache->n_held -= e->n_held;
         sd_bus_slot_unref(e->call);
+        sd_bus_slot_unref(e->gone_match);
         free(e->held);
         free(e->groups);
         free(e->name);
@@ -217,10 +218,24 @@ int creds_cache_gate(CredsCache *c, sd_bus_message *m) {
                         free(e);
                         return -ENOMEM;
                 }
+                /* Only this caller's departure matters: a bus-wide match would wake every
+                 * supervisor for every connection on the bus. Sent before the credentials
+                 * query, so a caller gone in between is noticed by that query's failure. */
+                char rule[256];
+                snprintf(rule, sizeof rule,
+                         "type='signal',sender='org.freedesktop.DBus',path='/org/freedesktop/DBus',"
+                         "interface='org.freedesktop.DBus',member='NameOwnerChanged',arg0='%s',arg2=''", sender);
+                r = sd_bus_add_match_async(c->bus, &e->gone_match, rule, on_name_owner_changed, NULL, c);
+                if (r < 0) {
+                        free(e->name);
+                        free(e);
+                        return r;
+                }
                 r = sd_bus_call_method_async(c->bus, &e->call, "org.freedesktop.DBus", "/org/freedesktop/DBus",
                                              "org.freedesktop.DBus", "GetConnectionCredentials", on_creds_reply, e,
                                              "s", sender);
                 if (r < 0) {
+                        sd_bus_slot_unref(e->gone_match);
                         free(e->name);
                         free(e);
                         return r;
@@ -264,7 +279,6 @@ size_t creds_cache_size(CredsCache *c) {
 
 int creds_cache_new(sd_bus *bus, creds_dispatch_t dispatch, void *userdata, CredsCache **ret) {
         CredsCache *c;
-        int r;
 
         c = calloc(1, sizeof *c);
         if (!c)
@@ -272,12 +286,6 @@ int creds_cache_new(sd_bus *bus, creds_dispatch_t dispatch, void *userdata, Cred
         c->bus = sd_bus_ref(bus);
         c->dispatch = dispatch;
         c->userdata = userdata;
-        r = sd_bus_match_signal_async(bus, &c->name_owner_match, "org.freedesktop.DBus", "/org/freedesktop/DBus",
-                                      "org.freedesktop.DBus", "NameOwnerChanged", on_name_owner_changed, NULL, c);
-        if (r < 0) {
-                creds_cache_free(c);
-                return r;
-        }
         *ret = c;
         return 0;
 }
@@ -291,7 +299,6 @@ CredsCache *creds_cache_free(CredsCache *c) {
                         c->buckets[b] = e->next;
                         entry_free(e, false);
                 }
-        sd_bus_slot_unref(c->name_owner_match);
         sd_bus_unref(c->bus);
         free(c);
         return NULL;
