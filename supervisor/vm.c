@@ -360,23 +360,18 @@ static void on_cont_reply(QmpClient *c, int error, json_t *result, const char *e
                 vm->on_settled(vm);
 }
 
+static int connect_socket(const char *dir, const char *name);
+
 static int vm_agent_connect(Vm *vm) {
-        _cleanup_close_ int fd = -EBADF;
-        struct sockaddr_un sa = { .sun_family = AF_UNIX };
-        int r;
+        int fd;
 
         if (!vm->qga)
                 return 0;
-        r = snprintf(sa.sun_path, sizeof sa.sun_path, "%s/qga.sock", vm->runtime_dir);
-        if (r < 0 || (size_t) r >= sizeof sa.sun_path)
-                return -ENAMETOOLONG;
-        fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+        fd = connect_socket(vm->runtime_dir, "qga.sock");
         if (fd < 0)
-                return -errno;
-        if (connect(fd, (struct sockaddr *) &sa, sizeof sa) < 0 && errno != EINPROGRESS)
-                return -errno;
+                return fd;
         /* No sync yet: the guest opens the port when its agent starts (VSERPORT_CHANGE). */
-        return qga_client_attach(vm->qga, TAKE_FD(fd), false);
+        return qga_client_attach(vm->qga, fd, false);
 }
 
 static void on_qmp_ready(QmpClient *c, void *userdata) {
@@ -539,14 +534,25 @@ static const QgaCallbacks qga_callbacks = {
 
 /* ---- start ---- */
 
-static int make_listen_socket(const char *dir, const char *name) {
-        _cleanup_close_ int fd = -EBADF;
-        struct sockaddr_un sa = { .sun_family = AF_UNIX };
+/* DIR/NAME as a socket address. */
+static int socket_address(const char *dir, const char *name, struct sockaddr_un *ret) {
         int r;
 
-        r = snprintf(sa.sun_path, sizeof sa.sun_path, "%s/%s", dir, name);
-        if (r < 0 || (size_t) r >= sizeof sa.sun_path)
+        *ret = (struct sockaddr_un) { .sun_family = AF_UNIX };
+        r = snprintf(ret->sun_path, sizeof ret->sun_path, "%s/%s", dir, name);
+        if (r < 0 || (size_t) r >= sizeof ret->sun_path)
                 return -ENAMETOOLONG;
+        return 0;
+}
+
+static int make_listen_socket(const char *dir, const char *name) {
+        _cleanup_close_ int fd = -EBADF;
+        struct sockaddr_un sa;
+        int r;
+
+        r = socket_address(dir, name, &sa);
+        if (r < 0)
+                return r;
         fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
         if (fd < 0)
                 return -errno;
@@ -561,18 +567,19 @@ static int make_listen_socket(const char *dir, const char *name) {
         return TAKE_FD(fd);
 }
 
+/* A non-blocking connection to one of the sockets QEMU inherited: it listens already, so the
+ * backlog takes us at once, even before QEMU accepts. */
 static int connect_socket(const char *dir, const char *name) {
         _cleanup_close_ int fd = -EBADF;
-        struct sockaddr_un sa = { .sun_family = AF_UNIX };
+        struct sockaddr_un sa;
         int r;
 
-        r = snprintf(sa.sun_path, sizeof sa.sun_path, "%s/%s", dir, name);
-        if (r < 0 || (size_t) r >= sizeof sa.sun_path)
-                return -ENAMETOOLONG;
+        r = socket_address(dir, name, &sa);
+        if (r < 0)
+                return r;
         fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
         if (fd < 0)
                 return -errno;
-        /* The socket listens already (QEMU inherits it): the backlog takes us at once. */
         if (connect(fd, (struct sockaddr *) &sa, sizeof sa) < 0)
                 return -errno;
         return TAKE_FD(fd);
