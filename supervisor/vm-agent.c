@@ -64,7 +64,7 @@ void vm_agent_handles_reset(Vm *vm) {
 }
 
 const char *vm_agent_error(int error, const char *err_class, const char *err_desc, char *msg, size_t msgsz) {
-        char cls[QGA_ERROR_CLASS_MAX], desc[QGA_ERROR_DESC_MAX];
+        char cls[QGA_ERROR_CLASS_MAX + 1], desc[QGA_ERROR_DESC_MAX + 1];
 
         switch (error) {
         case -EREMOTEIO:

@@ -22,8 +22,8 @@
 #
 # Kernel command-line switches:
 #   vmsup.hostile=MODE   run tests/guest/hostile-agent.c instead of qemu-ga;
-#                        MODE is flood, silent, hugeline, stale or
-#                        recover[:SECONDS] (see that file)
+#                        MODE is flood, silent, hugeline, stale,
+#                        recover[:SECONDS] or liar[:DELAY] (see that file)
 # Without an org.qemu.guest_agent.0 port the guest just idles.  /tmp is a
 # tmpfs of 90% of RAM (a 200 MiB file needs about 768 MiB of guest RAM;
 # 48 MiB guest-file-read chunks work from 256 MiB up).  ACPI power-button
