@@ -244,6 +244,11 @@ const QgaCommand *policy_qga_lookup(const char *execute);
  *      commands are root-only (-EACCES). */
 int policy_check_qga(json_t *cmd, const Caller *caller, PrivSet privs, char *msg, size_t msgsz);
 
+/* Agent1.ReadFile (write == false) needs VM.GuestAgent.FileRead, WriteFile needs FileWrite;
+ * VM.GuestAgent.Unrestricted grants both (it may open, read and write any guest file through
+ * Command anyway). A refusal names the specific privilege. */
+int policy_check_file_transfer(bool write, const Caller *caller, PrivSet privs, char *msg, size_t msgsz);
+
 /* guest-shutdown and guest-suspend-* never reply on success. NULL/unknown → false. */
 bool policy_qga_no_reply(const char *execute);
 

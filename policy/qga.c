@@ -176,3 +176,9 @@ int policy_check_qga(json_t *cmd, const Caller *caller, PrivSet privs, char *msg
                                   privilege_to_string(PRIV_GA_FILEWRITE));
         return qga_refuse(shown, needed, msg, msgsz);
 }
+
+int policy_check_file_transfer(bool write, const Caller *caller, PrivSet privs, char *msg, size_t msgsz) {
+        if (!caller_is_root(caller) && (privs & PRIV_BIT(PRIV_GA_UNRESTRICTED)))
+                return 0;
+        return policy_check_privilege(write ? PRIV_GA_FILEWRITE : PRIV_GA_FILEREAD, caller, privs, msg, msgsz);
+}

@@ -430,10 +430,7 @@ static int xfer_new(Vm *vm, sd_bus_message *m, bool writing, const char *path, i
         return 0;
 }
 
-/* ReadFile needs FileRead, WriteFile FileWrite; VM.GuestAgent.Unrestricted grants
- * every agent command, these two included (it can open, read and write any guest
- * file through Command anyway). A refusal names the specific privilege. */
-static int require_file_privilege(Vm *vm, sd_bus_message *m, Privilege needed, sd_bus_error *error) {
+static int require_file_privilege(Vm *vm, sd_bus_message *m, bool write, sd_bus_error *error) {
         char msg[256];
         Caller caller;
         PrivSet privs;
@@ -442,9 +439,7 @@ static int require_file_privilege(Vm *vm, sd_bus_message *m, Privilege needed, s
         r = vm_bus_caller(vm, m, &caller, &privs, error);
         if (r < 0)
                 return r;
-        if (privs & PRIV_BIT(PRIV_GA_UNRESTRICTED))
-                return 0;
-        r = policy_check_privilege(needed, &caller, privs, msg, sizeof msg);
+        r = policy_check_file_transfer(write, &caller, privs, msg, sizeof msg);
         if (r < 0)
                 return vm_bus_policy_error(error, r, msg);
         return 0;
@@ -462,7 +457,7 @@ int vm_method_read_file(sd_bus_message *m, void *userdata, sd_bus_error *error) 
                 return r;
         if (offset > INT64_MAX || length > INT64_MAX)
                 return sd_bus_error_set(error, SD_BUS_ERROR_INVALID_ARGS, "Offset and length must be below 2^63.");
-        r = require_file_privilege(vm, m, PRIV_GA_FILEREAD, error);
+        r = require_file_privilege(vm, m, false, error);
         if (r < 0)
                 return r;
         r = vm_agent_available(vm, error);
@@ -486,7 +481,7 @@ int vm_method_write_file(sd_bus_message *m, void *userdata, sd_bus_error *error)
         r = sd_bus_message_read(m, "shb", &path, &fd, &append);
         if (r < 0)
                 return r;
-        r = require_file_privilege(vm, m, PRIV_GA_FILEWRITE, error);
+        r = require_file_privilege(vm, m, true, error);
         if (r < 0)
                 return r;
         r = vm_agent_available(vm, error);

@@ -1437,6 +1437,27 @@ static void test_qmp_human_monitor_command(void **state) {
 
 /* Keys with an embedded NUL cannot come from jansson's parser, but an object
  * built in code can hold them; a C string view would read "execute". */
+static void test_file_transfer(void **state) {
+        char msg[256];
+
+        assert_int_equal(policy_check_file_transfer(false, &user_caller, PRIV_BIT(PRIV_GA_FILEREAD), msg, sizeof msg), 0);
+        assert_int_equal(policy_check_file_transfer(true, &user_caller, PRIV_BIT(PRIV_GA_FILEREAD), msg, sizeof msg),
+                         -EACCES);
+        assert_non_null(strstr(msg, "VM.GuestAgent.FileWrite"));
+        assert_int_equal(policy_check_file_transfer(true, &user_caller, PRIV_BIT(PRIV_GA_FILEWRITE), msg, sizeof msg), 0);
+        assert_int_equal(policy_check_file_transfer(false, &user_caller, PRIV_BIT(PRIV_GA_FILEWRITE), msg, sizeof msg),
+                         -EACCES);
+        assert_non_null(strstr(msg, "VM.GuestAgent.FileRead"));
+        for (int w = 0; w < 2; w++) {
+                assert_int_equal(policy_check_file_transfer(w, &user_caller, PRIV_BIT(PRIV_GA_UNRESTRICTED), msg, sizeof msg), 0);
+                assert_int_equal(policy_check_file_transfer(w, &root_caller, 0, msg, sizeof msg), 0);
+                /* Every other privilege together still grants neither without its own. */
+                PrivSet others = PRIV_ALL & ~PRIV_BIT(PRIV_GA_UNRESTRICTED) &
+                                 ~PRIV_BIT(w ? PRIV_GA_FILEWRITE : PRIV_GA_FILEREAD);
+                assert_int_equal(policy_check_file_transfer(w, &user_caller, others, msg, sizeof msg), -EACCES);
+        }
+}
+
 static void test_json_keys_with_nul(void **state) {
         char msg[256];
         json_t *o = json_object(), *args;
@@ -1882,6 +1903,7 @@ int main(void) {
                 cmocka_unit_test(test_qmp_tiers),
                 cmocka_unit_test(test_qmp_matrix),
                 cmocka_unit_test(test_qmp_human_monitor_command),
+                cmocka_unit_test(test_file_transfer),
                 cmocka_unit_test(test_json_keys_with_nul),
                 cmocka_unit_test(test_qga_table_shape),
                 cmocka_unit_test(test_qga_matrix),
