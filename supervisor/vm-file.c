@@ -33,6 +33,10 @@
  * line is refused as it arrives instead of being buffered up to QGA_LINE_MAX, so a
  * hostile guest cannot make an 8 MiB chunk cost 64 MiB. */
 #define FILE_REPLY_SLACK (64U * 1024U)
+/* Transfers at once per VM: each holds a chunk buffer, and one stalled on its caller's
+ * descriptor holds no place in the agent's queue, so without a cap a caller could park any
+ * number of them. */
+#define FILE_TRANSFERS_MAX 4U
 /* One guest-file-read/-write of a full chunk may take long on a slow guest. */
 #define FILE_CHUNK_TIMEOUT_USEC (120U * USEC_PER_SEC)
 
@@ -69,6 +73,8 @@ typedef struct FileXfer {
 static void xfer_free(FileXfer *x) {
         if (!x)
                 return;
+        if (x->vm)
+                x->vm->n_transfers--;
         sd_event_source_disable_unref(x->io);
         sd_event_source_disable_unref(x->idle_timer);
         safe_close(x->fd);
@@ -385,6 +391,9 @@ static int xfer_new(Vm *vm, sd_bus_message *m, bool writing, const char *path, i
 
         if (strlen(path) == 0 || strlen(path) > 4096)
                 return sd_bus_error_set(error, SD_BUS_ERROR_INVALID_ARGS, "The guest path must be 1 to 4096 bytes.");
+        if (vm->n_transfers >= FILE_TRANSFERS_MAX)
+                return sd_bus_error_set(error, "org.vmsup.Error.Busy",
+                                        "Too many file transfers are under way for this VM; try again later.");
         fd = fcntl(caller_fd, F_DUPFD_CLOEXEC, 3);
         if (fd < 0)
                 return -errno;
@@ -423,6 +432,7 @@ static int xfer_new(Vm *vm, sd_bus_message *m, bool writing, const char *path, i
                 return -ENOMEM;
         }
         x->vm = vm;
+        vm->n_transfers++;
         x->writing = writing;
         x->message = sd_bus_message_ref(m);
         x->step = XFER_OPEN;

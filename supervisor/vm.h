@@ -95,6 +95,7 @@ struct Vm {
         bool agent_connected;
         bool agent_port_open; /* the guest opened its end (VSERPORT_CHANGE) */
         AgentHandle agent_handles[AGENT_HANDLES_MAX];
+        unsigned n_transfers; /* ReadFile/WriteFile under way */
         size_t n_agent_handles;
 
         /* Facts about the current run that decide the final state. */

@@ -298,7 +298,38 @@ check "the supervisor answers GetStatus" vmcall ga VM1 GetStatus
 diag "GetStatus after the aborted transfer: $(ms_since "$t1") ms"
 check_eq "a ReadFile after it works" $SMALL "$(as vmsupa-read "$VMSUPCTL" --bus "$BUS" read-file ga /tmp/small "$U/small.again" 2>&1)"
 check_eq "no guest file is left open by the agent after the aborted ReadFile" 0 "$(guest_agent_files)"
-rm -f "$U/big" "$U/fifo.head"
+
+# --- transfers at once are capped: four parked on pipes nobody reads, the fifth is Busy
+declare -a park_fd=() park_pid=()
+for i in 1 2 3 4; do
+        mkfifo -m 666 "$U/park$i"
+        exec {f}<>"$U/park$i"  # a reader that never reads: the pipe fills and the transfer waits
+        park_fd+=("$f")
+        # Retries while Busy: a transfer from an earlier check may still hold a slot.
+        (while :; do
+                as vmsupa-read "$VMSUPCTL" --bus "$BUS" read-file ga /tmp/big "$U/park$i" > "$U/park$i.out" 2>&1
+                grep -q org.vmsup.Error.Busy "$U/park$i.out" || break
+                sleep 0.2
+        done) &
+        park_pid+=($!)
+done
+busy=no
+for i in $(seq 600); do
+        out=$(as vmsupa-read "$VMSUPCTL" --bus "$BUS" read-file ga /tmp/small "$U/small.busy" 2>&1)
+        if [[ $out == *org.vmsup.Error.Busy* ]]; then
+                busy=yes
+                break
+        fi
+        sleep 0.1
+done
+check_eq "a fifth transfer while four are under way is Busy" yes "$busy"
+[[ $busy == yes ]] || for i in 1 2 3 4; do diag "parked $i: $(cat "$U/park$i.out")"; done
+for f in "${park_fd[@]}"; do exec {f}>&-; done
+for p in "${park_pid[@]}"; do wait "$p" 2>/dev/null; done
+check_eq "once the parked transfers end, a ReadFile works again" $SMALL \
+        "$(as vmsupa-read "$VMSUPCTL" --bus "$BUS" read-file ga /tmp/small "$U/small.after" 2>&1)"
+check_eq "no guest file is left open after the parked transfers" 0 "$(guest_agent_files)"
+rm -f "$U/big" "$U/fifo.head" "$U"/park?*
 
 # --- the agent restarts: AgentConnected false, then true again when the new one answers
 n_seen=$(agent_connected_seen | wc -w)
