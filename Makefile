@@ -6,6 +6,10 @@
 #   make bench             benchmarks
 #   make demo              a guided session with the bundled tiny guest
 #   make install DESTDIR=... PREFIX=...
+#   make deps              install the Debian packages that are missing (as root;
+#                          demo, check and bench run it first)
+#
+# Reading this file changes nothing on the machine: `make -n` only prints.
 
 PREFIX      ?= /usr
 SBINDIR     ?= $(PREFIX)/sbin
@@ -15,7 +19,6 @@ DATADIR     ?= $(PREFIX)/share
 UNITDIR     ?= /lib/systemd/system
 DBUSDIR     ?= $(DATADIR)/dbus-1/system.d
 TMPFILESDIR ?= /usr/lib/tmpfiles.d
-MANDIR      ?= $(DATADIR)/man
 DOCDIR      ?= $(DATADIR)/doc/vmsup
 
 SANITIZE ?= 0
@@ -27,17 +30,16 @@ BUILD ?= build
 SANFLAGS =
 endif
 
-# Dependency check first: a fresh machine gets its packages before pkg-config runs.
-ifeq ($(filter deps clean help,$(MAKECMDGOALS)),)
-ifneq ($(VMSUP_SKIP_DEPS),1)
-_deps := $(shell scripts/setup-deps.sh >&2 || echo failed)
-ifeq ($(_deps),failed)
-$(error scripts/setup-deps.sh failed: install the packages it names and run make again)
-endif
-endif
-endif
-
 PKGS     = libsystemd jansson libseccomp libcap-ng
+# pkg-config is asked when a recipe first needs its answer (then remembered), not
+# while this file is read: `make check` installs the packages before it compiles.
+pkg_config = $(if $(shell pkg-config --exists $(1) 2>/dev/null && echo y),$(shell pkg-config $(2) $(1)),\
+               $(error pkg-config does not know $(1): run 'make deps' as root))
+PKG_CFLAGS  = $(eval PKG_CFLAGS := $$(call pkg_config,$$(PKGS),--cflags))$(PKG_CFLAGS)
+PKG_LIBS    = $(eval PKG_LIBS := $$(call pkg_config,$$(PKGS),--libs))$(PKG_LIBS)
+TEST_CFLAGS = $(eval TEST_CFLAGS := $$(call pkg_config,cmocka,--cflags))$(TEST_CFLAGS)
+TEST_LIBS   = $(eval TEST_LIBS := $$(call pkg_config,cmocka,--libs))$(TEST_LIBS)
+
 CC      ?= cc
 CFLAGS  ?= -O2 -g
 CFLAGS  += -std=gnu11 -Wall -Wextra -Werror -Wno-unused-parameter -Wshadow \
@@ -45,11 +47,9 @@ CFLAGS  += -std=gnu11 -Wall -Wextra -Werror -Wno-unused-parameter -Wshadow \
            -fno-strict-aliasing -fstack-protector-strong -D_FORTIFY_SOURCE=2 -fPIE \
            -D_GNU_SOURCE $(SANFLAGS) \
            -Icommon -Imonitor -Iagent -Ipolicy -Isupervisor \
-           $(shell pkg-config --cflags $(PKGS))
+           $(PKG_CFLAGS)
 LDFLAGS += -pie -Wl,-z,relro,-z,now $(SANFLAGS)
-LDLIBS  += $(shell pkg-config --libs $(PKGS))
-TEST_CFLAGS = $(shell pkg-config --cflags cmocka)
-TEST_LIBS   = $(shell pkg-config --libs cmocka)
+LDLIBS  += $(PKG_LIBS)
 
 LIB_SRCS  = $(wildcard common/*.c) $(wildcard monitor/*.c) $(wildcard agent/*.c) \
             $(wildcard policy/*.c) $(filter-out supervisor/main.c supervisor/vmsupctl.c,$(wildcard supervisor/*.c))
@@ -60,7 +60,7 @@ HELPER_SRCS = $(wildcard tests/helpers/*.c)
 HELPER_BINS = $(HELPER_SRCS:tests/helpers/%.c=$(BUILD)/tests/%)
 BENCH_SRCS = $(wildcard tests/bench/*.c)
 
-BINS = $(BUILD)/vmsupd $(if $(wildcard supervisor/vmsupctl.c),$(BUILD)/vmsupctl)
+BINS = $(BUILD)/vmsupd $(BUILD)/vmsupctl
 
 all: $(BINS)
 
@@ -109,21 +109,26 @@ tests: $(UNIT_BINS) $(HELPER_BINS)
 guest:
 	tests/guest/build-guest.sh
 
-check: all tests guest
+# demo, check and bench are what a fresh machine runs (README): the packages
+# first, then a second make, which reads pkg-config's answers once they exist.
+demo check bench: deps
+	+@$(MAKE) --no-print-directory $@-run
+
+check-run: all tests guest
 	BUILD=$(BUILD) SANITIZE=$(SANITIZE) tests/run-all.sh
 
 check-unit: all tests
 	BUILD=$(BUILD) SANITIZE=$(SANITIZE) VMSUP_ONLY=unit tests/run-all.sh
 
 # Not part of check: minutes of wall time and two TCG guests (tests/bench/run.sh).
-bench: all guest $(BUILD)/bench/vmsup-bench
+bench-run: all guest $(BUILD)/bench/vmsup-bench
 	BUILD=$(BUILD) tests/bench/run.sh
 
 $(BUILD)/bench/vmsup-bench: $(BENCH_SRCS) $(wildcard tests/bench/*.h) $(BUILD)/libvmsup.a
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $(BENCH_SRCS) $(BUILD)/libvmsup.a $(LDLIBS) -lm -lpthread
 
-demo: all guest
+demo-run: all guest
 	BUILD=$(BUILD) scripts/demo.sh
 
 deps:
@@ -132,20 +137,19 @@ deps:
 install: all
 	install -d $(DESTDIR)$(SBINDIR) $(DESTDIR)$(BINDIR) $(DESTDIR)$(UNITDIR) \
 	        $(DESTDIR)$(DBUSDIR) $(DESTDIR)$(TMPFILESDIR) $(DESTDIR)$(SYSCONFDIR)/vmsup/vms \
-	        $(DESTDIR)$(DOCDIR) $(DESTDIR)$(MANDIR)/man8
+	        $(DESTDIR)$(DOCDIR)
 	install -m 0755 $(BUILD)/vmsupd $(DESTDIR)$(SBINDIR)/vmsupd
-	$(if $(wildcard $(BUILD)/vmsupctl),install -m 0755 $(BUILD)/vmsupctl $(DESTDIR)$(BINDIR)/vmsupctl)
+	install -m 0755 $(BUILD)/vmsupctl $(DESTDIR)$(BINDIR)/vmsupctl
 	sed 's|@SBINDIR@|$(SBINDIR)|g' units/vmsup@.service > $(DESTDIR)$(UNITDIR)/vmsup@.service
 	chmod 0644 $(DESTDIR)$(UNITDIR)/vmsup@.service
 	install -m 0644 units/org.vmsup.VM.conf $(DESTDIR)$(DBUSDIR)/org.vmsup.VM.conf
 	install -m 0644 units/vmsup.tmpfiles $(DESTDIR)$(TMPFILESDIR)/vmsup.conf
 	install -m 0644 units/example.json $(DESTDIR)$(DOCDIR)/example.json
 	install -m 0644 README.md docs/*.md $(DESTDIR)$(DOCDIR)/
-	$(if $(wildcard docs/vmsupd.8),install -m 0644 docs/vmsupd.8 $(DESTDIR)$(MANDIR)/man8/vmsupd.8)
 
 clean:
 	rm -rf build build-san
 
-.PHONY: all tests guest check check-unit bench demo deps install clean
+.PHONY: all tests guest check check-run check-unit bench bench-run demo demo-run deps install clean
 
 -include $(shell find $(BUILD) -name '*.d' 2>/dev/null)
