@@ -1,7 +1,8 @@
 #!/bin/bash
 # Installs the Debian packages that building, testing and the demo need, and
 # does nothing when they are all present. Run as root on Debian 12; as another
-# user it only names what is missing.
+# user it only names what is missing. `make deps` runs it (make demo, check and
+# bench run that first); nothing else installs packages.
 set -euo pipefail
 
 packages=(
@@ -22,7 +23,7 @@ done
 
 if [[ $(id -u) -ne 0 ]]; then
         echo "vmsup: missing Debian packages: ${missing[*]}" >&2
-        echo "vmsup: run 'sudo scripts/setup-deps.sh' (or apt-get install them) first." >&2
+        echo "vmsup: run 'make deps' as root (or apt-get install them) first." >&2
         exit 1
 fi
 
