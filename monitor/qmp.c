@@ -609,11 +609,23 @@ static int qmp_handle_idless_error(QmpClient *c, json_t *error) {
         char shown[128];
         QmpRequest *req = c->requests_head;
 
+        char what[256];
+
         qmp_sanitize(shown, sizeof shown, json_is_string(desc) ? json_string_value(desc) : "");
-        /* Library code logs at debug level; the owner sees the failed request. */
-        log_debug("QMP protocol anomaly: error reply without an id (%s), %s", shown,
-                  req ? (req->orphan ? "answering an expired request" : "failing the oldest request")
-                      : "no request waiting");
+        (void) snprintf(what, sizeof what, "error reply without an id (%s), %s", shown,
+                        req ? (req->orphan ? "taken as the late answer to an expired request"
+                                           : "failing the oldest request")
+                            : "with no request waiting");
+        log_debug("QMP protocol anomaly: %s", what);
+        if (c->callbacks.on_anomaly) {
+                qmp_client_ref(c);
+                c->callbacks.on_anomaly(c, what, c->userdata);
+                bool gone = c->state == QMP_STATE_DISCONNECTED;
+                qmp_client_unref(c);
+                if (gone)
+                        return 0;
+        }
+        req = c->requests_head; /* the callback may have cancelled it */
         if (!req)
                 return 0;
         req = qmp_request_answered(c, req);

@@ -68,6 +68,10 @@ typedef struct QmpCallbacks {
          * with our bytes unread (QEMU leaves the '\n' after "quit"). Pending requests have already been failed with
          * -ECONNRESET. Called at most once, never from qmp_client_free(). */
         void (*on_disconnect)(QmpClient *c, int error, void *userdata);
+        /* QEMU did something it should not, and the client recovered: an error reply
+         * without an id (QEMU could not read a request). what is a sanitized sentence
+         * for the log. May be NULL. */
+        void (*on_anomaly)(QmpClient *c, const char *what, void *userdata);
 } QmpCallbacks;
 
 /* Takes ownership of fd (a connected stream socket; set non-blocking here).
