@@ -74,10 +74,6 @@ intact() {
         [[ $st == *'"status":"running"'* ]] || { echo "query-status: $st"; return 1; }
 }
 
-check_fails "VM.Monitor: quit nested in query-status is InvalidArgs" "$TOO_DEEP" \
-        qmp $U_MON mon "$(nest query-status '{"execute":"quit"}')"
-check "the smuggled quit did not reach QEMU" intact
-
 check_fails "VM.Monitor: chardev-add file nested in query-status is InvalidArgs" "$TOO_DEEP" \
         qmp $U_MON mon "$(nest query-status '{"execute":"chardev-add","arguments":{"id":"smug","backend":{"type":"file","data":{"out":"'"$U"'/smuggled"}}}}')"
 check "no file created by a smuggled chardev-add" test ! -e "$U/smuggled"
@@ -86,16 +82,24 @@ check "no chardev smug" bash -c "! dbus-send --system --print-reply --dest=org.v
 head -c 1048576 /dev/urandom | base64 -w0 | head -c 1048576 > "$T/secret"
 chmod 0600 "$T/secret"
 as $U_MON truncate -s 1M "$U/copy"
-backup="{\"execute\":\"blockdev-add\",\"arguments\":{\"driver\":\"file\",\"node-name\":\"smugsrc\",\"filename\":\"$T/secret\",\"read-only\":true}},"
-backup+="{\"execute\":\"blockdev-add\",\"arguments\":{\"driver\":\"file\",\"node-name\":\"smugdst\",\"filename\":\"$U/copy\"}},"
-backup+='{"execute":"blockdev-backup","arguments":{"job-id":"smugjob","device":"smugsrc","target":"smugdst","sync":"full"}}'
-check_fails "VM.Monitor: blockdev-add + blockdev-backup nested in query-status is InvalidArgs" "$TOO_DEEP" \
-        qmp $U_MON mon "$(nest query-status "$backup")"
+# One smuggled command per request (QEMU reads the first object after its reset).
+smuggled_block=("{\"execute\":\"blockdev-add\",\"arguments\":{\"driver\":\"file\",\"node-name\":\"smugsrc\",\"filename\":\"$T/secret\",\"read-only\":true}}"
+                "{\"execute\":\"blockdev-add\",\"arguments\":{\"driver\":\"file\",\"node-name\":\"smugdst\",\"filename\":\"$U/copy\"}}"
+                '{"execute":"blockdev-backup","arguments":{"job-id":"smugjob","device":"smugsrc","target":"smugdst","sync":"full"}}')
+for c in "${smuggled_block[@]}"; do
+        check_fails "VM.Monitor: $(jq -r .execute <<<"$c") nested in query-status is InvalidArgs" "$TOO_DEEP" \
+                qmp $U_MON mon "$(nest query-status "$c")"
+done
 nodes=$(reply_of qmp root mon '{"execute":"query-named-block-nodes"}')
 check_eq "no block node was added" '[]' "$nodes"
 check_eq "no block job runs" '[]' "$(reply_of qmp root mon '{"execute":"query-block-jobs"}')"
 check "the caller's file holds none of the secret" bash -c "! grep -qF \"\$(head -c 64 '$T/secret')\" '$U/copy'"
 check "smuggled block commands left QEMU running" intact
+
+# Last of the three: on a supervisor without the check, it ends the VM.
+check_fails "VM.Monitor: quit nested in query-status is InvalidArgs" "$TOO_DEEP" \
+        qmp $U_MON mon "$(nest query-status '{"execute":"quit"}')"
+check "the smuggled quit did not reach QEMU" intact
 
 # Every door that forwards caller JSON, every caller, before authorization.
 check_fails "no ACL: the nested shape is InvalidArgs, not AccessDenied" "$TOO_DEEP" \
