@@ -81,7 +81,10 @@ check "no chardev smug" bash -c "! dbus-send --system --print-reply --dest=org.v
 
 head -c 1048576 /dev/urandom | base64 -w0 | head -c 1048576 > "$T/secret"
 chmod 0600 "$T/secret"
+# QEMU runs as uid 0 without capabilities: it reads root's files, and writes the
+# caller's file once the caller lets everyone write it.
 as $U_MON truncate -s 1M "$U/copy"
+as $U_MON chmod 0666 "$U/copy"
 # One smuggled command per request (QEMU reads the first object after its reset).
 smuggled_block=("{\"execute\":\"blockdev-add\",\"arguments\":{\"driver\":\"file\",\"node-name\":\"smugsrc\",\"filename\":\"$T/secret\",\"read-only\":true}}"
                 "{\"execute\":\"blockdev-add\",\"arguments\":{\"driver\":\"file\",\"node-name\":\"smugdst\",\"filename\":\"$U/copy\"}}"
