@@ -84,6 +84,10 @@ const char *vm_agent_error(int error, const char *err_class, const char *err_des
         case -EBUSY:
                 snprintf(msg, msgsz, "Too many agent commands are waiting.");
                 return "org.vmsup.Error.Busy";
+        case -EINVAL:
+                snprintf(msg, msgsz, "The guest agent would not read the request as sent "
+                                     "(nested too deep, or a Unicode noncharacter).");
+                return SD_BUS_ERROR_INVALID_ARGS;
         case -ENOTCONN:
         case -ECANCELED:
                 snprintf(msg, msgsz, "The guest agent is not connected.");
@@ -204,6 +208,9 @@ static int method_command(sd_bus_message *m, void *userdata, sd_bus_error *error
                 free(ac);
                 if (r == -EBUSY)
                         r = sd_bus_error_set(error, "org.vmsup.Error.Busy", "Too many agent commands are waiting.");
+                else if (r == -EINVAL)
+                        r = sd_bus_error_set(error, SD_BUS_ERROR_INVALID_ARGS,
+                                             "The guest agent would not read the command as sent.");
                 else
                         r = sd_bus_error_set(error, "org.vmsup.Error.AgentNotConnected",
                                              "The guest agent is not connected.");

@@ -464,10 +464,17 @@ static void on_qmp_disconnect(QmpClient *c, int error, void *userdata) {
                 (void) on_qmp_lost_timeout(NULL, 0, vm);
 }
 
+static void on_qmp_anomaly(QmpClient *c, const char *what, void *userdata) {
+        Vm *vm = userdata;
+
+        log_warning("VM %s: QMP protocol anomaly: %s", vm->config->name, what);
+}
+
 static const QmpCallbacks qmp_callbacks = {
         .on_ready = on_qmp_ready,
         .on_event = on_qmp_event,
         .on_disconnect = on_qmp_disconnect,
+        .on_anomaly = on_qmp_anomaly,
 };
 
 static void on_qga_connected_changed(QgaClient *c, bool connected, void *userdata) {
