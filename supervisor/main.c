@@ -325,6 +325,14 @@ int main(int argc, char *argv[]) {
         r = sd_event_loop(event);
         if (r < 0)
                 return log_error_errno(r, "Event loop failed: %m"), EXIT_FAILURE;
+        /* Losing the bus is a failure (sd-bus ends the loop with EXIT_FAILURE; it closes the
+         * bus at any exit of the loop, so that is the one sign): the service manager's
+         * Restart=on-failure brings the supervisor back. */
+        if (r != 0) {
+                log_error("VM %s: the bus connection was lost, exiting.", vm->config->name);
+                vm_bus_detach(vm);
+                return EXIT_FAILURE;
+        }
 
         vm_bus_detach(vm);
         return EXIT_SUCCESS;

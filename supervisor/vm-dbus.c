@@ -713,11 +713,19 @@ void vm_emit_event(Vm *vm, const char *name, json_t *data, uint64_t timestamp_us
                                   timestamp_usec);
 }
 
+/* Callers with no right here are not remembered between calls. */
+static bool caller_has_rights(const Caller *caller, void *userdata) {
+        Vm *vm = userdata;
+
+        return caller_is_root(caller) || policy_acl_privileges(vm->config->acl, vm->config->n_acl, caller) != 0 ||
+               policy_acl_privileges(vm->host_acl, vm->n_host_acl, caller) != 0;
+}
+
 int vm_bus_attach(Vm *vm, sd_bus *bus) {
         int r;
 
         vm->bus = sd_bus_ref(bus);
-        r = creds_cache_new(bus, dispatch_known, vm, &vm->creds);
+        r = creds_cache_new(bus, dispatch_known, caller_has_rights, vm, &vm->creds);
         if (r < 0)
                 return r;
         r = sd_bus_add_object(bus, &vm->object_slot, VM_OBJECT_PATH, on_object_message, vm);
