@@ -11,6 +11,7 @@
 #include <systemd/sd-daemon.h>
 #include <systemd/sd-event.h>
 
+#include "bus-fds.h"
 #include "config.h"
 #include "launch.h"
 #include "log.h"
@@ -295,8 +296,13 @@ int main(int argc, char *argv[]) {
         r = sd_bus_attach_event(bus, event, SD_EVENT_PRIORITY_NORMAL);
         if (r < 0)
                 return log_error_errno(r, "Failed to attach the bus to the loop: %m"), EXIT_FAILURE;
-        /* Without the bus nobody can manage the VM: exit and let the service manager decide. */
+        /* Without the bus nobody can manage the VM: exit with a failure status and let the
+         * service manager restart the supervisor. */
         (void) sd_bus_set_exit_on_disconnect(bus, true);
+        /* Before anything is read from the bus, and before the system call filter. */
+        r = bus_fds_setup(bus);
+        if (r < 0)
+                return log_error_errno(r, "Failed to set up the handling of callers' descriptors: %m"), EXIT_FAILURE;
         r = vm_bus_attach(vm, bus);
         if (r < 0)
                 return log_error_errno(r, "Failed to register the D-Bus objects: %m"), EXIT_FAILURE;

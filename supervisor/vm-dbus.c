@@ -9,6 +9,7 @@
 #include <stdarg.h>
 
 #include "bus-creds.h"
+#include "bus-fds.h"
 #include "log.h"
 #include "policy.h"
 #include "vm-dbus.h"
@@ -659,6 +660,11 @@ static int on_object_message(sd_bus_message *m, void *userdata, sd_bus_error *er
         if (!sd_bus_message_is_method_call(m, NULL, NULL))
                 return 0;
         iface = sd_bus_message_get_interface(m);
+        /* Descriptors only where the method takes them, refused before the call is held (the
+         * filter in bus-fds.c has taken its copies: they are closed off the loop either way). */
+        if (bus_message_has_fds(m) &&
+            (!iface || !strchr(vm_method_signature(iface, sd_bus_message_get_member(m) ?: ""), SD_BUS_TYPE_UNIX_FD)))
+                return sd_bus_error_set(error, SD_BUS_ERROR_INVALID_ARGS, "This method takes no file descriptors.");
         if (!iface || is_open_interface(iface))
                 return 0;
         r = creds_cache_gate(vm->creds, m);
