@@ -6,6 +6,7 @@
 #include <fcntl.h>
 #include <getopt.h>
 #include <inttypes.h>
+#include <signal.h>
 #include <sys/stat.h>
 
 #include <systemd/sd-bus.h>
@@ -116,8 +117,11 @@ static int cmd_events(const char *name) {
         return sd_event_loop(event);
 }
 
-/* A transfer: the supervisor takes only pipes and sockets, so the local file is copied
- * through a pipe while the call runs. */
+/* A transfer: the supervisor takes only pipes, FIFOs and AF_UNIX stream sockets, so any
+ * other local file is copied through a pipe while the call runs. */
+/* The most an unprivileged process may ask for (/proc/sys/fs/pipe-max-size's default). */
+#define TRANSFER_PIPE_SIZE (1024 * 1024)
+
 typedef struct Transfer {
         bool reading;     /* ReadFile: pipe → file */
         int file_fd;
@@ -150,8 +154,8 @@ static int write_all(int fd, const char *p, size_t n) {
 }
 
 static int on_pipe(sd_event_source *s, int fd, uint32_t revents, void *userdata) {
+        static char buf[TRANSFER_PIPE_SIZE];
         Transfer *t = userdata;
-        char buf[64 * 1024];
         ssize_t k;
 
         if (t->reading) {
@@ -203,12 +207,41 @@ static int on_file_reply(sd_bus_message *reply, void *userdata, sd_bus_error *re
         return 0;
 }
 
+static int call_file_direct(sd_bus *bus, const char *dest, const char *method, const char *guest_path, int fd) {
+        _cleanup_(sd_bus_error_free) sd_bus_error error = SD_BUS_ERROR_NULL;
+        _cleanup_(sd_bus_message_unrefp) sd_bus_message *m = NULL, *reply = NULL;
+        uint64_t bytes;
+        int r;
+
+        r = sd_bus_message_new_method_call(bus, &m, dest, "/org/vmsup/VM", "org.vmsup.Agent1", method);
+        if (r < 0)
+                return r;
+        if (streq(method, "ReadFile"))
+                r = sd_bus_message_append(m, "stth", guest_path, arg_offset, arg_length, fd);
+        else
+                r = sd_bus_message_append(m, "shb", guest_path, fd, arg_append);
+        if (r < 0)
+                return r;
+        /* Large files through a slow guest take long: no client-side timeout. */
+        r = sd_bus_call(bus, m, UINT64_MAX, &error, &reply);
+        if (r < 0) {
+                fprintf(stderr, "vmsupctl: %s: %s\n", error.name ?: "error", error.message ?: strerror(-r));
+                return r;
+        }
+        r = sd_bus_message_read(reply, "t", &bytes);
+        if (r < 0)
+                return r;
+        printf("%" PRIu64 "\n", bytes);
+        return 0;
+}
+
 static int call_file(const char *name, const char *method, const char *guest_path, int file_fd) {
         _cleanup_(sd_bus_flush_close_unrefp) sd_bus *bus = NULL;
         _cleanup_(sd_event_unrefp) sd_event *event = NULL;
         _cleanup_(sd_bus_message_unrefp) sd_bus_message *m = NULL;
         _cleanup_free_ char *dest = NULL;
         Transfer t = { .reading = streq(method, "ReadFile"), .file_fd = file_fd, .pipe_fd = -1 };
+        struct stat st;
         int p[2], r;
 
         if (asprintf(&dest, "org.vmsup.VM.%s", name) < 0)
@@ -216,6 +249,11 @@ static int call_file(const char *name, const char *method, const char *guest_pat
         r = bus_open(&bus);
         if (r < 0)
                 return r;
+        if (fstat(file_fd, &st) < 0)
+                return -errno;
+        if (S_ISFIFO(st.st_mode) || S_ISSOCK(st.st_mode))
+                /* A kind the supervisor takes: handed over as it is. */
+                return call_file_direct(bus, dest, method, guest_path, file_fd);
         r = sd_event_default(&event);
         if (r >= 0)
                 r = sd_bus_attach_event(bus, event, 0);
@@ -223,6 +261,8 @@ static int call_file(const char *name, const char *method, const char *guest_pat
                 return r;
         if (pipe2(p, O_CLOEXEC | O_NONBLOCK) < 0)
                 return -errno;
+        /* Fewer wake-ups on both sides for large files; the default size where refused. */
+        (void) fcntl(p[0], F_SETPIPE_SZ, TRANSFER_PIPE_SIZE);
         /* The supervisor gets the other end; ours stays here. Writing, ours blocks: the
          * supervisor reads as fast as the guest takes it, and closes its end on failure. */
         t.pipe_fd = t.reading ? p[0] : p[1];
@@ -271,6 +311,8 @@ int main(int argc, char *argv[]) {
         };
         int c, r;
 
+        /* A local reader that goes away is an error to report, not a silent death. */
+        (void) signal(SIGPIPE, SIG_IGN);
         while ((c = getopt_long(argc, argv, "h", options, NULL)) >= 0)
                 switch (c) {
                 case ARG_BUS:
