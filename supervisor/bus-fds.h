@@ -23,7 +23,15 @@
  * Bounds: at most BUS_FDS_WATCH_MAX descriptors are watched at once (held messages
  * are bounded elsewhere; beyond that, a message's descriptors are not protected and
  * a warning is logged). The closers' queue holds open descriptors only, so the
- * process's descriptor limit bounds it. */
+ * process's descriptor limit bounds it; a caller handing over lingering sockets
+ * faster than the closers get through them (20 ms each, four threads) fills the
+ * supervisor's descriptor table, which fails calls, not the loop.
+ *
+ * Not covered: descriptors a message carries without naming them in its body (a
+ * hand-made message with a UNIX_FDS header and no 'h'), which sd-bus still closes
+ * on the loop; and files whose every close calls back into user space (FUSE sends
+ * FLUSH on each close, not only the last): a caller who can mount a FUSE file
+ * system that never answers can still stall the close of the message's own copy. */
 
 #include <systemd/sd-bus.h>
 
