@@ -6,7 +6,8 @@
 #                                buffer full, SO_LINGER 3600, attached to GetStatus; every copy
 #                                of ours is closed before the call can be answered; prints
 #                                "SENT", then keeps the listener open until killed
-#   fdcall.py readfile VM KIND   ReadFile("/etc/hostname", 0, 0, fd) with fd of KIND: dgram,
+#   fdcall.py readfile VM KIND [GUEST_PATH]
+#                                ReadFile(GUEST_PATH or "/etc/hostname", 0, 0, fd) with fd of KIND: dgram,
 #                                seqpacket, opath, dir, regular, rdonly (a pipe's read end),
 #                                or the accepted pipe (write end) and stream (AF_UNIX);
 #                                prints the reply or "error NAME", then "written N": the bytes
@@ -83,7 +84,7 @@ def pipe_pair():
     return r, w
 
 
-def readfile(vm, kind):
+def readfile(vm, kind, path="/etc/hostname"):
     peer = None
     tmp = None
     if kind in ("dgram", "seqpacket"):
@@ -107,7 +108,7 @@ def readfile(vm, kind):
     else:
         raise SystemExit("unknown kind " + kind)
     conn = connect()
-    print(call(conn, vm, "Agent1", "ReadFile", "stth", ["/etc/hostname", 0, 0, dbus.types.UnixFd(fd)]))
+    print(call(conn, vm, "Agent1", "ReadFile", "stth", [path, 0, 0, dbus.types.UnixFd(fd)]))
     written = 0
     if isinstance(peer, socket.socket) and kind != "stream":
         peer.setblocking(False)
@@ -167,7 +168,7 @@ def main():
     if cmd == "linger":
         linger(vm)
     elif cmd == "readfile":
-        readfile(vm, sys.argv[3])
+        readfile(vm, *sys.argv[3:5])
     elif cmd == "writefile":
         writefile(vm, sys.argv[3])
     elif cmd == "fdon":
