@@ -45,10 +45,10 @@ CFLAGS  ?= -O2 -g
 CFLAGS  += -std=gnu11 -Wall -Wextra -Werror -Wno-unused-parameter -Wshadow \
            -Wmissing-prototypes -Wstrict-prototypes -Wformat=2 \
            -fno-strict-aliasing -fstack-protector-strong -D_FORTIFY_SOURCE=2 -fPIE \
-           -D_GNU_SOURCE $(SANFLAGS) \
+           -D_GNU_SOURCE -pthread $(SANFLAGS) \
            -Icommon -Imonitor -Iagent -Ipolicy -Isupervisor \
            $(PKG_CFLAGS)
-LDFLAGS += -pie -Wl,-z,relro,-z,now $(SANFLAGS)
+LDFLAGS += -pie -Wl,-z,relro,-z,now -pthread $(SANFLAGS)
 LDLIBS  += $(PKG_LIBS)
 
 LIB_SRCS  = $(wildcard common/*.c) $(wildcard monitor/*.c) $(wildcard agent/*.c) \

@@ -11,6 +11,7 @@
 #include <systemd/sd-daemon.h>
 #include <systemd/sd-event.h>
 
+#include "bus-fds.h"
 #include "config.h"
 #include "launch.h"
 #include "log.h"
@@ -295,8 +296,13 @@ int main(int argc, char *argv[]) {
         r = sd_bus_attach_event(bus, event, SD_EVENT_PRIORITY_NORMAL);
         if (r < 0)
                 return log_error_errno(r, "Failed to attach the bus to the loop: %m"), EXIT_FAILURE;
-        /* Without the bus nobody can manage the VM: exit and let the service manager decide. */
+        /* Without the bus nobody can manage the VM: exit with a failure status and let the
+         * service manager restart the supervisor. */
         (void) sd_bus_set_exit_on_disconnect(bus, true);
+        /* Before anything is read from the bus, and before the system call filter. */
+        r = bus_fds_setup(bus);
+        if (r < 0)
+                return log_error_errno(r, "Failed to set up the handling of callers' descriptors: %m"), EXIT_FAILURE;
         r = vm_bus_attach(vm, bus);
         if (r < 0)
                 return log_error_errno(r, "Failed to register the D-Bus objects: %m"), EXIT_FAILURE;
@@ -325,6 +331,14 @@ int main(int argc, char *argv[]) {
         r = sd_event_loop(event);
         if (r < 0)
                 return log_error_errno(r, "Event loop failed: %m"), EXIT_FAILURE;
+        /* Losing the bus is a failure (sd-bus ends the loop with EXIT_FAILURE; it closes the
+         * bus at any exit of the loop, so that is the one sign): the service manager's
+         * Restart=on-failure brings the supervisor back. */
+        if (r != 0) {
+                log_error("VM %s: the bus connection was lost, exiting.", vm->config->name);
+                vm_bus_detach(vm);
+                return EXIT_FAILURE;
+        }
 
         vm_bus_detach(vm);
         return EXIT_SUCCESS;

@@ -9,6 +9,7 @@
 #include <stdarg.h>
 
 #include "bus-creds.h"
+#include "bus-fds.h"
 #include "log.h"
 #include "policy.h"
 #include "vm-dbus.h"
@@ -659,6 +660,11 @@ static int on_object_message(sd_bus_message *m, void *userdata, sd_bus_error *er
         if (!sd_bus_message_is_method_call(m, NULL, NULL))
                 return 0;
         iface = sd_bus_message_get_interface(m);
+        /* Descriptors only where the method takes them, refused before the call is held (the
+         * filter in bus-fds.c has taken its copies: they are closed off the loop either way). */
+        if (bus_message_has_fds(m) &&
+            (!iface || !strchr(vm_method_signature(iface, sd_bus_message_get_member(m) ?: ""), SD_BUS_TYPE_UNIX_FD)))
+                return sd_bus_error_set(error, SD_BUS_ERROR_INVALID_ARGS, "This method takes no file descriptors.");
         if (!iface || is_open_interface(iface))
                 return 0;
         r = creds_cache_gate(vm->creds, m);
@@ -713,11 +719,19 @@ void vm_emit_event(Vm *vm, const char *name, json_t *data, uint64_t timestamp_us
                                   timestamp_usec);
 }
 
+/* Callers with no right here are not remembered between calls. */
+static bool caller_has_rights(const Caller *caller, void *userdata) {
+        Vm *vm = userdata;
+
+        return caller_is_root(caller) || policy_acl_privileges(vm->config->acl, vm->config->n_acl, caller) != 0 ||
+               policy_acl_privileges(vm->host_acl, vm->n_host_acl, caller) != 0;
+}
+
 int vm_bus_attach(Vm *vm, sd_bus *bus) {
         int r;
 
         vm->bus = sd_bus_ref(bus);
-        r = creds_cache_new(bus, dispatch_known, vm, &vm->creds);
+        r = creds_cache_new(bus, dispatch_known, caller_has_rights, vm, &vm->creds);
         if (r < 0)
                 return r;
         r = sd_bus_add_object(bus, &vm->object_slot, VM_OBJECT_PATH, on_object_message, vm);
