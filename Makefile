@@ -52,15 +52,16 @@ TEST_CFLAGS = $(shell pkg-config --cflags cmocka)
 TEST_LIBS   = $(shell pkg-config --libs cmocka)
 
 LIB_SRCS  = $(wildcard common/*.c) $(wildcard monitor/*.c) $(wildcard agent/*.c) \
-            $(wildcard policy/*.c) $(filter-out supervisor/main.c supervisor/vmsupctl.c,$(wildcard supervisor/*.c))
+            $(wildcard policy/*.c) $(filter-out supervisor/main.c,$(wildcard supervisor/*.c))
 LIB_OBJS  = $(LIB_SRCS:%.c=$(BUILD)/%.o)
 UNIT_SRCS = $(wildcard tests/unit/test-*.c)
 UNIT_BINS = $(UNIT_SRCS:tests/unit/%.c=$(BUILD)/tests/%)
 HELPER_SRCS = $(wildcard tests/helpers/*.c)
 HELPER_BINS = $(HELPER_SRCS:tests/helpers/%.c=$(BUILD)/tests/%)
 BENCH_SRCS = $(wildcard tests/bench/*.c)
+CTL_OBJS  = $(patsubst %.c,$(BUILD)/%.o,$(wildcard ctl/*.c))
 
-BINS = $(BUILD)/vmsupd $(if $(wildcard supervisor/vmsupctl.c),$(BUILD)/vmsupctl)
+BINS = $(BUILD)/vmsupd $(BUILD)/vmsupctl
 
 all: $(BINS)
 
@@ -75,7 +76,7 @@ $(BUILD)/libvmsup.a: $(LIB_OBJS)
 $(BUILD)/vmsupd: $(BUILD)/supervisor/main.o $(BUILD)/libvmsup.a
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 
-$(BUILD)/vmsupctl: $(BUILD)/supervisor/vmsupctl.o $(BUILD)/libvmsup.a
+$(BUILD)/vmsupctl: $(CTL_OBJS) $(BUILD)/libvmsup.a
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 
 $(BUILD)/tests/%.o: tests/unit/%.c
@@ -86,7 +87,7 @@ $(BUILD)/tests/%.o: tests/unit/%.c
 # tests build while another module is being changed.
 mod_objs = $(patsubst %.c,$(BUILD)/%.o,$(wildcard common/*.c) \
              $(foreach d,$(1),$(if $(filter %.c,$(d)),$(d),\
-               $(filter-out supervisor/main.c supervisor/vmsupctl.c,$(wildcard $(d)/*.c)))))
+               $(filter-out supervisor/main.c,$(wildcard $(d)/*.c)))))
 define unit_test
 $(BUILD)/tests/test-$(1): $(BUILD)/tests/test-$(1).o $(call mod_objs,$(2))
 	$$(CC) $$(LDFLAGS) -o $$@ $$^ $$(LDLIBS) $$(TEST_LIBS)
@@ -134,7 +135,7 @@ install: all
 	        $(DESTDIR)$(DBUSDIR) $(DESTDIR)$(TMPFILESDIR) $(DESTDIR)$(SYSCONFDIR)/vmsup/vms \
 	        $(DESTDIR)$(DOCDIR) $(DESTDIR)$(MANDIR)/man8
 	install -m 0755 $(BUILD)/vmsupd $(DESTDIR)$(SBINDIR)/vmsupd
-	$(if $(wildcard $(BUILD)/vmsupctl),install -m 0755 $(BUILD)/vmsupctl $(DESTDIR)$(BINDIR)/vmsupctl)
+	install -m 0755 $(BUILD)/vmsupctl $(DESTDIR)$(BINDIR)/vmsupctl
 	sed 's|@SBINDIR@|$(SBINDIR)|g' units/vmsup@.service > $(DESTDIR)$(UNITDIR)/vmsup@.service
 	chmod 0644 $(DESTDIR)$(UNITDIR)/vmsup@.service
 	install -m 0644 units/org.vmsup.VM.conf $(DESTDIR)$(DBUSDIR)/org.vmsup.VM.conf
