@@ -194,6 +194,23 @@ ctl events c1 --timeout 1 > "$T/ev.txt" 2>&1
 check_eq "events --timeout ends it, exit 0" "0 READY" "$? $(cat "$T/ev.txt")"
 ctl stop c1
 
+# --- bash completion, through bash: verbs, VM names from the bus, options
+# complete WORDS...: COMPREPLY (sorted, one line) for the last word of "vmsupctl WORDS...".
+complete_words() {
+        bash -c 'source "$1"; shift; COMP_WORDS=("$@"); COMP_CWORD=$(($# - 1)); _vmsupctl
+                 printf "%s\n" "${COMPREPLY[@]}" | sort | xargs' _ "$ROOT/completion/vmsupctl.bash" "$VMSUPCTL" "$@"
+}
+check_eq "completion: verbs" "read-file reset resume" "$(complete_words re)"
+check_eq "completion: every verb from nothing" 16 "$(complete_words '' | wc -w)"
+check_eq "completion: VM names from the bus" "c1 c2" "$(complete_words status '')"
+check_eq "completion: VM names after --bus ADDRESS" "c1 c2" "$(DBUS_SYSTEM_BUS_ADDRESS=unix:path=/nonexistent complete_words --bus "$BUS" start c)"
+check_eq "completion: no VM names from another bus" "" "$(complete_words --bus unix:path=/nonexistent start c)"
+check_eq "completion: options of the verb" "--force" "$(complete_words shutdown c1 --f)"
+check_eq "completion: --bus values" "session system" "$(complete_words --bus '')"
+check_eq "completion: keys for sendkey" "ctrl ctrl+alt+delete ctrl+alt+f1 ctrl+alt+f2 ctrl_r" "$(complete_words sendkey c1 ct)"
+check_eq "completion: local file for read-file" "$T/local" "$(complete_words read-file c1 /etc/hostname "$T/loc")"
+check_eq "completion: nothing after list" "" "$(complete_words list '')"
+
 # --- the agent verbs with the tiny guest
 if [[ -f $GUEST_DIR/vmlinuz ]]; then
         define_vm cg "$(guest_kernel_def '"autostart": true, "acl": [ { "user": "vmsupc-all", "privileges": [ "VM.GuestAgent.Audit", "VM.GuestAgent.FileRead" ] } ]')"
