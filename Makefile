@@ -63,8 +63,9 @@ BENCH_SRCS = $(wildcard tests/bench/*.c)
 CTL_OBJS  = $(patsubst %.c,$(BUILD)/%.o,$(wildcard ctl/*.c))
 
 BINS = $(BUILD)/vmsupd $(BUILD)/vmsupctl
+MANS = $(BUILD)/man/vmsupd.8 $(BUILD)/man/vmsupctl.1 $(BUILD)/man/vmsup.json.5
 
-all: $(BINS)
+all: $(BINS) $(MANS)
 
 $(BUILD)/%.o: %.c
 	@mkdir -p $(dir $@)
@@ -79,6 +80,17 @@ $(BUILD)/vmsupd: $(BUILD)/supervisor/main.o $(BUILD)/libvmsup.a
 
 $(BUILD)/vmsupctl: $(CTL_OBJS) $(BUILD)/libvmsup.a
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+
+$(BUILD)/man/%: docs/man/%
+	@mkdir -p $(dir $@)
+	cp $< $@
+
+# The permission tables in the manual come from the tables the supervisor enforces.
+$(BUILD)/man/vmsup.json.5: docs/man/vmsup.json.5.in $(BUILD)/vmsupd
+	@mkdir -p $(dir $@)
+	$(BUILD)/vmsupd --list-permissions=roff > $@.tables
+	sed -e '/@PERMISSIONS@/{r $@.tables' -e 'd}' $< > $@
+	rm -f $@.tables
 
 $(BUILD)/tests/%.o: tests/unit/%.c
 	@mkdir -p $(dir $@)
@@ -134,7 +146,8 @@ deps:
 install: all
 	install -d $(DESTDIR)$(SBINDIR) $(DESTDIR)$(BINDIR) $(DESTDIR)$(UNITDIR) \
 	        $(DESTDIR)$(DBUSDIR) $(DESTDIR)$(TMPFILESDIR) $(DESTDIR)$(SYSCONFDIR)/vmsup/vms \
-	        $(DESTDIR)$(DOCDIR) $(DESTDIR)$(MANDIR)/man8 $(DESTDIR)$(COMPLETIONDIR)
+	        $(DESTDIR)$(DOCDIR) $(DESTDIR)$(MANDIR)/man1 $(DESTDIR)$(MANDIR)/man5 $(DESTDIR)$(MANDIR)/man8 \
+	        $(DESTDIR)$(COMPLETIONDIR)
 	install -m 0755 $(BUILD)/vmsupd $(DESTDIR)$(SBINDIR)/vmsupd
 	install -m 0755 $(BUILD)/vmsupctl $(DESTDIR)$(BINDIR)/vmsupctl
 	sed 's|@SBINDIR@|$(SBINDIR)|g' units/vmsup@.service > $(DESTDIR)$(UNITDIR)/vmsup@.service
@@ -144,7 +157,9 @@ install: all
 	install -m 0644 units/example.json $(DESTDIR)$(DOCDIR)/example.json
 	install -m 0644 README.md docs/*.md $(DESTDIR)$(DOCDIR)/
 	install -m 0644 completion/vmsupctl.bash $(DESTDIR)$(COMPLETIONDIR)/vmsupctl
-	$(if $(wildcard docs/vmsupd.8),install -m 0644 docs/vmsupd.8 $(DESTDIR)$(MANDIR)/man8/vmsupd.8)
+	install -m 0644 $(BUILD)/man/vmsupctl.1 $(DESTDIR)$(MANDIR)/man1/vmsupctl.1
+	install -m 0644 $(BUILD)/man/vmsup.json.5 $(DESTDIR)$(MANDIR)/man5/vmsup.json.5
+	install -m 0644 $(BUILD)/man/vmsupd.8 $(DESTDIR)$(MANDIR)/man8/vmsupd.8
 
 clean:
 	rm -rf build build-san
