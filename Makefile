@@ -18,6 +18,7 @@ TMPFILESDIR ?= /usr/lib/tmpfiles.d
 MANDIR      ?= $(DATADIR)/man
 DOCDIR      ?= $(DATADIR)/doc/vmsup
 COMPLETIONDIR ?= $(DATADIR)/bash-completion/completions
+INTERFACESDIR ?= $(DATADIR)/dbus-1/interfaces
 
 SANITIZE ?= 0
 ifeq ($(SANITIZE),1)
@@ -118,7 +119,21 @@ $(BUILD)/tests/helpers/%.o: tests/helpers/%.c
 $(HELPER_BINS): $(BUILD)/tests/%: $(BUILD)/tests/helpers/%.o $(BUILD)/libvmsup.a
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 
-tests: $(UNIT_BINS) $(HELPER_BINS)
+# A client generated from the shipped interface files by gdbus-codegen (test-interfaces drives it).
+GIO_PKGS  = gio-2.0 gio-unix-2.0
+GDBUS_XML = $(sort $(wildcard interfaces/*.xml))
+$(BUILD)/gdbus/vmsup-generated.c: $(GDBUS_XML)
+	@mkdir -p $(dir $@)
+	gdbus-codegen --interface-prefix org.vmsup. --c-namespace Vmsup --c-generate-autocleanup all \
+	        --output-directory $(BUILD)/gdbus --generate-c-code vmsup-generated $(GDBUS_XML)
+
+$(BUILD)/tests/vmsup-gdbus-client: tests/gdbus/vmsup-gdbus-client.c $(BUILD)/gdbus/vmsup-generated.c
+	@mkdir -p $(dir $@)
+	$(CC) -std=gnu11 -O2 -g -Wall -Wextra -Wno-unused-parameter -Werror -fPIE $(SANFLAGS) \
+	        $(shell pkg-config --cflags $(GIO_PKGS)) -I$(BUILD)/gdbus $(LDFLAGS) -o $@ $^ \
+	        $(shell pkg-config --libs $(GIO_PKGS))
+
+tests: $(UNIT_BINS) $(HELPER_BINS) $(BUILD)/tests/vmsup-gdbus-client
 
 guest:
 	tests/guest/build-guest.sh
@@ -147,7 +162,7 @@ install: all
 	install -d $(DESTDIR)$(SBINDIR) $(DESTDIR)$(BINDIR) $(DESTDIR)$(UNITDIR) \
 	        $(DESTDIR)$(DBUSDIR) $(DESTDIR)$(TMPFILESDIR) $(DESTDIR)$(SYSCONFDIR)/vmsup/vms \
 	        $(DESTDIR)$(DOCDIR) $(DESTDIR)$(MANDIR)/man1 $(DESTDIR)$(MANDIR)/man5 $(DESTDIR)$(MANDIR)/man8 \
-	        $(DESTDIR)$(COMPLETIONDIR)
+	        $(DESTDIR)$(COMPLETIONDIR) $(DESTDIR)$(INTERFACESDIR)
 	install -m 0755 $(BUILD)/vmsupd $(DESTDIR)$(SBINDIR)/vmsupd
 	install -m 0755 $(BUILD)/vmsupctl $(DESTDIR)$(BINDIR)/vmsupctl
 	sed 's|@SBINDIR@|$(SBINDIR)|g' units/vmsup@.service > $(DESTDIR)$(UNITDIR)/vmsup@.service
@@ -157,6 +172,7 @@ install: all
 	install -m 0644 units/example.json $(DESTDIR)$(DOCDIR)/example.json
 	install -m 0644 README.md docs/*.md $(DESTDIR)$(DOCDIR)/
 	install -m 0644 completion/vmsupctl.bash $(DESTDIR)$(COMPLETIONDIR)/vmsupctl
+	install -m 0644 $(GDBUS_XML) $(DESTDIR)$(INTERFACESDIR)/
 	install -m 0644 $(BUILD)/man/vmsupctl.1 $(DESTDIR)$(MANDIR)/man1/vmsupctl.1
 	install -m 0644 $(BUILD)/man/vmsup.json.5 $(DESTDIR)$(MANDIR)/man5/vmsup.json.5
 	install -m 0644 $(BUILD)/man/vmsupd.8 $(DESTDIR)$(MANDIR)/man8/vmsupd.8

@@ -10,7 +10,7 @@ packages=(
         qemu-system-x86 qemu-guest-agent
         dbus-daemon dbus-bin systemd util-linux passwd procps
         busybox-static cpio kmod
-        jq groff-base man-db
+        jq groff-base man-db libglib2.0-dev libglib2.0-dev-bin
 )
 
 missing=()
