@@ -88,7 +88,7 @@ int ctl_error_status(const char *name, const sd_bus_error *e, int r) {
 
         if (!e || !e->name) {
                 fprintf(stderr, "vmsupctl: %s: %s\n", name, strerror(-r));
-                return r == -ETIMEDOUT ? CTL_EXIT_FAILURE : CTL_EXIT_FAILURE;
+                return CTL_EXIT_FAILURE;
         }
         meaning = ctl_error_meaning(e->name, &status);
         fprintf(stderr, "vmsupctl: %s: %s (%s: %s)\n", name, meaning, e->name,

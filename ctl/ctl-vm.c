@@ -228,7 +228,7 @@ static void status_print_text(json_t *props, json_t *st) {
         if (jint(st, "cpu-usec") > 0 || jint(st, "rss-bytes") > 0) {
                 format_span(jint(st, "cpu-usec"), t);
                 format_bytes(jint(st, "rss-bytes"), b);
-                printf("  QEMU process: %s CPU, %s resident\n", t, b);
+                printf(" QEMU process: %s CPU, %s resident\n", t, b);
         }
         printf("        Agent: %s\n", json_is_true(json_object_get(props, "AgentConnected")) ? "connected" : "not connected");
 }

@@ -29,7 +29,6 @@ typedef struct CtlArgs {
         bool json;
         uint64_t count;
         uint64_t timeout_sec;
-        bool timeout_set;
         bool force;
         uint64_t offset, length;
         bool append;

@@ -61,6 +61,12 @@ check_rc "a non-number: exit 2" 2 'not a number: soon' ctl shutdown c1 --timeout
 check_rc "qmp arguments that are not a JSON object: exit 2" 2 'not a JSON object' ctl qmp c1 query-status '[1]'
 check_rc "sendkey without keys: exit 2" 2 'usage: vmsupctl sendkey' ctl sendkey c1
 check_rc "unknown option: exit 2" 2 'unrecognized option' ctl --frob list
+long=$(printf 'v%.0s' $(seq 65))
+check_rc "a VM name of 65 characters: exit 2" 2 'invalid VM name' ctl status "$long"
+check_rc "a VM name of 64 characters is a name (nobody serves it: exit 5)" 5 'no such VM' ctl status "${long:1}"
+check_rc "a number beyond 64 bits: exit 2" 2 'not a number: 18446744073709551616' \
+        ctl read-file c1 /x /dev/null --offset 18446744073709551616
+check_rc "--timeout beyond 32 bits for shutdown: exit 2" 2 'too large' ctl shutdown c1 --timeout 4294967296
 check_rc "--help: exit 0, names every verb" 0 'write-file NAME LOCAL_FILE GUEST_PATH' ctl --help
 check_rc "unreachable bus: exit 1" 1 'cannot connect to the unix:path=/nonexistent bus' \
         "$VMSUPCTL" --bus unix:path=/nonexistent list
@@ -133,6 +139,12 @@ check "reset" ctl reset c1
 check "sendkey ctrl+alt+delete (VM.Console)" as vmsupc-all "$VMSUPCTL" --bus "$BUS" sendkey c1 ctrl+alt+delete
 check "sendkey with keys as arguments and --hold-ms" ctl sendkey c1 shift a --hold-ms 50
 check_rc "sendkey with an unknown key: exit 2, invalid arguments" 2 'invalid arguments' ctl sendkey c1 'no;key'
+check_rc "sendkey with 17 keys: exit 2, the supervisor's limit" 2 'invalid arguments .*between 1 and 16' \
+        ctl sendkey c1 $(printf 'a %.0s' $(seq 17))
+check "sendkey with 16 keys" ctl sendkey c1 $(printf 'a %.0s' $(seq 16))
+check_rc "monitor, a line over 64 KiB: exit 2" 2 'invalid arguments .*64 KiB' ctl monitor c1 info "$(head -c 70000 /dev/zero | tr '\0' x)"
+check_rc "monitor, a line over 64 KiB with no rights: exit 2 (validated first)" 2 'invalid arguments' \
+        as vmsupc-none "$VMSUPCTL" --bus "$BUS" monitor c1 info "$(head -c 70000 /dev/zero | tr '\0' x)"
 check_rc "shutdown that times out without --force: exit 1, timed out" 1 \
         'timed out \(org.freedesktop.DBus.Error.Timeout' ctl shutdown c1 --timeout 1
 check_eq "... and the VM runs on" running "$(vmprop_value c1 State)"
