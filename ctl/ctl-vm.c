@@ -101,15 +101,15 @@ int verb_list(char **args, size_t n) {
         r = sd_bus_list_names(bus, &names, NULL);
         if (r < 0)
                 return ctl_bus_fail(r, "cannot list the bus names");
+        /* Keep the VMs' names, in place. */
         for (char **s = names; s && *s; s++) {
-                if (startswith(*s, VM_BUS_PREFIX) && vm_name_is_valid(*s + strlen(VM_BUS_PREFIX)))
-                        names[n_vms++] = *s;
+                char *v = TAKE_PTR(*s);
+
+                if (startswith(v, VM_BUS_PREFIX) && vm_name_is_valid(v + strlen(VM_BUS_PREFIX)))
+                        names[n_vms++] = v;
                 else
-                        free(*s);
-                *s = NULL;
+                        free(v);
         }
-        if (names)
-                names[n_vms] = NULL;
         for (size_t i = 0; i < n_vms; i++)
                 memmove(names[i], names[i] + strlen(VM_BUS_PREFIX), strlen(names[i]) - strlen(VM_BUS_PREFIX) + 1);
         if (n_vms > 0)
