@@ -110,8 +110,20 @@ for f in usr/share/dbus-1/interfaces/org.vmsup.VM1.xml usr/share/dbus-1/interfac
 done
 check_match "man finds the installed vmsup.json(5) with the permission tables" 'guest-file-open' \
         "$(MANWIDTH=80 man -M "$inst/usr/share/man" vmsup.json 2>/dev/null)"
-check_eq "the installed vmsup.json(5) lists every HMP command" \
-        "$("$ROOT/$BUILD/vmsupd" --list-permissions | sed -n '/^| command | tier | why root-only |$/,/^$/p' | grep -c '^| `')" \
-        "$(grep -c '^\.TP$' <(sed -n '/^\.SS "HMP/,/^\.SS "QMP/p' "$inst/usr/share/man/man5/vmsup.json.5"))"
+# The manual's tables have the rows of docs/permissions.md: the same commands, in the same order.
+md_names() { # SECTION-START SECTION-END: the commands of the Markdown tables between two headings
+        "$ROOT/$BUILD/vmsupd" --list-permissions | sed -n "/^## $1/,/^## $2/p" | sed -n 's/^| `\([^`]*\)` |.*/\1/p'
+}
+roff_names() {
+        sed -n "/^\.SS \"$1/,/^\.SS \"$2/p" "$inst/usr/share/man/man5/vmsup.json.5" |
+                sed -n '/^\.TP$/{n;s/^\.B //;s/\\-/-/g;s/\\e/\\/g;p}'
+}
+hmp_md=$("$ROOT/$BUILD/vmsupd" --list-permissions | sed -n '/^| command | tier | why root-only |$/,/^$/p' |
+        sed -n 's/^| `\([^`]*\)` |.*/\1/p' | xargs)
+check_eq "vmsup.json(5): every HMP command of docs/permissions.md" "$hmp_md" "$(roff_names HMP QMP | xargs)"
+check_eq "vmsup.json(5): every QMP command" "$(md_names QMP Guest | sort | xargs)" "$(roff_names QMP Guest | sort | xargs)"
+check_eq "vmsup.json(5): every guest-agent command" "$(md_names Guest XX | xargs)" "$(roff_names Guest XX | xargs)"
+check_eq "... and those are the tables' counts (HMP, QMP, agent)" "$("$ROOT/$BUILD/vmsupd" --list-permissions | sed -n "s/^\([0-9]*\) commands: .*/\1/p") $(md_names QMP Guest | wc -l) $(md_names Guest XX | wc -l)" \
+        "$(roff_names HMP QMP | wc -l) $(roff_names QMP Guest | wc -l) $(roff_names Guest XX | wc -l)"
 
 finish
