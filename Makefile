@@ -6,6 +6,10 @@
 #   make bench             benchmarks
 #   make demo              a guided session with the bundled tiny guest
 #   make install DESTDIR=... PREFIX=...
+#   make deps              install the Debian packages that are missing (as root;
+#                          demo, check and bench run it first)
+#
+# Reading this file changes nothing on the machine: `make -n` only prints.
 
 PREFIX      ?= /usr
 SBINDIR     ?= $(PREFIX)/sbin
@@ -29,17 +33,16 @@ BUILD ?= build
 SANFLAGS =
 endif
 
-# Dependency check first: a fresh machine gets its packages before pkg-config runs.
-ifeq ($(filter deps clean help,$(MAKECMDGOALS)),)
-ifneq ($(VMSUP_SKIP_DEPS),1)
-_deps := $(shell scripts/setup-deps.sh >&2 || echo failed)
-ifeq ($(_deps),failed)
-$(error scripts/setup-deps.sh failed: install the packages it names and run make again)
-endif
-endif
-endif
-
 PKGS     = libsystemd jansson libseccomp libcap-ng
+# pkg-config is asked when a recipe first needs its answer (then remembered), not
+# while this file is read: `make check` installs the packages before it compiles.
+pkg_config = $(if $(shell pkg-config --exists $(1) 2>/dev/null && echo y),$(shell pkg-config $(2) $(1)),\
+               $(error pkg-config does not know $(1): run 'make deps' as root))
+PKG_CFLAGS  = $(eval PKG_CFLAGS := $$(call pkg_config,$$(PKGS),--cflags))$(PKG_CFLAGS)
+PKG_LIBS    = $(eval PKG_LIBS := $$(call pkg_config,$$(PKGS),--libs))$(PKG_LIBS)
+TEST_CFLAGS = $(eval TEST_CFLAGS := $$(call pkg_config,cmocka,--cflags))$(TEST_CFLAGS)
+TEST_LIBS   = $(eval TEST_LIBS := $$(call pkg_config,cmocka,--libs))$(TEST_LIBS)
+
 CC      ?= cc
 CFLAGS  ?= -O2 -g
 CFLAGS  += -std=gnu11 -Wall -Wextra -Werror -Wno-unused-parameter -Wshadow \
@@ -47,11 +50,9 @@ CFLAGS  += -std=gnu11 -Wall -Wextra -Werror -Wno-unused-parameter -Wshadow \
            -fno-strict-aliasing -fstack-protector-strong -D_FORTIFY_SOURCE=2 -fPIE \
            -D_GNU_SOURCE $(SANFLAGS) \
            -Icommon -Imonitor -Iagent -Ipolicy -Isupervisor \
-           $(shell pkg-config --cflags $(PKGS))
+           $(PKG_CFLAGS)
 LDFLAGS += -pie -Wl,-z,relro,-z,now $(SANFLAGS)
-LDLIBS  += $(shell pkg-config --libs $(PKGS))
-TEST_CFLAGS = $(shell pkg-config --cflags cmocka)
-TEST_LIBS   = $(shell pkg-config --libs cmocka)
+LDLIBS  += $(PKG_LIBS)
 
 LIB_SRCS  = $(wildcard common/*.c) $(wildcard monitor/*.c) $(wildcard agent/*.c) \
             $(wildcard policy/*.c) $(filter-out supervisor/main.c,$(wildcard supervisor/*.c))
@@ -111,6 +112,7 @@ $(eval $(call unit_test,qga,agent))
 $(eval $(call unit_test,policy,policy))
 $(eval $(call unit_test,config,policy supervisor/config.c))
 $(eval $(call unit_test,seccomp,supervisor/sandbox.c))
+$(eval $(call unit_test,vm-state,supervisor/vm-state.c))
 
 $(BUILD)/tests/helpers/%.o: tests/helpers/%.c
 	@mkdir -p $(dir $@)
@@ -130,29 +132,34 @@ $(BUILD)/gdbus/vmsup-generated.c: $(GDBUS_XML)
 $(BUILD)/tests/vmsup-gdbus-client: tests/gdbus/vmsup-gdbus-client.c $(BUILD)/gdbus/vmsup-generated.c
 	@mkdir -p $(dir $@)
 	$(CC) -std=gnu11 -O2 -g -Wall -Wextra -Wno-unused-parameter -Werror -fPIE $(SANFLAGS) \
-	        $(shell pkg-config --cflags $(GIO_PKGS)) -I$(BUILD)/gdbus $(LDFLAGS) -o $@ $^ \
-	        $(shell pkg-config --libs $(GIO_PKGS))
+	        $(call pkg_config,$(GIO_PKGS),--cflags) -I$(BUILD)/gdbus $(LDFLAGS) -o $@ $^ \
+	        $(call pkg_config,$(GIO_PKGS),--libs)
 
 tests: $(UNIT_BINS) $(HELPER_BINS) $(BUILD)/tests/vmsup-gdbus-client
 
 guest:
 	tests/guest/build-guest.sh
 
-check: all tests guest
+# demo, check and bench are what a fresh machine runs (README): the packages
+# first, then a second make, which reads pkg-config's answers once they exist.
+demo check bench: deps
+	+@$(MAKE) --no-print-directory $@-run
+
+check-run: all tests guest
 	BUILD=$(BUILD) SANITIZE=$(SANITIZE) tests/run-all.sh
 
 check-unit: all tests
 	BUILD=$(BUILD) SANITIZE=$(SANITIZE) VMSUP_ONLY=unit tests/run-all.sh
 
 # Not part of check: minutes of wall time and two TCG guests (tests/bench/run.sh).
-bench: all guest $(BUILD)/bench/vmsup-bench
+bench-run: all guest $(BUILD)/bench/vmsup-bench
 	BUILD=$(BUILD) tests/bench/run.sh
 
 $(BUILD)/bench/vmsup-bench: $(BENCH_SRCS) $(wildcard tests/bench/*.h) $(BUILD)/libvmsup.a
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $(BENCH_SRCS) $(BUILD)/libvmsup.a $(LDLIBS) -lm -lpthread
 
-demo: all guest
+demo-run: all guest
 	BUILD=$(BUILD) scripts/demo.sh
 
 deps:
@@ -180,6 +187,6 @@ install: all
 clean:
 	rm -rf build build-san
 
-.PHONY: all tests guest check check-unit bench demo deps install clean
+.PHONY: all tests guest check check-run check-unit bench bench-run demo demo-run deps install clean
 
 -include $(shell find $(BUILD) -name '*.d' 2>/dev/null)

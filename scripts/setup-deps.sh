@@ -1,7 +1,8 @@
 #!/bin/bash
 # Installs the Debian packages that building, testing and the demo need, and
 # does nothing when they are all present. Run as root on Debian 12; as another
-# user it only names what is missing.
+# user it only names what is missing. `make deps` runs it (make demo, check and
+# bench run that first); nothing else installs packages.
 set -euo pipefail
 
 packages=(
@@ -10,6 +11,7 @@ packages=(
         qemu-system-x86 qemu-guest-agent
         dbus-daemon dbus-bin systemd util-linux passwd procps
         busybox-static cpio kmod
+        libxml2-utils python3-dbus socat systemd-container clang
         jq groff-base man-db libglib2.0-dev libglib2.0-dev-bin
 )
 
@@ -22,7 +24,7 @@ done
 
 if [[ $(id -u) -ne 0 ]]; then
         echo "vmsup: missing Debian packages: ${missing[*]}" >&2
-        echo "vmsup: run 'sudo scripts/setup-deps.sh' (or apt-get install them) first." >&2
+        echo "vmsup: run 'make deps' as root (or apt-get install them) first." >&2
         exit 1
 fi
 

@@ -97,7 +97,7 @@ fi
 
 # --- make install puts everything in place
 inst=$T/inst
-if make -s -C "$ROOT" install DESTDIR="$inst" BUILD="$BUILD" VMSUP_SKIP_DEPS=1 > "$T/install.log" 2>&1; then
+if make -s -C "$ROOT" install DESTDIR="$inst" BUILD="$BUILD" > "$T/install.log" 2>&1; then
         ok "make install DESTDIR=..."
 else
         not_ok "make install DESTDIR=..."
