@@ -19,7 +19,10 @@ DATADIR     ?= $(PREFIX)/share
 UNITDIR     ?= /lib/systemd/system
 DBUSDIR     ?= $(DATADIR)/dbus-1/system.d
 TMPFILESDIR ?= /usr/lib/tmpfiles.d
+MANDIR      ?= $(DATADIR)/man
 DOCDIR      ?= $(DATADIR)/doc/vmsup
+COMPLETIONDIR ?= $(DATADIR)/bash-completion/completions
+INTERFACESDIR ?= $(DATADIR)/dbus-1/interfaces
 
 SANITIZE ?= 0
 ifeq ($(SANITIZE),1)
@@ -52,17 +55,19 @@ LDFLAGS += -pie -Wl,-z,relro,-z,now -pthread $(SANFLAGS)
 LDLIBS  += $(PKG_LIBS)
 
 LIB_SRCS  = $(wildcard common/*.c) $(wildcard monitor/*.c) $(wildcard agent/*.c) \
-            $(wildcard policy/*.c) $(filter-out supervisor/main.c supervisor/vmsupctl.c,$(wildcard supervisor/*.c))
+            $(wildcard policy/*.c) $(filter-out supervisor/main.c,$(wildcard supervisor/*.c))
 LIB_OBJS  = $(LIB_SRCS:%.c=$(BUILD)/%.o)
 UNIT_SRCS = $(wildcard tests/unit/test-*.c)
 UNIT_BINS = $(UNIT_SRCS:tests/unit/%.c=$(BUILD)/tests/%)
 HELPER_SRCS = $(wildcard tests/helpers/*.c)
 HELPER_BINS = $(HELPER_SRCS:tests/helpers/%.c=$(BUILD)/tests/%)
 BENCH_SRCS = $(wildcard tests/bench/*.c)
+CTL_OBJS  = $(patsubst %.c,$(BUILD)/%.o,$(wildcard ctl/*.c))
 
 BINS = $(BUILD)/vmsupd $(BUILD)/vmsupctl
+MANS = $(BUILD)/man/vmsupd.8 $(BUILD)/man/vmsupctl.1 $(BUILD)/man/vmsup.json.5
 
-all: $(BINS)
+all: $(BINS) $(MANS)
 
 $(BUILD)/%.o: %.c
 	@mkdir -p $(dir $@)
@@ -75,8 +80,19 @@ $(BUILD)/libvmsup.a: $(LIB_OBJS)
 $(BUILD)/vmsupd: $(BUILD)/supervisor/main.o $(BUILD)/libvmsup.a
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 
-$(BUILD)/vmsupctl: $(BUILD)/supervisor/vmsupctl.o $(BUILD)/libvmsup.a
+$(BUILD)/vmsupctl: $(CTL_OBJS) $(BUILD)/libvmsup.a
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+
+$(BUILD)/man/%: docs/man/%
+	@mkdir -p $(dir $@)
+	cp $< $@
+
+# The permission tables in the manual come from the tables the supervisor enforces.
+$(BUILD)/man/vmsup.json.5: docs/man/vmsup.json.5.in $(BUILD)/vmsupd
+	@mkdir -p $(dir $@)
+	$(BUILD)/vmsupd --list-permissions=roff > $@.tables
+	sed -e '/@PERMISSIONS@/{r $@.tables' -e 'd}' $< > $@
+	rm -f $@.tables
 
 $(BUILD)/tests/%.o: tests/unit/%.c
 	@mkdir -p $(dir $@)
@@ -86,7 +102,7 @@ $(BUILD)/tests/%.o: tests/unit/%.c
 # tests build while another module is being changed.
 mod_objs = $(patsubst %.c,$(BUILD)/%.o,$(wildcard common/*.c) \
              $(foreach d,$(1),$(if $(filter %.c,$(d)),$(d),\
-               $(filter-out supervisor/main.c supervisor/vmsupctl.c,$(wildcard $(d)/*.c)))))
+               $(filter-out supervisor/main.c,$(wildcard $(d)/*.c)))))
 define unit_test
 $(BUILD)/tests/test-$(1): $(BUILD)/tests/test-$(1).o $(call mod_objs,$(2))
 	$$(CC) $$(LDFLAGS) -o $$@ $$^ $$(LDLIBS) $$(TEST_LIBS)
@@ -105,7 +121,21 @@ $(BUILD)/tests/helpers/%.o: tests/helpers/%.c
 $(HELPER_BINS): $(BUILD)/tests/%: $(BUILD)/tests/helpers/%.o $(BUILD)/libvmsup.a
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 
-tests: $(UNIT_BINS) $(HELPER_BINS)
+# A client generated from the shipped interface files by gdbus-codegen (test-interfaces drives it).
+GIO_PKGS  = gio-2.0 gio-unix-2.0
+GDBUS_XML = $(sort $(wildcard interfaces/*.xml))
+$(BUILD)/gdbus/vmsup-generated.c: $(GDBUS_XML)
+	@mkdir -p $(dir $@)
+	gdbus-codegen --interface-prefix org.vmsup. --c-namespace Vmsup --c-generate-autocleanup all \
+	        --output-directory $(BUILD)/gdbus --generate-c-code vmsup-generated $(GDBUS_XML)
+
+$(BUILD)/tests/vmsup-gdbus-client: tests/gdbus/vmsup-gdbus-client.c $(BUILD)/gdbus/vmsup-generated.c
+	@mkdir -p $(dir $@)
+	$(CC) -std=gnu11 -O2 -g -Wall -Wextra -Wno-unused-parameter -Werror -fPIE $(SANFLAGS) \
+	        $(call pkg_config,$(GIO_PKGS),--cflags) -I$(BUILD)/gdbus $(LDFLAGS) -o $@ $^ \
+	        $(call pkg_config,$(GIO_PKGS),--libs)
+
+tests: $(UNIT_BINS) $(HELPER_BINS) $(BUILD)/tests/vmsup-gdbus-client
 
 guest:
 	tests/guest/build-guest.sh
@@ -138,7 +168,8 @@ deps:
 install: all
 	install -d $(DESTDIR)$(SBINDIR) $(DESTDIR)$(BINDIR) $(DESTDIR)$(UNITDIR) \
 	        $(DESTDIR)$(DBUSDIR) $(DESTDIR)$(TMPFILESDIR) $(DESTDIR)$(SYSCONFDIR)/vmsup/vms \
-	        $(DESTDIR)$(DOCDIR)
+	        $(DESTDIR)$(DOCDIR) $(DESTDIR)$(MANDIR)/man1 $(DESTDIR)$(MANDIR)/man5 $(DESTDIR)$(MANDIR)/man8 \
+	        $(DESTDIR)$(COMPLETIONDIR) $(DESTDIR)$(INTERFACESDIR)
 	install -m 0755 $(BUILD)/vmsupd $(DESTDIR)$(SBINDIR)/vmsupd
 	install -m 0755 $(BUILD)/vmsupctl $(DESTDIR)$(BINDIR)/vmsupctl
 	sed 's|@SBINDIR@|$(SBINDIR)|g' units/vmsup@.service > $(DESTDIR)$(UNITDIR)/vmsup@.service
@@ -147,6 +178,11 @@ install: all
 	install -m 0644 units/vmsup.tmpfiles $(DESTDIR)$(TMPFILESDIR)/vmsup.conf
 	install -m 0644 units/example.json $(DESTDIR)$(DOCDIR)/example.json
 	install -m 0644 README.md docs/*.md $(DESTDIR)$(DOCDIR)/
+	install -m 0644 completion/vmsupctl.bash $(DESTDIR)$(COMPLETIONDIR)/vmsupctl
+	install -m 0644 $(GDBUS_XML) $(DESTDIR)$(INTERFACESDIR)/
+	install -m 0644 $(BUILD)/man/vmsupctl.1 $(DESTDIR)$(MANDIR)/man1/vmsupctl.1
+	install -m 0644 $(BUILD)/man/vmsup.json.5 $(DESTDIR)$(MANDIR)/man5/vmsup.json.5
+	install -m 0644 $(BUILD)/man/vmsupd.8 $(DESTDIR)$(MANDIR)/man8/vmsupd.8
 
 clean:
 	rm -rf build build-san

@@ -263,3 +263,5 @@ uint64_t policy_qga_timeout_usec(const char *execute);
 /* Renders the three tables as the Markdown of docs/permissions.md.
  * Returns 0 and a malloc()ed string in *ret, or -ENOMEM (*ret untouched). */
 int policy_render_markdown(char **ret);
+/* The same tables as roff (man macros), for vmsup.json(5). */
+int policy_render_roff(char **ret);

@@ -12,6 +12,7 @@ packages=(
         dbus-daemon dbus-bin systemd util-linux passwd procps
         busybox-static cpio kmod
         libxml2-utils python3-dbus socat systemd-container clang
+        jq groff-base man-db libglib2.0-dev libglib2.0-dev-bin
 )
 
 missing=()

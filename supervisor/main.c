@@ -42,7 +42,8 @@ static void help(void) {
                "  --seccomp MODE       kill (default) or log: a system call outside the allowlist\n"
                "                       kills the supervisor, or only goes to the kernel's audit log\n"
                "  --check              validate the definition and the ACL, then exit\n"
-               "  --list-permissions   print the HMP, QMP and agent permission tables (Markdown)\n"
+               "  --list-permissions[=markdown|roff]\n"
+               "                       print the HMP, QMP and agent permission tables\n"
                "  --help, --version\n");
 }
 
@@ -67,12 +68,12 @@ static int parse_argv(int argc, char *argv[]) {
                 { "log-level", required_argument, NULL, ARG_LOG_LEVEL },
                 { "seccomp", required_argument, NULL, ARG_SECCOMP },
                 { "check", no_argument, NULL, ARG_CHECK },
-                { "list-permissions", no_argument, NULL, ARG_LIST_PERMISSIONS },
+                { "list-permissions", optional_argument, NULL, ARG_LIST_PERMISSIONS },
                 { "help", no_argument, NULL, 'h' },
                 { "version", no_argument, NULL, ARG_VERSION },
                 {},
         };
-        int c, level;
+        int c, level, r;
 
         while ((c = getopt_long(argc, argv, "h", options, NULL)) >= 0)
                 switch (c) {
@@ -118,7 +119,15 @@ static int parse_argv(int argc, char *argv[]) {
                         return 1;
                 case ARG_LIST_PERMISSIONS: {
                         _cleanup_free_ char *text = NULL;
-                        if (policy_render_markdown(&text) < 0)
+                        if (!optarg || streq(optarg, "markdown"))
+                                r = policy_render_markdown(&text);
+                        else if (streq(optarg, "roff"))
+                                r = policy_render_roff(&text);
+                        else {
+                                fprintf(stderr, "vmsupd: unknown format \"%s\" (markdown, roff)\n", optarg);
+                                return -EINVAL;
+                        }
+                        if (r < 0)
                                 return -ENOMEM;
                         fputs(text, stdout);
                         return 1;

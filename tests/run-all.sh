@@ -70,6 +70,23 @@ run_units_check() {
         rm -rf "$tmp"
 }
 
+# The manual pages as installed: groff and man(1) render them without a warning.
+run_man_check() {
+        local f out
+        for f in "$BUILD"/man/*.[158]; do
+                out=$( { groff -man -ww -z "$f"; LC_ALL=C.UTF-8 MANWIDTH=80 man --warnings -l "$f" >/dev/null; } 2>&1)
+                if [[ $? -eq 0 && -z $out ]]; then
+                        note "ok - man page ${f##*/} renders cleanly"
+                        passed=$((passed + 1))
+                else
+                        note "not ok - man page ${f##*/}"
+                        printf '%s\n' "$out" | head -10
+                        failed=$((failed + 1))
+                        failures+=("man:${f##*/}")
+                fi
+        done
+}
+
 run_blackbox() {
         local s out rc n_ok n_notok n_skip
         local suites=${VMSUP_TESTS:-}
@@ -100,9 +117,9 @@ run_blackbox() {
 }
 
 case ${VMSUP_ONLY:-all} in
-unit) run_unit; run_units_check ;;
+unit) run_unit; run_units_check; run_man_check ;;
 blackbox) run_blackbox ;;
-*) run_unit; run_units_check; run_blackbox ;;
+*) run_unit; run_units_check; run_man_check; run_blackbox ;;
 esac
 
 if [[ ${#failures[@]} -gt 0 ]]; then
