@@ -15,6 +15,7 @@ trap 'exit 143' TERM
 SUITE_T0=$(now_ms)
 VM_NONE=none1
 VM_GUEST=guest1
+VM_ACPI=guest2
 U_POWER=vmsupt-power   # the VM's ACL: VM.Audit and VM.PowerMgmt
 U_HOST=vmsupt-hostacl  # the host ACL: VM.Audit
 U_NONE=vmsupt-none     # no rights anywhere
@@ -51,6 +52,19 @@ journal() { sys journalctl --no-pager -o cat -u "vmsup@$1.service"; }
 # qemu_pids: QEMU processes in the container (its own PID namespace).
 qemu_pids() { sys pgrep -f '^/usr/bin/qemu-system' | tr '\n' ' '; }
 
+# guest_def AGENT: the tiny guest's definition (kernel and initramfs read from the
+# host through a read-only bind mount).
+guest_def() {
+        cat <<JSON
+{ "qemu": { "binary": "$QEMU", "machine": "q35", "accel": "tcg", "memory_mib": 256,
+            "kernel": "$GUEST_DIR/vmlinuz", "initrd": "$GUEST_DIR/initrd.img",
+            "append": "console=ttyS0 quiet" },
+  "agent": $1,
+  "shutdown_timeout_sec": 60,
+  "acl": [ { "user": "$U_POWER", "privileges": [ "VM.Audit", "VM.PowerMgmt" ] } ] }
+JSON
+}
+
 # ---------------------------------------------------------------------------
 # Set-up inside the container: users, definitions, the host ACL.
 
@@ -80,13 +94,8 @@ WatchdogSec=3s
 RestartSec=1s
 UNIT
         if [[ -r $GUEST_DIR/vmlinuz && -r $GUEST_DIR/initrd.img ]]; then
-                sys_write "/etc/vmsup/vms/$VM_GUEST.json" 0600 <<JSON || return 1
-{ "qemu": { "binary": "$QEMU", "machine": "q35", "accel": "tcg", "memory_mib": 256,
-            "kernel": "$GUEST_DIR/vmlinuz", "initrd": "$GUEST_DIR/initrd.img",
-            "append": "console=ttyS0 quiet" },
-  "shutdown_timeout_sec": 60,
-  "acl": [ { "user": "$U_POWER", "privileges": [ "VM.Audit", "VM.PowerMgmt" ] } ] }
-JSON
+                guest_def true | sys_write "/etc/vmsup/vms/$VM_GUEST.json" 0600 || return 1
+                guest_def false | sys_write "/etc/vmsup/vms/$VM_ACPI.json" 0600 || return 1
         fi
         sys systemctl daemon-reload
 }
@@ -251,38 +260,71 @@ t_stop_none() {
         check_match "journal: QEMU quit on the supervisor's request" "VM $VM_NONE: .* -> stopped" "$(journal "$VM_NONE")"
 }
 
+# serial_has NAME REGEX: the guest's console (the serial ring buffer, read through
+# the monitor as root) has shown a line matching REGEX; what is read accumulates
+# in SERIAL[NAME], as ringbuf_read consumes it.
+declare -A SERIAL=()
+serial_has() {
+        local out
+        out=$(sys busctl --system call "$(bus_name "$1")" /org/vmsup/VM org.vmsup.Monitor1 HumanCommand s \
+                'ringbuf_read vmsup-serial0 65536' 2>/dev/null) || return 1
+        SERIAL[$1]+=$out
+        [[ ${SERIAL[$1]} =~ $2 ]]
+}
+
+# guest_stop NAME HOW: systemctl stop shuts the guest down gracefully (HOW: the
+# transition's reason, host-qga-guest-shutdown or host-qmp-system-powerdown), and
+# nothing of it is left.
+guest_stop() {
+        local name=$1 how=$2 unit="vmsup@$1.service" pid out t0
+        pid=$(vmprop "$name" Pid)
+        t0=$(now_ms)
+        check "systemctl stop vmsup@$name" sys systemctl stop "$unit"
+        diag "systemctl stop vmsup@$name took $(($(now_ms) - t0)) ms"
+        out=$(journal "$name")
+        printf '%s\n' "$out" | grep -E "VM $name: .* -> |using ACPI" | sed 's/^/# journal: /'
+        check_match "$name: stop asks the guest to shut down ($how)" \
+                "VM $name: running -> shutting-down \\($how\\)" "$out"
+        check_match "$name: the guest shut itself down (not forced)" \
+                "VM $name: shutting-down -> stopped \\(guest-shutdown\\)" "$out"
+        if [[ $out == *"shutdown timed out"* ]]; then
+                not_ok "$name: no forced stop"
+        else
+                ok "$name: no forced stop"
+        fi
+        check_eq "$name: stopped cleanly (inactive, Result=success)" "inactive success" \
+                "$(sys_unit_prop "$unit" ActiveState) $(sys_unit_prop "$unit" Result)"
+        check "$name: QEMU $pid is gone" sys sh -c "! kill -0 $pid"
+}
+
 t_guest() {
-        local name=$VM_GUEST unit="vmsup@$VM_GUEST.service" out pid t0
+        local t0
         if [[ ! -r $GUEST_DIR/vmlinuz ]]; then
                 skip "the tiny guest under systemd" "no tiny guest in $GUEST_DIR (make guest)"
                 return
         fi
+        # Both guests boot at once: one with the agent, one without (stopped by ACPI).
         t0=$(now_ms)
-        check "systemctl start vmsup@$name (tiny guest)" sys systemctl start "$unit"
-        pid=$(vmprop "$name" Pid)
-        if sys_wait 120 agent_up "$name"; then
-                ok "the guest's agent connects"
-                diag "guest agent up $(($(now_ms) - t0)) ms after systemctl start"
+        check "systemctl start vmsup@$VM_GUEST (tiny guest, agent)" sys systemctl start "vmsup@$VM_GUEST.service"
+        check "systemctl start vmsup@$VM_ACPI (tiny guest, no agent)" sys systemctl start "vmsup@$VM_ACPI.service"
+        if sys_wait 120 agent_up "$VM_GUEST"; then
+                ok "$VM_GUEST: the guest's agent connects"
+                diag "$VM_GUEST: agent up $(($(now_ms) - t0)) ms after systemctl start"
         else
-                not_ok "the guest's agent connects"
+                not_ok "$VM_GUEST: the guest's agent connects"
         fi
-        check_match "root: the agent answers guest-ping" '^s "\{\}"$' \
-                "$(sys busctl --system call "$(bus_name "$name")" /org/vmsup/VM org.vmsup.Agent1 Command s \
+        check_match "$VM_GUEST: root: the agent answers guest-ping" '^s "\{\}"$' \
+                "$(sys busctl --system call "$(bus_name "$VM_GUEST")" /org/vmsup/VM org.vmsup.Agent1 Command s \
                         '{"execute":"guest-ping"}' 2>&1)"
-        t0=$(now_ms)
-        check "systemctl stop vmsup@$name" sys systemctl stop "$unit"
-        diag "systemctl stop took $(($(now_ms) - t0)) ms"
-        out=$(journal "$name")
-        printf '%s\n' "$out" | grep -E "VM $name: .* -> |using ACPI" | sed 's/^/# journal: /'
-        check_match "the guest shut itself down (not forced)" "VM $name: [a-z-]+ -> stopped \\(guest-shutdown\\)" "$out"
-        if [[ $out == *"shutdown timed out"* ]]; then
-                not_ok "no forced stop"
+        guest_stop "$VM_GUEST" host-qga-guest-shutdown
+        # The guest without an agent port says so once its init (and acpid) runs.
+        if sys_wait 120 serial_has "$VM_ACPI" 'no agent port, idling'; then
+                ok "$VM_ACPI: the guest booted (its console, through the monitor)"
         else
-                ok "no forced stop"
+                not_ok "$VM_ACPI: the guest booted (its console, through the monitor)"
+                diag "console: ${SERIAL[$VM_ACPI]: -300}"
         fi
-        check_eq "stopped cleanly (inactive, Result=success)" "inactive success" \
-                "$(sys_unit_prop "$unit" ActiveState) $(sys_unit_prop "$unit" Result)"
-        check "QEMU $pid is gone" sys sh -c "! kill -0 $pid"
+        guest_stop "$VM_ACPI" host-qmp-system-powerdown
         check_eq "no QEMU left in the container" "" "$(qemu_pids)"
 }
 
