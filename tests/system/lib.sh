@@ -155,8 +155,30 @@ sys_mask_units() {
         done
 }
 
+# sys_sweep: what an earlier run left behind when it was killed before its trap ran
+# (its containers time out, but not their mounts and cgroups). Only this suite's
+# own machines (vmsup-sys-PID) whose script PID is gone.
+sys_sweep() {
+        local d name pid m
+        for d in /sys/fs/cgroup/unified/vmsup-sys-* /sys/fs/cgroup/systemd/vmsup-sys-* \
+                 "$(dirname "$(sys_cgroup_dirs | head -1)")"/vmsup-sys-*; do
+                [[ -d $d ]] || continue
+                name=${d##*/}
+                pid=${name#vmsup-sys-}
+                [[ $pid =~ ^[0-9]+$ ]] || continue
+                kill -0 "$pid" 2>/dev/null && continue
+                find "$d" -name cgroup.procs -exec cat {} + 2>/dev/null | xargs -r kill -KILL 2>/dev/null
+                while read -r m; do
+                        umount "$m/root" 2>/dev/null
+                        umount "$m" 2>/dev/null && rmdir "$m" 2>/dev/null
+                done < <(awk -v n="$name" '$1 == n { print $2 }' /proc/self/mounts)
+                find "$d" -depth -type d -exec rmdir {} + 2>/dev/null
+        done
+}
+
 # sys_prepare: the overlay and the installed project in it. Fails with a message.
 sys_prepare() {
+        sys_sweep
         R=$(mktemp -d /tmp/vmsup-sys.XXXXXX) || return 1
         mount -t tmpfs -o size=2G,mode=0755 "$MACHINE" "$R" || { R_MOUNTED=; return 1; }
         R_MOUNTED=1
@@ -267,6 +289,13 @@ sys_write() {
         sys sh -c "umask 077; cat > '$1' && chmod '$2' '$1'"
 }
 
+# sys_kill SIGNAL PID: signals one process of the container, named by its pid there;
+# refuses anything but a positive pid (kill 0 or -1 would reach this script too).
+sys_kill() {
+        [[ $2 =~ ^[1-9][0-9]*$ ]] || { echo "sys_kill: no pid ('$2')" >&2; return 1; }
+        sys kill "-$1" "$2"
+}
+
 # sys_unit_prop UNIT PROP: one property of a unit, bare.
 sys_unit_prop() {
         sys systemctl show -P "$2" "$1"
@@ -285,6 +314,11 @@ sys_wait() {
 
 sys_teardown() {
         local i d
+        if [[ $TEST_FAILED -gt 0 && -n $PID1 ]] && kill -0 "$PID1" 2>/dev/null; then
+                echo "# --- the container's failed units and last warnings"
+                sys systemctl --failed --no-legend --plain 2>&1 | sed 's/^/#   /'
+                sys journalctl --no-pager -o short-monotonic -p warning -n 30 2>&1 | sed 's/^/#   /'
+        fi
         if [[ -n $NSPAWN_PID ]]; then
                 # nspawn turns SIGTERM into a clean power-off of the container.
                 kill -TERM "$NSPAWN_PID" 2>/dev/null

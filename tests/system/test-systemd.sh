@@ -16,6 +16,7 @@ SUITE_T0=$(now_ms)
 VM_NONE=none1
 VM_GUEST=guest1
 VM_ACPI=guest2
+GATE=/run/vmsup-test-gate
 U_POWER=vmsupt-power   # the VM's ACL: VM.Audit and VM.PowerMgmt
 U_HOST=vmsupt-hostacl  # the host ACL: VM.Audit
 U_NONE=vmsupt-none     # no rights anywhere
@@ -49,6 +50,12 @@ request_name() {
 state_is() { [[ $(vmprop "$1" State 2>/dev/null) == "$2" ]]; }
 agent_up() { [[ $(vmprop "$1" AgentConnected 2>/dev/null) == true ]]; }
 journal() { sys journalctl --no-pager -o cat -u "vmsup@$1.service"; }
+# gone PID: no process PID in the container (PID must be a pid).
+gone() {
+        [[ $1 =~ ^[1-9][0-9]*$ ]] || { echo "not a pid: '$1'"; return 1; }
+        ! sys kill -0 "$1" 2>/dev/null
+}
+name_exists() { sys busctl --system status "$(bus_name "$1")" >/dev/null 2>&1; }
 # qemu_pids: QEMU processes in the container (its own PID namespace).
 qemu_pids() { sys pgrep -f '^/usr/bin/qemu-system' | tr '\n' ' '; }
 
@@ -78,10 +85,17 @@ setup_vms() {
         sys_write /etc/vmsup/acl.json 0600 <<JSON || return 1
 { "acl": [ { "user": "$U_HOST", "privileges": [ "VM.Audit" ] } ] }
 JSON
+        # QEMU held back until the test opens a gate, so that it can look at the unit
+        # while the supervisor is up but not ready.
+        sys_write /etc/vmsup/qemu-gated 0755 <<SH || return 1
+#!/bin/sh
+while [ ! -e $GATE ]; do sleep 0.05; done
+exec $QEMU "\$@"
+SH
         # QEMU without a guest, as an unprivileged user: the launcher's set-uid
         # path runs under the unit's capability bounding set.
         sys_write "/etc/vmsup/vms/$VM_NONE.json" 0600 <<JSON || return 1
-{ "qemu": { "binary": "$QEMU", "machine": "none", "accel": "tcg", "memory_mib": 16 },
+{ "qemu": { "binary": "/etc/vmsup/qemu-gated", "machine": "none", "accel": "tcg", "memory_mib": 16 },
   "run_as": { "user": "nobody", "group": "nogroup" },
   "shutdown_timeout_sec": 10,
   "acl": [ { "user": "$U_POWER", "privileges": [ "VM.Audit", "VM.PowerMgmt" ] } ] }
@@ -118,6 +132,18 @@ t_install() {
 
 t_start_ready() {
         local name=$VM_NONE out pid
+        # Type=notify: while QEMU is held back the supervisor serves its name but is
+        # not ready, and the unit must still be activating.
+        sys systemctl start --no-block "vmsup@$name.service"
+        if sys_wait 30 name_exists "$name"; then
+                check_eq "QEMU held back: the unit is activating, not active" "activating start" \
+                        "$(sys_unit_prop "vmsup@$name.service" ActiveState) $(sys_unit_prop "vmsup@$name.service" SubState)"
+                check_eq "QEMU held back: State is starting" starting "$(vmprop "$name" State)"
+        else
+                not_ok "the supervisor takes its bus name"
+        fi
+        sys touch "$GATE"
+        # Joins the start job: returns once the unit is active (or failed).
         if ! out=$(sys systemctl start "vmsup@$name.service" 2>&1); then
                 not_ok "systemctl start vmsup@$name"
                 printf '%s\n' "$out" | sed 's/^/#   /'
@@ -217,7 +243,10 @@ restart_after() {
         main=$(sys_unit_prop "$unit" MainPID)
         qemu=$(vmprop "$name" Pid)
         n0=$(sys_unit_prop "$unit" NRestarts)
-        sys kill "-$sig" "$main"
+        if ! sys_kill "$sig" "$main"; then
+                not_ok "$what: the supervisor's pid ($main)"
+                return 1
+        fi
         restarted() {
                 [[ $(sys_unit_prop "$unit" NRestarts) -gt $n0 && $(sys_unit_prop "$unit" ActiveState) == active ]]
         }
@@ -237,7 +266,7 @@ restart_after() {
         check_eq "$what: the VM runs again (autostart)" running "$(vmprop "$name" State)"
         # Today the VM dies with its supervisor (parent-death signal), and autostart starts
         # a new QEMU.
-        check "$what: today, the old QEMU ($qemu) is gone" sys sh -c "! kill -0 $qemu"
+        check "$what: today, the old QEMU ($qemu) is gone" gone "$qemu"
         diag "$what: supervisor $main -> $newmain, QEMU $qemu -> $newqemu"
         check_reattached "$qemu" "$what"
 }
@@ -294,7 +323,7 @@ guest_stop() {
         fi
         check_eq "$name: stopped cleanly (inactive, Result=success)" "inactive success" \
                 "$(sys_unit_prop "$unit" ActiveState) $(sys_unit_prop "$unit" Result)"
-        check "$name: QEMU $pid is gone" sys sh -c "! kill -0 $pid"
+        check "$name: QEMU $pid is gone" gone "$pid"
 }
 
 t_guest() {
