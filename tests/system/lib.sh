@@ -156,22 +156,27 @@ sys_mask_units() {
 }
 
 # sys_sweep: what an earlier run left behind when it was killed before its trap ran
-# (its containers time out, but not their mounts and cgroups). Only this suite's
-# own machines (vmsup-sys-PID) whose script PID is gone.
+# (its container times out, but not its mounts and cgroups). Only this suite's own
+# machines (vmsup-sys-PID) whose script PID is gone.
 sys_sweep() {
-        local d name pid m
+        local d name m
+        stale() {
+                local pid=${1#vmsup-sys-}
+                [[ $pid =~ ^[0-9]+$ ]] && ! kill -0 "$pid" 2>/dev/null
+        }
         for d in /sys/fs/cgroup/unified/vmsup-sys-* /sys/fs/cgroup/systemd/vmsup-sys-* \
                  "$(dirname "$(sys_cgroup_dirs | head -1)")"/vmsup-sys-*; do
-                [[ -d $d ]] || continue
-                name=${d##*/}
-                pid=${name#vmsup-sys-}
-                [[ $pid =~ ^[0-9]+$ ]] || continue
-                kill -0 "$pid" 2>/dev/null && continue
+                [[ -d $d ]] && stale "${d##*/}" || continue
                 find "$d" -name cgroup.procs -exec cat {} + 2>/dev/null | xargs -r kill -KILL 2>/dev/null
-                while read -r m; do
-                        umount "$m/root" 2>/dev/null
-                        umount "$m" 2>/dev/null && rmdir "$m" 2>/dev/null
-                done < <(awk -v n="$name" '$1 == n { print $2 }' /proc/self/mounts)
+        done
+        while read -r name m; do
+                stale "$name" || continue
+                umount "$m/root" 2>/dev/null
+                umount "$m" 2>/dev/null && rmdir "$m" 2>/dev/null
+        done < <(awk '$1 ~ /^vmsup-sys-[0-9]+$/ { print $1, $2 }' /proc/self/mounts)
+        for d in /sys/fs/cgroup/unified/vmsup-sys-* /sys/fs/cgroup/systemd/vmsup-sys-* \
+                 "$(dirname "$(sys_cgroup_dirs | head -1)")"/vmsup-sys-*; do
+                [[ -d $d ]] && stale "${d##*/}" || continue
                 find "$d" -depth -type d -exec rmdir {} + 2>/dev/null
         done
 }
@@ -197,12 +202,15 @@ sys_prepare() {
         : > "$CROOT/etc/machine-id"
 }
 
-# sys_cgroup_enter: run by the process that becomes nspawn: its own cgroup in
-# every hierarchy nspawn uses, so that nspawn's payload/ and supervisor/ never
-# meet another container's.
+# sys_cgroup_dirs: where nspawn gets a cgroup of its own in every hierarchy it
+# uses, so that the payload/ and supervisor/ it creates with --keep-unit never
+# meet another container's. Where systemd is the host's PID 1, a delegated scope
+# plays that part instead (SYS_SCOPE) and this prints nothing.
 sys_cgroup_dirs() {
-        if [[ -f /sys/fs/cgroup/cgroup.controllers ]]; then
-                # Pure cgroup2 (a normal Debian 12 host): beside our own cgroup.
+        if [[ -n $SYS_SCOPE ]]; then
+                return 0
+        elif [[ -f /sys/fs/cgroup/cgroup.controllers ]]; then
+                # Pure cgroup2 without systemd: beside our own cgroup.
                 local own
                 own=$(sed -n 's/^0:://p' /proc/self/cgroup)
                 echo "/sys/fs/cgroup${own%/*}/$MACHINE"
@@ -211,10 +219,15 @@ sys_cgroup_dirs() {
                 [[ -d /sys/fs/cgroup/systemd ]] && echo "/sys/fs/cgroup/systemd/$MACHINE"
         fi
 }
+SYS_SCOPE=
+if [[ -d /run/systemd/system ]] && command -v systemd-run >/dev/null; then
+        SYS_SCOPE=$MACHINE.scope
+fi
 
 sys_boot() {
-        local d i state= t0 children c
+        local d i state= t0 children c scope=()
         mapfile -t CGROUPS < <(sys_cgroup_dirs)
+        [[ -n $SYS_SCOPE ]] && scope=(systemd-run --quiet --scope --collect -p Delegate=yes --unit="$SYS_SCOPE" --)
         for d in "${CGROUPS[@]}"; do
                 mkdir -p "$d" || return 1
         done
@@ -227,7 +240,7 @@ sys_boot() {
                         echo "$BASHPID" > "$d/cgroup.procs" || exit 1
                 done
                 export SYSTEMD_NSPAWN_UNIFIED_HIERARCHY=1
-                exec setsid timeout --kill-after=10 900 systemd-nspawn --quiet --boot \
+                exec setsid "${scope[@]}" timeout --kill-after=10 900 systemd-nspawn --quiet --boot \
                         --directory="$CROOT" --machine="$MACHINE" --register=no --keep-unit \
                         --private-network "${binds[@]}" \
                         </dev/null >"$R/console.log" 2>&1
@@ -334,6 +347,10 @@ sys_teardown() {
                 fi
                 wait "$NSPAWN_PID" 2>/dev/null
                 NSPAWN_PID=
+        fi
+        if [[ -n $SYS_SCOPE ]] && systemctl is-active -q "$SYS_SCOPE" 2>/dev/null; then
+                systemctl kill --signal=KILL "$SYS_SCOPE" 2>/dev/null
+                systemctl stop "$SYS_SCOPE" 2>/dev/null
         fi
         # Anything still in the container's cgroups (nspawn's own remnants).
         for d in "${CGROUPS[@]}"; do
