@@ -166,8 +166,9 @@ sys_sweep() {
         }
         for d in /sys/fs/cgroup/unified/vmsup-sys-* /sys/fs/cgroup/systemd/vmsup-sys-* \
                  "$(dirname "$(sys_cgroup_dirs | head -1)")"/vmsup-sys-*; do
-                [[ -d $d ]] && stale "${d##*/}" || continue
-                find "$d" -name cgroup.procs -exec cat {} + 2>/dev/null | xargs -r kill -KILL 2>/dev/null
+                if [[ -d $d ]] && stale "${d##*/}"; then
+                        find "$d" -name cgroup.procs -exec cat {} + 2>/dev/null | xargs -r kill -KILL 2>/dev/null
+                fi
         done
         while read -r name m; do
                 stale "$name" || continue
@@ -176,8 +177,9 @@ sys_sweep() {
         done < <(awk '$1 ~ /^vmsup-sys-[0-9]+$/ { print $1, $2 }' /proc/self/mounts)
         for d in /sys/fs/cgroup/unified/vmsup-sys-* /sys/fs/cgroup/systemd/vmsup-sys-* \
                  "$(dirname "$(sys_cgroup_dirs | head -1)")"/vmsup-sys-*; do
-                [[ -d $d ]] && stale "${d##*/}" || continue
-                find "$d" -depth -type d -exec rmdir {} + 2>/dev/null
+                if [[ -d $d ]] && stale "${d##*/}"; then
+                        find "$d" -depth -type d -exec rmdir {} + 2>/dev/null
+                fi
         done
 }
 
@@ -185,8 +187,7 @@ sys_sweep() {
 sys_prepare() {
         sys_sweep
         R=$(mktemp -d /tmp/vmsup-sys.XXXXXX) || return 1
-        mount -t tmpfs -o size=2G,mode=0755 "$MACHINE" "$R" || { R_MOUNTED=; return 1; }
-        R_MOUNTED=1
+        mount -t tmpfs -o size=2G,mode=0755 "$MACHINE" "$R" || return 1
         mkdir "$R/up" "$R/wk" "$R/root"
         CROOT=$R/root
         if ! mount -t overlay overlay -o "lowerdir=/,upperdir=$R/up,workdir=$R/wk" "$CROOT"; then
@@ -225,7 +226,7 @@ if [[ -d /run/systemd/system ]] && command -v systemd-run >/dev/null; then
 fi
 
 sys_boot() {
-        local d i state= t0 children c scope=()
+        local d i state='' t0 children c gc scope=()
         mapfile -t CGROUPS < <(sys_cgroup_dirs)
         [[ -n $SYS_SCOPE ]] && scope=(systemd-run --quiet --scope --collect -p Delegate=yes --unit="$SYS_SCOPE" --)
         for d in "${CGROUPS[@]}"; do
@@ -249,7 +250,7 @@ sys_boot() {
         # The container's PID 1: the child of nspawn (under timeout) whose comm is systemd.
         for i in $(seq 300); do
                 children=$(pgrep -P "$NSPAWN_PID" 2>/dev/null)
-                for c in $children $(for c in $children; do pgrep -P "$c"; done); do
+                for c in $children $(for gc in $children; do pgrep -P "$gc"; done); do
                         if [[ $(cat "/proc/$c/comm" 2>/dev/null) == systemd ]]; then
                                 PID1=$c
                                 break 2
