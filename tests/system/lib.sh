@@ -187,7 +187,10 @@ sys_sweep() {
 sys_prepare() {
         sys_sweep
         R=$(mktemp -d /tmp/vmsup-sys.XXXXXX) || return 1
-        mount -t tmpfs -o size=2G,mode=0755 "$MACHINE" "$R" || return 1
+        if ! mount -t tmpfs -o size=2G,mode=0755 "$MACHINE" "$R"; then
+                SKIP_ALL="cannot mount a tmpfs here"
+                return 1
+        fi
         mkdir "$R/up" "$R/wk" "$R/root"
         CROOT=$R/root
         if ! mount -t overlay overlay -o "lowerdir=/,upperdir=$R/up,workdir=$R/wk" "$CROOT"; then
@@ -197,6 +200,7 @@ sys_prepare() {
         # The project, as a package would install it (binaries, unit, bus policy,
         # tmpfiles entry, docs); nothing is rebuilt here.
         make -C "$ROOT" --no-print-directory -s install DESTDIR="$CROOT" PREFIX=/usr BUILD="$BUILD" \
+                SANITIZE="${SANITIZE:-0}" \
                 >"$R/install.log" 2>&1 || { cat "$R/install.log" >&2; return 1; }
         sys_mask_units
         # A machine id of its own (the overlay would share the host's).

@@ -352,7 +352,7 @@ t_guest() {
         t0=$(now_ms)
         check "systemctl start vmsup@$VM_GUEST (tiny guest, agent)" sys systemctl start "vmsup@$VM_GUEST.service"
         check "systemctl start vmsup@$VM_ACPI (tiny guest, no agent)" sys systemctl start "vmsup@$VM_ACPI.service"
-        if sys_wait 120 agent_up "$VM_GUEST"; then
+        if sys_wait 300 agent_up "$VM_GUEST"; then
                 ok "$VM_GUEST: the guest's agent connects"
                 diag "$VM_GUEST: agent up $(($(now_ms) - t0)) ms after systemctl start"
         else
@@ -363,7 +363,7 @@ t_guest() {
                         '{"execute":"guest-ping"}' 2>&1)"
         guest_stop "$VM_GUEST" host-qga-guest-shutdown
         # The guest without an agent port says so once its init (and acpid) runs.
-        if sys_wait 120 serial_has "$VM_ACPI" 'no agent port, idling'; then
+        if sys_wait 300 serial_has "$VM_ACPI" 'no agent port, idling'; then
                 ok "$VM_ACPI: the guest booted (its console, through the monitor)"
         else
                 not_ok "$VM_ACPI: the guest booted (its console, through the monitor)"
