@@ -1,10 +1,11 @@
 #!/bin/bash
-# Runs every test: the cmocka unit tests, the unit-file checks and the black-box
-# suites; ends with one line "N passed, N failed, N skipped" (exit status 1 on
-# any failure). A test that did not run (cmocka's skip(), a suite's "# SKIP") is
+# Runs every test: the cmocka unit tests, the unit-file checks, the black-box
+# suites and the system suites (tests/system: vmsup under a real systemd in a
+# container); ends with one line "N passed, N failed, N skipped" (exit status 1
+# on any failure). A test that did not run (cmocka's skip(), a suite's "# SKIP") is
 # counted as skipped, never as passed.
-#   VMSUP_ONLY=unit|blackbox   run one kind only
-#   VMSUP_TESTS="lifecycle monitor"   black-box suites to run (default: all)
+#   VMSUP_ONLY=unit|blackbox|system   run one kind only
+#   VMSUP_TESTS="lifecycle monitor systemd"   black-box and system suites to run (default: all)
 set -uo pipefail
 cd "$(dirname "$0")/.."
 BUILD=${BUILD:-build}
@@ -87,16 +88,17 @@ run_man_check() {
         done
 }
 
-run_blackbox() {
-        local s out rc n_ok n_notok n_skip
+# run_suites KIND: the TAP suites tests/KIND/test-*.sh.
+run_suites() {
+        local kind=$1 s out rc n_ok n_notok n_skip
         local suites=${VMSUP_TESTS:-}
-        for s in tests/blackbox/test-*.sh; do
+        for s in tests/"$kind"/test-*.sh; do
                 local name=${s##*/test-}
                 name=${name%.sh}
                 if [[ -n $suites && " $suites " != *" $name "* ]]; then
                         continue
                 fi
-                note "== black-box: $name"
+                note "== $kind: $name"
                 out=$(mktemp)
                 bash "$s" 2>&1 | tee "$out"
                 rc=${PIPESTATUS[0]}
@@ -118,8 +120,9 @@ run_blackbox() {
 
 case ${VMSUP_ONLY:-all} in
 unit) run_unit; run_units_check; run_man_check ;;
-blackbox) run_blackbox ;;
-*) run_unit; run_units_check; run_man_check; run_blackbox ;;
+blackbox) run_suites blackbox ;;
+system) run_suites system ;;
+*) run_unit; run_units_check; run_man_check; run_suites blackbox; run_suites system ;;
 esac
 
 if [[ ${#failures[@]} -gt 0 ]]; then
