@@ -126,8 +126,18 @@ static void md_hmp(MdBuf *b) {
                   "   One line is one command: QEMU does not split lines on `;` or newlines.\n"
                   "3. Every command needs `VM.Monitor`; then its tier: `none` needs nothing\n"
                   "   more, `Sys.Modify` needs `Sys.Modify`, `root` is for uid 0 only.\n"
-                  "4. `info` is tier `none` with whatever subcommand: in QEMU 7.2 each of its\n"
-                  "   subcommands only reads.\n"
+                  "4. `info` followed by a subcommand has the subcommand's tier (second table\n"
+                  "   below), read the same way: `info  tlb` is `info tlb`; `info` alone lists\n"
+                  "   the subcommands (tier `none`); a subcommand not in the table, or an empty\n"
+                  "   one (`info /x`), is root-only.\n"
+                  "\n"
+                  "Whatever reaches beyond the VM's own state is root-only, even where the seed\n"
+                  "says `Sys.Modify`: host files by path or by resizing and snapshotting the\n"
+                  "images, QEMU's stderr (which the supervisor logs), host addresses, device\n"
+                  "MMIO and I/O ports, secrets, the supervisor's own channels, and settings\n"
+                  "that outlive the caller's request. No command reachable without root prints\n"
+                  "a host address: every `info` subcommand was run against QEMU 7.2 with a\n"
+                  "guest and its output searched for them.\n"
                   "\n"
                   "%zu commands: %zu `none`, %zu `Sys.Modify`, %zu `root`. The seed is Proxmox\n"
                   "VE's HMP permission table; no command is weaker here than there.\n"
@@ -142,12 +152,27 @@ static void md_hmp(MdBuf *b) {
 
         md_printf(b,
                   "\n"
-                  "| command | tier | why root-only |\n"
+                  "| command | tier | why |\n"
                   "|---|---|---|\n");
         for (size_t i = 0; i < policy_hmp_commands_count; i++) {
                 const HmpCommand *c = &policy_hmp_commands[i];
 
                 md_printf(b, "| `%s` | %s |", c->name, hmp_tier_to_string(c->tier));
+                md_last_cell(b, c->reason);
+        }
+        md_printf(b,
+                  "\n"
+                  "### `info` subcommands\n"
+                  "\n"
+                  "QEMU 7.2's %zu subcommands; any other is root-only.\n"
+                  "\n"
+                  "| subcommand | tier | why |\n"
+                  "|---|---|---|\n",
+                  policy_hmp_info_commands_count);
+        for (size_t i = 0; i < policy_hmp_info_commands_count; i++) {
+                const HmpCommand *c = &policy_hmp_info_commands[i];
+
+                md_printf(b, "| `info %s` | %s |", c->name, hmp_tier_to_string(c->tier));
                 md_last_cell(b, c->reason);
         }
         md_printf(b, "\n");

@@ -101,7 +101,7 @@ typedef enum HmpTier {
 typedef struct HmpCommand {
         const char *name;
         HmpTier tier;
-        const char *reason; /* why root-only (NULL for other tiers) */
+        const char *reason; /* why root-only (NULL for none; optional for Sys.Modify) */
 } HmpCommand;
 
 typedef struct HmpAlias {
@@ -112,6 +112,10 @@ typedef struct HmpAlias {
 /* The permission table (policy/hmp-table.c), sorted by name in strcmp() order. */
 extern const HmpCommand policy_hmp_commands[];
 extern const size_t policy_hmp_commands_count;
+/* The subcommands of "info" (policy/hmp-table.c), sorted by name in strcmp()
+ * order; a subcommand that is not here is root-only. */
+extern const HmpCommand policy_hmp_info_commands[];
+extern const size_t policy_hmp_info_commands_count;
 /* QEMU's short names ("quit|q" in its help), sorted by alias. */
 extern const HmpAlias policy_hmp_aliases[];
 extern const size_t policy_hmp_aliases_count;
@@ -142,6 +146,16 @@ HmpTier policy_hmp_tier(const char *name, size_t len);
 /* The table entry for a name (alias resolved), or NULL when unknown. */
 const HmpCommand *policy_hmp_lookup(const char *name, size_t len);
 
+/* The info table entry for a subcommand name of len bytes, or NULL. */
+const HmpCommand *policy_hmp_info_lookup(const char *name, size_t len);
+
+/* The tier of a whole line, as QEMU's parser dispatches it: the command's
+ * tier, except for "info" followed by a subcommand, which has the
+ * subcommand's tier (unknown or empty subcommand → HMP_TIER_ROOT; "info"
+ * alone → HMP_TIER_NONE). When ret_sub is not NULL it is set to the
+ * subcommand's name and *ret_sub_len to its length (0 when there is none). */
+HmpTier policy_hmp_line_tier(const char *line, const char **ret_sub, size_t *ret_sub_len);
+
 /* Full decision for a HumanCommand line from caller with privileges privs, in
  * this order:
  *   1. validation, for everyone: at most POLICY_HMP_LINE_MAX bytes; for
@@ -150,8 +164,8 @@ const HmpCommand *policy_hmp_lookup(const char *name, size_t len);
  *      for x and xp a count of at most POLICY_HMP_DUMP_MAX → -EINVAL;
  *   2. root → 0;
  *   3. VM.Monitor → else -EACCES;
- *   4. the command's tier: none → 0, Sys.Modify → needs Sys.Modify (-EACCES),
- *      root → -EACCES ("root-only"). */
+ *   4. the line's tier (policy_hmp_line_tier()): none → 0, Sys.Modify → needs
+ *      Sys.Modify (-EACCES), root → -EACCES ("root-only"). */
 int policy_check_hmp(const char *line, const Caller *caller, PrivSet privs, char *msg, size_t msgsz);
 
 /* ---- QMP (org.vmsup.Monitor1.Execute) ---- */

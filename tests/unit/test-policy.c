@@ -186,29 +186,47 @@ static const char *const qemu72_hmp_help[] = {
 static const char *const expect_hmp_none[] = { "help", "info" };
 static const char *const expect_hmp_sysmod[] = {
         "announce_self", "backup_cancel", "balloon", "block_job_cancel", "block_job_complete",
-        "block_job_pause", "block_job_resume", "block_job_set_speed", "block_resize",
-        "block_set_io_throttle", "boot_set", "calc_dirty_rate", "cancel_vcpu_dirty_limit",
-        "chardev-send-break", "cont", "cpu", "delvm", "eject", "exit_preconfig", "expire_password",
-        "gva2gpa", "loadvm", "log", "migrate_cancel", "migrate_continue", "migrate_pause",
-        "migrate_set_capability", "migrate_set_parameter", "migrate_start_postcopy", "mouse_button",
-        "mouse_move", "mouse_set", "one-insn-per-tb", "print", "qom-get", "qom-list", "replay_break",
-        "replay_delete_break", "replay_seek", "ringbuf_read", "ringbuf_write", "savevm", "sendkey",
-        "set_link", "set_password", "set_vcpu_dirty_limit", "singlestep", "snapshot_blkdev_internal",
-        "snapshot_delete_blkdev_internal", "stop", "stopcapture", "sum", "sync-profile",
-        "system_powerdown", "system_reset", "system_wakeup", "trace-event", "x",
-        "x_colo_lost_heartbeat", "xp",
+        "block_job_pause", "block_job_resume", "block_job_set_speed", "block_set_io_throttle",
+        "boot_set", "calc_dirty_rate", "cancel_vcpu_dirty_limit", "chardev-send-break", "cont",
+        "cpu", "eject", "exit_preconfig", "expire_password", "gva2gpa", "migrate_cancel",
+        "migrate_continue", "migrate_pause", "migrate_start_postcopy", "mouse_button", "mouse_move",
+        "mouse_set", "one-insn-per-tb", "print", "qom-list", "replay_break", "replay_delete_break",
+        "replay_seek", "sendkey", "set_link", "set_password", "set_vcpu_dirty_limit", "singlestep",
+        "stop", "stopcapture", "system_powerdown", "system_reset", "system_wakeup",
+        "x_colo_lost_heartbeat",
 };
 static const char *const expect_hmp_root[] = {
-        "backup", "block_stream", "change", "chardev-add", "chardev-change", "chardev-remove",
-        "client_migrate_info", "closefd", "commit", "device_add", "device_del", "drive_add",
-        "drive_backup", "drive_del", "drive_mirror", "dump-guest-memory", "dump-skeys", "dumpdtb",
-        "gdbserver", "getfd", "gpa2hpa", "gpa2hva", "hostfwd_add", "hostfwd_remove", "i", "logfile",
-        "mce", "memsave", "migrate", "migrate_incoming", "migrate_recover", "nbd_server_add",
-        "nbd_server_remove", "nbd_server_start", "nbd_server_stop", "netdev_add", "netdev_del", "nmi",
-        "o", "object_add", "object_del", "pcie_aer_inject_error", "pmemsave", "qemu-io", "qom-set",
-        "quit", "savevm-end", "savevm-start", "screendump", "snapshot_blkdev", "trace-file",
-        "watchdog_action", "wavcapture", "xen-event-inject", "xen-event-list",
+        "backup", "block_resize", "block_stream", "change", "chardev-add", "chardev-change",
+        "chardev-remove", "client_migrate_info", "closefd", "commit", "delvm", "device_add",
+        "device_del", "drive_add", "drive_backup", "drive_del", "drive_mirror", "dump-guest-memory",
+        "dump-skeys", "dumpdtb", "gdbserver", "getfd", "gpa2hpa", "gpa2hva", "hostfwd_add",
+        "hostfwd_remove", "i", "loadvm", "log", "logfile", "mce", "memsave", "migrate",
+        "migrate_incoming", "migrate_recover", "migrate_set_capability", "migrate_set_parameter",
+        "nbd_server_add", "nbd_server_remove", "nbd_server_start", "nbd_server_stop", "netdev_add",
+        "netdev_del", "nmi", "o", "object_add", "object_del", "pcie_aer_inject_error", "pmemsave",
+        "qemu-io", "qom-get", "qom-set", "quit", "ringbuf_read", "ringbuf_write", "savevm",
+        "savevm-end", "savevm-start", "screendump", "snapshot_blkdev", "snapshot_blkdev_internal",
+        "snapshot_delete_blkdev_internal", "sum", "sync-profile", "trace-event", "trace-file",
+        "watchdog_action", "wavcapture", "x", "xen-event-inject", "xen-event-list", "xp",
 };
+/* QEMU 7.2.22 "info" (qemu-system-x86_64 -machine q35), its subcommands. */
+static const char *const qemu72_hmp_info[] = {
+        "balloon", "block", "block-jobs", "blockstats", "capture", "chardev", "cpus", "dirty_rate",
+        "dump", "history", "hotpluggable-cpus", "iothreads", "irq", "jit", "kvm", "lapic", "mem",
+        "memdev", "memory-devices", "memory_size_summary", "mice", "migrate",
+        "migrate_capabilities", "migrate_parameters", "mtree", "name", "network", "numa", "opcount",
+        "pci", "pic", "profile", "qdm", "qom-tree", "qtree", "ramblock", "rdma", "registers",
+        "replay", "rocker", "rocker-of-dpa-flows", "rocker-of-dpa-groups", "rocker-ports", "roms",
+        "sev", "sgx", "snapshots", "spice", "stats", "status", "sync-profile", "tlb", "tpm",
+        "trace-events", "usb", "usbhost", "usernet", "uuid", "vcpu_dirty_limit", "version",
+        "virtio", "virtio-queue-element", "virtio-queue-status", "virtio-status",
+        "virtio-vhost-queue-status", "vm-generation-id", "vnc",
+};
+/* The info subcommands that are not tier none: host addresses (sync-profile,
+ * virtio-vhost-queue-status), unbounded page-table walks (mem, tlb), the host's
+ * devices (usbhost). */
+static const char *const expect_hmp_info_root[] = { "mem", "sync-profile", "tlb", "virtio-vhost-queue-status" };
+static const char *const expect_hmp_info_sysmod[] = { "usbhost" };
 static const struct {
         const char *alias, *command;
 } expect_hmp_aliases[] = {
@@ -275,7 +293,7 @@ static const char *const expect_qmp_reserved[] = {
         "qmp_capabilities", "quit", "getfd", "closefd", "add-fd", "remove-fd",
 };
 static const char *const expect_qmp_sysmod[] = {
-        "announce-self", "balloon", "cont", "eject", "input-send-event", "qom-get", "qom-list",
+        "announce-self", "balloon", "cont", "eject", "input-send-event", "qom-list",
         "send-key", "set_link", "stop", "system_powerdown", "system_reset", "system_wakeup",
 };
 static const char *const expect_qmp_monitor[] = {
@@ -297,7 +315,6 @@ static const char *const expect_qmp_monitor[] = {
         "x-query-jit", "x-query-numa", "x-query-opcount", "x-query-profile", "x-query-ramblock",
         "x-query-rdma", "x-query-roms", "x-query-usb", "x-query-virtio",
         "x-query-virtio-queue-element", "x-query-virtio-queue-status", "x-query-virtio-status",
-        "x-query-virtio-vhost-queue-status",
 };
 
 /* QMP commands with an HMP counterpart: QMP may never be weaker. */
@@ -326,6 +343,14 @@ static const struct {
         { "block_set_io_throttle", "block_set_io_throttle" }, { "trace-event-set-state", "trace-event" },
         { "ringbuf-write", "ringbuf_write" }, { "set_password", "set_password" },
         { "query-block", "info" }, { "query-status", "info" },
+        { "x-query-virtio-vhost-queue-status", "info virtio-vhost-queue-status" },
+        { "x-query-virtio-queue-status", "info virtio-queue-status" },
+        { "x-query-virtio-queue-element", "info virtio-queue-element" },
+        { "x-query-virtio-status", "info virtio-status" }, { "x-query-virtio", "info virtio" },
+        { "x-query-ramblock", "info ramblock" }, { "x-query-roms", "info roms" }, { "x-query-jit", "info jit" },
+        { "x-query-usb", "info usb" }, { "x-query-irq", "info irq" }, { "x-query-numa", "info numa" },
+        { "x-query-opcount", "info opcount" }, { "x-query-profile", "info profile" }, { "x-query-rdma", "info rdma" },
+        { "query-block", "info block" }, { "query-chardev", "info chardev" },
 };
 
 /* The contract's agent privileges, one list each. Unrestricted: every command
@@ -626,6 +651,57 @@ static void test_hmp_table_matches_expectation(void **state) {
         }
 }
 
+static void test_hmp_info_table(void **state) {
+        assert_int_equal(policy_hmp_info_commands_count, ELEMENTSOF(qemu72_hmp_info));
+        assert_int_equal(ELEMENTSOF(qemu72_hmp_info), 67);
+        for (size_t i = 0; i < policy_hmp_info_commands_count; i++) {
+                const HmpCommand *c = &policy_hmp_info_commands[i];
+                size_t n = strlen(c->name);
+
+                if (i > 0)
+                        assert_true(strcmp(policy_hmp_info_commands[i - 1].name, c->name) < 0);
+                assert_true(IN_LIST(qemu72_hmp_info, c->name));
+                assert_ptr_equal(policy_hmp_info_lookup(c->name, n), c);
+                /* Every tier above none says why. */
+                if (c->tier == HMP_TIER_NONE)
+                        assert_null(c->reason);
+                else
+                        assert_true(c->reason && strlen(c->reason) > 10 && !strchr(c->reason, '|'));
+                if (IN_LIST(expect_hmp_info_root, c->name))
+                        assert_int_equal(c->tier, HMP_TIER_ROOT);
+                else if (IN_LIST(expect_hmp_info_sysmod, c->name))
+                        assert_int_equal(c->tier, HMP_TIER_SYS_MODIFY);
+                else
+                        assert_int_equal(c->tier, HMP_TIER_NONE);
+        }
+        assert_null(policy_hmp_info_lookup("status", 3));
+        assert_null(policy_hmp_info_lookup(NULL, 0));
+        assert_null(policy_hmp_info_lookup("", 0));
+
+        /* The line's tier, and where the subcommand is. */
+        const char *sub;
+        size_t sub_len;
+        assert_int_equal(policy_hmp_line_tier("info", &sub, &sub_len), HMP_TIER_NONE);
+        assert_null(sub);
+        assert_int_equal(sub_len, 0);
+        assert_int_equal(policy_hmp_line_tier(" info \t tlb -x", &sub, &sub_len), HMP_TIER_ROOT);
+        assert_int_equal(sub_len, 3);
+        assert_memory_equal(sub, "tlb", 3);
+        assert_int_equal(policy_hmp_line_tier("info status", NULL, NULL), HMP_TIER_NONE);
+        assert_int_equal(policy_hmp_line_tier("info usbhost", NULL, NULL), HMP_TIER_SYS_MODIFY);
+        assert_int_equal(policy_hmp_line_tier("info/status", &sub, &sub_len), HMP_TIER_ROOT);
+        assert_int_equal(sub_len, 0);
+        assert_int_equal(policy_hmp_line_tier("stop", NULL, NULL), HMP_TIER_SYS_MODIFY);
+        assert_int_equal(policy_hmp_line_tier("help info tlb", NULL, NULL), HMP_TIER_NONE);
+        assert_int_equal(policy_hmp_line_tier("", NULL, NULL), HMP_TIER_ROOT);
+        assert_int_equal(policy_hmp_line_tier(NULL, NULL, NULL), HMP_TIER_ROOT);
+        /* A subcommand name QEMU cuts at 255 bytes is unknown to both. */
+        char longline[400] = "info ";
+        memset(longline + 5, 'a', 300);
+        longline[305] = '\0';
+        assert_int_equal(policy_hmp_line_tier(longline, NULL, NULL), HMP_TIER_ROOT);
+}
+
 static void test_hmp_seed_strictness(void **state) {
         assert_int_equal(ELEMENTSOF(seed), 119);
         for (size_t i = 0; i < ELEMENTSOF(seed); i++) {
@@ -805,6 +881,34 @@ static HmpTier ref_tier(const char *name, size_t len) {
         return HMP_TIER_ROOT;
 }
 
+/* The tier of a whole line as QEMU dispatches it: "info" followed by anything
+ * but white space dispatches to the subcommand QEMU reads from there. */
+static HmpTier ref_line_tier(const char *line) {
+        const char *name, *p, *sub;
+        size_t len, sublen;
+        char buf[256];
+
+        len = ref_command_name(line, &name);
+        if (len == 0)
+                return HMP_TIER_ROOT;
+        if (!(len == 4 && memcmp(name, "info", 4) == 0))
+                return ref_tier(name, len);
+        p = name + len;
+        p += strspn(p, " \t\n\v\f\r");
+        if (*p == '\0')
+                return HMP_TIER_NONE;
+        sublen = ref_command_name(p, &sub);
+        if (sublen == 0 || sublen > 255)
+                return HMP_TIER_ROOT;
+        memcpy(buf, sub, sublen);
+        buf[sublen] = '\0';
+        if (!IN_LIST(qemu72_hmp_info, buf) || IN_LIST(expect_hmp_info_root, buf))
+                return HMP_TIER_ROOT;
+        if (IN_LIST(expect_hmp_info_sysmod, buf))
+                return HMP_TIER_SYS_MODIFY;
+        return HMP_TIER_NONE;
+}
+
 /* An x or xp dump of more units than the limit: the digits right after the
  * '/' that follows the name and white space, leading zeros aside. */
 static bool ref_dump_too_large(const char *name, size_t len) {
@@ -845,7 +949,7 @@ static int ref_check_hmp(const char *line, bool root, PrivSet privs) {
                 return 0;
         if (!(privs & MON))
                 return -EACCES;
-        switch (ref_tier(name, len)) {
+        switch (ref_line_tier(line)) {
         case HMP_TIER_NONE:
                 return 0;
         case HMP_TIER_SYS_MODIFY:
@@ -871,6 +975,7 @@ static size_t hostile_line(uint64_t *s, char *buf, size_t size) {
                 " ", "\t", "\n", "\r", "\v", "\f", "/", "|", ";", "q", "quit", "QUIT", "Q", "c", "cont", "s",
                 "stop", "p", "print", "?", "help", "info", "i", "o", "x", "xp", "sum", "gdbserver",
                 "migrate", "nmi", "status", "exec:sh", "I", "nfo", "ui", "t", "\x7f", "\x01", "\x1b",
+                "tlb", "mem", "usbhost", "sync-profile", "virtio-vhost-queue-status", "info tlb", "info ",
                 "\xc3\xb6", "\xa0", "\x85", "\xff", "\xc0\x80", "0x1000", "/10x", "-", "_",
                 "/16384", "/16385", "0", "9",
         };
@@ -972,20 +1077,53 @@ static void test_hmp_bypass_strings(void **state) {
                 { "q\0", -EACCES, -EACCES, 0 }, /* a C string stops at the NUL: "q" */
                 { "info\x7f", -EINVAL, -EINVAL, 0 },
                 { "inf\xc3\xb6", -EINVAL, -EINVAL, 0 },
-                { "x/10x 0x1000", -EACCES, 0, 0 },
+                { "x/10x 0x1000", -EACCES, -EACCES, 0 },
                 { "c", -EACCES, 0, 0 },
                 { "s", -EACCES, 0, 0 },
                 { "p 1", -EACCES, 0, 0 },
                 { "?", 0, 0, 0 },
                 { "help", 0, 0, 0 },
                 { "help quit", 0, 0, 0 },
-                { "info/x", 0, 0, 0 },
+                { "info/x", -EACCES, -EACCES, 0 }, /* QEMU: unknown command '' */
                 { "info\v", -EINVAL, -EINVAL, 0 },
                 { "\rquit", -EINVAL, -EINVAL, 0 },
                 { "  info   status  ", 0, 0, 0 },
                 { "\tinfo\tstatus\t", 0, 0, 0 },
-                { "info quit", 0, 0, 0 },
-                { "info status;quit", 0, 0, 0 }, /* QEMU: "extraneous characters" */
+                { "info quit", -EACCES, -EACCES, 0 }, /* no such subcommand */
+                { "info status;quit", -EACCES, -EACCES, 0 }, /* QEMU: unknown 'status;quit' */
+                { "info status quit", 0, 0, 0 }, /* QEMU: "extraneous characters" */
+                { "info", 0, 0, 0 },
+                { "info   ", 0, 0, 0 },
+                { "info tlb", -EACCES, -EACCES, 0 },
+                { "info\ttlb", -EACCES, -EACCES, 0 },
+                { "  info   tlb  ", -EACCES, -EACCES, 0 },
+                { "info tlb/x", -EACCES, -EACCES, 0 },
+                { "info mem", -EACCES, -EACCES, 0 },
+                { "info sync-profile -n", -EACCES, -EACCES, 0 },
+                { "info virtio-vhost-queue-status /x 0", -EACCES, -EACCES, 0 },
+                { "info usbhost", -EACCES, 0, 0 },
+                { "info TLB", -EACCES, -EACCES, 0 },
+                { "info tl", -EACCES, -EACCES, 0 },
+                { "info tlbx", -EACCES, -EACCES, 0 },
+                { "info virtio-queue-status /x 0", 0, 0, 0 },
+                { "info ramblock", 0, 0, 0 },
+                { "info\ntlb", -EINVAL, -EINVAL, 0 },
+                { "help info tlb", 0, 0, 0 },
+                { "sync-profile on", -EACCES, -EACCES, 0 },
+                { "qom-get /objects/sec0 data", -EACCES, -EACCES, 0 },
+                { "block_resize drive0 0", -EACCES, -EACCES, 0 },
+                { "savevm t1", -EACCES, -EACCES, 0 },
+                { "loadvm t1", -EACCES, -EACCES, 0 },
+                { "delvm t1", -EACCES, -EACCES, 0 },
+                { "snapshot_blkdev_internal drive0 t1", -EACCES, -EACCES, 0 },
+                { "snapshot_delete_blkdev_internal drive0 t1", -EACCES, -EACCES, 0 },
+                { "trace-event * on", -EACCES, -EACCES, 0 },
+                { "log all", -EACCES, -EACCES, 0 },
+                { "sum 0 4294967295", -EACCES, -EACCES, 0 },
+                { "ringbuf_read vmsup-serial0 1000", -EACCES, -EACCES, 0 },
+                { "ringbuf_write vmsup-serial0 x", -EACCES, -EACCES, 0 },
+                { "migrate_set_capability xbzrle on", -EACCES, -EACCES, 0 },
+                { "migrate_set_parameter tls-creds \"\"", -EACCES, -EACCES, 0 },
                 { "stop;quit", -EACCES, -EACCES, 0 }, /* one unknown name to QEMU */
                 { "cont|c", -EACCES, -EACCES, 0 },
                 { "help|?", -EACCES, -EACCES, 0 },
@@ -999,18 +1137,18 @@ static void test_hmp_bypass_strings(void **state) {
                 { "commit all", -EACCES, -EACCES, 0 },
                 { "stop", -EACCES, 0, 0 },
                 { "nmi", -EACCES, -EACCES, 0 },
-                { "xp/1", -EACCES, 0, 0 },
+                { "xp/1", -EACCES, -EACCES, 0 },
                 /* Dumps: at most POLICY_HMP_DUMP_MAX units, for everyone. */
-                { "xp /16384xb 0", -EACCES, 0, 0 },
-                { "x/16384i 0", -EACCES, 0, 0 },
-                { "xp/00000000000000016384xg 0", -EACCES, 0, 0 },
+                { "xp /16384xb 0", -EACCES, -EACCES, 0 },
+                { "x/16384i 0", -EACCES, -EACCES, 0 },
+                { "xp/00000000000000016384xg 0", -EACCES, -EACCES, 0 },
                 { "xp /16385xb 0", -EINVAL, -EINVAL, -EINVAL },
                 { "xp/700000xg 0", -EINVAL, -EINVAL, -EINVAL },
                 { "x\t/99999999999999999999999 0", -EINVAL, -EINVAL, -EINVAL },
-                { "xp 16385 0", -EACCES, 0, 0 }, /* no '/': QEMU dumps one unit */
-                { "xp /g16385 0", -EACCES, 0, 0 }, /* QEMU: "invalid char in format" */
+                { "xp 16385 0", -EACCES, -EACCES, 0 }, /* no '/': QEMU dumps one unit */
+                { "xp /g16385 0", -EACCES, -EACCES, 0 }, /* QEMU: "invalid char in format" */
                 { "print /100000x 0", -EACCES, 0, 0 }, /* one value, whatever the count */
-                { "info /100000", 0, 0, 0 },
+                { "info /100000", -EACCES, -EACCES, 0 }, /* the empty subcommand */
                 { "x\x01", -EINVAL, -EINVAL, 0 },
                 { "\x1b[Aquit", -EINVAL, -EINVAL, 0 },
                 { "/quit", -EINVAL, -EINVAL, -EINVAL },
@@ -1036,14 +1174,9 @@ static void test_hmp_bypass_strings(void **state) {
                  * caller's tier. */
                 static const PrivSet ps[] = { MON, MONSYS };
                 for (size_t k = 0; k < ELEMENTSOF(ps); k++) {
-                        const char *name;
-                        size_t len;
-
                         if (policy_check_hmp(c->line, &user_caller, ps[k], NULL, 0) != 0)
                                 continue;
-                        len = ref_command_name(c->line, &name);
-                        assert_true(len > 0);
-                        assert_true(ref_tier(name, len) <= caller_tier(ps[k]));
+                        assert_true(ref_line_tier(c->line) <= caller_tier(ps[k]));
                 }
         }
 }
@@ -1114,8 +1247,17 @@ static void test_hmp_order_and_messages(void **state) {
         assert_string_equal(msg, "Command 'quit' is root-only.");
         assert_int_equal(policy_check_hmp("frobnicate now", &user_caller, MONSYS, msg, sizeof(msg)), -EACCES);
         assert_string_equal(msg, "Command 'frobnicate' is root-only.");
-        assert_int_equal(policy_check_hmp("x/10x 0", &user_caller, MONSYS, msg, sizeof(msg)), 0);
+        assert_int_equal(policy_check_hmp("print 1", &user_caller, MONSYS, msg, sizeof(msg)), 0);
         assert_string_equal(msg, "");
+        /* An info subcommand is named with its command. */
+        assert_int_equal(policy_check_hmp("info  tlb", &user_caller, MONSYS, msg, sizeof(msg)), -EACCES);
+        assert_string_equal(msg, "Command 'info tlb' is root-only.");
+        assert_int_equal(policy_check_hmp("info usbhost", &user_caller, MON, msg, sizeof(msg)), -EACCES);
+        assert_string_equal(msg, "Command 'info usbhost' requires the Sys.Modify privilege.");
+        assert_int_equal(policy_check_hmp("info nosuchthing", &user_caller, MONSYS, msg, sizeof(msg)), -EACCES);
+        assert_string_equal(msg, "Command 'info nosuchthing' is root-only.");
+        assert_int_equal(policy_check_hmp("info /x", &user_caller, MONSYS, msg, sizeof(msg)), -EACCES);
+        assert_sentence(msg);
 
         /* Root: anything with a name, control characters too. */
         assert_int_equal(policy_check_hmp("\nquit\x01\xff", &root_caller, 0, msg, sizeof(msg)), 0);
@@ -1141,12 +1283,19 @@ static void test_hmp_matrix(void **state) {
         static const PrivSet privsets[] = { 0, MON, SYSMOD, MONSYS, PRIV_ALL & ~MON, PRIV_ALL & ~SYSMOD };
         char line[128], msg[256];
 
-        for (size_t i = 0; i < policy_hmp_commands_count + policy_hmp_aliases_count; i++) {
-                const char *name = i < policy_hmp_commands_count ? policy_hmp_commands[i].name
-                                                                 : policy_hmp_aliases[i - policy_hmp_commands_count].alias;
-                HmpTier t = ref_tier(name, strlen(name));
+        size_t n_cmds = policy_hmp_commands_count + policy_hmp_aliases_count;
 
-                snprintf(line, sizeof(line), " %s arg", name);
+        for (size_t i = 0; i < n_cmds + policy_hmp_info_commands_count; i++) {
+                const char *name = i < policy_hmp_commands_count ? policy_hmp_commands[i].name
+                                   : i < n_cmds ? policy_hmp_aliases[i - policy_hmp_commands_count].alias
+                                                : policy_hmp_info_commands[i - n_cmds].name;
+                HmpTier t;
+
+                if (i < n_cmds)
+                        snprintf(line, sizeof(line), " %s arg", name);
+                else
+                        snprintf(line, sizeof(line), " info %s arg", name);
+                t = ref_line_tier(line);
                 for (size_t k = 0; k < ELEMENTSOF(privsets); k++) {
                         PrivSet p = privsets[k];
                         int want = !(p & MON) ? -EACCES
@@ -1245,7 +1394,7 @@ static void test_qmp_table_matches_expectation(void **state) {
 static void test_qmp_not_weaker_than_hmp(void **state) {
         for (size_t i = 0; i < ELEMENTSOF(qmp_hmp_pairs); i++) {
                 int q = qmp_rank(policy_qmp_tier(qmp_hmp_pairs[i].qmp));
-                int h = (int) hmp_tier_of(qmp_hmp_pairs[i].hmp);
+                int h = (int) policy_hmp_line_tier(qmp_hmp_pairs[i].hmp, NULL, NULL);
 
                 if (q < h)
                         fail_msg("QMP %s is weaker than HMP %s", qmp_hmp_pairs[i].qmp, qmp_hmp_pairs[i].hmp);
@@ -1884,6 +2033,7 @@ int main(void) {
                 cmocka_unit_test(test_check_privilege),
                 cmocka_unit_test(test_hmp_table_shape),
                 cmocka_unit_test(test_hmp_table_matches_expectation),
+                cmocka_unit_test(test_hmp_info_table),
                 cmocka_unit_test(test_hmp_seed_strictness),
                 cmocka_unit_test(test_hmp_qemu72_covered),
                 cmocka_unit_test(test_hmp_aliases),
