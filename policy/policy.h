@@ -263,6 +263,49 @@ int policy_check_qga(json_t *cmd, const Caller *caller, PrivSet privs, char *msg
  * Command anyway). A refusal names the specific privilege. */
 int policy_check_file_transfer(bool write, const Caller *caller, PrivSet privs, char *msg, size_t msgsz);
 
+/* ---- Guest file paths (the definition's "agent_file_paths") ----
+ *
+ * A VM may confine the guest files non-root callers open (guest-file-open
+ * through Command, ReadFile, WriteFile) to a list of path prefixes. The check
+ * is lexical, and it is all that can be checked from outside the guest: the
+ * guest resolves the path, and qemu-ga 7.2 opens it with plain open(), which
+ * follows symlinks (there is no O_NOFOLLOW or openat2() RESOLVE_BENEATH
+ * option). A symlink that the guest itself put below a prefix leads wherever
+ * the guest wants; the confinement holds against the caller, not against the
+ * guest. */
+
+#define POLICY_GUEST_PATH_MAX 4096U
+/* Most prefixes a definition may list. */
+#define POLICY_GUEST_PATH_PREFIXES_MAX 64U
+
+/* True when path is what the confinement accepts: 1 to POLICY_GUEST_PATH_MAX
+ * bytes, absolute ('/' first), and normalised: no empty component ("//", a
+ * trailing '/' except for "/" itself), no component made only of dots and
+ * spaces (".", "..", "...", ". ": Windows strips trailing dots and spaces, so
+ * ".. " would be ".." there), no backslash (a separator on Windows). Any
+ * other byte, non-UTF-8 included, is part of a name. NULL → false. */
+bool policy_guest_path_is_normal(const char *path);
+
+/* True when path (normal) is prefix (normal) or lies below it: equal, or
+ * prefix followed by '/' in path. "/" contains every normal path; "/data"
+ * does not contain "/database". */
+bool policy_guest_path_within(const char *path, const char *prefix);
+
+/* Whether caller may open path in the guest. prefixes is the VM's list (a
+ * NULL-terminated array), or NULL when the VM does not confine file access.
+ *   root, or prefixes NULL → 0;
+ *   path not normal → -EINVAL;
+ *   path within one of the prefixes → 0; otherwise (an empty list included)
+ *   → -EACCES. */
+int policy_check_guest_path(const char *path, char *const *prefixes, const Caller *caller, char *msg,
+                            size_t msgsz);
+
+/* policy_check_qga(), then for guest-file-open policy_check_guest_path() on
+ * its "path" (under confinement a missing path, or one that is not a string
+ * without NUL, is -EINVAL). Agent1.Command decides with this. */
+int policy_check_qga_confined(json_t *cmd, const Caller *caller, PrivSet privs, char *const *prefixes, char *msg,
+                              size_t msgsz);
+
 /* guest-shutdown and guest-suspend-* never reply on success. NULL/unknown → false. */
 bool policy_qga_no_reply(const char *execute);
 

@@ -440,7 +440,7 @@ static int xfer_new(Vm *vm, sd_bus_message *m, bool writing, const char *path, i
         return 0;
 }
 
-static int require_file_privilege(Vm *vm, sd_bus_message *m, bool write, sd_bus_error *error) {
+static int require_file_privilege(Vm *vm, sd_bus_message *m, bool write, const char *path, sd_bus_error *error) {
         char msg[256];
         Caller caller;
         PrivSet privs;
@@ -450,6 +450,8 @@ static int require_file_privilege(Vm *vm, sd_bus_message *m, bool write, sd_bus_
         if (r < 0)
                 return r;
         r = policy_check_file_transfer(write, &caller, privs, msg, sizeof msg);
+        if (r >= 0)
+                r = policy_check_guest_path(path, vm->config->agent_file_paths, &caller, msg, sizeof msg);
         if (r < 0)
                 return vm_bus_policy_error(error, r, msg);
         return 0;
@@ -467,7 +469,7 @@ int vm_method_read_file(sd_bus_message *m, void *userdata, sd_bus_error *error) 
                 return r;
         if (offset > INT64_MAX || length > INT64_MAX)
                 return sd_bus_error_set(error, SD_BUS_ERROR_INVALID_ARGS, "Offset and length must be below 2^63.");
-        r = require_file_privilege(vm, m, false, error);
+        r = require_file_privilege(vm, m, false, path, error);
         if (r < 0)
                 return r;
         r = vm_agent_available(vm, error);
@@ -491,7 +493,7 @@ int vm_method_write_file(sd_bus_message *m, void *userdata, sd_bus_error *error)
         r = sd_bus_message_read(m, "shb", &path, &fd, &append);
         if (r < 0)
                 return r;
-        r = require_file_privilege(vm, m, true, error);
+        r = require_file_privilege(vm, m, true, path, error);
         if (r < 0)
                 return r;
         r = vm_agent_available(vm, error);

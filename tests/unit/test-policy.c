@@ -1940,6 +1940,149 @@ static void test_qga_reply_and_timeouts(void **state) {
 
 /* ===================== documentation ===================== */
 
+/* ===================== guest path confinement ===================== */
+
+static void test_guest_path_normal(void **state) {
+        static const char *const good[] = {
+                "/", "/data", "/data/x", "/data/x.txt", "/data/.hidden", "/data/..x", "/data/x..", "/data/a b",
+                "/data/-", "/tmp/allowed/f", "/data/\xc3\xa9", "/data/\xff\xfe", "/data/\x01", "/data/x:y",
+                "/a/b/c/d/e/f", "/data/.a.", "/data/ x",
+        };
+        static const char *const bad[] = {
+                "", "data", "data/x", "./data", "../data", "~/x", " /data", "//", "//data", "/data//x", "/data/",
+                "/data/x/", "/.", "/..", "/./data", "/data/.", "/data/..", "/data/../etc/shadow", "/data/./x",
+                "/data/x/..", "/data/...", "/data/. ", "/data/.. ", "/data/ ", "/data/  ", "/data\\x",
+                "/data/..\\etc", "\\data", "C:\\data", "/data/x\\..\\..\\etc",
+        };
+        char buf[POLICY_GUEST_PATH_MAX + 2];
+
+        for (size_t i = 0; i < ELEMENTSOF(good); i++)
+                if (!policy_guest_path_is_normal(good[i]))
+                        fail_msg("\"%s\" should be normal", good[i]);
+        for (size_t i = 0; i < ELEMENTSOF(bad); i++)
+                if (policy_guest_path_is_normal(bad[i]))
+                        fail_msg("\"%s\" should not be normal", bad[i]);
+        assert_false(policy_guest_path_is_normal(NULL));
+
+        /* Long paths, NUL-free: exactly the limit is fine, one more is not. */
+        buf[0] = '/';
+        memset(buf + 1, 'a', POLICY_GUEST_PATH_MAX - 1);
+        buf[POLICY_GUEST_PATH_MAX] = '\0';
+        for (size_t i = 100; i < POLICY_GUEST_PATH_MAX; i += 100)
+                buf[i] = '/';
+        assert_true(policy_guest_path_is_normal(buf));
+        buf[POLICY_GUEST_PATH_MAX] = 'a';
+        buf[POLICY_GUEST_PATH_MAX + 1] = '\0';
+        assert_false(policy_guest_path_is_normal(buf));
+        /* A ".." deep in a long path. */
+        buf[POLICY_GUEST_PATH_MAX] = '\0';
+        memcpy(buf + 2000, "/../", 4);
+        assert_false(policy_guest_path_is_normal(buf));
+}
+
+static void test_guest_path_within(void **state) {
+        assert_true(policy_guest_path_within("/data", "/data"));
+        assert_true(policy_guest_path_within("/data/x", "/data"));
+        assert_true(policy_guest_path_within("/data/x/y", "/data"));
+        assert_false(policy_guest_path_within("/database", "/data"));
+        assert_false(policy_guest_path_within("/data2/x", "/data"));
+        assert_false(policy_guest_path_within("/dat", "/data"));
+        assert_false(policy_guest_path_within("/", "/data"));
+        assert_false(policy_guest_path_within("/etc/shadow", "/data"));
+        assert_false(policy_guest_path_within("/Data/x", "/data")); /* bytes, not case-folded */
+        assert_true(policy_guest_path_within("/anything", "/"));
+        assert_true(policy_guest_path_within("/", "/"));
+        assert_true(policy_guest_path_within("/data/\xff", "/data"));
+        assert_false(policy_guest_path_within("/data\xff", "/data"));
+        assert_false(policy_guest_path_within(NULL, "/data"));
+        assert_false(policy_guest_path_within("/data", NULL));
+}
+
+static void test_guest_path_check(void **state) {
+        char *prefixes[] = { (char *) "/data", (char *) "/tmp/allowed", NULL };
+        char *empty[] = { NULL };
+        char *all[] = { (char *) "/", NULL };
+        char msg[256];
+
+        /* Unconfined VM, or root: anything, as before. */
+        assert_int_equal(policy_check_guest_path("/etc/shadow", NULL, &user_caller, msg, sizeof msg), 0);
+        assert_int_equal(policy_check_guest_path("relative/../x", NULL, &user_caller, msg, sizeof msg), 0);
+        assert_int_equal(policy_check_guest_path("/etc/shadow", prefixes, &root_caller, msg, sizeof msg), 0);
+        assert_int_equal(policy_check_guest_path("/data/../etc", prefixes, &root_caller, msg, sizeof msg), 0);
+
+        /* Confined. */
+        assert_int_equal(policy_check_guest_path("/data/x", prefixes, &user_caller, msg, sizeof msg), 0);
+        assert_string_equal(msg, "");
+        assert_int_equal(policy_check_guest_path("/data", prefixes, &user_caller, msg, sizeof msg), 0);
+        assert_int_equal(policy_check_guest_path("/tmp/allowed/f", prefixes, &user_caller, msg, sizeof msg), 0);
+        assert_int_equal(policy_check_guest_path("/database/x", prefixes, &user_caller, msg, sizeof msg), -EACCES);
+        assert_string_equal(msg, "The guest path is outside the paths this VM allows for file access.");
+        assert_int_equal(policy_check_guest_path("/etc/shadow", prefixes, &user_caller, msg, sizeof msg), -EACCES);
+        assert_int_equal(policy_check_guest_path("/tmp/allowedx", prefixes, &user_caller, msg, sizeof msg), -EACCES);
+        assert_int_equal(policy_check_guest_path("/tmp", prefixes, &user_caller, msg, sizeof msg), -EACCES);
+        static const char *const invalid[] = {
+                "/data/../etc/shadow", "/data/./x", "/data//x", "/data/", "data/x", "", "/data/x/..", "/data\\..\\x",
+                "/data/.. ", "//data/x",
+        };
+        for (size_t i = 0; i < ELEMENTSOF(invalid); i++) {
+                assert_int_equal(policy_check_guest_path(invalid[i], prefixes, &user_caller, msg, sizeof msg), -EINVAL);
+                assert_sentence(msg);
+        }
+        assert_int_equal(policy_check_guest_path(NULL, prefixes, &user_caller, msg, sizeof msg), -EINVAL);
+        assert_int_equal(policy_check_guest_path("/data/x", prefixes, NULL, msg, sizeof msg), -EINVAL);
+        /* An empty list: nothing for anyone but root. */
+        assert_int_equal(policy_check_guest_path("/data/x", empty, &user_caller, msg, sizeof msg), -EACCES);
+        assert_int_equal(policy_check_guest_path("/data/x", empty, &root_caller, msg, sizeof msg), 0);
+        /* "/": every normal path, still no "..". */
+        assert_int_equal(policy_check_guest_path("/etc/shadow", all, &user_caller, msg, sizeof msg), 0);
+        assert_int_equal(policy_check_guest_path("/etc/../x", all, &user_caller, msg, sizeof msg), -EINVAL);
+}
+
+static void test_qga_confined(void **state) {
+        char *prefixes[] = { (char *) "/data", NULL };
+        PrivSet fr = PRIV_BIT(PRIV_GA_FILEREAD), fw = PRIV_BIT(PRIV_GA_FILEWRITE), u = PRIV_BIT(PRIV_GA_UNRESTRICTED);
+        char msg[256];
+        static const struct {
+                const char *json;
+                PrivSet privs;
+                int confined, unconfined;
+        } cases[] = {
+                { "{\"execute\":\"guest-file-open\",\"arguments\":{\"path\":\"/data/x\"}}", 0, -EACCES, -EACCES },
+                { "{\"execute\":\"guest-file-open\",\"arguments\":{\"path\":\"/data/x\"}}", 1, 0, 0 },
+                { "{\"execute\":\"guest-file-open\",\"arguments\":{\"path\":\"/etc/shadow\",\"mode\":\"w\"}}", 2, -EACCES, 0 },
+                { "{\"execute\":\"guest-file-open\",\"arguments\":{\"path\":\"/etc/shadow\",\"mode\":\"w\"}}", 3, -EACCES, 0 },
+                { "{\"execute\":\"guest-file-open\",\"arguments\":{\"path\":\"/data/../etc/shadow\",\"mode\":\"w\"}}", 2, -EINVAL, 0 },
+                { "{\"execute\":\"guest-file-open\",\"arguments\":{\"path\":\"/data/x\",\"mode\":\"a\"}}", 2, 0, 0 },
+                { "{\"execute\":\"guest-file-open\",\"arguments\":{\"path\":\"/database\"}}", 1, -EACCES, 0 },
+                { "{\"execute\":\"guest-file-open\",\"arguments\":{\"path\":\"/data/x\\u0000/../../etc/shadow\"}}", 1, -EINVAL, 0 },
+                { "{\"execute\":\"guest-file-open\",\"arguments\":{\"path\":1}}", 1, -EINVAL, 0 },
+                { "{\"execute\":\"guest-file-open\",\"arguments\":{}}", 1, -EINVAL, 0 },
+                { "{\"execute\":\"guest-file-open\"}", 1, -EINVAL, 0 },
+                /* Other commands are not affected. */
+                { "{\"execute\":\"guest-file-read\",\"arguments\":{\"handle\":1}}", 1, 0, 0 },
+                { "{\"execute\":\"guest-ping\"}", 1, -EACCES, -EACCES },
+        };
+
+        for (size_t i = 0; i < ELEMENTSOF(cases); i++) {
+                PrivSet privs = cases[i].privs == 0 ? 0 : cases[i].privs == 1 ? fr : cases[i].privs == 2 ? fw : u;
+                json_t *cmd = json_loads(cases[i].json, JSON_ALLOW_NUL, NULL);
+
+                assert_non_null(cmd);
+                assert_int_equal(policy_check_qga_confined(cmd, &user_caller, privs, prefixes, msg, sizeof msg),
+                                 cases[i].confined);
+                if (cases[i].confined < 0)
+                        assert_sentence(msg);
+                /* Without confinement, exactly policy_check_qga(). */
+                assert_int_equal(policy_check_qga_confined(cmd, &user_caller, privs, NULL, msg, sizeof msg),
+                                 policy_check_qga(cmd, &user_caller, privs, NULL, 0));
+                assert_int_equal(policy_check_qga(cmd, &user_caller, privs, NULL, 0), cases[i].unconfined);
+                /* Root is never confined. */
+                assert_int_equal(policy_check_qga_confined(cmd, &root_caller, 0, prefixes, msg, sizeof msg),
+                                 policy_check_qga(cmd, &root_caller, 0, NULL, 0));
+                json_decref(cmd);
+        }
+}
+
 static void test_markdown_content(void **state) {
         _cleanup_free_ char *md = NULL;
 
@@ -2062,6 +2205,10 @@ int main(void) {
                 cmocka_unit_test(test_qga_file_read_count),
                 cmocka_unit_test(test_qga_shape),
                 cmocka_unit_test(test_qga_reply_and_timeouts),
+                cmocka_unit_test(test_guest_path_normal),
+                cmocka_unit_test(test_guest_path_within),
+                cmocka_unit_test(test_guest_path_check),
+                cmocka_unit_test(test_qga_confined),
                 cmocka_unit_test(test_markdown_content),
                 cmocka_unit_test(test_markdown_matches_docs),
         };
