@@ -41,7 +41,7 @@ const QmpCommand policy_qmp_commands[] = {
         ROOT("inject-nmi", "as HMP nmi"),
         SYSMOD("input-send-event", "as HMP mouse_move, mouse_button and sendkey"),
         RESERVED("qmp_capabilities", "the supervisor negotiates the session"),
-        ROOT("qom-get", "as HMP qom-get: reads any object property, the data of secret objects (passphrases) included"),
+        ROOT("qom-get", "as HMP qom-get: reads secret objects' data (passphrases); no path check can single secrets out"),
         SYSMOD("qom-list", "as HMP qom-list"),
         ROOT("qom-list-properties", "instantiates an object of any type to list it, a historical source of crashes"),
         MON("qom-list-types", NULL),
