@@ -8,7 +8,7 @@ set -euo pipefail
 packages=(
         gcc make pkg-config
         libsystemd-dev libjansson-dev libseccomp-dev libcap-ng-dev libcmocka-dev
-        qemu-system-x86 qemu-guest-agent
+        qemu-system-x86 qemu-guest-agent qemu-utils
         dbus dbus-daemon dbus-bin systemd util-linux passwd procps
         busybox-static cpio kmod
         libxml2-utils python3-dbus socat systemd-container clang

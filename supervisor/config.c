@@ -572,9 +572,38 @@ static int parse_run_as(ParseCtx *ctx, json_t *o, VmConfig *c) {
         return 0;
 }
 
+/* "agent_file_paths": guest path prefixes, each absolute and normalised as the
+ * lexical check needs it (policy_guest_path_is_normal()). An empty list is
+ * allowed: no guest file for anyone but root. */
+static int parse_agent_file_paths(ParseCtx *ctx, json_t *arr, VmConfig *c) {
+        char p[64];
+        size_t i;
+        json_t *v;
+
+        if (!json_is_array(arr))
+                return fail(ctx, "$.agent_file_paths", "must be an array of guest paths");
+        if (json_array_size(arr) > POLICY_GUEST_PATH_PREFIXES_MAX)
+                return fail(ctx, "$.agent_file_paths", "has more than %u paths", POLICY_GUEST_PATH_PREFIXES_MAX);
+        c->agent_file_paths = calloc(1, sizeof(char *));
+        if (!c->agent_file_paths)
+                return -ENOMEM;
+        json_array_foreach(arr, i, v) {
+                snprintf(p, sizeof p, "$.agent_file_paths[%zu]", i);
+                if (!json_is_string(v) || json_string_length(v) != strlen(json_string_value(v)))
+                        return fail(ctx, p, "must be a string");
+                if (!policy_guest_path_is_normal(json_string_value(v)))
+                        return fail(ctx, p,
+                                    "must be an absolute, normalised guest path (no empty, '.' or '..' component, "
+                                    "no trailing '/', no backslash, at most %u bytes)", POLICY_GUEST_PATH_MAX);
+                if (strv_extend(&c->agent_file_paths, json_string_value(v)) < 0)
+                        return -ENOMEM;
+        }
+        return 0;
+}
+
 static int parse_root(ParseCtx *ctx, json_t *root, VmConfig *c) {
         static const char * const keys[] = { "qemu",      "run_as", "agent", "sandbox", "autostart",
-                                             "shutdown_timeout_sec", "acl", NULL };
+                                             "shutdown_timeout_sec", "acl", "agent_file_paths", NULL };
         uint64_t v;
         json_t *o;
         int r;
@@ -608,6 +637,12 @@ static int parse_root(ParseCtx *ctx, json_t *root, VmConfig *c) {
         o = json_object_get(root, "acl");
         if (o) {
                 r = parse_acl(ctx, o, "$.acl", &c->acl, &c->n_acl);
+                if (r < 0)
+                        return r;
+        }
+        o = json_object_get(root, "agent_file_paths");
+        if (o) {
+                r = parse_agent_file_paths(ctx, o, c);
                 if (r < 0)
                         return r;
         }
@@ -751,6 +786,7 @@ VmConfig *vm_config_free(VmConfig *c) {
         }
         free(c->drives);
         strv_free(c->extra_args);
+        strv_free(c->agent_file_paths);
         free(c->run_as_groups);
         free(c->acl);
         free(c);

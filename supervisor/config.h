@@ -66,6 +66,11 @@ typedef struct VmConfig {
 
         AclEntry *acl;
         size_t n_acl;
+
+        /* Guest path prefixes non-root callers may open files under (guest-file-open,
+         * ReadFile, WriteFile): a NULL-terminated list, possibly empty; NULL when the
+         * definition has no "agent_file_paths" (no confinement). */
+        char **agent_file_paths;
 } VmConfig;
 
 /* True when name matches ^[A-Za-z_][A-Za-z0-9_-]{0,63}$. */

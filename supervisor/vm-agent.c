@@ -166,7 +166,7 @@ static int method_command(sd_bus_message *m, void *userdata, sd_bus_error *error
         r = vm_bus_caller(vm, m, &caller, &privs, error);
         if (r < 0)
                 goto finish;
-        r = policy_check_qga(cmd, &caller, privs, msg, sizeof msg);
+        r = policy_check_qga_confined(cmd, &caller, privs, vm->config->agent_file_paths, msg, sizeof msg);
         if (r < 0) {
                 r = vm_bus_policy_error(error, r, msg);
                 goto finish;

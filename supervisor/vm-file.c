@@ -474,7 +474,7 @@ static int xfer_new(Vm *vm, sd_bus_message *m, bool writing, const char *path, i
         return 0;
 }
 
-static int require_file_privilege(Vm *vm, sd_bus_message *m, bool write, sd_bus_error *error) {
+static int require_file_privilege(Vm *vm, sd_bus_message *m, bool write, const char *path, sd_bus_error *error) {
         char msg[256];
         Caller caller;
         PrivSet privs;
@@ -484,6 +484,8 @@ static int require_file_privilege(Vm *vm, sd_bus_message *m, bool write, sd_bus_
         if (r < 0)
                 return r;
         r = policy_check_file_transfer(write, &caller, privs, msg, sizeof msg);
+        if (r >= 0)
+                r = policy_check_guest_path(path, vm->config->agent_file_paths, &caller, msg, sizeof msg);
         if (r < 0)
                 return vm_bus_policy_error(error, r, msg);
         return 0;
@@ -504,7 +506,7 @@ int vm_method_read_file(sd_bus_message *m, void *userdata, sd_bus_error *error) 
         r = xfer_check_fd(fd, false, error);
         if (r < 0)
                 return r;
-        r = require_file_privilege(vm, m, false, error);
+        r = require_file_privilege(vm, m, false, path, error);
         if (r < 0)
                 return r;
         r = vm_agent_available(vm, error);
@@ -531,7 +533,7 @@ int vm_method_write_file(sd_bus_message *m, void *userdata, sd_bus_error *error)
         r = xfer_check_fd(fd, true, error);
         if (r < 0)
                 return r;
-        r = require_file_privilege(vm, m, true, error);
+        r = require_file_privilege(vm, m, true, path, error);
         if (r < 0)
                 return r;
         r = vm_agent_available(vm, error);

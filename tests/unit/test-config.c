@@ -108,6 +108,17 @@ static const BadCase bad_cases[] = {
         { "{\"qemu\":{}, \"acl\":[{\"user\":\"root\",\"privileges\":[1]}]}", "$.acl[0].privileges[0]: must be a string" },
         { "{\"qemu\":{}, \"acl\":[{\"user\":\"\",\"privileges\":[]}]}", "$.acl[0].user: must be a non-empty string" },
         { "{\"qemu\":{}, \"acl\":[{\"user\":\"99999999999\",\"privileges\":[]}]}", "$.acl[0].user: id 99999999999 is out of range" },
+        { "{\"qemu\":{}, \"agent_file_paths\":\"/data\"}", "$.agent_file_paths: must be an array of guest paths" },
+        { "{\"qemu\":{}, \"agent_file_paths\":[1]}", "$.agent_file_paths[0]: must be a string" },
+        { "{\"qemu\":{}, \"agent_file_paths\":[\"/data\\u0000/x\"]}", "invalid JSON: \\u0000 is not allowed" },
+        { "{\"qemu\":{}, \"agent_file_paths\":[\"data\"]}", "$.agent_file_paths[0]: must be an absolute, normalised" },
+        { "{\"qemu\":{}, \"agent_file_paths\":[\"/ok\",\"/data/\"]}", "$.agent_file_paths[1]: must be an absolute" },
+        { "{\"qemu\":{}, \"agent_file_paths\":[\"/data/../etc\"]}", "$.agent_file_paths[0]: must be an absolute" },
+        { "{\"qemu\":{}, \"agent_file_paths\":[\"//data\"]}", "$.agent_file_paths[0]: must be an absolute" },
+        { "{\"qemu\":{}, \"agent_file_paths\":[\"\"]}", "$.agent_file_paths[0]: must be an absolute" },
+        { "{\"qemu\":{}, \"agent_file_paths\":[\"C:\\\\data\"]}", "$.agent_file_paths[0]: must be an absolute" },
+        { "{\"qemu\":{}, \"agent_file_paths\":[\"/a\",\"/a\",\"/a\",\"/a\",\"/a\",\"/a\",\"/a\",\"/a\",\"/a\",\"/a\",\"/a\",\"/a\",\"/a\",\"/a\",\"/a\",\"/a\",\"/a\",\"/a\",\"/a\",\"/a\",\"/a\",\"/a\",\"/a\",\"/a\",\"/a\",\"/a\",\"/a\",\"/a\",\"/a\",\"/a\",\"/a\",\"/a\",\"/a\",\"/a\",\"/a\",\"/a\",\"/a\",\"/a\",\"/a\",\"/a\",\"/a\",\"/a\",\"/a\",\"/a\",\"/a\",\"/a\",\"/a\",\"/a\",\"/a\",\"/a\",\"/a\",\"/a\",\"/a\",\"/a\",\"/a\",\"/a\",\"/a\",\"/a\",\"/a\",\"/a\",\"/a\",\"/a\",\"/a\",\"/a\",\"/a\"]}",
+          "$.agent_file_paths: has more than 64 paths" },
 };
 
 static void test_bad_definitions(void **state) {
@@ -148,6 +159,7 @@ static void test_defaults(void **state) {
         assert_false(c->has_run_as);
         assert_int_equal(c->n_acl, 0);
         assert_int_equal(c->n_drives, 0);
+        assert_null(c->agent_file_paths); /* absent: no confinement */
 }
 
 static const char full_def[] =
@@ -246,6 +258,24 @@ static void test_reserved_ids_only_in_ids(void **state) {
         }
 }
 
+static void test_agent_file_paths(void **state) {
+        _cleanup_(vm_config_freep) VmConfig *c = NULL, *e = NULL;
+        static const char full[] = "{\"qemu\":{}, \"agent_file_paths\":[\"/data\",\"/tmp/allowed\",\"/\"]}";
+        static const char none[] = "{\"qemu\":{}, \"agent_file_paths\":[]}";
+        char *error = NULL;
+
+        assert_int_equal(vm_config_parse("x.json", "vm1", full, strlen(full), &c, &error), 0);
+        assert_int_equal(strv_length(c->agent_file_paths), 3);
+        assert_string_equal(c->agent_file_paths[0], "/data");
+        assert_string_equal(c->agent_file_paths[1], "/tmp/allowed");
+        assert_string_equal(c->agent_file_paths[2], "/");
+        assert_null(c->agent_file_paths[3]);
+        /* An empty list is a list: confined to nothing, not unconfined. */
+        assert_int_equal(vm_config_parse("x.json", "vm1", none, strlen(none), &e, &error), 0);
+        assert_non_null(e->agent_file_paths);
+        assert_null(e->agent_file_paths[0]);
+}
+
 static void test_vm_names(void **state) {
         static const char * const good[] = { "a", "_", "web1", "Web_1-x", "A234567890123456789012345678901234567890123456789012345678901234", NULL };
         static const char * const bad[] = { "", "1vm", "-x", "a.b", "a/b", "a b", "ä", "a\n",
@@ -305,6 +335,7 @@ int main(void) {
                 cmocka_unit_test(test_full_definition_and_argv),
                 cmocka_unit_test(test_machine_none_has_no_agent_device),
                 cmocka_unit_test(test_reserved_ids_only_in_ids),
+                cmocka_unit_test(test_agent_file_paths),
                 cmocka_unit_test(test_vm_names),
                 cmocka_unit_test(test_acl_file),
                 cmocka_unit_test(test_load_errors),
