@@ -496,6 +496,7 @@ int launch_qemu(int qmp_listen_fd, int qga_listen_fd, LaunchResult *ret) {
         }
         if (reply.error > 0)
                 return -reply.error;
+        log_debug("launcher: QEMU is pid %d", (int) reply.pid);
         *ret = (LaunchResult) {
                 .pid = reply.pid,
                 .pidfd = fds[0],

@@ -19,6 +19,7 @@
 
 #include <cap-ng.h>
 #include <linux/capability.h>
+#include <linux/sockios.h>
 
 #include "log.h"
 #include "sandbox.h"
@@ -132,6 +133,7 @@ static const int supervisor_syscalls[] = {
         SCMP_SYS(openat),
         SCMP_SYS(unlink),         /* a stale socket before bind() */
         SCMP_SYS(chmod),          /* the new sockets: 0600 */
+        SCMP_SYS(getdents64),     /* not seen: the flight recorder lists QEMU's threads after a failed start */
 
         SCMP_SYS(pidfd_send_signal), /* Stop and kills; the pidfd comes from the launcher */
 
@@ -145,7 +147,7 @@ static const int supervisor_syscalls[] = {
 };
 
 /* With argument rules, in sandbox_seccomp_new(). */
-#define SUPERVISOR_SYSCALLS_WITH_ARGS 3
+#define SUPERVISOR_SYSCALLS_WITH_ARGS 4
 
 size_t sandbox_seccomp_allowlist_size(void) {
         return ELEMENTSOF(supervisor_syscalls) + SUPERVISOR_SYSCALLS_WITH_ARGS;
@@ -174,8 +176,13 @@ int sandbox_seccomp_new(SeccompMode mode, scmp_filter_ctx *ret) {
         r = seccomp_rule_add(ctx, SCMP_ACT_ALLOW, SCMP_SYS(socket), 1, SCMP_A0(SCMP_CMP_EQ, AF_UNIX));
         if (r < 0)
                 goto fail;
-        /* sd-bus asks how much a received message holds (FIONREAD); no other ioctl. */
+        /* sd-bus asks how much a received message holds (FIONREAD); the flight recorder asks
+         * the same of the QMP socket after a failed start, and how much QEMU left unread
+         * (SIOCOUTQ); no other ioctl. */
         r = seccomp_rule_add(ctx, SCMP_ACT_ALLOW, SCMP_SYS(ioctl), 1, SCMP_A1(SCMP_CMP_EQ, FIONREAD));
+        if (r < 0)
+                goto fail;
+        r = seccomp_rule_add(ctx, SCMP_ACT_ALLOW, SCMP_SYS(ioctl), 1, SCMP_A1(SCMP_CMP_EQ, SIOCOUTQ));
         if (r < 0)
                 goto fail;
         /* Memory, never executable: the supervisor loads no code after start-up (no mprotect()

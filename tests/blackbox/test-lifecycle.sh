@@ -197,6 +197,13 @@ check_here "supervisor for a VM that cannot start" vmsupd_start vm3
 check_fails "Start reports QEMU's error" "start-failed: .*no-such-device-x" vmcall vm3 VM1 Start
 check_eq "state stopped after a failed start" stopped "$(vmprop_value vm3 State)"
 check_match "StateReason start-failed with QEMU's message" '^start-failed: .*no-such-device-x' "$(vmprop_value vm3 StateReason)"
+# The flight recorder: what led to the failure, debug messages included, although the
+# supervisor logs at info level.
+check "a failed start writes the flight recorder to the log" grep -q 'flight recorder: VM vm3: start failed' "$T/logs/vm3.log"
+check "… with the debug-level story of the start" grep -qE 'flight recorder: -[0-9.]+ s D launcher: QEMU is pid [0-9]+' "$T/logs/vm3.log"
+check "… and QEMU's own words" grep -qE 'flight recorder: -[0-9.]+ s I qemu: .*no-such-device-x' "$T/logs/vm3.log"
+check "debug messages are not logged otherwise" bash -c "! grep -v 'flight recorder' '$T/logs/vm3.log' | grep -q 'launcher: QEMU is pid'"
+
 
 # --- SIGTERM: graceful shutdown (forced after shutdown_timeout_sec), exit 0
 check "Start vm1 for SIGTERM" vmcall vm1 VM1 Start
