@@ -867,7 +867,8 @@ int vm_config_build_argv(const VmConfig *c, const char *binary, const QemuFds *f
                 ADD("on,obsolete=deny,elevateprivileges=deny,spawn=deny,resourcecontrol=deny");
         }
         ADD("-chardev");
-        ADDF("socket,id=" VMSUP_QMP_ID ",fd=%d,server=on,wait=off", fds->qmp_listen_fd);
+        /* A connection made before exec, not a listener: see vm_start() for why. */
+        ADDF("socket,id=" VMSUP_QMP_ID ",fd=%d,server=off", fds->qmp_fd);
         ADD("-mon");
         ADD("chardev=" VMSUP_QMP_ID ",mode=control");
         if (!streq(c->machine, "none")) {

@@ -87,7 +87,7 @@ int acl_file_parse(const char *path, const char *text, size_t len, AclEntry **re
 
 /* The descriptors the launcher hands QEMU, by their number in QEMU's process. */
 typedef struct QemuFds {
-        int qmp_listen_fd;
+        int qmp_fd;        /* QEMU's end of a connected stream socket pair: the monitor's only connection */
         int qga_listen_fd; /* -1 without agent */
 } QemuFds;
 

@@ -122,8 +122,8 @@ static const int supervisor_syscalls[] = {
         SCMP_SYS(sendmsg),        /* D-Bus (with SCM_RIGHTS), the launcher's requests */
         SCMP_SYS(recvmsg),        /* D-Bus (with SCM_RIGHTS), the launcher's answers */
         SCMP_SYS(sendto),         /* send() to QMP and the agent; sd_notify() */
-        SCMP_SYS(connect),        /* the QMP and agent sockets at each Start */
-        SCMP_SYS(bind),           /* the QMP and agent listening sockets at each Start */
+        SCMP_SYS(connect),        /* the agent socket at each Start */
+        SCMP_SYS(bind),           /* the agent's listening socket at each Start */
         SCMP_SYS(listen),
         SCMP_SYS(setsockopt),     /* sd_notify(): SO_SNDBUF */
         SCMP_SYS(getsockopt),
@@ -172,7 +172,7 @@ int sandbox_seccomp_new(SeccompMode mode, scmp_filter_ctx *ret) {
                 if (r < 0)
                         goto fail;
         }
-        /* Local sockets only: QMP, the agent, sd_notify(). */
+        /* Local sockets only: the agent, sd_notify(). */
         r = seccomp_rule_add(ctx, SCMP_ACT_ALLOW, SCMP_SYS(socket), 1, SCMP_A0(SCMP_CMP_EQ, AF_UNIX));
         if (r < 0)
                 goto fail;

@@ -701,8 +701,8 @@ static int on_start_timeout(sd_event_source *s, uint64_t usec, void *userdata) {
 }
 
 int vm_start(Vm *vm, sd_bus_message *m) {
-        _cleanup_close_ int qmp_listen = -EBADF, qga_listen = -EBADF, qmp_fd = -EBADF;
-        LaunchResult lr = { .pidfd = -EBADF, .exit_fd = -EBADF, .stderr_fd = -EBADF };
+        _cleanup_close_ int qga_listen = -EBADF, qmp_fd = -EBADF;
+        LaunchResult lr = { .pidfd = -EBADF, .exit_fd = -EBADF, .qmp_fd = -EBADF, .stderr_fd = -EBADF };
         int r;
 
         if (vm->state == VM_STARTING)
@@ -710,18 +710,11 @@ int vm_start(Vm *vm, sd_bus_message *m) {
         if (vm_is_active(vm))
                 return -EBUSY;
 
-        qmp_listen = make_listen_socket(vm->runtime_dir, "qmp.sock");
-        if (qmp_listen < 0)
-                return log_error_errno(qmp_listen, "Failed to create the QMP socket in %s: %m", vm->runtime_dir);
         if (vm->qga && vm_config_has_agent_device(vm->config)) {
                 qga_listen = make_listen_socket(vm->runtime_dir, "qga.sock");
                 if (qga_listen < 0)
                         return log_error_errno(qga_listen, "Failed to create the agent socket: %m");
         }
-        qmp_fd = connect_socket(vm->runtime_dir, "qmp.sock");
-        if (qmp_fd < 0)
-                return log_error_errno(qmp_fd, "Failed to connect the QMP socket: %m");
-        log_debug("VM %s: QMP connection fd %d", vm->config->name, qmp_fd);
 
         /* Forget the previous run's facts. */
         vm->flight_dumped = false;
@@ -732,7 +725,16 @@ int vm_start(Vm *vm, sd_bus_message *m) {
         vm->stderr_len = 0;
         vm->stderr_last[0] = '\0';
 
-        r = launch_qemu(qmp_listen, qga_listen, &lr);
+        /* QMP runs on a socket pair the launcher connects before QEMU exists: QEMU's monitor
+         * gets a connection, not a listener. With a listener and our connection already in
+         * its backlog (as this was done before), QEMU 7.2 watches the listener from its main
+         * loop until the monitor's I/O thread takes it over; on a loaded host both threads
+         * could see it readable, one accepted our connection and the other blocked in
+         * accept() for good. When the main thread was the one blocked, QEMU greeted (from the
+         * I/O thread) but never executed qmp_capabilities, and the start timed out. A
+         * connected chardev is set up before the monitor exists and never accepted, so no
+         * thread races for it. */
+        r = launch_qemu(qga_listen, &lr);
         if (r < 0) {
                 _cleanup_free_ char *why = NULL;
                 if (asprintf(&why, "start-failed: %s%s", r == -ENOENT ? "QEMU binary not found: " : "",
@@ -744,6 +746,8 @@ int vm_start(Vm *vm, sd_bus_message *m) {
                 vm_set_state(vm, VM_STOPPED, why ?: "start-failed");
                 return r;
         }
+        qmp_fd = lr.qmp_fd;
+        log_debug("VM %s: QMP connection fd %d", vm->config->name, qmp_fd);
         vm->pid = lr.pid;
         vm->pidfd = lr.pidfd;
         vm->stderr_fd = lr.stderr_fd;

@@ -170,7 +170,7 @@ static bool argv_has_pair(char **argv, const char *a, const char *b) {
 static void test_full_definition_and_argv(void **state) {
         _cleanup_(vm_config_freep) VmConfig *c = NULL;
         _cleanup_strv_free_ char **argv = NULL;
-        QemuFds fds = { .qmp_listen_fd = 3, .qga_listen_fd = 4 };
+        QemuFds fds = { .qmp_fd = 3, .qga_listen_fd = 4 };
         char *error = NULL;
 
         assert_int_equal(vm_config_parse("x.json", "web1", full_def, strlen(full_def), &c, &error), 0);
@@ -193,7 +193,7 @@ static void test_full_definition_and_argv(void **state) {
         assert_true(argv_has_pair(argv, "-smp", "2"));
         assert_true(argv_has_pair(argv, "-m", "768M"));
         assert_true(argv_has_pair(argv, "-sandbox", "on,obsolete=deny,elevateprivileges=deny,spawn=deny,resourcecontrol=deny"));
-        assert_true(argv_has_pair(argv, "-chardev", "socket,id=vmsup-qmp,fd=3,server=on,wait=off"));
+        assert_true(argv_has_pair(argv, "-chardev", "socket,id=vmsup-qmp,fd=3,server=off"));
         assert_true(argv_has_pair(argv, "-mon", "chardev=vmsup-qmp,mode=control"));
         assert_true(argv_has_pair(argv, "-chardev", "socket,id=vmsup-qga,fd=4,server=on,wait=off"));
         assert_true(argv_has_pair(argv, "-device", "virtserialport,bus=vmsup-vserial.0,chardev=vmsup-qga,"
@@ -214,7 +214,7 @@ static void test_machine_none_has_no_agent_device(void **state) {
         _cleanup_(vm_config_freep) VmConfig *c = NULL;
         _cleanup_strv_free_ char **argv = NULL;
         const char def[] = "{\"qemu\":{\"machine\":\"none\",\"accel\":\"tcg\"},\"sandbox\":false}";
-        QemuFds fds = { .qmp_listen_fd = 3, .qga_listen_fd = -1 };
+        QemuFds fds = { .qmp_fd = 3, .qga_listen_fd = -1 };
         char *error = NULL;
 
         assert_int_equal(vm_config_parse("x.json", "n", def, strlen(def), &c, &error), 0);
