@@ -4,6 +4,7 @@
 #   make check             build and run every test (unit, black-box, unit files)
 #   make check SANITIZE=1  the same with ASan+UBSan (build-san/)
 #   make bench             benchmarks
+#   make stress ROUNDS=N   N rounds of 100 concurrent VM starts and stops; counts failures
 #   make demo              a guided session with the bundled tiny guest
 #   make install DESTDIR=... PREFIX=...
 
@@ -119,6 +120,11 @@ check-unit: all tests
 bench: all guest $(BUILD)/bench/vmsup-bench
 	BUILD=$(BUILD) tests/bench/run.sh
 
+# Not part of check either: ROUNDS × 100 QEMUs (`machine: none`), about 10 s a round.
+ROUNDS ?= 50
+stress: all $(BUILD)/bench/vmsup-bench
+	BUILD=$(BUILD) VMSUP_BENCH_ONLY=stress VMSUP_BENCH_STRESS_ROUNDS=$(ROUNDS) tests/bench/run.sh
+
 $(BUILD)/bench/vmsup-bench: $(BENCH_SRCS) $(wildcard tests/bench/*.h) $(BUILD)/libvmsup.a
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $(BENCH_SRCS) $(BUILD)/libvmsup.a $(LDLIBS) -lm -lpthread
@@ -146,6 +152,6 @@ install: all
 clean:
 	rm -rf build build-san
 
-.PHONY: all tests guest check check-unit bench demo deps install clean
+.PHONY: all tests guest check check-unit bench stress demo deps install clean
 
 -include $(shell find $(BUILD) -name '*.d' 2>/dev/null)
