@@ -161,9 +161,10 @@ void bench_stress(void) {
                 starts += 2 * cfg.fleet;
                 failures += f;
                 rounds_done++;
-                printf("vmsup-bench: stress round %u/%u: %u failed starts (all %u up in %.1f s, restarted in %.1f s)\n",
-                       round + 1, cfg.stress_rounds, f, cfg.fleet, (double) (now_ns() - t0) / 1e9,
-                       (double) restart.v[restart.n - 1] / 1e9);
+                printf("vmsup-bench: stress round %u/%u: %u failed starts (all %u up in %.1f s, restarted in %.1f s, "
+                       "round %.1f s)\n",
+                       round + 1, cfg.stress_rounds, f, cfg.fleet, (double) up.v[up.n - 1] / 1e9,
+                       (double) restart.v[restart.n - 1] / 1e9, (double) (now_ns() - t0) / 1e9);
         }
 
         {
