@@ -6,7 +6,8 @@
 #   make bench             benchmarks
 #   make stress ROUNDS=N   N rounds of 100 concurrent VM starts and stops; counts failures
 #   make demo              a guided session with the bundled tiny guest
-#   make install DESTDIR=... PREFIX=...
+#   make install DESTDIR=... PREFIX=...  (ships a sysusers.d entry for the user QEMU runs
+#                                          as by default, vmsup-qemu: run systemd-sysusers)
 
 PREFIX      ?= /usr
 SBINDIR     ?= $(PREFIX)/sbin
@@ -16,6 +17,7 @@ DATADIR     ?= $(PREFIX)/share
 UNITDIR     ?= /lib/systemd/system
 DBUSDIR     ?= $(DATADIR)/dbus-1/system.d
 TMPFILESDIR ?= /usr/lib/tmpfiles.d
+SYSUSERSDIR ?= /usr/lib/sysusers.d
 MANDIR      ?= $(DATADIR)/man
 DOCDIR      ?= $(DATADIR)/doc/vmsup
 
@@ -137,7 +139,7 @@ deps:
 
 install: all
 	install -d $(DESTDIR)$(SBINDIR) $(DESTDIR)$(BINDIR) $(DESTDIR)$(UNITDIR) \
-	        $(DESTDIR)$(DBUSDIR) $(DESTDIR)$(TMPFILESDIR) $(DESTDIR)$(SYSCONFDIR)/vmsup/vms \
+	        $(DESTDIR)$(DBUSDIR) $(DESTDIR)$(TMPFILESDIR) $(DESTDIR)$(SYSUSERSDIR) $(DESTDIR)$(SYSCONFDIR)/vmsup/vms \
 	        $(DESTDIR)$(DOCDIR) $(DESTDIR)$(MANDIR)/man8
 	install -m 0755 $(BUILD)/vmsupd $(DESTDIR)$(SBINDIR)/vmsupd
 	$(if $(wildcard $(BUILD)/vmsupctl),install -m 0755 $(BUILD)/vmsupctl $(DESTDIR)$(BINDIR)/vmsupctl)
@@ -145,6 +147,7 @@ install: all
 	chmod 0644 $(DESTDIR)$(UNITDIR)/vmsup@.service
 	install -m 0644 units/org.vmsup.VM.conf $(DESTDIR)$(DBUSDIR)/org.vmsup.VM.conf
 	install -m 0644 units/vmsup.tmpfiles $(DESTDIR)$(TMPFILESDIR)/vmsup.conf
+	install -m 0644 units/vmsup.sysusers $(DESTDIR)$(SYSUSERSDIR)/vmsup.conf
 	install -m 0644 units/example.json $(DESTDIR)$(DOCDIR)/example.json
 	install -m 0644 README.md docs/*.md $(DESTDIR)$(DOCDIR)/
 	$(if $(wildcard docs/vmsupd.8),install -m 0644 docs/vmsupd.8 $(DESTDIR)$(MANDIR)/man8/vmsupd.8)

@@ -356,6 +356,12 @@ _noreturn_ static void launcher_run(const VmConfig *c, int sock, pid_t superviso
         if (getppid() != supervisor)
                 _exit(EXIT_FAILURE);
         (void) prctl(PR_SET_NAME, "vmsupd-launcher");
+        /* Not dumpable: the supervisor runs as the same uid, and a compromised supervisor must
+         * not write the launcher's memory through /proc/PID/mem (or attach to it) to start
+         * something else than QEMU with the launcher's capabilities. Only CAP_SYS_PTRACE gets
+         * past this now. QEMU is dumpable again after its exec. */
+        if (prctl(PR_SET_DUMPABLE, 0) < 0)
+                _exit(EXIT_FAILURE);
         /* Nothing of the supervisor's but stdin/stdout/stderr and our socket. */
         sock = move_fd_high(sock, 3);
         if (sock < 0 || dup2(sock, 3) < 0)
