@@ -219,6 +219,12 @@ _noreturn_ static void child_exec(const VmConfig *c, char **argv, pid_t parent, 
         /* No capabilities, run_as's ids and groups, NO_NEW_PRIVS. Messages go to the pipe. */
         if (sandbox_apply(&policy) < 0)
                 child_fail(EPERM, "confinement");
+        /* The kernel clears the parent-death signal when the ids change: set it again, as
+         * QEMU's user, or a QEMU with run_as would outlive the launcher. */
+        if (prctl(PR_SET_PDEATHSIG, SIGKILL) < 0)
+                child_fail(errno, "PR_SET_PDEATHSIG");
+        if (getppid() != parent)
+                _exit(1);
 
         execv(argv[0], argv);
         child_fail(errno, argv[0]);

@@ -67,7 +67,7 @@ uint64_t sandbox_supervisor_caps(const VmConfig *c) {
 
         /* Signals to QEMU (Stop's SIGTERM/SIGKILL, kills on protocol errors) go through its
          * pidfd, but pidfd_send_signal() checks permission like kill(): a QEMU running as
-         * run_as is another user's process. Without run_as QEMU is uid 0 like the supervisor. */
+         * run_as is another user's process. With run_as root QEMU is uid 0 like the supervisor. */
         if (c->has_run_as)
                 caps |= SANDBOX_CAP(CAP_KILL);
         /* Nothing else: the supervisor's files (its runtime directory and sockets) are its own,
@@ -76,13 +76,16 @@ uint64_t sandbox_supervisor_caps(const VmConfig *c) {
 }
 
 uint64_t sandbox_launcher_caps(const VmConfig *c) {
-        /* Without run_as, QEMU keeps the launcher's identity, uid 0 without capabilities, and
+        /* With run_as root, QEMU keeps the launcher's identity, uid 0 without capabilities, and
          * the launcher needs nothing to start it. */
         if (!c->has_run_as)
                 return 0;
         /* QEMU's child: setgroups() and setresgid() (CAP_SETGID), setresuid() (CAP_SETUID), and
-         * emptying the bounding set before that (CAP_SETPCAP). */
-        return SANDBOX_CAP(CAP_SETUID) | SANDBOX_CAP(CAP_SETGID) | SANDBOX_CAP(CAP_SETPCAP);
+         * emptying the bounding set before that (CAP_SETPCAP). CAP_KILL: QEMU's parent-death
+         * signal is sent with the dying launcher's credentials and checked like kill(), so
+         * without it a QEMU of another uid would outlive the launcher; the launcher's own
+         * SIGKILL of a QEMU nobody would manage needs it too. */
+        return SANDBOX_CAP(CAP_SETUID) | SANDBOX_CAP(CAP_SETGID) | SANDBOX_CAP(CAP_SETPCAP) | SANDBOX_CAP(CAP_KILL);
 }
 
 /* ---- the supervisor's system calls ----

@@ -68,8 +68,8 @@ lau=$(launcher_of "$sup")
 check_match "the launcher is vmsupd's child" '^[0-9]+$' "$lau"
 check_eq "launcher: Seccomp 0 (QEMU must not inherit a filter)" 0 "$(status "$lau" Seccomp)"
 check_eq "launcher: NoNewPrivs 1" 1 "$(status "$lau" NoNewPrivs)"
-check_eq "launcher: CapEff is CAP_SETGID|CAP_SETUID|CAP_SETPCAP" 00000000000001c0 "$(status "$lau" CapEff)"
-check_eq "launcher: CapBnd is CAP_SETGID|CAP_SETUID|CAP_SETPCAP" 00000000000001c0 "$(status "$lau" CapBnd)"
+check_eq "launcher: CapEff is CAP_KILL|CAP_SETGID|CAP_SETUID|CAP_SETPCAP" 00000000000001e0 "$(status "$lau" CapEff)"
+check_eq "launcher: CapBnd is CAP_KILL|CAP_SETGID|CAP_SETUID|CAP_SETPCAP" 00000000000001e0 "$(status "$lau" CapBnd)"
 check_eq "launcher: descriptors 0-2 and its socket" "0 1 2 3" "$(fds "$lau" | cut -d' ' -f1 | xargs)"
 check_match "launcher: fd 3 is a socket" '^socket:' "$(fds "$lau" | awk '$1 == 3 { print $2 }')"
 
@@ -156,7 +156,7 @@ sup=${VMSUPD_PID[dflt]}
 lau=$(launcher_of "$sup")
 check_eq "vmsupd without run_as: CAP_KILL only (QEMU is another uid)" "0000000000000020 0000000000000020 2" \
         "$(status "$sup" CapEff) $(status "$sup" CapBnd) $(status "$sup" Seccomp)"
-check_eq "launcher without run_as: CAP_SETGID|CAP_SETUID|CAP_SETPCAP" "00000000000001c0 00000000000001c0" \
+check_eq "launcher without run_as: CAP_KILL|CAP_SETGID|CAP_SETUID|CAP_SETPCAP" "00000000000001e0 00000000000001e0" \
         "$(status "$lau" CapEff) $(status "$lau" CapBnd)"
 check "Start" vmcall dflt VM1 Start
 qpid=$(vmprop_value dflt Pid)
@@ -165,7 +165,13 @@ check_eq "QEMU without run_as: Gid is vmsup-qemu's group, no other group" "$D_GI
         "$(status "$qpid" Gid | xargs)|$(status "$qpid" Groups | xargs)"
 check_eq "QEMU without run_as: no capabilities, NoNewPrivs" "0000000000000000 0000000000000000 1" \
         "$(status "$qpid" CapEff) $(status "$qpid" CapBnd) $(status "$qpid" NoNewPrivs)"
-check "Stop" vmcall dflt VM1 Stop
+# Its parent-death signal survives the change of ids, and the launcher may send it.
+kill -KILL "$lau"
+gone=no
+for i in $(seq 100); do kill -0 "$qpid" 2>/dev/null || { gone=yes; break; }; sleep 0.05; done
+check_eq "QEMU as vmsup-qemu dies with the launcher too" yes "$gone"
+{ wait "$sup"; } 2>/dev/null
+unset "VMSUPD_PID[dflt]"
 
 # --- run_as root, sandbox false: QEMU carries no filter at all, so none is inherited from the supervisor
 define_vm nosb "$(none_def "$ROOT_AS" false)"
