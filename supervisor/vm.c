@@ -294,15 +294,14 @@ static void log_qemu_threads(Vm *vm) {
         closedir(d);
 }
 
-/* A start or run failed: record what the sockets and QEMU's process say now, then write the
- * flight recorder out (once per run: the first failure tells the story). */
-static void vm_flight_dump(Vm *vm, const char *why) {
+/* Records what the sockets and QEMU's process say now (once per run: at the first failure,
+ * while QEMU still lives). */
+static void vm_flight_note(Vm *vm) {
         char a[256], b[256];
-        _cleanup_free_ char *header = NULL;
 
-        if (vm->flight_dumped)
+        if (vm->flight_noted)
                 return;
-        vm->flight_dumped = true;
+        vm->flight_noted = true;
         if (vm->start_qmp_fd >= 0) {
                 struct pollfd p = { .fd = vm->start_qmp_fd, .events = POLLIN };
                 int ours = -1, theirs = -1;
@@ -325,6 +324,20 @@ static void vm_flight_dump(Vm *vm, const char *why) {
                                   : "no QMP client");
         if (vm->pid > 0)
                 log_qemu_threads(vm);
+}
+
+/* A start or run failed: records the state of things, and writes the flight recorder out
+ * (once per run). While starting, QEMU's exit follows (it was killed, or it fails on its own,
+ * and then its last words on stderr often arrive after its monitor went away): the record
+ * is written when that exit ends the start, with those words in it. */
+static void vm_flight_dump(Vm *vm, const char *why) {
+        _cleanup_free_ char *header = NULL;
+
+        if (vm->pid > 0)
+                vm_flight_note(vm);
+        if (vm->flight_dumped || (vm->state == VM_STARTING && vm->pid > 0))
+                return;
+        vm->flight_dumped = true;
         if (asprintf(&header, "VM %s: %s", vm->config->name, why) < 0)
                 header = NULL;
         (void) log_ring_dump(LOG_WARNING, header ?: why);
@@ -717,7 +730,7 @@ int vm_start(Vm *vm, sd_bus_message *m) {
         }
 
         /* Forget the previous run's facts. */
-        vm->flight_dumped = false;
+        vm->flight_dumped = vm->flight_noted = false;
         vm_start_diag_close(vm);
         vm->shutdown_reason = mfree(vm->shutdown_reason);
         vm->kill_reason = mfree(vm->kill_reason);

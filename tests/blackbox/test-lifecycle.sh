@@ -216,7 +216,8 @@ chmod +x "$T/mute-qemu"
 define_vm vm5 "{ \"qemu\": { \"binary\": \"$T/mute-qemu\", \"machine\": \"none\", \"accel\": \"tcg\" }, \"autostart\": false }"
 check_here "supervisor for a VM whose monitor goes away" vmsupd_start vm5
 check_fails "Start fails" "start-failed" vmcall vm5 VM1 Start
-check "the flight recorder tells the QMP failure" grep -qE 'flight recorder: VM vm5: QMP (failed|lost)' "$T/logs/vm5.log"
+check "the flight recorder tells the failed start and its QMP failure" \
+        bash -c "grep -q 'flight recorder: VM vm5: start failed' '$T/logs/vm5.log' && grep -qE 'flight recorder: .* W VM vm5: QMP (protocol error|connection lost)' '$T/logs/vm5.log'"
 check "… with the greeting and the end of the connection" \
         bash -c "grep -q 'flight recorder: .* D QMP greeting from QEMU 7.2.0' '$T/logs/vm5.log' && grep -q 'flight recorder: .* D QMP connection ended' '$T/logs/vm5.log'"
 check "… and QEMU's threads" grep -qE 'flight recorder: .* D VM vm5: QEMU thread [0-9]+ "[^"]+": state [A-Z]' "$T/logs/vm5.log"
