@@ -4,8 +4,10 @@
 #   make check             build and run every test (unit, black-box, unit files)
 #   make check SANITIZE=1  the same with ASan+UBSan (build-san/)
 #   make bench             benchmarks
+#   make stress ROUNDS=N   N rounds of 100 concurrent VM starts and stops; counts failures
 #   make demo              a guided session with the bundled tiny guest
-#   make install DESTDIR=... PREFIX=...
+#   make install DESTDIR=... PREFIX=...  (ships a sysusers.d entry for the user QEMU runs
+#                                          as by default, vmsup-qemu: run systemd-sysusers)
 #   make deps              install the Debian packages that are missing (as root;
 #                          demo, check and bench run it first)
 #
@@ -19,6 +21,7 @@ DATADIR     ?= $(PREFIX)/share
 UNITDIR     ?= /lib/systemd/system
 DBUSDIR     ?= $(DATADIR)/dbus-1/system.d
 TMPFILESDIR ?= /usr/lib/tmpfiles.d
+SYSUSERSDIR ?= /usr/lib/sysusers.d
 MANDIR      ?= $(DATADIR)/man
 DOCDIR      ?= $(DATADIR)/doc/vmsup
 COMPLETIONDIR ?= $(DATADIR)/bash-completion/completions
@@ -142,7 +145,7 @@ guest:
 
 # demo, check and bench are what a fresh machine runs (README): the packages
 # first, then a second make, which reads pkg-config's answers once they exist.
-demo check bench: deps
+demo check bench stress: deps
 	+@$(MAKE) --no-print-directory $@-run
 
 check-run: all tests guest
@@ -154,6 +157,11 @@ check-unit: all tests
 # Not part of check: minutes of wall time and two TCG guests (tests/bench/run.sh).
 bench-run: all guest $(BUILD)/bench/vmsup-bench
 	BUILD=$(BUILD) tests/bench/run.sh
+
+# Not part of check either: ROUNDS × 100 QEMUs (`machine: none`), about 10 s a round.
+ROUNDS ?= 50
+stress-run: all $(BUILD)/bench/vmsup-bench
+	BUILD=$(BUILD) VMSUP_BENCH_ONLY=stress VMSUP_BENCH_STRESS_ROUNDS=$(ROUNDS) tests/bench/run.sh
 
 $(BUILD)/bench/vmsup-bench: $(BENCH_SRCS) $(wildcard tests/bench/*.h) $(BUILD)/libvmsup.a
 	@mkdir -p $(dir $@)
@@ -167,7 +175,7 @@ deps:
 
 install: all
 	install -d $(DESTDIR)$(SBINDIR) $(DESTDIR)$(BINDIR) $(DESTDIR)$(UNITDIR) \
-	        $(DESTDIR)$(DBUSDIR) $(DESTDIR)$(TMPFILESDIR) $(DESTDIR)$(SYSCONFDIR)/vmsup/vms \
+	        $(DESTDIR)$(DBUSDIR) $(DESTDIR)$(TMPFILESDIR) $(DESTDIR)$(SYSUSERSDIR) $(DESTDIR)$(SYSCONFDIR)/vmsup/vms \
 	        $(DESTDIR)$(DOCDIR) $(DESTDIR)$(MANDIR)/man1 $(DESTDIR)$(MANDIR)/man5 $(DESTDIR)$(MANDIR)/man8 \
 	        $(DESTDIR)$(COMPLETIONDIR) $(DESTDIR)$(INTERFACESDIR)
 	install -m 0755 $(BUILD)/vmsupd $(DESTDIR)$(SBINDIR)/vmsupd
@@ -176,6 +184,7 @@ install: all
 	chmod 0644 $(DESTDIR)$(UNITDIR)/vmsup@.service
 	install -m 0644 units/org.vmsup.VM.conf $(DESTDIR)$(DBUSDIR)/org.vmsup.VM.conf
 	install -m 0644 units/vmsup.tmpfiles $(DESTDIR)$(TMPFILESDIR)/vmsup.conf
+	install -m 0644 units/vmsup.sysusers $(DESTDIR)$(SYSUSERSDIR)/vmsup.conf
 	install -m 0644 units/example.json $(DESTDIR)$(DOCDIR)/example.json
 	install -m 0644 README.md docs/*.md $(DESTDIR)$(DOCDIR)/
 	install -m 0644 completion/vmsupctl.bash $(DESTDIR)$(COMPLETIONDIR)/vmsupctl
@@ -187,6 +196,6 @@ install: all
 clean:
 	rm -rf build build-san
 
-.PHONY: all tests guest check check-run check-unit bench bench-run demo demo-run deps install clean
+.PHONY: all tests guest check check-run check-unit bench bench-run stress stress-run demo demo-run deps install clean
 
 -include $(shell find $(BUILD) -name '*.d' 2>/dev/null)

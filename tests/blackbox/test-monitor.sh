@@ -15,9 +15,14 @@ U_NONE=vmsupm-none  # no ACL entry
 for u in $U_MON $U_MOD $U_SYS $U_AUD $U_NONE; do ensure_user "$u"; done
 bus_start || exit 1
 host_acl '{ "acl": [] }'
+# Where QEMU (vmsup-qemu) may write: the files the refused commands would have made, and
+# root's chardev file.
+W=$T/qemu-writable
+install -d -o vmsup-qemu -g vmsup-qemu -m 0700 "$W"
 # A qcow2 disk (internal snapshots, resizing), a secret object (qom-get) and a
 # ring buffer (ringbuf_*): what the commands that reach beyond the VM act on.
 qemu-img create -q -f qcow2 "$T/disk.qcow2" 16M || not_ok "qemu-img created the test disk"
+chown vmsup-qemu:vmsup-qemu "$T/disk.qcow2"
 define_vm mon "{ \"qemu\": { \"binary\": \"$QEMU\", \"machine\": \"none\", \"accel\": \"tcg\", \"memory_mib\": 32,
   \"drives\": [ { \"file\": \"$T/disk.qcow2\", \"format\": \"qcow2\", \"interface\": \"none\" } ],
   \"extra_args\": [ \"-object\", \"secret,id=sec0,data=hunter2-passphrase\", \"-chardev\", \"ringbuf,id=rb0,size=4096\" ] },
@@ -74,7 +79,7 @@ intact() {
         chardevs=$(reply_of qmp root '{"execute":"query-chardev"}')
         [[ $chardevs == *'"label":"vmsup-qmp"'* ]] || { echo "query-chardev: $chardevs"; return 1; }
         [[ $chardevs != *'"label":"x"'* ]] || { echo "chardev x exists: $chardevs"; return 1; }
-        for f in "$T/x" "$T/y" "$T/migrated"; do
+        for f in "$W/x" "$W/y" "$W/migrated"; do
                 [[ ! -e $f ]] || { echo "$f exists"; return 1; }
         done
 }
@@ -131,8 +136,8 @@ check_fails "Sys.Modify without VM.Monitor: Execute stop refused" "$NEEDS_MONITO
 check "still running, same QEMU" intact
 
 # --- root-only HMP commands: refused to every non-root caller, QEMU untouched
-root_only=("migrate exec:touch $T/migrated" "dump-guest-memory $T/x" "chardev-add file,id=x,path=$T/y"
-           gdbserver quit q "pmemsave 0 4096 $T/x" "screendump $T/x" 'device_add pci-bridge,id=x'
+root_only=("migrate exec:touch $W/migrated" "dump-guest-memory $W/x" "chardev-add file,id=x,path=$W/y"
+           gdbserver quit q "pmemsave 0 4096 $W/x" "screendump $W/x" 'device_add pci-bridge,id=x'
            'qom-set /machine x y' 'nosuchcommand')
 for cmd in "${root_only[@]}"; do
         check_fails "Sys.Modify: '${cmd%% *}' is root-only" "$ROOT_ONLY" hmp $U_MOD "$cmd"
@@ -327,8 +332,8 @@ chardevs=$(reply_of qmp root '{"execute":"query-chardev"}')
 check "no chardev rootadded yet" test "${chardevs/rootadded/}" = "$chardevs"
 check_match "root: chardev-add null,id=rootadded" '^   string ""$' "$(hmp root 'chardev-add null,id=rootadded' 2>&1 | sed -n 2p)"
 check_match "query-chardev shows rootadded" '"label":"rootadded"' "$(reply_of qmp root '{"execute":"query-chardev"}')"
-check "root: chardev-add of a file" hmp root "chardev-add file,id=rootfile,path=$T/rootfile"
-check "root's chardev created its file (what the refused ones would have done)" test -e "$T/rootfile"
+check "root: chardev-add of a file" hmp root "chardev-add file,id=rootfile,path=$W/rootfile"
+check "root's chardev created its file (what the refused ones would have done)" test -e "$W/rootfile"
 check_match "root: QEMU answers an unknown command itself" "^unknown command: 'QUIT'" "$(reply_of hmp root QUIT)"
 check_match "root: control bytes are QEMU's business (\\v is white space to QEMU)" '^VM status: running' "$(reply_of hmp root $'\vinfo status')"
 check_match "root: one line is one command" 'extraneous characters' "$(reply_of hmp root $'info status\nquit')"
@@ -396,7 +401,7 @@ check_fails "root: bad arguments are QEMU's GenericError" 'QemuError: GenericErr
 # --- human-monitor-command through Execute is judged by the HMP table
 hmc() { printf '{"execute":"human-monitor-command","arguments":{"command-line":"%s"}}' "$1"; }
 check_match "VM.Monitor: human-monitor-command info status" '^"VM status: running\\r\\n"$' "$(reply_of qmp $U_MON "$(hmc 'info status')")"
-check_fails "VM.Monitor: human-monitor-command migrate is root-only" "$DENIED: Command 'migrate' is root-only" qmp $U_MON "$(hmc "migrate exec:touch $T/migrated")"
+check_fails "VM.Monitor: human-monitor-command migrate is root-only" "$DENIED: Command 'migrate' is root-only" qmp $U_MON "$(hmc "migrate exec:touch $W/migrated")"
 check_fails "VM.Monitor: human-monitor-command stop names Sys.Modify" "$NEEDS_SYS" qmp $U_MON "$(hmc stop)"
 check_fails "Sys.Modify: human-monitor-command q is root-only" "$ROOT_ONLY" qmp $U_MOD "$(hmc q)"
 check_fails "Sys.Modify: human-monitor-command \\t-escaped q is root-only" "$ROOT_ONLY" qmp $U_MOD "$(hmc '\tq')"
