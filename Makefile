@@ -4,6 +4,8 @@
 #   make check             build and run every test (unit, black-box, unit files)
 #   make check SANITIZE=1  the same with ASan+UBSan (build-san/)
 #   make bench             benchmarks
+#   make fuzz FUZZ_SECONDS=N   build the libFuzzer harnesses with clang (build-fuzz/)
+#                          and run each N seconds over its corpus (tests/fuzz/)
 #   make demo              a guided session with the bundled tiny guest
 #   make install DESTDIR=... PREFIX=...
 #   make deps              install the Debian packages that are missing (as root;
@@ -22,13 +24,28 @@ TMPFILESDIR ?= /usr/lib/tmpfiles.d
 DOCDIR      ?= $(DATADIR)/doc/vmsup
 
 SANITIZE ?= 0
-ifeq ($(SANITIZE),1)
+FUZZ ?= 0
+ifeq ($(FUZZ),1)
+# libFuzzer needs clang; the harnesses link with -fsanitize=fuzzer, everything else is
+# instrumented for coverage (fuzzer-no-link) and checked by ASan and UBSan.
+BUILD ?= build-fuzz
+CC = clang
+# clang asks for every field of { x, y } initializers that gcc (and the style) accept.
+SANFLAGS = -fsanitize=fuzzer-no-link,address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all \
+           -Wno-missing-field-initializers
+FUZZ_LINK = -fsanitize=fuzzer
+FUZZ_DRIVER =
+else ifeq ($(SANITIZE),1)
 BUILD ?= build-san
 SANFLAGS = -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all
 else
 BUILD ?= build
 SANFLAGS =
 endif
+# Without libFuzzer a harness replays the files it is given (make check).
+FUZZ_LINK ?=
+FUZZ_DRIVER ?= $(BUILD)/tests/fuzz/replay.o
+FUZZ_SECONDS ?= 60
 
 PKGS     = libsystemd jansson libseccomp libcap-ng
 # pkg-config is asked when a recipe first needs its answer (then remembered), not
@@ -59,6 +76,8 @@ UNIT_BINS = $(UNIT_SRCS:tests/unit/%.c=$(BUILD)/tests/%)
 HELPER_SRCS = $(wildcard tests/helpers/*.c)
 HELPER_BINS = $(HELPER_SRCS:tests/helpers/%.c=$(BUILD)/tests/%)
 BENCH_SRCS = $(wildcard tests/bench/*.c)
+FUZZ_SRCS = $(wildcard tests/fuzz/fuzz-*.c)
+FUZZ_BINS = $(FUZZ_SRCS:tests/fuzz/%.c=$(BUILD)/fuzz/%)
 
 BINS = $(BUILD)/vmsupd $(BUILD)/vmsupctl
 
@@ -105,7 +124,18 @@ $(BUILD)/tests/helpers/%.o: tests/helpers/%.c
 $(HELPER_BINS): $(BUILD)/tests/%: $(BUILD)/tests/helpers/%.o $(BUILD)/libvmsup.a
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 
-tests: $(UNIT_BINS) $(HELPER_BINS)
+$(FUZZ_BINS): $(BUILD)/fuzz/%: $(BUILD)/tests/fuzz/%.o $(BUILD)/tests/fuzz/peer.o $(FUZZ_DRIVER) $(BUILD)/libvmsup.a
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS) $(FUZZ_LINK) -o $@ $^ $(LDLIBS)
+
+tests: $(UNIT_BINS) $(HELPER_BINS) $(FUZZ_BINS)
+
+# Not part of check (which replays each corpus once): FUZZ_SECONDS per harness.
+fuzz:
+	+@$(MAKE) --no-print-directory FUZZ=1 fuzz-build
+	FUZZ_SECONDS=$(FUZZ_SECONDS) tests/fuzz/run.sh build-fuzz
+
+fuzz-build: $(FUZZ_BINS)
 
 guest:
 	tests/guest/build-guest.sh
@@ -149,8 +179,8 @@ install: all
 	install -m 0644 README.md docs/*.md $(DESTDIR)$(DOCDIR)/
 
 clean:
-	rm -rf build build-san
+	rm -rf build build-san build-fuzz
 
-.PHONY: all tests guest check check-run check-unit bench bench-run demo demo-run deps install clean
+.PHONY: all tests guest check check-run check-unit bench bench-run demo demo-run deps install clean fuzz fuzz-build
 
 -include $(shell find $(BUILD) -name '*.d' 2>/dev/null)
