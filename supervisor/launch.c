@@ -100,8 +100,8 @@ static int send_with_fds(int sock, const void *buf, size_t len, const int *fds, 
 }
 
 /* Receives one datagram of at most len bytes and at most max_fds descriptors (close-on-exec).
- * Returns the datagram's size (0 at EOF) or -errno; a truncated datagram or descriptor list is
- * -EBADMSG, and then no descriptor is returned. */
+ * Returns the datagram's size (0 at EOF) or -errno; a truncated datagram or descriptor list, or
+ * an empty datagram with descriptors, is -EBADMSG, and then no descriptor is returned. */
 static ssize_t recv_with_fds(int sock, void *buf, size_t len, int flags, int *fds, size_t max_fds,
                              size_t *ret_n_fds) {
         union {
@@ -140,7 +140,8 @@ static ssize_t recv_with_fds(int sock, void *buf, size_t len, int flags, int *fd
                         }
                 }
         }
-        if (bad || (mh.msg_flags & (MSG_TRUNC | MSG_CTRUNC)) || (size_t) k > len) {
+        /* An empty datagram reads like the end of the stream, but the end carries no descriptors. */
+        if (bad || (mh.msg_flags & (MSG_TRUNC | MSG_CTRUNC)) || (size_t) k > len || (k == 0 && n > 0)) {
                 for (size_t i = 0; i < n; i++)
                         safe_close(fds[i]);
                 *ret_n_fds = 0;

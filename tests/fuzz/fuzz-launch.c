@@ -11,6 +11,7 @@
  * then the datagram. */
 
 #include <fcntl.h>
+#include <stdio.h>
 #include <signal.h>
 #include <sys/eventfd.h>
 #include <sys/socket.h>
@@ -28,13 +29,12 @@ typedef struct Request {
         uint32_t n_fds;
 } Request;
 
-static int lowest_free_fd(void) {
-        int fd = dup(0 <= fcntl(0, F_GETFD) ? 0 : 2);
-        if (fd < 0)
-                fd = eventfd(0, EFD_CLOEXEC);
-        FUZZ_ASSERT(fd >= 0);
-        close(fd);
-        return fd;
+#define FD_PROBE_MAX 1024
+
+/* Which of the first FD_PROBE_MAX descriptors are open. */
+static void open_fds(bool ret[FD_PROBE_MAX]) {
+        for (int fd = 0; fd < FD_PROBE_MAX; fd++)
+                ret[fd] = fcntl(fd, F_GETFD) >= 0;
 }
 
 static int make_fd(unsigned kind, int *extra) {
@@ -47,7 +47,10 @@ static int make_fd(unsigned kind, int *extra) {
                 *extra = sv[1];
                 return sv[0];
         case 1:
-                FUZZ_ASSERT(pipe2(p, O_CLOEXEC) == 0);
+                if (pipe2(p, O_CLOEXEC) < 0) {
+                        fprintf(stderr, "pipe2: %m\n");
+                        abort();
+                }
                 *extra = p[0];
                 return p[1];
         case 2:
@@ -87,7 +90,10 @@ static void fuzz_request(const uint8_t *data, size_t size) {
                 memcpy(CMSG_DATA(c), send_fds, sizeof(int) * n_send);
         }
         r = (int) sendmsg(sv[0], &mh, MSG_NOSIGNAL);
-        FUZZ_ASSERT(r == (int) (size - 2));
+        if (r != (int) (size - 2)) {
+                fprintf(stderr, "sendmsg: %d %m\n", r);
+                abort();
+        }
         for (unsigned i = 0; i < n_send; i++) {
                 close(send_fds[i]);
                 if (extra[i] >= 0)
@@ -111,7 +117,7 @@ static void fuzz_request(const uint8_t *data, size_t size) {
                         close(fds[i]);
                 }
         } else if (r == 0)
-                FUZZ_ASSERT(size == 2); /* an empty datagram reads like the end */
+                FUZZ_ASSERT(size == 2 && n_send == 0); /* an empty datagram reads like the end */
         else
                 FUZZ_ASSERT(IN_SET(r, -EBADMSG, -EAGAIN));
 
@@ -139,14 +145,15 @@ static void fuzz_exit_record(const uint8_t *data, size_t size) {
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
-        int before;
+        static bool before[FD_PROBE_MAX], after[FD_PROBE_MAX];
 
         if (size < 2 || size > 65536)
                 return 0;
-        before = lowest_free_fd();
+        open_fds(before);
         fuzz_request(data, size);
         if (data[0] & 0x80)
                 fuzz_exit_record(data + 2, size - 2);
-        FUZZ_ASSERT(lowest_free_fd() == before); /* no descriptor leaked */
+        open_fds(after);
+        FUZZ_ASSERT(memcmp(before, after, sizeof before) == 0); /* no descriptor leaked */
         return 0;
 }
