@@ -12,6 +12,7 @@ packages=(
         dbus-daemon dbus-bin systemd util-linux passwd procps
         busybox-static cpio kmod
         libxml2-utils python3-dbus socat systemd-container clang
+        libclang-rt-14-dev
 )
 
 missing=()

@@ -1,6 +1,6 @@
 #!/bin/bash
-# Runs every test: the cmocka unit tests, the unit-file checks and the black-box
-# suites; ends with one line "N passed, N failed, N skipped" (exit status 1 on
+# Runs every test: the cmocka unit tests, the fuzz corpora (each harness replays
+# its seeds and past crashes once), the unit-file checks and the black-box suites; ends with one line "N passed, N failed, N skipped" (exit status 1 on
 # any failure). A test that did not run (cmocka's skip(), a suite's "# SKIP") is
 # counted as skipped, never as passed.
 #   VMSUP_ONLY=unit|blackbox   run one kind only
@@ -40,6 +40,29 @@ run_unit() {
                 passed=$((passed + n_pass))
                 failed=$((failed + n_fail))
                 skipped=$((skipped + n_skip))
+        done
+}
+
+# Each fuzz harness (built without libFuzzer: it replays the files it is given)
+# over its corpus and the inputs that once crashed it; one check per harness.
+run_fuzz_corpora() {
+        local t name out rc inputs
+        for t in "$BUILD"/fuzz/fuzz-*; do
+                [[ -x $t && ! -d $t ]] || continue
+                name=${t##*/fuzz-}
+                inputs=(tests/fuzz/corpus/"$name")
+                [[ -d tests/fuzz/crashes/$name ]] && inputs+=(tests/fuzz/crashes/"$name")
+                out=$("$t" "${inputs[@]}" 2>&1)
+                rc=$?
+                if [[ $rc -eq 0 ]]; then
+                        note "ok - fuzz corpus $name: ${out##*: }"
+                        passed=$((passed + 1))
+                else
+                        note "not ok - fuzz corpus $name (exit $rc)"
+                        printf '%s\n' "$out" | tail -20
+                        failed=$((failed + 1))
+                        failures+=("fuzz-$name")
+                fi
         done
 }
 
@@ -100,9 +123,9 @@ run_blackbox() {
 }
 
 case ${VMSUP_ONLY:-all} in
-unit) run_unit; run_units_check ;;
+unit) run_unit; run_fuzz_corpora; run_units_check ;;
 blackbox) run_blackbox ;;
-*) run_unit; run_units_check; run_blackbox ;;
+*) run_unit; run_fuzz_corpora; run_units_check; run_blackbox ;;
 esac
 
 if [[ ${#failures[@]} -gt 0 ]]; then

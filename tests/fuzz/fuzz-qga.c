@@ -42,10 +42,20 @@ struct Harness {
         bool in_api;            /* inside a call whose callbacks come from the loop */
         bool connected_seen;    /* what on_connected_changed last said */
         bool free_on_connected;
+        bool freeing;
         unsigned reads_parsed;
 };
 
 static void send_command(Harness *h, uint8_t x);
+
+/* Callbacks run from inside qga_client_free() see the client until it returns. */
+static void harness_free_client(Harness *h) {
+        if (h->freeing || !h->client)
+                return;
+        h->freeing = true;
+        h->client = qga_client_free(h->client);
+        h->freeing = false;
+}
 
 static bool sanitized(const char *s, size_t max) {
         size_t n = strlen(s);
@@ -93,7 +103,7 @@ static void on_reply(QgaClient *c, int error, json_t *result, const char *err_cl
         }
 
         if (cmd->hook & 0x40)
-                h->client = qga_client_free(h->client);
+                harness_free_client(h);
         else if (cmd->hook & 0x80) {
                 if (h->client) {
                         (void) qga_cancel(h->client, h->last_id);
@@ -172,7 +182,7 @@ static void on_connected_changed(QgaClient *c, bool connected, void *userdata) {
         FUZZ_ASSERT(connected != h->connected_seen);
         h->connected_seen = connected;
         if (h->free_on_connected)
-                h->client = qga_client_free(h->client);
+                harness_free_client(h);
 }
 
 static void action(FuzzPeer *p, uint8_t x, void *userdata) {
@@ -216,7 +226,7 @@ static void action2(FuzzPeer *p, uint8_t x, void *userdata) {
                 FUZZ_ASSERT(qga_client_set_timeouts(h->client, 1, 1) == 0);
                 break;
         case 6:
-                h->client = qga_client_free(h->client);
+                harness_free_client(h);
                 break;
         case 7:
                 if (p->fd >= 0)
@@ -269,7 +279,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
                 FUZZ_ASSERT(!qga_client_is_connected(h->client));
                 FUZZ_ASSERT(qga_client_pending(h->client) == 0);
         }
-        h->client = qga_client_free(h->client);
+        harness_free_client(h);
 
         for (size_t i = 0; i < h->n_commands; i++)
                 FUZZ_ASSERT(h->commands[i].answered == 1);

@@ -39,13 +39,18 @@ struct Harness {
         size_t n_requests;
         uint64_t last_id;
         unsigned ready, disconnected;
-        bool free_on_event, free_on_disconnect, send_on_ready;
+        bool free_on_event, free_on_disconnect, send_on_ready, freeing;
 };
 
 static void send_request(Harness *h, uint8_t x);
 
+/* Callbacks run from inside qmp_client_free() see the client until it returns. */
 static void harness_free_client(Harness *h) {
+        if (h->freeing || !h->client)
+                return;
+        h->freeing = true;
         h->client = qmp_client_free(h->client);
+        h->freeing = false;
 }
 
 static void on_reply(QmpClient *c, int error, json_t *result, const char *err_class, const char *err_desc,
