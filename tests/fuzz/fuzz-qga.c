@@ -260,7 +260,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
         FUZZ_ASSERT(qga_client_new(e, &cb, h, &h->client) >= 0);
         FUZZ_ASSERT(fuzz_peer_open(&h->peer, e, &fd) >= 0);
         /* Past every limit but QGA_LINE_MAX itself (64 MiB, too slow to fill each time). */
-        h->peer.fill_budget = 2 * REPLY_SLACK + 2 * FUZZ_FILL_UNIT;
+        h->peer.fill_unit = 4096;
+        h->peer.fill_budget = 3 * REPLY_SLACK;
         h->in_api = true;
         r = qga_client_attach(h->client, fd, true);
         h->in_api = false;

@@ -28,7 +28,7 @@ _Noreturn void fuzz_assert_failed(const char *expr, const char *file, int line);
  * The input is the peer's byte stream, with a few control bytes:
  *   0x01          split point: deliver what was written so far, run the loop until idle
  *   0x02 X        client action X (the harness's: send a command, ...)
- *   0x03 N C      N * 128 KiB of the byte C (over-long lines)
+ *   0x03 N C      N * fill_unit bytes C (over-long lines)
  *   0x04 X        second client action X (cancel, resync, detach, ...)
  *   0x05          the harness's current id as decimal digits (QGA: the sync id)
  *   0x06 B        the byte B itself (so 0x01..0x06 can be data too)
@@ -58,6 +58,7 @@ struct FuzzPeer {
         /* Fill bytes (0x03) allowed per input: enough for one over-long line, not so
          * much that the fuzzer spends its time copying filler. */
         size_t fill_budget;
+        size_t fill_unit; /* at most FUZZ_FILL_UNIT; 0 is FUZZ_FILL_UNIT */
         /* What the client wrote, the last bytes of it (for ids it chose). */
         char *out;
         size_t out_len;

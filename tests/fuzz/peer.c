@@ -152,6 +152,7 @@ void fuzz_peer_run(FuzzPeer *p, const uint8_t *data, size_t size, const FuzzPeer
                         break;
                 case FUZZ_OP_FILL: {
                         char fill[FUZZ_FILL_UNIT];
+                        size_t unit = p->fill_unit > 0 && p->fill_unit < sizeof fill ? p->fill_unit : sizeof fill;
                         unsigned units;
 
                         if (i + 2 >= size)
@@ -161,9 +162,9 @@ void fuzz_peer_run(FuzzPeer *p, const uint8_t *data, size_t size, const FuzzPeer
                         i += 2;
                         fuzz_peer_write(p, buf, len);
                         len = 0;
-                        for (unsigned u = 0; u < units && !p->broken && p->fill_budget >= sizeof fill; u++) {
-                                fuzz_peer_write(p, fill, sizeof fill);
-                                p->fill_budget -= sizeof fill;
+                        for (unsigned u = 0; u < units && !p->broken && p->fill_budget >= unit; u++) {
+                                fuzz_peer_write(p, fill, unit);
+                                p->fill_budget -= unit;
                         }
                         break;
                 }
