@@ -220,7 +220,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
         FUZZ_ASSERT(r >= 0);
         h->last_id = 1; /* qmp_capabilities */
         /* One line past QMP_LINE_MAX at most: 16 MiB of filler is what makes an input slow. */
-        h->peer.fill_unit = 64 * 1024;
+        h->peer.fill_unit = 4096;
         h->peer.fill_budget = QMP_LINE_MAX + 2 * h->peer.fill_unit;
 
         fuzz_peer_run(&h->peer, data, size, &ops, h);

@@ -28,7 +28,8 @@ _Noreturn void fuzz_assert_failed(const char *expr, const char *file, int line);
  * The input is the peer's byte stream, with a few control bytes:
  *   0x01          split point: deliver what was written so far, run the loop until idle
  *   0x02 X        client action X (the harness's: send a command, ...)
- *   0x03 N C      N * fill_unit bytes C (over-long lines)
+ *   0x03 N C      N * fill_unit bytes C, or for N > 0xf0 the whole fill budget
+ *                 (over-long lines)
  *   0x04 X        second client action X (cancel, resync, detach, ...)
  *   0x05          the harness's current id as decimal digits (QGA: the sync id)
  *   0x06 B        the byte B itself (so 0x01..0x06 can be data too)

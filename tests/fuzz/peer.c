@@ -3,6 +3,7 @@
 
 #include <errno.h>
 #include <inttypes.h>
+#include <limits.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -157,7 +158,9 @@ void fuzz_peer_run(FuzzPeer *p, const uint8_t *data, size_t size, const FuzzPeer
 
                         if (i + 2 >= size)
                                 break;
-                        units = data[i + 1];
+                        /* Most values give a little; the top ones all the budget, so that
+                         * random mutations rarely cost megabytes of copying. */
+                        units = data[i + 1] > 0xf0 ? UINT_MAX : data[i + 1];
                         memset(fill, data[i + 2], sizeof fill);
                         i += 2;
                         fuzz_peer_write(p, buf, len);
