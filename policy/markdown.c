@@ -409,6 +409,21 @@ static void roff_hmp(MdBuf *b) {
                 const HmpCommand *c = &policy_hmp_commands[i];
                 roff_item(b, c->name, hmp_tier_to_string(c->tier), c->reason);
         }
+        md_printf(b,
+                  ".SS \"HMP info subcommands\"\n"
+                  "\\fBinfo\\fR followed by a subcommand has the subcommand's tier, read as QEMU reads it.\n"
+                  "QEMU 7.2's %zu subcommands; any other, and \\fBinfo\\fR with a path, is root-only.\n",
+                  policy_hmp_info_commands_count);
+        for (size_t i = 0; i < policy_hmp_info_commands_count; i++) {
+                const HmpCommand *c = &policy_hmp_info_commands[i];
+                _cleanup_free_ char *name = NULL;
+
+                if (asprintf(&name, "info %s", c->name) < 0) {
+                        b->oom = true;
+                        return;
+                }
+                roff_item(b, name, hmp_tier_to_string(c->tier), c->reason);
+        }
 }
 
 static void roff_qmp(MdBuf *b) {
