@@ -10,6 +10,7 @@ packages=(
         qemu-system-x86 qemu-guest-agent
         dbus-daemon dbus-bin systemd util-linux passwd procps
         busybox-static cpio kmod
+        python3-dbus python3-gi
 )
 
 missing=()
