@@ -118,3 +118,7 @@ static inline int negative_errno(void) {
 int safe_atou64(const char *s, uint64_t *ret);
 
 uint64_t now_usec(int clock_id);
+
+/* Text from QEMU or the guest for a message or a log line: printable ASCII (anything else
+ * becomes '?'), at most max - 1 bytes, NUL-terminated. in may be NULL (empty). */
+void sanitize_text(const char *in, char *out, size_t max);

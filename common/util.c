@@ -133,3 +133,13 @@ int log_internal(int level, int error, const char *file, int line, const char *f
         errno = saved_errno;
         return -error;
 }
+
+void sanitize_text(const char *in, char *out, size_t max) {
+        size_t n = 0;
+
+        if (max == 0)
+                return;
+        for (const unsigned char *p = (const unsigned char *) (in ?: ""); *p && n + 1 < max; p++)
+                out[n++] = (*p >= 0x20 && *p < 0x7f) ? (char) *p : '?';
+        out[n] = '\0';
+}

@@ -1,5 +1,6 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 #include "bus-creds.h"
+#include "bus-errors.h"
 #include "log.h"
 
 #define CREDS_BUCKETS 1024U
@@ -20,8 +21,6 @@ typedef struct CredsEntry {
 
 struct CredsCache {
         sd_bus *bus;
-        creds_dispatch_t dispatch;
-        void *userdata;
         CredsEntry *buckets[CREDS_BUCKETS];
         size_t n_entries;
         size_t n_held;
@@ -173,19 +172,19 @@ static int on_creds_reply(sd_bus_message *reply, void *userdata, sd_bus_error *r
         }
         e->ready = true;
 
-        /* Dispatch what waited; the entry may go away meanwhile (a handler cannot remove it,
-         * but be safe): take the list first. */
+        /* What waited goes back to sd-bus, in the order it came: the read queue is
+         * dispatched first in, first out, before anything read from the socket after. */
         held = TAKE_PTR(e->held);
         n_held = e->n_held;
         e->n_held = 0;
         c->n_held -= n_held;
         for (size_t i = 0; i < n_held; i++) {
-                _cleanup_(sd_bus_error_free) sd_bus_error error = SD_BUS_ERROR_NULL;
-                r = c->dispatch(held[i], c->userdata, &error);
-                if (r < 0 || sd_bus_error_is_set(&error)) {
-                        if (!sd_bus_error_is_set(&error))
-                                sd_bus_error_set_errno(&error, r);
-                        (void) sd_bus_reply_method_error(held[i], &error);
+                r = sd_bus_message_rewind(held[i], true);
+                if (r >= 0)
+                        r = sd_bus_enqueue_for_read(c->bus, held[i]);
+                if (r < 0) {
+                        log_debug_errno(r, "Cannot dispatch a call of %s again: %m", e->name);
+                        (void) sd_bus_reply_method_errno(held[i], r, NULL);
                 }
                 sd_bus_message_unref(held[i]);
         }
@@ -204,7 +203,7 @@ int creds_cache_gate(CredsCache *c, sd_bus_message *m) {
         if (e && e->ready)
                 return 0;
         if (c->n_held >= CREDS_PENDING_MAX) {
-                (void) sd_bus_reply_method_errorf(m, "org.vmsup.Error.Busy", "Too many calls waiting, try again.");
+                (void) sd_bus_reply_method_errorf(m, VMSUP_ERROR_BUSY, "Too many calls waiting, try again.");
                 return 1;
         }
         if (!e) {
@@ -277,15 +276,13 @@ size_t creds_cache_size(CredsCache *c) {
         return c->n_entries;
 }
 
-int creds_cache_new(sd_bus *bus, creds_dispatch_t dispatch, void *userdata, CredsCache **ret) {
+int creds_cache_new(sd_bus *bus, CredsCache **ret) {
         CredsCache *c;
 
         c = calloc(1, sizeof *c);
         if (!c)
                 return -ENOMEM;
         c->bus = sd_bus_ref(bus);
-        c->dispatch = dispatch;
-        c->userdata = userdata;
         *ret = c;
         return 0;
 }

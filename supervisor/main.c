@@ -11,12 +11,12 @@
 #include <systemd/sd-daemon.h>
 #include <systemd/sd-event.h>
 
+#include "bus-object.h"
 #include "config.h"
 #include "launch.h"
 #include "log.h"
 #include "policy.h"
 #include "sandbox.h"
-#include "vm-dbus.h"
 #include "vm.h"
 
 #define VMSUP_VERSION "0.1"
@@ -226,6 +226,9 @@ int main(int argc, char *argv[]) {
         _cleanup_(vm_config_freep) VmConfig *config = NULL;
         _cleanup_free_ AclEntry *host_acl = NULL;
         _cleanup_free_ char *error = NULL, *bus_name = NULL;
+        /* Declared before the VM, so freed after it: freeing the VM ends the calls still in
+         * flight, and their replies use the object's state. */
+        _cleanup_(bus_object_freep) BusObject *object = NULL;
         _cleanup_(vm_freep) Vm *vm = NULL;
         size_t n_host_acl = 0;
         sigset_t ss;
@@ -297,7 +300,7 @@ int main(int argc, char *argv[]) {
                 return log_error_errno(r, "Failed to attach the bus to the loop: %m"), EXIT_FAILURE;
         /* Without the bus nobody can manage the VM: exit and let the service manager decide. */
         (void) sd_bus_set_exit_on_disconnect(bus, true);
-        r = vm_bus_attach(vm, bus);
+        r = bus_object_new(vm, bus, &object);
         if (r < 0)
                 return log_error_errno(r, "Failed to register the D-Bus objects: %m"), EXIT_FAILURE;
 
@@ -326,6 +329,5 @@ int main(int argc, char *argv[]) {
         if (r < 0)
                 return log_error_errno(r, "Event loop failed: %m"), EXIT_FAILURE;
 
-        vm_bus_detach(vm);
         return EXIT_SUCCESS;
 }

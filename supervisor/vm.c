@@ -12,9 +12,10 @@
 #include <sys/un.h>
 #include <sys/wait.h>
 
+#include "bus-errors.h"
 #include "launch.h"
-#include "vm-dbus.h"
 #include "log.h"
+#include "vm-dbus.h"
 #include "vm.h"
 
 static const char * const vm_state_table[_VM_STATE_MAX] = {
@@ -65,6 +66,19 @@ static void vm_set_state(Vm *vm, VmState state, const char *reason) {
         vm_emit_state_changed(vm);
 }
 
+void vm_set_bus(Vm *vm, sd_bus *bus) {
+        sd_bus_unref(vm->bus);
+        vm->bus = sd_bus_ref(bus);
+}
+
+void vm_note_pause_requested(Vm *vm) {
+        vm->pause_requested = true;
+}
+
+void vm_note_resume_requested(Vm *vm) {
+        vm->resume_requested = true;
+}
+
 static void set_string(char **p, const char *s) {
         char *c = s ? strdup(s) : NULL;
         if (s && !c) {
@@ -76,6 +90,16 @@ static void set_string(char **p, const char *s) {
 }
 
 /* ---- waiters: method calls answered later ---- */
+
+/* Answers a waiter's call (none: nothing to do); error NULL = success. */
+static void waiter_reply(sd_bus_message *m, const char *error, const char *message) {
+        if (!m)
+                return;
+        if (error)
+                (void) sd_bus_reply_method_errorf(m, error, "%.511s", message);
+        else
+                (void) sd_bus_reply_method_return(m, NULL);
+}
 
 static VmWaiter *waiter_free(VmWaiter *w) {
         if (!w)
@@ -134,10 +158,7 @@ static void waiters_answer(Vm *vm, unsigned kinds_mask, const char *error, const
                 next = w->next;
                 if (!(kinds_mask & (1U << w->kind)))
                         continue;
-                if (error)
-                        vm_reply_error(w->message, error, "%s", message);
-                else
-                        vm_reply_ok(w->message);
+                waiter_reply(w->message, error, message);
                 waiter_free(w);
         }
 }
@@ -160,7 +181,7 @@ static int shutdown_waiter_timeout(sd_event_source *s, uint64_t usec, void *user
                 vm_begin_hard_stop(vm);
                 return 0;
         }
-        vm_reply_error(w->message, SD_BUS_ERROR_TIMEOUT, "The guest did not shut down in time.");
+        waiter_reply(w->message, SD_BUS_ERROR_TIMEOUT, "The guest did not shut down in time.");
         waiter_free(w);
         /* Nobody waits any more and the guest ignored the request: the VM simply runs on. */
         if (vm->state == VM_SHUTTING_DOWN && !vm->shutdown_reason && !have_waiters(vm, VM_WAIT_SHUTDOWN) &&
@@ -227,7 +248,7 @@ static int on_stderr(sd_event_source *s, int fd, uint32_t revents, void *userdat
 
 static void vm_agent_detach(Vm *vm) {
         vm->agent_port_open = false;
-        vm_agent_handles_reset(vm);
+        vm->agent_generation++;
         if (vm->qga)
                 qga_client_detach(vm->qga);
         if (vm->agent_connected) {
@@ -287,7 +308,7 @@ static int on_child_exit(sd_event_source *s, const siginfo_t *si, void *userdata
                              kill_reason ?: (vm->stderr_last[0] ? vm->stderr_last : (reason ?: "QEMU exited"))) < 0)
                         why = NULL;
                 vm_set_state(vm, VM_STOPPED, why ?: "start-failed");
-                waiters_answer(vm, 1U << VM_WAIT_START, "org.vmsup.Error.QemuError",
+                waiters_answer(vm, 1U << VM_WAIT_START, VMSUP_ERROR_QEMU_ERROR,
                                why ?: "QEMU failed to start.");
         } else {
                 const char *final_reason;
@@ -309,7 +330,7 @@ static int on_child_exit(sd_event_source *s, const siginfo_t *si, void *userdata
                         final_reason = shutdown_reason ?: reason;
                 }
                 vm_set_state(vm, final, final_reason ?: "exited");
-                waiters_answer(vm, 1U << VM_WAIT_START, "org.vmsup.Error.QemuError",
+                waiters_answer(vm, 1U << VM_WAIT_START, VMSUP_ERROR_QEMU_ERROR,
                                "QEMU exited before the VM ran.");
         }
         waiters_answer(vm, 1U << VM_WAIT_EXIT | 1U << VM_WAIT_SHUTDOWN, NULL, NULL);
@@ -443,7 +464,7 @@ static void on_qmp_event(QmpClient *c, const char *name, json_t *data, uint64_t 
                 if (vm->state == VM_SUSPENDED)
                         vm_set_state(vm, VM_RUNNING, "wakeup");
         } else if (streq(name, "RESET")) {
-                vm_agent_handles_reset(vm); /* a new boot numbers handles afresh */
+                vm->agent_generation++; /* a new boot numbers handles afresh */
         } else if (streq(name, "GUEST_PANICKED")) {
                 vm->guest_panicked = true;
                 if (vm->state == VM_PAUSED)
@@ -453,7 +474,7 @@ static void on_qmp_event(QmpClient *c, const char *name, json_t *data, uint64_t 
                 if (vm->qga && json_is_string(id) && streq(json_string_value(id), VMSUP_QGA_PORT_ID) &&
                     json_is_boolean(open)) {
                         vm->agent_port_open = json_is_true(open);
-                        vm_agent_handles_reset(vm); /* the agent (re)started or went away */
+                        vm->agent_generation++; /* the agent (re)started or went away */
                         if (vm->agent_port_open)
                                 (void) qga_client_resync(vm->qga);
                         else {
@@ -843,7 +864,7 @@ Vm *vm_free(Vm *vm) {
         if (!vm)
                 return NULL;
         while (vm->waiters) {
-                vm_reply_error(vm->waiters->message, "org.vmsup.Error.NotRunning", "The supervisor is exiting.");
+                waiter_reply(vm->waiters->message, VMSUP_ERROR_NOT_RUNNING, "The supervisor is exiting.");
                 waiter_free(vm->waiters);
         }
         if (vm_is_active(vm))
