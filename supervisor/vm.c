@@ -104,14 +104,8 @@ static void waiter_reply(sd_bus_message *m, const char *error, const char *messa
 static VmWaiter *waiter_free(VmWaiter *w) {
         if (!w)
                 return NULL;
-        if (w->vm) {
-                if (w->prev)
-                        w->prev->next = w->next;
-                else
-                        w->vm->waiters = w->next;
-                if (w->next)
-                        w->next->prev = w->prev;
-        }
+        if (w->vm)
+                LIST_REMOVE(&w->vm->waiters, w);
         sd_event_source_disable_unref(w->timer);
         sd_bus_message_unref(w->message);
         free(w);
@@ -143,19 +137,15 @@ static int waiter_add(Vm *vm, VmWaitKind kind, sd_bus_message *m, uint64_t timeo
                 }
         }
         w->vm = vm;
-        w->next = vm->waiters;
-        if (w->next)
-                w->next->prev = w;
-        vm->waiters = w;
+        LIST_PREPEND(&vm->waiters, w);
         return 0;
 }
 
 /* Answers every waiter of the given kinds. error NULL = success. */
 static void waiters_answer(Vm *vm, unsigned kinds_mask, const char *error, const char *message) {
-        VmWaiter *w = vm->waiters, *next;
+        VmWaiter *w, *next;
 
-        for (; w; w = next) {
-                next = w->next;
+        LIST_FOREACH_SAFE(w, next, &vm->waiters) {
                 if (!(kinds_mask & (1U << w->kind)))
                         continue;
                 waiter_reply(w->message, error, message);
@@ -164,7 +154,9 @@ static void waiters_answer(Vm *vm, unsigned kinds_mask, const char *error, const
 }
 
 static bool have_waiters(Vm *vm, VmWaitKind kind) {
-        for (VmWaiter *w = vm->waiters; w; w = w->next)
+        VmWaiter *w;
+
+        LIST_FOREACH(w, &vm->waiters)
                 if (w->kind == kind)
                         return true;
         return false;
@@ -863,9 +855,9 @@ int vm_new(sd_event *event, VmConfig *config, AclEntry *host_acl, size_t n_host_
 Vm *vm_free(Vm *vm) {
         if (!vm)
                 return NULL;
-        while (vm->waiters) {
-                waiter_reply(vm->waiters->message, VMSUP_ERROR_NOT_RUNNING, "The supervisor is exiting.");
-                waiter_free(vm->waiters);
+        while (!LIST_IS_EMPTY(&vm->waiters)) {
+                waiter_reply(vm->waiters.head->message, VMSUP_ERROR_NOT_RUNNING, "The supervisor is exiting.");
+                waiter_free(vm->waiters.head);
         }
         if (vm_is_active(vm))
                 vm_kill(vm, SIGKILL); /* the launcher reaps it */

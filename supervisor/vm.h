@@ -7,6 +7,7 @@
 #include <systemd/sd-event.h>
 
 #include "config.h"
+#include "list.h"
 #include "qga.h"
 #include "qmp.h"
 
@@ -48,7 +49,7 @@ typedef struct VmWaiter {
         sd_bus_message *message;
         sd_event_source *timer;
         bool force;
-        struct VmWaiter *prev, *next;
+        LIST_FIELDS(struct VmWaiter);
 } VmWaiter;
 
 struct Vm {
@@ -93,7 +94,7 @@ struct Vm {
         sd_event_source *start_timer;
         sd_event_source *qmp_lost_timer;
 
-        VmWaiter *waiters;
+        LIST_HEAD(VmWaiter) waiters;
 
         /* Set by SIGTERM: leave the loop once the VM is down. */
         bool exit_when_stopped;
