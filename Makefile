@@ -6,6 +6,10 @@
 #   make bench             benchmarks
 #   make demo              a guided session with the bundled tiny guest
 #   make install DESTDIR=... PREFIX=...
+#   make deps              install the Debian packages that are missing (as root;
+#                          demo, check and bench run it first)
+#
+# Reading this file changes nothing on the machine: `make -n` only prints.
 
 PREFIX      ?= /usr
 SBINDIR     ?= $(PREFIX)/sbin
@@ -17,6 +21,8 @@ DBUSDIR     ?= $(DATADIR)/dbus-1/system.d
 TMPFILESDIR ?= /usr/lib/tmpfiles.d
 MANDIR      ?= $(DATADIR)/man
 DOCDIR      ?= $(DATADIR)/doc/vmsup
+COMPLETIONDIR ?= $(DATADIR)/bash-completion/completions
+INTERFACESDIR ?= $(DATADIR)/dbus-1/interfaces
 
 SANITIZE ?= 0
 ifeq ($(SANITIZE),1)
@@ -27,42 +33,41 @@ BUILD ?= build
 SANFLAGS =
 endif
 
-# Dependency check first: a fresh machine gets its packages before pkg-config runs.
-ifeq ($(filter deps clean help,$(MAKECMDGOALS)),)
-ifneq ($(VMSUP_SKIP_DEPS),1)
-_deps := $(shell scripts/setup-deps.sh >&2 || echo failed)
-ifeq ($(_deps),failed)
-$(error scripts/setup-deps.sh failed: install the packages it names and run make again)
-endif
-endif
-endif
-
 PKGS     = libsystemd jansson libseccomp libcap-ng
+# pkg-config is asked when a recipe first needs its answer (then remembered), not
+# while this file is read: `make check` installs the packages before it compiles.
+pkg_config = $(if $(shell pkg-config --exists $(1) 2>/dev/null && echo y),$(shell pkg-config $(2) $(1)),\
+               $(error pkg-config does not know $(1): run 'make deps' as root))
+PKG_CFLAGS  = $(eval PKG_CFLAGS := $$(call pkg_config,$$(PKGS),--cflags))$(PKG_CFLAGS)
+PKG_LIBS    = $(eval PKG_LIBS := $$(call pkg_config,$$(PKGS),--libs))$(PKG_LIBS)
+TEST_CFLAGS = $(eval TEST_CFLAGS := $$(call pkg_config,cmocka,--cflags))$(TEST_CFLAGS)
+TEST_LIBS   = $(eval TEST_LIBS := $$(call pkg_config,cmocka,--libs))$(TEST_LIBS)
+
 CC      ?= cc
 CFLAGS  ?= -O2 -g
 CFLAGS  += -std=gnu11 -Wall -Wextra -Werror -Wno-unused-parameter -Wshadow \
            -Wmissing-prototypes -Wstrict-prototypes -Wformat=2 \
            -fno-strict-aliasing -fstack-protector-strong -D_FORTIFY_SOURCE=2 -fPIE \
-           -D_GNU_SOURCE $(SANFLAGS) \
+           -D_GNU_SOURCE -pthread $(SANFLAGS) \
            -Icommon -Imonitor -Iagent -Ipolicy -Isupervisor \
-           $(shell pkg-config --cflags $(PKGS))
-LDFLAGS += -pie -Wl,-z,relro,-z,now $(SANFLAGS)
-LDLIBS  += $(shell pkg-config --libs $(PKGS))
-TEST_CFLAGS = $(shell pkg-config --cflags cmocka)
-TEST_LIBS   = $(shell pkg-config --libs cmocka)
+           $(PKG_CFLAGS)
+LDFLAGS += -pie -Wl,-z,relro,-z,now -pthread $(SANFLAGS)
+LDLIBS  += $(PKG_LIBS)
 
 LIB_SRCS  = $(wildcard common/*.c) $(wildcard monitor/*.c) $(wildcard agent/*.c) \
-            $(wildcard policy/*.c) $(filter-out supervisor/main.c supervisor/vmsupctl.c,$(wildcard supervisor/*.c))
+            $(wildcard policy/*.c) $(filter-out supervisor/main.c,$(wildcard supervisor/*.c))
 LIB_OBJS  = $(LIB_SRCS:%.c=$(BUILD)/%.o)
 UNIT_SRCS = $(wildcard tests/unit/test-*.c)
 UNIT_BINS = $(UNIT_SRCS:tests/unit/%.c=$(BUILD)/tests/%)
 HELPER_SRCS = $(wildcard tests/helpers/*.c)
 HELPER_BINS = $(HELPER_SRCS:tests/helpers/%.c=$(BUILD)/tests/%)
 BENCH_SRCS = $(wildcard tests/bench/*.c)
+CTL_OBJS  = $(patsubst %.c,$(BUILD)/%.o,$(wildcard ctl/*.c))
 
-BINS = $(BUILD)/vmsupd $(if $(wildcard supervisor/vmsupctl.c),$(BUILD)/vmsupctl)
+BINS = $(BUILD)/vmsupd $(BUILD)/vmsupctl
+MANS = $(BUILD)/man/vmsupd.8 $(BUILD)/man/vmsupctl.1 $(BUILD)/man/vmsup.json.5
 
-all: $(BINS)
+all: $(BINS) $(MANS)
 
 $(BUILD)/%.o: %.c
 	@mkdir -p $(dir $@)
@@ -75,8 +80,19 @@ $(BUILD)/libvmsup.a: $(LIB_OBJS)
 $(BUILD)/vmsupd: $(BUILD)/supervisor/main.o $(BUILD)/libvmsup.a
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 
-$(BUILD)/vmsupctl: $(BUILD)/supervisor/vmsupctl.o $(BUILD)/libvmsup.a
+$(BUILD)/vmsupctl: $(CTL_OBJS) $(BUILD)/libvmsup.a
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+
+$(BUILD)/man/%: docs/man/%
+	@mkdir -p $(dir $@)
+	cp $< $@
+
+# The permission tables in the manual come from the tables the supervisor enforces.
+$(BUILD)/man/vmsup.json.5: docs/man/vmsup.json.5.in $(BUILD)/vmsupd
+	@mkdir -p $(dir $@)
+	$(BUILD)/vmsupd --list-permissions=roff > $@.tables
+	sed -e '/@PERMISSIONS@/{r $@.tables' -e 'd}' $< > $@
+	rm -f $@.tables
 
 $(BUILD)/tests/%.o: tests/unit/%.c
 	@mkdir -p $(dir $@)
@@ -86,7 +102,7 @@ $(BUILD)/tests/%.o: tests/unit/%.c
 # tests build while another module is being changed.
 mod_objs = $(patsubst %.c,$(BUILD)/%.o,$(wildcard common/*.c) \
              $(foreach d,$(1),$(if $(filter %.c,$(d)),$(d),\
-               $(filter-out supervisor/main.c supervisor/vmsupctl.c,$(wildcard $(d)/*.c)))))
+               $(filter-out supervisor/main.c,$(wildcard $(d)/*.c)))))
 define unit_test
 $(BUILD)/tests/test-$(1): $(BUILD)/tests/test-$(1).o $(call mod_objs,$(2))
 	$$(CC) $$(LDFLAGS) -o $$@ $$^ $$(LDLIBS) $$(TEST_LIBS)
@@ -96,6 +112,7 @@ $(eval $(call unit_test,qga,agent))
 $(eval $(call unit_test,policy,policy))
 $(eval $(call unit_test,config,policy supervisor/config.c))
 $(eval $(call unit_test,seccomp,supervisor/sandbox.c))
+$(eval $(call unit_test,vm-state,supervisor/vm-state.c))
 $(eval $(call unit_test,bus-util,policy monitor agent supervisor))
 
 $(BUILD)/tests/helpers/%.o: tests/helpers/%.c
@@ -105,26 +122,45 @@ $(BUILD)/tests/helpers/%.o: tests/helpers/%.c
 $(HELPER_BINS): $(BUILD)/tests/%: $(BUILD)/tests/helpers/%.o $(BUILD)/libvmsup.a
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 
-tests: $(UNIT_BINS) $(HELPER_BINS)
+# A client generated from the shipped interface files by gdbus-codegen (test-interfaces drives it).
+GIO_PKGS  = gio-2.0 gio-unix-2.0
+GDBUS_XML = $(sort $(wildcard interfaces/*.xml))
+$(BUILD)/gdbus/vmsup-generated.c: $(GDBUS_XML)
+	@mkdir -p $(dir $@)
+	gdbus-codegen --interface-prefix org.vmsup. --c-namespace Vmsup --c-generate-autocleanup all \
+	        --output-directory $(BUILD)/gdbus --generate-c-code vmsup-generated $(GDBUS_XML)
+
+$(BUILD)/tests/vmsup-gdbus-client: tests/gdbus/vmsup-gdbus-client.c $(BUILD)/gdbus/vmsup-generated.c
+	@mkdir -p $(dir $@)
+	$(CC) -std=gnu11 -O2 -g -Wall -Wextra -Wno-unused-parameter -Werror -fPIE $(SANFLAGS) \
+	        $(call pkg_config,$(GIO_PKGS),--cflags) -I$(BUILD)/gdbus $(LDFLAGS) -o $@ $^ \
+	        $(call pkg_config,$(GIO_PKGS),--libs)
+
+tests: $(UNIT_BINS) $(HELPER_BINS) $(BUILD)/tests/vmsup-gdbus-client
 
 guest:
 	tests/guest/build-guest.sh
 
-check: all tests guest
+# demo, check and bench are what a fresh machine runs (README): the packages
+# first, then a second make, which reads pkg-config's answers once they exist.
+demo check bench: deps
+	+@$(MAKE) --no-print-directory $@-run
+
+check-run: all tests guest
 	BUILD=$(BUILD) SANITIZE=$(SANITIZE) tests/run-all.sh
 
 check-unit: all tests
 	BUILD=$(BUILD) SANITIZE=$(SANITIZE) VMSUP_ONLY=unit tests/run-all.sh
 
 # Not part of check: minutes of wall time and two TCG guests (tests/bench/run.sh).
-bench: all guest $(BUILD)/bench/vmsup-bench
+bench-run: all guest $(BUILD)/bench/vmsup-bench
 	BUILD=$(BUILD) tests/bench/run.sh
 
 $(BUILD)/bench/vmsup-bench: $(BENCH_SRCS) $(wildcard tests/bench/*.h) $(BUILD)/libvmsup.a
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $(BENCH_SRCS) $(BUILD)/libvmsup.a $(LDLIBS) -lm -lpthread
 
-demo: all guest
+demo-run: all guest
 	BUILD=$(BUILD) scripts/demo.sh
 
 deps:
@@ -133,20 +169,25 @@ deps:
 install: all
 	install -d $(DESTDIR)$(SBINDIR) $(DESTDIR)$(BINDIR) $(DESTDIR)$(UNITDIR) \
 	        $(DESTDIR)$(DBUSDIR) $(DESTDIR)$(TMPFILESDIR) $(DESTDIR)$(SYSCONFDIR)/vmsup/vms \
-	        $(DESTDIR)$(DOCDIR) $(DESTDIR)$(MANDIR)/man8
+	        $(DESTDIR)$(DOCDIR) $(DESTDIR)$(MANDIR)/man1 $(DESTDIR)$(MANDIR)/man5 $(DESTDIR)$(MANDIR)/man8 \
+	        $(DESTDIR)$(COMPLETIONDIR) $(DESTDIR)$(INTERFACESDIR)
 	install -m 0755 $(BUILD)/vmsupd $(DESTDIR)$(SBINDIR)/vmsupd
-	$(if $(wildcard $(BUILD)/vmsupctl),install -m 0755 $(BUILD)/vmsupctl $(DESTDIR)$(BINDIR)/vmsupctl)
+	install -m 0755 $(BUILD)/vmsupctl $(DESTDIR)$(BINDIR)/vmsupctl
 	sed 's|@SBINDIR@|$(SBINDIR)|g' units/vmsup@.service > $(DESTDIR)$(UNITDIR)/vmsup@.service
 	chmod 0644 $(DESTDIR)$(UNITDIR)/vmsup@.service
 	install -m 0644 units/org.vmsup.VM.conf $(DESTDIR)$(DBUSDIR)/org.vmsup.VM.conf
 	install -m 0644 units/vmsup.tmpfiles $(DESTDIR)$(TMPFILESDIR)/vmsup.conf
 	install -m 0644 units/example.json $(DESTDIR)$(DOCDIR)/example.json
 	install -m 0644 README.md docs/*.md $(DESTDIR)$(DOCDIR)/
-	$(if $(wildcard docs/vmsupd.8),install -m 0644 docs/vmsupd.8 $(DESTDIR)$(MANDIR)/man8/vmsupd.8)
+	install -m 0644 completion/vmsupctl.bash $(DESTDIR)$(COMPLETIONDIR)/vmsupctl
+	install -m 0644 $(GDBUS_XML) $(DESTDIR)$(INTERFACESDIR)/
+	install -m 0644 $(BUILD)/man/vmsupctl.1 $(DESTDIR)$(MANDIR)/man1/vmsupctl.1
+	install -m 0644 $(BUILD)/man/vmsup.json.5 $(DESTDIR)$(MANDIR)/man5/vmsup.json.5
+	install -m 0644 $(BUILD)/man/vmsupd.8 $(DESTDIR)$(MANDIR)/man8/vmsupd.8
 
 clean:
 	rm -rf build build-san
 
-.PHONY: all tests guest check check-unit bench demo deps install clean
+.PHONY: all tests guest check check-run check-unit bench bench-run demo demo-run deps install clean
 
 -include $(shell find $(BUILD) -name '*.d' 2>/dev/null)

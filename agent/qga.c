@@ -6,6 +6,7 @@
 #include <sys/random.h>
 #include <sys/socket.h>
 
+#include "json-wire.h"
 #include "log.h"
 #include "qga-file.h"
 #include "qga.h"
@@ -1052,6 +1053,13 @@ int qga_send(QgaClient *c, const char *execute, json_t *arguments, QgaReplyMode 
                 return -EINVAL;
         if (len + 1 > QGA_COMMAND_MAX)
                 return -EMSGSIZE;
+        /* qemu-ga reads with QEMU's parser: what it would split, reset on or refuse
+         * without answering the command does not leave (json-wire.h). */
+        r = json_wire_check_line(line, len, JSON_WIRE_DEPTH_MAX);
+        if (r < 0) {
+                log_debug_errno(r, "QGA: refusing to send %s: %m", execute);
+                return -EINVAL;
+        }
 
         p = realloc(line, len + 2);
         if (!p)

@@ -147,8 +147,10 @@ int qga_client_resync(QgaClient *c);
  * Returns 0 and the command's id in *ret_id (may be NULL): the callback will run
  * once, never from within this call. Else -ENOTCONN when no channel is attached,
  * -EBUSY when the queue is full, -EPERM for guest-sync / guest-sync-delimited
- * (the client's own), -EINVAL for an empty name, non-object arguments or an
- * invalid mode, -EMSGSIZE beyond QGA_COMMAND_MAX, -ENOMEM. */
+ * (the client's own), -EINVAL for an empty name, non-object arguments, an
+ * invalid mode or a line qemu-ga would read differently (json_wire_check_line():
+ * nested deeper than JSON_WIRE_DEPTH_MAX, a noncharacter), -EMSGSIZE beyond
+ * QGA_COMMAND_MAX, -ENOMEM. */
 int qga_send(QgaClient *c, const char *execute, json_t *arguments, QgaReplyMode mode,
              uint64_t timeout_usec, size_t max_reply_bytes, qga_reply_cb_t cb, void *userdata,
              uint64_t *ret_id);

@@ -3,9 +3,11 @@
 #include <fcntl.h>
 #include <inttypes.h>
 #include <sys/epoll.h>
+#include <sys/random.h>
 #include <sys/socket.h>
 #include <time.h>
 
+#include "json-wire.h"
 #include "log.h"
 #include "macro.h"
 #include "qmp.h"
@@ -20,6 +22,13 @@
 #define QMP_OUTPUT_KEEP (64U * 1024U)
 /* QAPI names: letters, digits, '-', '_' and '.' (downstream "__org.example_cmd"). */
 #define QMP_COMMAND_NAME_MAX 128U
+/* Request ids are random below 2^53, so that every JSON implementation keeps them
+ * exact and nothing that reaches QEMU can name another request's id. */
+#define QMP_ID_MASK ((UINT64_C(1) << 53) - 1)
+#define QMP_ID_POOL 32U
+/* Requests QEMU still owes a reply after they timed out or were cancelled, at most;
+ * beyond, the oldest is forgotten (and the order of replies no longer fully known). */
+#define QMP_ORPHANS_MAX (4U * QMP_PENDING_MAX)
 
 #define QMP_STRLEN(s) (sizeof(s) - 1)
 
@@ -38,6 +47,9 @@ struct QmpRequest {
         void *userdata;
         sd_event_source *timer;
         bool internal; /* qmp_capabilities: not counted, cannot be cancelled */
+        /* Reported (timed out or cancelled) but not answered by QEMU yet: kept, without
+         * callback or timer, so that its late reply is recognized as its own. */
+        bool orphan;
         QmpRequest *prev, *next;
 };
 
@@ -64,7 +76,7 @@ struct QmpClient {
         char *in;
         size_t in_alloc, in_len, in_scanned;
         /* Inside a line longer than QMP_LINE_MAX: its bytes are dropped unread until its
-         * '\n'; then the request it answers fails with -EFBIG. */
+         * '\n'; then the request it answers fails with -EFBIG (0: it answers none known). */
         bool in_discarding;
         uint64_t in_discard_id;
 
@@ -74,10 +86,16 @@ struct QmpClient {
         size_t out_alloc, out_start, out_end;
         size_t caps_len, out_gate;
 
-        uint64_t next_id;
-        /* In submission order: QEMU answers in order, so a reply matches the head. */
+        uint64_t id_pool[QMP_ID_POOL];
+        size_t id_pool_left;
+        /* Every request QEMU has not answered yet, in submission order, orphans included.
+         * QEMU answers in this order (no out-of-band execution is negotiated), and every
+         * line written is one well-formed object (json_wire_check_line()), which earns
+         * exactly one reply: a reply with no usable id belongs to the head. */
         QmpRequest *requests_head, *requests_tail;
-        size_t n_requests; /* without the internal request */
+        size_t n_requests; /* live ones, without the internal request */
+        size_t n_orphans;
+        bool orphans_forgotten; /* some owed replies can no longer be placed */
 };
 
 static void qmp_client_disconnect(QmpClient *c, int error);
@@ -113,29 +131,75 @@ static void qmp_request_unlink_free(QmpRequest *req) {
                 req->next->prev = req->prev;
         else
                 c->requests_tail = req->prev;
-        if (!req->internal)
+        if (req->orphan)
+                c->n_orphans--;
+        else if (!req->internal)
                 c->n_requests--;
         /* Safe from inside the timer's own callback: sd-event defers the final free. */
         sd_event_source_disable_unref(req->timer);
         free(req);
 }
 
-/* Runs the callback last and touches nothing afterwards: the callback may free the client. */
+/* The request stays in the list, reported: QEMU still owes its reply. */
+static void qmp_request_orphan(QmpRequest *req) {
+        QmpClient *c = req->client;
+
+        req->timer = sd_event_source_disable_unref(req->timer);
+        req->cb = NULL;
+        req->userdata = NULL;
+        req->orphan = true;
+        c->n_requests--;
+        c->n_orphans++;
+        if (c->n_orphans > QMP_ORPHANS_MAX) {
+                /* QEMU has not answered thousands of requests: it is stuck. */
+                for (QmpRequest *o = c->requests_head; o; o = o->next)
+                        if (o->orphan) {
+                                qmp_request_unlink_free(o);
+                                break;
+                        }
+                c->orphans_forgotten = true;
+        }
+}
+
+/* Runs the callback last and touches nothing afterwards: the callback may free the client.
+ * A request that timed out or was cancelled while connected stays as an orphan. */
 static void qmp_request_complete(QmpRequest *req, int error, json_t *result, const char *err_class,
                                  const char *err_desc) {
         QmpClient *c = req->client;
         qmp_reply_cb_t cb = req->cb;
         void *userdata = req->userdata;
 
-        qmp_request_unlink_free(req);
+        if (IN_SET(error, -ETIMEDOUT, -ECANCELED) && !req->internal && c->state != QMP_STATE_DISCONNECTED)
+                qmp_request_orphan(req);
+        else
+                qmp_request_unlink_free(req);
         if (cb)
                 cb(c, error, result, err_class, err_desc, userdata);
 }
 
+/* Live requests and orphans. */
 static QmpRequest *qmp_find_request(QmpClient *c, uint64_t id) {
         for (QmpRequest *req = c->requests_head; req; req = req->next)
                 if (req->id == id)
                         return req;
+        return NULL;
+}
+
+/* QEMU answered req (by id, or by position): whatever was submitted before it and is
+ * still listed will never be answered, and an orphan's answer goes nowhere. Returns
+ * req when it is live (the caller completes it), NULL when it was an orphan. */
+static QmpRequest *qmp_request_answered(QmpClient *c, QmpRequest *req) {
+        while (c->requests_head != req) {
+                QmpRequest *o = c->requests_head;
+                if (!o->orphan)
+                        break; /* a live one: leave it to its timeout */
+                log_debug("QMP request %" PRIu64 " was never answered", o->id);
+                qmp_request_unlink_free(o);
+        }
+        if (!req->orphan)
+                return req;
+        log_debug("Dropping late QMP reply to request %" PRIu64, req->id);
+        qmp_request_unlink_free(req);
         return NULL;
 }
 
@@ -144,7 +208,10 @@ static void qmp_fail_requests(QmpClient *c) {
 
         /* Callbacks cannot add requests: the client is DISCONNECTED, qmp_send() says -ENOTCONN. */
         while ((req = c->requests_head))
-                qmp_request_complete(req, -ECONNRESET, NULL, NULL, NULL);
+                if (req->orphan)
+                        qmp_request_unlink_free(req);
+                else
+                        qmp_request_complete(req, -ECONNRESET, NULL, NULL, NULL);
 }
 
 static int qmp_on_request_timeout(sd_event_source *s, uint64_t usec, void *userdata) {
@@ -291,8 +358,40 @@ static int qmp_output_append_command(QmpClient *c, const char *execute, json_t *
         p = mempcpy(p, id_buf, (size_t) id_len);
         p = mempcpy(p, p_end, QMP_STRLEN(p_end));
 
+        /* What QEMU reads is what was judged: nothing its parser would split, reset on
+         * or refuse without an id leaves (the bytes stay beyond out_end, unsent). */
+        r = json_wire_check_line(c->out + c->out_end, n - 1, JSON_WIRE_DEPTH_MAX);
+        if (r < 0) {
+                log_debug_errno(r, "Refusing to send QMP command %s: %m", execute);
+                return -EINVAL;
+        }
+
         c->out_end += n;
         return 0;
+}
+
+/* A fresh random id that no listed request (orphans included) carries. */
+static uint64_t qmp_new_id(QmpClient *c) {
+        for (;;) {
+                uint64_t v;
+
+                if (c->id_pool_left == 0) {
+                        ssize_t k = getrandom(c->id_pool, sizeof c->id_pool, GRND_NONBLOCK);
+                        if (k != (ssize_t) sizeof c->id_pool)
+                                k = getrandom(c->id_pool, sizeof c->id_pool, GRND_INSECURE);
+                        if (k != (ssize_t) sizeof c->id_pool)
+                                /* No kernel randomness at all (pre-5.6 kernel in early boot):
+                                 * ids still differ, though they are no longer secret. */
+                                for (size_t i = 0; i < QMP_ID_POOL; i++)
+                                        c->id_pool[i] = (now_usec(CLOCK_MONOTONIC) ^ ((uint64_t) getpid() << 32) ^
+                                                         (uint64_t) (uintptr_t) c ^ i) *
+                                                        UINT64_C(0x9E3779B97F4A7C15);
+                        c->id_pool_left = QMP_ID_POOL;
+                }
+                v = c->id_pool[--c->id_pool_left] & QMP_ID_MASK;
+                if (v != 0 && !qmp_find_request(c, v))
+                        return v;
+        }
 }
 
 static int qmp_submit(QmpClient *c, const char *execute, json_t *arguments, uint64_t timeout_usec,
@@ -306,7 +405,7 @@ static int qmp_submit(QmpClient *c, const char *execute, json_t *arguments, uint
                 return -ENOMEM;
         *req = (QmpRequest) {
                 .client = c,
-                .id = c->next_id,
+                .id = qmp_new_id(c),
                 .cb = cb,
                 .userdata = userdata,
                 .internal = internal,
@@ -332,7 +431,6 @@ static int qmp_submit(QmpClient *c, const char *execute, json_t *arguments, uint
                 return r;
         }
 
-        c->next_id++;
         req->prev = c->requests_tail;
         if (c->requests_tail)
                 c->requests_tail->next = req;
@@ -493,20 +591,69 @@ static int qmp_handle_event(QmpClient *c, json_t *msg, json_t *name) {
         return 0;
 }
 
+/* Printable ASCII for the log: QEMU's text may quote the request. */
+static void qmp_sanitize(char *dst, size_t size, const char *src) {
+        size_t n = 0;
+
+        for (; src && *src && n + 1 < size; src++)
+                dst[n++] = *src >= 0x20 && *src < 0x7f ? *src : '?';
+        dst[n] = '\0';
+}
+
+/* An error without an id: QEMU could not read a request (its parser failed). Nothing the
+ * client writes should cause one, so it is logged as the anomaly it is. Replies come in
+ * order and each line written earns one, so it answers the oldest request not yet
+ * answered: that one fails (or, an orphan, is forgotten). */
+static int qmp_handle_idless_error(QmpClient *c, json_t *error) {
+        json_t *cls = json_object_get(error, "class"), *desc = json_object_get(error, "desc");
+        char shown[128];
+        QmpRequest *req = c->requests_head;
+
+        char what[256];
+
+        qmp_sanitize(shown, sizeof shown, json_is_string(desc) ? json_string_value(desc) : "");
+        (void) snprintf(what, sizeof what, "error reply without an id (%s), %s", shown,
+                        req ? (req->orphan ? "taken as the late answer to an expired request"
+                                           : "failing the oldest request")
+                            : "with no request waiting");
+        log_debug("QMP protocol anomaly: %s", what);
+        if (c->callbacks.on_anomaly) {
+                qmp_client_ref(c);
+                c->callbacks.on_anomaly(c, what, c->userdata);
+                bool gone = c->state == QMP_STATE_DISCONNECTED;
+                qmp_client_unref(c);
+                if (gone)
+                        return 0;
+        }
+        req = c->requests_head; /* the callback may have cancelled it */
+        if (!req)
+                return 0;
+        req = qmp_request_answered(c, req);
+        if (req)
+                qmp_request_complete(req, -EREMOTEIO, NULL, json_is_string(cls) ? json_string_value(cls) : "GenericError",
+                                     json_is_string(desc) ? json_string_value(desc) : "unknown error");
+        return 0;
+}
+
 static int qmp_handle_reply(QmpClient *c, json_t *msg, json_t *error) {
         json_t *id = json_object_get(msg, "id");
         json_int_t id_value;
         QmpRequest *req;
 
+        if (!id && error)
+                return qmp_handle_idless_error(c, error);
         if (!qmp_json_uint(id, &id_value)) {
                 log_debug("Dropping QMP reply without a valid id");
                 return 0;
         }
         req = qmp_find_request(c, (uint64_t) id_value);
         if (!req) {
-                log_debug("Dropping QMP reply to unknown or expired request %lld", (long long) id_value);
+                log_debug("Dropping QMP reply to unknown or forgotten request %lld", (long long) id_value);
                 return 0;
         }
+        req = qmp_request_answered(c, req);
+        if (!req)
+                return 0;
 
         if (error) {
                 json_t *cls = json_object_get(error, "class"), *desc = json_object_get(error, "desc");
@@ -584,15 +731,19 @@ static int qmp_input_dispatch(QmpClient *c) {
         rest = c->in_len - start;
         if (rest > QMP_LINE_MAX) {
                 /* Too long to hold. QEMU answers in order, so once negotiated a reply line
-                 * belongs to the oldest request: drop the line and fail that request
-                 * alone, the connection stays. Anything else this long is a violation. */
-                if (c->state != QMP_STATE_READY || !c->requests_head || c->requests_head->internal) {
+                 * belongs to the oldest request not answered yet: drop the line and fail
+                 * that request alone (or, when it already timed out, nothing: QEMU was
+                 * slow, not hostile); the connection stays. Anything else this long, with
+                 * no reply owed, is a violation. */
+                if (c->state != QMP_STATE_READY ||
+                    (!c->requests_head && !c->orphans_forgotten) ||
+                    (c->requests_head && c->requests_head->internal)) {
                         log_debug("QMP line longer than %u bytes", QMP_LINE_MAX);
                         return -EPROTO;
                 }
                 log_debug("QMP reply longer than %u bytes, dropping it", QMP_LINE_MAX);
                 c->in_discarding = true;
-                c->in_discard_id = c->requests_head->id;
+                c->in_discard_id = c->requests_head ? c->requests_head->id : 0;
                 c->in_len = c->in_scanned = 0;
                 free(c->in);
                 c->in = NULL;
@@ -657,8 +808,10 @@ static int qmp_input_read(QmpClient *c) {
                 memmove(c->in + c->in_len, nl + 1, after);
                 c->in_discarding = false;
                 c->in_len += after;
-                /* Unless it timed out or was cancelled meanwhile. */
-                QmpRequest *req = qmp_find_request(c, c->in_discard_id);
+                /* It timed out or was cancelled meanwhile: it is an orphan now. */
+                QmpRequest *req = c->in_discard_id != 0 ? qmp_find_request(c, c->in_discard_id) : NULL;
+                if (req)
+                        req = qmp_request_answered(c, req);
                 if (req)
                         qmp_request_complete(req, -EFBIG, NULL, NULL, NULL);
                 if (c->state == QMP_STATE_DISCONNECTED)
@@ -712,7 +865,6 @@ int qmp_client_new(sd_event *event, int fd, const QmpCallbacks *cb, void *userda
                 .fd = TAKE_FD(owned_fd),
                 .io_events = EPOLLIN,
                 .userdata = userdata,
-                .next_id = 1,
         };
         if (cb)
                 c->callbacks = *cb;
@@ -783,7 +935,7 @@ int qmp_send(QmpClient *c, const char *execute, json_t *arguments, uint64_t time
 int qmp_cancel(QmpClient *c, uint64_t id) {
         QmpRequest *req = c ? qmp_find_request(c, id) : NULL;
 
-        if (!req || req->internal)
+        if (!req || req->internal || req->orphan)
                 return -ENOENT;
         qmp_request_complete(req, -ECANCELED, NULL, NULL, NULL);
         return 0;

@@ -24,8 +24,16 @@
 #include <systemd/sd-event.h>
 
 /* One line from QEMU may be at most this long. A longer reply is dropped without
- * being buffered and fails its request with -EFBIG; any other longer line (greeting,
- * event, or with no request waiting) is a protocol error. Nothing grows. */
+ * being buffered and fails its request with -EFBIG; when that request already timed
+ * out or was cancelled, it is dropped all the same and nothing fails. Any other longer
+ * line (greeting, negotiation, or with no reply owed at all) is a protocol error.
+ * Nothing grows.
+ *
+ * Replies are matched by id; QEMU answers in order, so a reply that cannot be read (too
+ * long) or that carries no id (an error from QEMU's parser, which the client's checked
+ * lines should never cause) answers the oldest request not answered yet. Requests that
+ * timed out or were cancelled are remembered until QEMU answers them, so that a late
+ * reply never answers a later request. */
 #define QMP_LINE_MAX (16U * 1024U * 1024U)
 /* Bytes queued for writing to QEMU at most (commands are small). */
 #define QMP_OUTPUT_MAX (4U * 1024U * 1024U)
@@ -37,7 +45,8 @@ typedef struct QmpClient QmpClient;
 
 /* Called once per request.
  * error == 0: success, result is the "return" value (borrowed, valid during the call).
- * error == -EREMOTEIO: QEMU answered with an error; err_class/err_desc are set.
+ * error == -EREMOTEIO: QEMU answered with an error; err_class/err_desc are set (also
+ *   for an error without an id when this is the oldest request not answered).
  * error == -ETIMEDOUT: no answer in time (a late reply is dropped).
  * error == -EFBIG: the reply was longer than QMP_LINE_MAX and was dropped.
  * error == -ECONNRESET: the connection ended (EOF, I/O error, protocol error, free).
@@ -59,6 +68,10 @@ typedef struct QmpCallbacks {
          * with our bytes unread (QEMU leaves the '\n' after "quit"). Pending requests have already been failed with
          * -ECONNRESET. Called at most once, never from qmp_client_free(). */
         void (*on_disconnect)(QmpClient *c, int error, void *userdata);
+        /* QEMU did something it should not, and the client recovered: an error reply
+         * without an id (QEMU could not read a request). what is a sanitized sentence
+         * for the log. May be NULL. */
+        void (*on_anomaly)(QmpClient *c, const char *what, void *userdata);
 } QmpCallbacks;
 
 /* Takes ownership of fd (a connected stream socket; set non-blocking here).
@@ -68,12 +81,14 @@ int qmp_client_new(sd_event *event, int fd, const QmpCallbacks *cb, void *userda
 /* Fails every pending request with -ECONNRESET (callbacks run), closes the fd. Accepts NULL. */
 QmpClient *qmp_client_free(QmpClient *c);
 
-/* Submits {"execute": execute, "arguments": arguments, "id": <n>}. arguments may be NULL;
+/* Submits {"execute": execute, "arguments": arguments, "id": <n>}, n random below 2^53. arguments may be NULL;
  * it is borrowed and serialized at once (empty arguments are left out). execute must be
  * a QAPI name (letters, digits, '-', '_', '.'). timeout_usec 0 means
  * QMP_DEFAULT_TIMEOUT_USEC. On success the callback (may be NULL) will run exactly once,
  * never from inside this call. Returns 0 and stores the request id in *ret_id (may be
- * NULL); -EINVAL for a bad name or non-object arguments, -ENOTCONN after disconnect,
+ * NULL); -EINVAL for a bad name, non-object arguments or a line QEMU would read
+ * differently from the object given (json_wire_check_line(): nested deeper than
+ * JSON_WIRE_DEPTH_MAX, a noncharacter, ...), -ENOTCONN after disconnect,
  * -EBUSY when QMP_PENDING_MAX requests are in flight, -ENOBUFS when the output queue is
  * full, -ENOMEM. */
 int qmp_send(QmpClient *c, const char *execute, json_t *arguments, uint64_t timeout_usec,

@@ -262,3 +262,178 @@ int policy_render_markdown(char **ret) {
         *ret = b.data;
         return 0;
 }
+
+/* ---- the same tables for the manual pages (roff, man macros) ----
+ * vmsup.json(5) includes this text; its prose is shorter than the Markdown
+ * document's, its rows are the same. */
+
+/* Text as roff: backslashes and hyphens escaped, `code` in bold, a line never
+ * starts with a control character, anything beyond ASCII as a \[uXXXX] glyph. */
+static void roff_text(MdBuf *b, const char *s, bool code) {
+        bool bold = false;
+
+        if (*s == '.' || *s == '\'')
+                md_printf(b, "\\&");
+        while (*s) {
+                unsigned char c = (unsigned char) *s;
+
+                if (c == '\\')
+                        md_printf(b, "\\e");
+                else if (c == '-' && code)
+                        md_printf(b, "\\-");
+                else if (c == '`') {
+                        md_printf(b, bold ? "\\fR" : "\\fB");
+                        bold = !bold;
+                } else if (c == '\n') {
+                        md_printf(b, "\n");
+                        if (s[1] == '.' || s[1] == '\'')
+                                md_printf(b, "\\&");
+                } else if (c < 0x80)
+                        md_printf(b, "%c", c);
+                else {
+                        uint32_t cp = 0;
+                        int more = c >= 0xf0 ? 3 : c >= 0xe0 ? 2 : c >= 0xc0 ? 1 : 0;
+
+                        cp = c & (0x3f >> more);
+                        for (int i = 0; i < more && (s[1] & 0xc0) == 0x80; i++)
+                                cp = (cp << 6) | ((unsigned char) *++s & 0x3f);
+                        md_printf(b, "\\[u%04" PRIX32 "]", cp);
+                }
+                s++;
+        }
+        if (bold)
+                md_printf(b, "\\fR");
+}
+
+static void roff_item(MdBuf *b, const char *name, const char *what, const char *note) {
+        md_printf(b, ".TP\n.B ");
+        roff_text(b, name, true);
+        md_printf(b, "\n");
+        roff_text(b, what, false);
+        if (note && *note) {
+                md_printf(b, "; ");
+                roff_text(b, note, false);
+        }
+        md_printf(b, "\n");
+}
+
+static void roff_hmp(MdBuf *b) {
+        size_t counts[_HMP_TIER_MAX] = {};
+
+        for (size_t i = 0; i < policy_hmp_commands_count; i++)
+                counts[policy_hmp_commands[i].tier]++;
+        md_printf(b,
+                  ".SS \"HMP commands (Monitor1.HumanCommand)\"\n"
+                  "Also the \\fIcommand\\-line\\fR of \\fBhuman\\-monitor\\-command\\fR sent through Execute.\n"
+                  "A line is at most %u bytes; from callers other than root it holds no control\n"
+                  "characters except space and tab, and no bytes above 0x7f.\n"
+                  "The command name is read as QEMU's HMP parser reads it: leading white space\n"
+                  "skipped, up to white space, \\(oq/\\(cq or the end of the line; case-sensitive.\n"
+                  "An \\fBx\\fR or \\fBxp\\fR dump of more than %u units is refused to everyone.\n"
+                  "Every command needs \\fBVM.Monitor\\fR; then its tier: \\fBnone\\fR needs nothing more,\n"
+                  "\\fBSys.Modify\\fR needs \\fBSys.Modify\\fR, \\fBroot\\fR is for uid 0 only.\n"
+                  "A command not listed is root-only.\n"
+                  "%zu commands: %zu \\fBnone\\fR, %zu \\fBSys.Modify\\fR, %zu \\fBroot\\fR.\n"
+                  ".PP\n"
+                  "Aliases:",
+                  POLICY_HMP_LINE_MAX, POLICY_HMP_DUMP_MAX, policy_hmp_commands_count, counts[HMP_TIER_NONE],
+                  counts[HMP_TIER_SYS_MODIFY], counts[HMP_TIER_ROOT]);
+        for (size_t i = 0; i < policy_hmp_aliases_count; i++) {
+                md_printf(b, "%s\n\\fB", i > 0 ? "," : "");
+                roff_text(b, policy_hmp_aliases[i].alias, true);
+                md_printf(b, "\\fR is \\fB");
+                roff_text(b, policy_hmp_aliases[i].command, true);
+                md_printf(b, "\\fR");
+        }
+        md_printf(b, ".\n");
+        for (size_t i = 0; i < policy_hmp_commands_count; i++) {
+                const HmpCommand *c = &policy_hmp_commands[i];
+                roff_item(b, c->name, hmp_tier_to_string(c->tier), c->reason);
+        }
+}
+
+static void roff_qmp(MdBuf *b) {
+        static const struct {
+                QmpTier tier;
+                const char *what;
+        } tiers[] = {
+                { QMP_TIER_RESERVED, "reserved for the supervisor" },
+                { QMP_TIER_MONITOR, "VM.Monitor" },
+                { QMP_TIER_SYS_MODIFY, "VM.Monitor and Sys.Modify" },
+                { QMP_TIER_ROOT, "root" },
+        };
+
+        md_printf(b,
+                  ".SS \"QMP commands (Monitor1.Execute)\"\n"
+                  "The argument is one JSON object with exactly \\fBexecute\\fR (at most %u characters:\n"
+                  "letters, digits, \\(oq\\-\\(cq, \\(oq_\\(cq and \\(oq.\\(cq) and optionally \\fBarguments\\fR (an object).\n"
+                  "Commands reserved for the supervisor are refused to everyone, root included;\n"
+                  "every other command needs \\fBVM.Monitor\\fR, then its tier. A command not listed is\n"
+                  "root-only.\n",
+                  POLICY_QMP_NAME_MAX);
+        for (size_t t = 0; t < ELEMENTSOF(tiers); t++)
+                for (size_t i = 0; i < policy_qmp_commands_count; i++) {
+                        const QmpCommand *c = &policy_qmp_commands[i];
+                        if (c->tier == tiers[t].tier)
+                                roff_item(b, c->name, tiers[t].what, c->note);
+                }
+}
+
+static void roff_qga(MdBuf *b) {
+        char t[32];
+
+        md_printf(b,
+                  ".SS \"Guest agent commands (Agent1.Command)\"\n"
+                  "Any one of the listed privileges grants the command.\n"
+                  "\\fBguest\\-file\\-open\\fR needs \\fBVM.GuestAgent.FileRead\\fR for mode \\fBr\\fR or \\fBrb\\fR\n"
+                  "(the default) and \\fBVM.GuestAgent.FileWrite\\fR for a mode that can write.\n"
+                  "\\fBguest\\-file\\-read\\fR with a \\fBcount\\fR above %u (48 MiB) is refused.\n"
+                  "The supervisor waits %s for the agent unless the entry says otherwise.\n",
+                  QGA_FILE_READ_MAX, seconds(POLICY_QGA_TIMEOUT_DEFAULT_USEC, t));
+        for (size_t i = 0; i < policy_qga_commands_count; i++) {
+                const QgaCommand *c = &policy_qga_commands[i];
+                MdBuf who = {};
+                char line[160];
+
+                md_qga_privileges(&who, c);
+                snprintf(line, sizeof line, "%s%s", c->no_reply ? "no reply on success; " : "", "");
+                if (policy_qga_timeout_usec(c->name) != POLICY_QGA_TIMEOUT_DEFAULT_USEC)
+                        snprintf(line + strlen(line), sizeof line - strlen(line), "timeout %s; ",
+                                 seconds(policy_qga_timeout_usec(c->name), t));
+                if (who.oom) {
+                        b->oom = true;
+                        free(who.data);
+                        return;
+                }
+                md_printf(b, ".TP\n.B ");
+                roff_text(b, c->name, true);
+                md_printf(b, "\n");
+                roff_text(b, who.data ?: "", false);
+                if (*line) {
+                        line[strlen(line) - 2] = '\0';
+                        md_printf(b, "; ");
+                        roff_text(b, line, false);
+                }
+                if (c->note && *c->note) {
+                        md_printf(b, "; ");
+                        roff_text(b, c->note, false);
+                }
+                md_printf(b, "\n");
+                free(who.data);
+        }
+}
+
+int policy_render_roff(char **ret) {
+        MdBuf b = {};
+
+        md_printf(&b, ".\\\" Generated by policy_render_roff() from the tables in policy/.\n");
+        roff_hmp(&b);
+        roff_qmp(&b);
+        roff_qga(&b);
+        if (b.oom || !b.data) {
+                free(b.data);
+                return -ENOMEM;
+        }
+        *ret = b.data;
+        return 0;
+}

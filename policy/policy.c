@@ -4,6 +4,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "json-wire.h"
 #include "policy-internal.h"
 
 /* The contract's names, verbatim: they appear in ACL files and in refusals. */
@@ -138,6 +139,7 @@ int policy_json_request(json_t *cmd, const char **ret_execute, json_t **ret_argu
                         size_t msgsz) {
         json_t *execute, *arguments;
         const char *name;
+        int r;
 
         if (!json_is_object(cmd))
                 return policy_msg(-EINVAL, msg, msgsz, "The command must be a JSON object.");
@@ -166,6 +168,18 @@ int policy_json_request(json_t *cmd, const char **ret_execute, json_t **ret_argu
 
         if (arguments && !json_is_object(arguments))
                 return policy_msg(-EINVAL, msg, msgsz, "\"arguments\" must be a JSON object.");
+
+        /* What QEMU's and qemu-ga's parser would read differently from the object judged
+         * here: deeper nesting makes them drop what they read and run the rest as new
+         * commands; a noncharacter makes them refuse the request without saying which. */
+        r = json_wire_check_value(cmd, JSON_WIRE_DEPTH_MAX);
+        if (r == -E2BIG)
+                return policy_msg(-EINVAL, msg, msgsz, "The command is nested deeper than %u levels.",
+                                  JSON_WIRE_DEPTH_MAX);
+        if (r < 0)
+                return policy_msg(-EINVAL, msg, msgsz,
+                                  "The command holds a character QEMU and the guest agent refuse "
+                                  "(a Unicode noncharacter such as U+FFFF, or NUL).");
 
         *ret_execute = name;
         *ret_arguments = arguments;

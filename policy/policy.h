@@ -194,7 +194,10 @@ QmpTier policy_qmp_tier(const char *execute);
  *      "control", "exec-oob", ...) → -EINVAL.
  *      human-monitor-command also needs arguments with a string "command-line"
  *      and optionally an integer "cpu-index", nothing else, and is then
- *      decided by policy_check_hmp() on its command line;
+ *      decided by policy_check_hmp() on its command line; the whole request
+ *      nested at most JSON_WIRE_DEPTH_MAX (64) deep and free of Unicode
+ *      noncharacters and NUL (json_wire_check_value(): what QEMU's parser
+ *      would read differently);
  *   2. reserved commands → -EPERM, for root too;
  *   3. root → 0; VM.Monitor → else -EACCES; the tier → else -EACCES. */
 int policy_check_qmp(json_t *cmd, const Caller *caller, PrivSet privs, char *msg, size_t msgsz);
@@ -233,7 +236,7 @@ extern const size_t policy_qga_commands_count;
 const QgaCommand *policy_qga_lookup(const char *execute);
 
 /* Validates and authorizes an agent command:
- *   1. validation (same shape rules as QMP); guest-file-read with a "count"
+ *   1. validation (same shape, depth and character rules as QMP); guest-file-read with a "count"
  *      that is not an integer in 0..QGA_FILE_READ_MAX → -EINVAL;
  *      guest-file-open with a "mode" that is not one of the agent's fopen()
  *      modes → -EINVAL;
@@ -260,3 +263,5 @@ uint64_t policy_qga_timeout_usec(const char *execute);
 /* Renders the three tables as the Markdown of docs/permissions.md.
  * Returns 0 and a malloc()ed string in *ret, or -ENOMEM (*ret untouched). */
 int policy_render_markdown(char **ret);
+/* The same tables as roff (man macros), for vmsup.json(5). */
+int policy_render_roff(char **ret);

@@ -72,6 +72,13 @@ run_as vmsup-viewer dbus-send --system --print-reply --dest=org.vmsup.VM.demo /o
 run_as vmsup-nobody dbus-send --system --print-reply --dest=org.vmsup.VM.demo /org/vmsup/VM org.vmsup.VM1.GetStatus
 run busctl --system get-property org.vmsup.VM.demo /org/vmsup/VM org.vmsup.VM1 State
 
+bold "The same with vmsupctl: every VM on the bus, status, a refusal in plain words (exit status 4)"
+run "$VMSUPCTL" --bus "$BUS" list
+run "$VMSUPCTL" --bus "$BUS" status demo
+run "$VMSUPCTL" --bus "$BUS" qmp demo query-status
+run_as vmsup-viewer "$VMSUPCTL" --bus "$BUS" stop demo
+run_as vmsup-nobody "$VMSUPCTL" --bus "$BUS" list
+
 bold "Shut it down (through the guest agent; ACPI when there is none); returns when QEMU exited"
 run busctl --system --timeout=60 call org.vmsup.VM.demo /org/vmsup/VM org.vmsup.VM1 Shutdown ub 30 false
 run busctl --system get-property org.vmsup.VM.demo /org/vmsup/VM org.vmsup.VM1 State StateReason Pid

@@ -1,16 +1,18 @@
 #!/bin/bash
 # Installs the Debian packages that building, testing and the demo need, and
 # does nothing when they are all present. Run as root on Debian 12; as another
-# user it only names what is missing.
+# user it only names what is missing. `make deps` runs it (make demo, check and
+# bench run that first); nothing else installs packages.
 set -euo pipefail
 
 packages=(
         gcc make pkg-config
         libsystemd-dev libjansson-dev libseccomp-dev libcap-ng-dev libcmocka-dev
         qemu-system-x86 qemu-guest-agent
-        dbus-daemon dbus-bin systemd util-linux passwd procps
+        dbus dbus-daemon dbus-bin systemd util-linux passwd procps
         busybox-static cpio kmod
-        python3-dbus python3-gi
+        libxml2-utils python3-dbus python3-gi socat systemd-container clang
+        jq groff-base man-db libglib2.0-dev libglib2.0-dev-bin
 )
 
 missing=()
@@ -22,7 +24,7 @@ done
 
 if [[ $(id -u) -ne 0 ]]; then
         echo "vmsup: missing Debian packages: ${missing[*]}" >&2
-        echo "vmsup: run 'sudo scripts/setup-deps.sh' (or apt-get install them) first." >&2
+        echo "vmsup: run 'make deps' as root (or apt-get install them) first." >&2
         exit 1
 fi
 

@@ -241,6 +241,9 @@ static int method_read_file(sd_bus_message *m, void *userdata, sd_bus_error *err
                 return r;
         if (offset > INT64_MAX || length > INT64_MAX)
                 return sd_bus_error_set(error, SD_BUS_ERROR_INVALID_ARGS, "Offset and length must be below 2^63.");
+        r = agent_file_check_fd(fd, false, error);
+        if (r < 0)
+                return r;
         r = require_file_privilege(a, m, false, error);
         if (r < 0)
                 return r;
@@ -256,6 +259,9 @@ static int method_write_file(sd_bus_message *m, void *userdata, sd_bus_error *er
         int fd, append, r;
 
         r = sd_bus_message_read(m, "shb", &path, &fd, &append);
+        if (r < 0)
+                return r;
+        r = agent_file_check_fd(fd, true, error);
         if (r < 0)
                 return r;
         r = require_file_privilege(a, m, true, error);

@@ -4,17 +4,19 @@
  *   open → [seek] → (read chunk → write to fd)* → close → reply     (ReadFile)
  *   open → (read fd → write chunk)* → flush → close → reply         (WriteFile)
  * The guest handle is closed on every path that opened it, errors and caller
- * hang-ups included. The caller's descriptor is never waited on by blocking:
- * pipes and sockets are driven by the loop; regular files are read and written
- * directly (page cache). */
+ * hang-ups included. The caller's descriptor is a pipe, a FIFO or an AF_UNIX
+ * stream socket, made non-blocking and driven by the loop (agent_file_check_fd says
+ * why nothing else); it is closed off the loop (bus-fds.c). */
 
 #include <fcntl.h>
 #include <inttypes.h>
 #include <stdarg.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 
 #include "agent-file.h"
 #include "bus-errors.h"
+#include "bus-fds.h"
 #include "bus-util.h"
 #include "log.h"
 #include "qga-file.h"
@@ -58,7 +60,6 @@ typedef struct FileXfer {
         char *path;
         bool append;
         int fd;
-        bool pollable;
         sd_event_source *io;
         sd_event_source *idle_timer;
         XferStep step;
@@ -80,7 +81,7 @@ static void xfer_free(FileXfer *x) {
                 (*x->n_transfers)--;
         sd_event_source_disable_unref(x->io);
         sd_event_source_disable_unref(x->idle_timer);
-        safe_close(x->fd);
+        bus_fds_close_async(x->fd);
         sd_bus_message_unref(x->message);
         free(x->path);
         free(x->buf);
@@ -388,11 +389,52 @@ static void on_agent_reply(QgaClient *c, int error, json_t *result, const char *
 
 /* ---- methods ---- */
 
+/* The caller's descriptor: only kinds whose I/O can never block the loop once non-blocking, and
+ * whose peer learns nothing from who writes: pipes and FIFOs, and AF_UNIX stream sockets (the
+ * peer's SO_PEERCRED is the connecting caller's). Refused: regular files and directories (their
+ * reads and writes ignore O_NONBLOCK and block on a slow or hostile file system such as FUSE),
+ * devices, O_PATH descriptors, other socket families, and datagram and seqpacket sockets (each
+ * message is stamped with the sender's credentials: the supervisor's uid 0 and pid, to a
+ * receiver like a service manager's notification socket). ReadFile needs a writable descriptor,
+ * WriteFile a readable one. */
+int agent_file_check_fd(int fd, bool writing, sd_bus_error *error) {
+        struct statx st;
+        int flags, acc;
+
+        flags = fcntl(fd, F_GETFL);
+        if (flags < 0)
+                return -errno;
+        if (flags & O_PATH)
+                return sd_bus_error_set(error, SD_BUS_ERROR_INVALID_ARGS, "An O_PATH descriptor cannot be read or written.");
+        acc = flags & O_ACCMODE;
+        if (writing ? acc == O_WRONLY : acc == O_RDONLY)
+                return sd_bus_error_set(error, SD_BUS_ERROR_INVALID_ARGS,
+                                        writing ? "The descriptor must be readable." : "The descriptor must be writable.");
+        /* The type only, from what the kernel has: a stat that asked a FUSE server would block. */
+        if (statx(fd, "", AT_EMPTY_PATH | AT_STATX_DONT_SYNC, STATX_TYPE, &st) < 0)
+                return -errno;
+        if (S_ISFIFO(st.stx_mode))
+                return 0;
+        if (S_ISSOCK(st.stx_mode)) {
+                int domain = -1, type = -1;
+                socklen_t l1 = sizeof domain, l2 = sizeof type;
+
+                if (getsockopt(fd, SOL_SOCKET, SO_DOMAIN, &domain, &l1) < 0 ||
+                    getsockopt(fd, SOL_SOCKET, SO_TYPE, &type, &l2) < 0)
+                        return -errno;
+                if (domain == AF_UNIX && type == SOCK_STREAM)
+                        return 0;
+                return sd_bus_error_set(error, SD_BUS_ERROR_INVALID_ARGS,
+                                        "A socket must be an AF_UNIX stream socket (no datagram or seqpacket).");
+        }
+        return sd_bus_error_set(error, SD_BUS_ERROR_INVALID_ARGS,
+                                "The descriptor must be a pipe, a FIFO or an AF_UNIX stream socket.");
+}
+
 static int xfer_new(Vm *vm, sd_bus_message *m, bool writing, const char *path, int caller_fd, unsigned *n_transfers,
                     FileXfer **ret, sd_bus_error *error) {
         FileXfer *x;
-        struct stat st;
-        int fd, flags, acc;
+        int fd, flags;
 
         if (strlen(path) == 0 || strlen(path) > FILE_PATH_MAX)
                 return sd_bus_error_setf(error, SD_BUS_ERROR_INVALID_ARGS, "The guest path must be 1 to %u bytes.",
@@ -403,24 +445,16 @@ static int xfer_new(Vm *vm, sd_bus_message *m, bool writing, const char *path, i
         fd = fcntl(caller_fd, F_DUPFD_CLOEXEC, 3);
         if (fd < 0)
                 return -errno;
-        flags = fcntl(fd, F_GETFL);
-        acc = flags & O_ACCMODE;
-        if (flags < 0 || fstat(fd, &st) < 0 || (writing ? acc == O_WRONLY : acc == O_RDONLY) ||
-            S_ISDIR(st.st_mode)) {
-                safe_close(fd);
-                return sd_bus_error_set(error, SD_BUS_ERROR_INVALID_ARGS,
-                                        writing ? "The descriptor must be readable." : "The descriptor must be writable.");
-        }
         x = calloc(1, sizeof *x);
         if (!x) {
-                safe_close(fd);
+                bus_fds_close_async(fd);
                 return -ENOMEM;
         }
         x->fd = fd;
-        x->pollable = !S_ISREG(st.st_mode) && !S_ISBLK(st.st_mode);
-        /* Pipes and sockets: never block the loop on a slow caller (this also makes the
-         * caller's open file description non-blocking; it handed it over for this call). */
-        if (x->pollable && !(flags & O_NONBLOCK) && fcntl(fd, F_SETFL, flags | O_NONBLOCK) < 0) {
+        /* Never block the loop on a slow caller (this also makes the caller's open file
+         * description non-blocking; it handed it over for this call). */
+        flags = fcntl(fd, F_GETFL);
+        if (flags < 0 || (!(flags & O_NONBLOCK) && fcntl(fd, F_SETFL, flags | O_NONBLOCK) < 0)) {
                 xfer_free(x);
                 return -errno;
         }

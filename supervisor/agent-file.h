@@ -9,6 +9,11 @@
 
 #include "vm.h"
 
+/* Whether fd is a descriptor a transfer may use: a pipe, a FIFO or an AF_UNIX stream
+ * socket, writable for ReadFile (writing = false), readable for WriteFile. Returns 0, or
+ * a negative errno with error set (InvalidArgs naming what is wrong). */
+int agent_file_check_fd(int fd, bool writing, sd_bus_error *error);
+
 /* Copies the guest file path (from offset, length bytes, 0 = to EOF) into fd (duplicated;
  * must be writable). WriteFile: fd (readable) into the guest file, appended or replacing it.
  * m is answered with the byte count (t) or an error when the transfer ends.

@@ -11,19 +11,30 @@ typedef struct CredsEntry {
         uid_t uid;
         gid_t *groups;
         size_t n_groups;
+        bool kept;               /* outlives its messages: on the LRU list, watched */
         sd_bus_slot *call;       /* GetConnectionCredentials in flight */
-        sd_bus_slot *gone_match; /* NameOwnerChanged for this name only */
+        sd_bus_slot *gone_match; /* NameOwnerChanged for this name only; kept entries only */
         sd_bus_message **held;   /* messages waiting for this entry */
         size_t n_held;
+        size_t n_requeued;       /* held messages back in sd-bus's read queue, not yet through the gate */
         struct CredsEntry *next; /* bucket chain */
+        struct CredsEntry *lru_prev, *lru_next; /* kept entries, most recently used first */
         CredsCache *cache;
 } CredsEntry;
 
 struct CredsCache {
         sd_bus *bus;
+        creds_keep_t keep;
+        void *userdata;
         CredsEntry *buckets[CREDS_BUCKETS];
         size_t n_entries;
         size_t n_held;
+        CredsEntry *lru_head, *lru_tail;
+        size_t n_kept;
+        /* An entry that is not kept, out of the table, whose last call is being handled:
+         * freed when the next call reaches the gate (handlers look the caller up only while
+         * they run). */
+        CredsEntry *retired;
 };
 
 static unsigned hash_name(const char *s) {
@@ -40,7 +51,37 @@ static CredsEntry *entry_find(CredsCache *c, const char *name) {
         return NULL;
 }
 
+static void lru_unlink(CredsCache *c, CredsEntry *e) {
+        if (!e->kept)
+                return;
+        if (e->lru_prev)
+                e->lru_prev->lru_next = e->lru_next;
+        else
+                c->lru_head = e->lru_next;
+        if (e->lru_next)
+                e->lru_next->lru_prev = e->lru_prev;
+        else
+                c->lru_tail = e->lru_prev;
+        e->lru_prev = e->lru_next = NULL;
+        e->kept = false;
+        c->n_kept--;
+}
+
+static void lru_push_front(CredsCache *c, CredsEntry *e) {
+        e->lru_prev = NULL;
+        e->lru_next = c->lru_head;
+        if (c->lru_head)
+                c->lru_head->lru_prev = e;
+        else
+                c->lru_tail = e;
+        c->lru_head = e;
+        e->kept = true;
+        c->n_kept++;
+}
+
 static void entry_free(CredsEntry *e, bool answer_held) {
+        if (e->cache)
+                lru_unlink(e->cache, e);
         for (size_t i = 0; i < e->n_held; i++) {
                 if (answer_held)
                         (void) sd_bus_reply_method_errorf(e->held[i], SD_BUS_ERROR_ACCESS_DENIED,
@@ -70,29 +111,14 @@ static void entry_remove(CredsCache *c, const char *name, bool answer_held) {
                 }
 }
 
-static void cache_flush_ready(CredsCache *c) {
-        for (size_t b = 0; b < CREDS_BUCKETS; b++) {
-                CredsEntry **p = &c->buckets[b];
-                while (*p) {
-                        CredsEntry *e = *p;
-                        if (e->ready) {
-                                *p = e->next;
-                                c->n_entries--;
-                                entry_free(e, false);
-                        } else
-                                p = &e->next;
-                }
-        }
-}
-
 static int on_name_owner_changed(sd_bus_message *m, void *userdata, sd_bus_error *error) {
-        CredsCache *c = userdata;
+        CredsEntry *e = userdata;
         const char *name, *old_owner, *new_owner;
 
         if (sd_bus_message_read(m, "sss", &name, &old_owner, &new_owner) < 0)
                 return 0;
-        if (name[0] == ':' && new_owner[0] == '\0')
-                entry_remove(c, name, true);
+        if (streq(name, e->name) && new_owner[0] == '\0')
+                entry_remove(e->cache, name, true);
         return 0;
 }
 
@@ -153,6 +179,45 @@ static int parse_creds(CredsEntry *e, sd_bus_message *reply) {
         return have_uid ? 0 : -ENODATA;
 }
 
+static int on_match_installed(sd_bus_message *reply, void *userdata, sd_bus_error *ret_error) {
+        CredsEntry *e = userdata;
+
+        /* Without its match the entry could outlive its name unnoticed: drop it (the caller's
+         * next call asks the bus again). sd-bus's default here would close the connection. */
+        if (sd_bus_message_is_method_error(reply, NULL)) {
+                log_debug("No departure match for %s: %s", e->name, sd_bus_message_get_error(reply)->message);
+                entry_remove(e->cache, e->name, false);
+        }
+        return 0;
+}
+
+/* Keeps a ready entry for later calls: at most CREDS_KEPT_MAX, each with its own departure
+ * match, least recently used evicted first. Returns false when the entry is not kept. */
+static bool entry_keep(CredsCache *c, CredsEntry *e) {
+        Caller caller = {
+                .uid = e->uid,
+                .gid = (gid_t) -1,
+                .groups = e->groups,
+                .n_groups = e->n_groups,
+        };
+        char rule[256];
+
+        if (!c->keep || !c->keep(&caller, c->userdata))
+                return false;
+        while (c->n_kept >= CREDS_KEPT_MAX && c->lru_tail)
+                entry_remove(c, c->lru_tail->name, false);
+        /* Only this caller's departure: a bus-wide match would wake every supervisor for every
+         * connection on the bus. A caller gone before the match is installed leaves a stale entry
+         * behind, harmless (unique names are never reused) and evicted in its turn. */
+        snprintf(rule, sizeof rule,
+                 "type='signal',sender='org.freedesktop.DBus',path='/org/freedesktop/DBus',"
+                 "interface='org.freedesktop.DBus',member='NameOwnerChanged',arg0='%s',arg2=''", e->name);
+        if (sd_bus_add_match_async(c->bus, &e->gone_match, rule, on_name_owner_changed, on_match_installed, e) < 0)
+                return false;
+        lru_push_front(c, e);
+        return true;
+}
+
 static int on_creds_reply(sd_bus_message *reply, void *userdata, sd_bus_error *ret_error) {
         CredsEntry *e = userdata;
         CredsCache *c = e->cache;
@@ -172,8 +237,8 @@ static int on_creds_reply(sd_bus_message *reply, void *userdata, sd_bus_error *r
         }
         e->ready = true;
 
-        /* What waited goes back to sd-bus, in the order it came: the read queue is
-         * dispatched first in, first out, before anything read from the socket after. */
+        /* What waited goes back to sd-bus, in the order it came: the read queue is dispatched
+         * first in, first out, before anything read from the socket after. */
         held = TAKE_PTR(e->held);
         n_held = e->n_held;
         e->n_held = 0;
@@ -182,13 +247,35 @@ static int on_creds_reply(sd_bus_message *reply, void *userdata, sd_bus_error *r
                 r = sd_bus_message_rewind(held[i], true);
                 if (r >= 0)
                         r = sd_bus_enqueue_for_read(c->bus, held[i]);
-                if (r < 0) {
+                if (r >= 0)
+                        e->n_requeued++;
+                else {
                         log_debug_errno(r, "Cannot dispatch a call of %s again: %m", e->name);
                         (void) sd_bus_reply_method_errno(held[i], r, NULL);
                 }
                 sd_bus_message_unref(held[i]);
         }
+        /* A caller with no right here is not remembered: it costs no match rule and no memory
+         * between its calls, only a credentials query per call. Its entry lives until the calls
+         * that waited for it have been handled (creds_cache_gate() retires it). */
+        if (!entry_keep(c, e) && e->n_requeued == 0)
+                entry_remove(c, e->name, false);
         return 0;
+}
+
+/* Takes e out of the table; it stays readable as c->retired until the next call. */
+static void entry_retire(CredsCache *c, CredsEntry *e) {
+        CredsEntry **p = &c->buckets[hash_name(e->name)];
+
+        for (; *p; p = &(*p)->next)
+                if (*p == e) {
+                        *p = e->next;
+                        c->n_entries--;
+                        break;
+                }
+        if (c->retired)
+                entry_free(c->retired, false);
+        c->retired = e;
 }
 
 int creds_cache_gate(CredsCache *c, sd_bus_message *m) {
@@ -197,18 +284,32 @@ int creds_cache_gate(CredsCache *c, sd_bus_message *m) {
         sd_bus_message **nh;
         int r;
 
+        if (c->retired) { /* the call it was kept for has been handled */
+                entry_free(c->retired, false);
+                c->retired = NULL;
+        }
         if (!sender)
                 return -EPERM; /* peer-to-peer: no bus to ask */
         e = entry_find(c, sender);
-        if (e && e->ready)
+        if (e && e->ready) {
+                if (e->kept && c->lru_head != e) {
+                        lru_unlink(c, e);
+                        lru_push_front(c, e);
+                } else if (!e->kept && e->n_requeued > 0 && --e->n_requeued == 0)
+                        /* The last call that waited for a caller not kept: forget the caller
+                         * once this call has been handled. */
+                        entry_retire(c, e);
                 return 0;
+        }
         if (c->n_held >= CREDS_PENDING_MAX) {
                 (void) sd_bus_reply_method_errorf(m, VMSUP_ERROR_BUSY, "Too many calls waiting, try again.");
                 return 1;
         }
         if (!e) {
-                if (c->n_entries >= CREDS_CACHE_MAX)
-                        cache_flush_ready(c);
+                if (c->n_entries >= CREDS_CACHE_MAX) {
+                        (void) sd_bus_reply_method_errorf(m, VMSUP_ERROR_BUSY, "Too many callers, try again.");
+                        return 1;
+                }
                 e = calloc(1, sizeof *e);
                 if (!e)
                         return -ENOMEM;
@@ -217,24 +318,11 @@ int creds_cache_gate(CredsCache *c, sd_bus_message *m) {
                         free(e);
                         return -ENOMEM;
                 }
-                /* Only this caller's departure matters: a bus-wide match would wake every
-                 * supervisor for every connection on the bus. Sent before the credentials
-                 * query, so a caller gone in between is noticed by that query's failure. */
-                char rule[256];
-                snprintf(rule, sizeof rule,
-                         "type='signal',sender='org.freedesktop.DBus',path='/org/freedesktop/DBus',"
-                         "interface='org.freedesktop.DBus',member='NameOwnerChanged',arg0='%s',arg2=''", sender);
-                r = sd_bus_add_match_async(c->bus, &e->gone_match, rule, on_name_owner_changed, NULL, c);
-                if (r < 0) {
-                        free(e->name);
-                        free(e);
-                        return r;
-                }
+                /* No match rule yet: a caller gone before the answer makes the query fail. */
                 r = sd_bus_call_method_async(c->bus, &e->call, "org.freedesktop.DBus", "/org/freedesktop/DBus",
                                              "org.freedesktop.DBus", "GetConnectionCredentials", on_creds_reply, e,
                                              "s", sender);
                 if (r < 0) {
-                        sd_bus_slot_unref(e->gone_match);
                         free(e->name);
                         free(e);
                         return r;
@@ -261,6 +349,8 @@ int creds_cache_lookup(CredsCache *c, sd_bus_message *m, Caller *ret) {
         if (!sender)
                 return -ENOENT;
         e = entry_find(c, sender);
+        if (!e && c->retired && streq(c->retired->name, sender))
+                e = c->retired;
         if (!e || !e->ready)
                 return -ENOENT;
         *ret = (Caller) {
@@ -276,13 +366,15 @@ size_t creds_cache_size(CredsCache *c) {
         return c->n_entries;
 }
 
-int creds_cache_new(sd_bus *bus, CredsCache **ret) {
+int creds_cache_new(sd_bus *bus, creds_keep_t keep, void *userdata, CredsCache **ret) {
         CredsCache *c;
 
         c = calloc(1, sizeof *c);
         if (!c)
                 return -ENOMEM;
         c->bus = sd_bus_ref(bus);
+        c->keep = keep;
+        c->userdata = userdata;
         *ret = c;
         return 0;
 }
@@ -296,6 +388,8 @@ CredsCache *creds_cache_free(CredsCache *c) {
                         c->buckets[b] = e->next;
                         entry_free(e, false);
                 }
+        if (c->retired)
+                entry_free(c->retired, false);
         sd_bus_unref(c->bus);
         free(c);
         return NULL;

@@ -13,28 +13,43 @@
  * sd-bus's own dispatch (signature check, vtables, properties) like any other
  * call, passing the gate this time. Messages held for one sender go back in the
  * order they came. Unique names are never reused on a bus and a connection's
- * credentials never change, so the cache is exact; entries leave when the name
- * does (NameOwnerChanged). */
+ * credentials never change, so the cache is exact.
+ *
+ * Only callers with some right here are remembered between calls (creds_keep_t),
+ * at most CREDS_KEPT_MAX of them, least recently used evicted first; each has a
+ * match rule for its own departure (NameOwnerChanged with arg0 = its name), so
+ * the supervisor wakes only when one of its own callers leaves. The bus allows a
+ * connection a limited number of match rules (dbus-daemon: 512), and a failed
+ * AddMatch would close the connection: the bound keeps the supervisor well below
+ * it whoever connects, and a failed AddMatch only drops that entry. Callers with
+ * no right cost a credentials query per call and nothing between calls. */
 
 #include <systemd/sd-bus.h>
 
 #include "macro.h"
 #include "policy.h"
 
-#define CREDS_CACHE_MAX 4096U
 #define CREDS_GROUPS_MAX 256U
 /* Messages held while their sender's credentials are fetched. */
 #define CREDS_PENDING_MAX 1024U
+/* Callers remembered between calls, each with one match rule. */
+#define CREDS_KEPT_MAX 256U
+/* Entries at once: the remembered ones and those whose query is in flight. */
+#define CREDS_CACHE_MAX (CREDS_KEPT_MAX + CREDS_PENDING_MAX)
 
 typedef struct CredsCache CredsCache;
 
-int creds_cache_new(sd_bus *bus, CredsCache **ret);
+/* Whether a caller is worth remembering between its calls (it holds some right here). */
+typedef bool (*creds_keep_t)(const Caller *caller, void *userdata);
+
+int creds_cache_new(sd_bus *bus, creds_keep_t keep, void *userdata, CredsCache **ret);
 CredsCache *creds_cache_free(CredsCache *c);
 DEFINE_TRIVIAL_CLEANUP_FUNC(CredsCache *, creds_cache_free);
 
 /* For the object callback: returns 0 when m's sender is cached (continue normal
- * dispatch), 1 when m was taken (it will come back through sd-bus's dispatch, or
- * be answered with an error, later), negative on error. */
+ * dispatch), 1 when m was taken (it comes back through sd-bus's dispatch, or is
+ * answered with an error, later),
+ * negative on error. */
 int creds_cache_gate(CredsCache *c, sd_bus_message *m);
 
 /* The cached caller of m. The returned Caller's group array stays valid until the

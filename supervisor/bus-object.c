@@ -1,5 +1,6 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 #include "agent-dbus.h"
+#include "bus-fds.h"
 #include "bus-object.h"
 #include "bus-util.h"
 #include "monitor-dbus.h"
@@ -26,6 +27,28 @@ static bool is_open_interface(const char *iface) {
         return streq(iface, "org.freedesktop.DBus.Introspectable") || streq(iface, "org.freedesktop.DBus.Peer");
 }
 
+/* Whether iface.member takes descriptors, from the vtables of the listed interfaces
+ * (Properties, Introspectable, Peer and unknown methods take none). */
+static bool method_takes_fds(const char *iface, const char *member) {
+        for (size_t i = 0; i < ELEMENTSOF(bus_interfaces); i++) {
+                if (!streq(bus_interfaces[i]->name, iface))
+                        continue;
+                for (const sd_bus_vtable *v = bus_interfaces[i]->vtable + 1; v->type != _SD_BUS_VTABLE_END; v++)
+                        if (v->type == _SD_BUS_VTABLE_METHOD && streq(v->x.method.member, member))
+                                return v->x.method.signature && strchr(v->x.method.signature, SD_BUS_TYPE_UNIX_FD);
+        }
+        return false;
+}
+
+/* Callers with no right here are not remembered between calls. */
+static bool caller_has_rights(const Caller *caller, void *userdata) {
+        VmBus *b = userdata;
+
+        return caller_is_root(caller) ||
+               policy_acl_privileges(b->vm->config->acl, b->vm->config->n_acl, caller) != 0 ||
+               policy_acl_privileges(b->vm->host_acl, b->vm->n_host_acl, caller) != 0;
+}
+
 /* Runs before the vtables, for every message to the object, and again for a call that
  * waited for its sender's credentials (bus-creds.c puts it back in the read queue). */
 static int on_object_message(sd_bus_message *m, void *userdata, sd_bus_error *error) {
@@ -36,6 +59,10 @@ static int on_object_message(sd_bus_message *m, void *userdata, sd_bus_error *er
         if (!sd_bus_message_is_method_call(m, NULL, NULL))
                 return 0;
         iface = sd_bus_message_get_interface(m);
+        /* Descriptors only where the method takes them, refused before the call is held (the
+         * filter in bus-fds.c has taken its copies: they are closed off the loop either way). */
+        if (bus_message_has_fds(m) && (!iface || !method_takes_fds(iface, sd_bus_message_get_member(m) ?: "")))
+                return sd_bus_error_set(error, SD_BUS_ERROR_INVALID_ARGS, "This method takes no file descriptors.");
         if (!iface || is_open_interface(iface))
                 return 0;
         r = creds_cache_gate(o->base.creds, m);
@@ -62,7 +89,7 @@ int bus_object_new(Vm *vm, sd_bus *bus, BusObject **ret) {
                 return -ENOMEM;
         o->base.vm = vm;
         o->base.bus = sd_bus_ref(bus);
-        r = creds_cache_new(bus, &o->base.creds);
+        r = creds_cache_new(bus, caller_has_rights, &o->base, &o->base.creds);
         if (r < 0)
                 return r;
         r = sd_bus_add_object(bus, &o->object_slot, VM_OBJECT_PATH, on_object_message, o);

@@ -79,6 +79,7 @@ static const BusErrorRow bus_error_table[] = {
         ROW(BUS_ERROR_QMP_REPLY, 0, SD_BUS_ERROR_FAILED, "QEMU request failed: %s.", .arg = ARG_STRERROR),
 
         ROW(BUS_ERROR_AGENT_SEND, -EBUSY, VMSUP_ERROR_BUSY, "Too many agent commands are waiting."),
+        ROW(BUS_ERROR_AGENT_SEND, -EINVAL, SD_BUS_ERROR_INVALID_ARGS, "The guest agent would not read the command as sent."),
         ROW(BUS_ERROR_AGENT_SEND, 0, VMSUP_ERROR_AGENT_NOT_CONNECTED, "The guest agent is not connected."),
 
         ROW(BUS_ERROR_AGENT_REPLY, -EREMOTEIO, VMSUP_ERROR_AGENT_ERROR, "%s: %s", .arg = ARG_CLASS_DESC),
@@ -90,6 +91,8 @@ static const BusErrorRow bus_error_table[] = {
             "The agent's reply is larger than %zu MiB; use ReadFile for large data.",
             .arg = ARG_LIMIT_MIB, .limit = BUS_REPLY_MAX),
         ROW(BUS_ERROR_AGENT_REPLY, -EBUSY, VMSUP_ERROR_BUSY, "Too many agent commands are waiting."),
+        ROW(BUS_ERROR_AGENT_REPLY, -EINVAL, SD_BUS_ERROR_INVALID_ARGS,
+            "The guest agent would not read the request as sent (nested too deep, or a Unicode noncharacter)."),
         ROW(BUS_ERROR_AGENT_REPLY, -ENOTCONN, VMSUP_ERROR_AGENT_NOT_CONNECTED, "The guest agent is not connected."),
         ROW(BUS_ERROR_AGENT_REPLY, -ECANCELED, VMSUP_ERROR_AGENT_NOT_CONNECTED, "The guest agent is not connected."),
         ROW(BUS_ERROR_AGENT_REPLY, 0, SD_BUS_ERROR_FAILED, "The agent request failed: %s.", .arg = ARG_STRERROR),

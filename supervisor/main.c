@@ -11,6 +11,7 @@
 #include <systemd/sd-daemon.h>
 #include <systemd/sd-event.h>
 
+#include "bus-fds.h"
 #include "bus-object.h"
 #include "config.h"
 #include "launch.h"
@@ -41,7 +42,8 @@ static void help(void) {
                "  --seccomp MODE       kill (default) or log: a system call outside the allowlist\n"
                "                       kills the supervisor, or only goes to the kernel's audit log\n"
                "  --check              validate the definition and the ACL, then exit\n"
-               "  --list-permissions   print the HMP, QMP and agent permission tables (Markdown)\n"
+               "  --list-permissions[=markdown|roff]\n"
+               "                       print the HMP, QMP and agent permission tables\n"
                "  --help, --version\n");
 }
 
@@ -66,12 +68,12 @@ static int parse_argv(int argc, char *argv[]) {
                 { "log-level", required_argument, NULL, ARG_LOG_LEVEL },
                 { "seccomp", required_argument, NULL, ARG_SECCOMP },
                 { "check", no_argument, NULL, ARG_CHECK },
-                { "list-permissions", no_argument, NULL, ARG_LIST_PERMISSIONS },
+                { "list-permissions", optional_argument, NULL, ARG_LIST_PERMISSIONS },
                 { "help", no_argument, NULL, 'h' },
                 { "version", no_argument, NULL, ARG_VERSION },
                 {},
         };
-        int c, level;
+        int c, level, r;
 
         while ((c = getopt_long(argc, argv, "h", options, NULL)) >= 0)
                 switch (c) {
@@ -117,7 +119,15 @@ static int parse_argv(int argc, char *argv[]) {
                         return 1;
                 case ARG_LIST_PERMISSIONS: {
                         _cleanup_free_ char *text = NULL;
-                        if (policy_render_markdown(&text) < 0)
+                        if (!optarg || streq(optarg, "markdown"))
+                                r = policy_render_markdown(&text);
+                        else if (streq(optarg, "roff"))
+                                r = policy_render_roff(&text);
+                        else {
+                                fprintf(stderr, "vmsupd: unknown format \"%s\" (markdown, roff)\n", optarg);
+                                return -EINVAL;
+                        }
+                        if (r < 0)
                                 return -ENOMEM;
                         fputs(text, stdout);
                         return 1;
@@ -298,8 +308,13 @@ int main(int argc, char *argv[]) {
         r = sd_bus_attach_event(bus, event, SD_EVENT_PRIORITY_NORMAL);
         if (r < 0)
                 return log_error_errno(r, "Failed to attach the bus to the loop: %m"), EXIT_FAILURE;
-        /* Without the bus nobody can manage the VM: exit and let the service manager decide. */
+        /* Without the bus nobody can manage the VM: exit with a failure status and let the
+         * service manager restart the supervisor. */
         (void) sd_bus_set_exit_on_disconnect(bus, true);
+        /* Before anything is read from the bus, and before the system call filter. */
+        r = bus_fds_setup(bus);
+        if (r < 0)
+                return log_error_errno(r, "Failed to set up the handling of callers' descriptors: %m"), EXIT_FAILURE;
         r = bus_object_new(vm, bus, &object);
         if (r < 0)
                 return log_error_errno(r, "Failed to register the D-Bus objects: %m"), EXIT_FAILURE;
@@ -328,6 +343,13 @@ int main(int argc, char *argv[]) {
         r = sd_event_loop(event);
         if (r < 0)
                 return log_error_errno(r, "Event loop failed: %m"), EXIT_FAILURE;
+        /* Losing the bus is a failure (sd-bus ends the loop with EXIT_FAILURE; it closes the
+         * bus at any exit of the loop, so that is the one sign): the service manager's
+         * Restart=on-failure brings the supervisor back. */
+        if (r != 0) {
+                log_error("VM %s: the bus connection was lost, exiting.", vm->config->name);
+                return EXIT_FAILURE;
+        }
 
         return EXIT_SUCCESS;
 }

@@ -89,7 +89,9 @@ uint64_t sandbox_launcher_caps(const VmConfig *c) {
  * guest and its ReadFile/WriteFile traffic), from the filter's installation (after the bus name
  * is owned) to exit. Entries marked "not seen" were not in those runs but are paths libsystemd,
  * glibc or the kernel take in conditions the tests do not create; each says which. The
- * supervisor never forks, execs or makes threads after start-up: the launcher does that. */
+ * supervisor never forks, execs or makes threads after start-up: the launcher does the first
+ * two, and the descriptor closer threads exist before the filter, which covers them too
+ * (TSYNC). */
 static const int supervisor_syscalls[] = {
         /* the event loop (sd-event) */
         SCMP_SYS(epoll_wait),
@@ -115,7 +117,8 @@ static const int supervisor_syscalls[] = {
         SCMP_SYS(write),
         SCMP_SYS(close),
         SCMP_SYS(fcntl),          /* O_NONBLOCK, F_DUPFD_CLOEXEC of callers' fds */
-        SCMP_SYS(newfstatat),     /* fstat(): callers' fds, fopen() */
+        SCMP_SYS(newfstatat),     /* fstat(): fopen() */
+        SCMP_SYS(statx),          /* the type of a caller's ReadFile/WriteFile descriptor */
         SCMP_SYS(lseek),          /* not seen: fclose() of a partly read stream repositions it */
         SCMP_SYS(pipe2),          /* QEMU's stderr, at each Start */
         SCMP_SYS(sendmsg),        /* D-Bus (with SCM_RIGHTS), the launcher's requests */
@@ -134,6 +137,14 @@ static const int supervisor_syscalls[] = {
         SCMP_SYS(chmod),          /* the new sockets: 0600 */
 
         SCMP_SYS(pidfd_send_signal), /* Stop and kills; the pidfd comes from the launcher */
+
+        /* the descriptor closer threads (bus-fds.c), started before the filter: their queue's
+         * lock, the timer that interrupts a lingering close and its signal, and kcmp() on the
+         * loop: is a message's descriptor still the file we hold a copy of? */
+        SCMP_SYS(futex),
+        SCMP_SYS(timer_settime),
+        SCMP_SYS(rt_sigreturn),
+        SCMP_SYS(kcmp),
 
         /* memory: malloc (large blocks are mmap()ed), jansson, sd-bus message buffers */
         SCMP_SYS(brk),
@@ -163,6 +174,10 @@ int sandbox_seccomp_new(SeccompMode mode, scmp_filter_ctx *ret) {
         if (!ctx)
                 return -ENOMEM;
         r = seccomp_attr_set(ctx, SCMP_FLTATR_ACT_BADARCH, SCMP_ACT_KILL_PROCESS);
+        if (r < 0)
+                goto fail;
+        /* Every thread of the process, not only the caller's. */
+        r = seccomp_attr_set(ctx, SCMP_FLTATR_CTL_TSYNC, 1);
         if (r < 0)
                 goto fail;
         for (size_t i = 0; i < ELEMENTSOF(supervisor_syscalls); i++) {

@@ -16,6 +16,7 @@
 #include "launch.h"
 #include "log.h"
 #include "vm-dbus.h"
+#include "vm-state.h"
 #include "vm.h"
 
 static const char * const vm_state_table[_VM_STATE_MAX] = {
@@ -271,60 +272,27 @@ static void vm_cleanup_run(Vm *vm) {
 
 static int on_child_exit(sd_event_source *s, const siginfo_t *si, void *userdata) {
         Vm *vm = userdata;
-        _cleanup_free_ char *reason = NULL, *shutdown_reason = NULL, *kill_reason = NULL;
-        bool was_starting = vm->state == VM_STARTING, signalled_by_us;
-        VmState final;
-        int r;
+        _cleanup_free_ char *shutdown_reason = NULL, *kill_reason = NULL;
+        VmExitOutcome end;
 
         stderr_drain(vm);
         stderr_consume(vm, "\n", 1); /* an unterminated last line */
 
-        if (si->si_code == CLD_EXITED)
-                r = asprintf(&reason, "exit-status-%d", si->si_status);
-        else
-                r = asprintf(&reason, "killed-by-signal-%d", si->si_status);
-        if (r < 0)
-                reason = NULL;
-        log_info("VM %s: QEMU (pid %d) %s", vm->config->name, (int) vm->pid, reason ?: "exited");
-
         shutdown_reason = TAKE_PTR(vm->shutdown_reason);
         kill_reason = TAKE_PTR(vm->kill_reason);
-        signalled_by_us = vm->stop_phase >= 2;
+        vm_state_exit(&(VmExitInput) { .state = vm->state, .code = si->si_code, .status = si->si_status,
+                                       .stop_phase = vm->stop_phase, .kill_reason = kill_reason,
+                                       .shutdown_reason = shutdown_reason, .stderr_last = vm->stderr_last,
+                                       .guest_panicked = vm->guest_panicked },
+                      &end);
+        log_info("VM %s: QEMU (pid %d) %s", vm->config->name, (int) vm->pid, end.status);
         vm_cleanup_run(vm);
 
         /* The state first, then the answers: a caller's reply never overtakes the
          * StateChanged signal that explains it. */
-        if (was_starting) {
-                _cleanup_free_ char *why = NULL;
-                if (asprintf(&why, "start-failed: %s",
-                             kill_reason ?: (vm->stderr_last[0] ? vm->stderr_last : (reason ?: "QEMU exited"))) < 0)
-                        why = NULL;
-                vm_set_state(vm, VM_STOPPED, why ?: "start-failed");
-                waiters_answer(vm, 1U << VM_WAIT_START, VMSUP_ERROR_QEMU_ERROR,
-                               why ?: "QEMU failed to start.");
-        } else {
-                const char *final_reason;
-
-                if (kill_reason) {
-                        /* The supervisor had to end it (monitor lost, start timeout). */
-                        final = VM_CRASHED;
-                        final_reason = kill_reason;
-                } else if ((si->si_code != CLD_EXITED && !signalled_by_us) ||
-                           (si->si_code == CLD_EXITED && si->si_status != 0 && vm->stop_phase == 0)) {
-                        /* Died on its own, also in the middle of a shutdown. */
-                        final = VM_CRASHED;
-                        final_reason = reason;
-                } else if (vm->guest_panicked || streq_ptr(shutdown_reason, "guest-panic")) {
-                        final = VM_CRASHED;
-                        final_reason = "guest-panicked";
-                } else {
-                        final = VM_STOPPED;
-                        final_reason = shutdown_reason ?: reason;
-                }
-                vm_set_state(vm, final, final_reason ?: "exited");
-                waiters_answer(vm, 1U << VM_WAIT_START, VMSUP_ERROR_QEMU_ERROR,
-                               "QEMU exited before the VM ran.");
-        }
+        vm_set_state(vm, end.state, end.reason);
+        waiters_answer(vm, 1U << VM_WAIT_START, VMSUP_ERROR_QEMU_ERROR,
+                       end.start_failed ? end.reason : "QEMU exited before the VM ran.");
         waiters_answer(vm, 1U << VM_WAIT_EXIT | 1U << VM_WAIT_SHUTDOWN, NULL, NULL);
         vm->stderr_last[0] = '\0';
         vm->guest_panicked = false;
@@ -419,69 +387,53 @@ static void on_query_status_reason(QmpClient *c, int error, json_t *result, cons
 static void on_qmp_event(QmpClient *c, const char *name, json_t *data, uint64_t timestamp_usec,
                          void *userdata) {
         Vm *vm = userdata;
+        VmEventEffect e;
 
         vm_emit_event(vm, name, data, timestamp_usec);
 
-        if (streq(name, "STOP")) {
-                if (IN_SET(vm->state, VM_RUNNING, VM_SUSPENDED)) {
-                        vm_set_state(vm, VM_PAUSED, vm->pause_requested ? "host-qmp-stop" : "paused");
-                        /* Unrequested pauses (I/O error, watchdog, debugger) say why in query-status. */
-                        if (!vm->pause_requested)
-                                (void) qmp_send(c, "query-status", NULL, 0, on_query_status_reason, vm, NULL);
-                }
-                vm->pause_requested = false;
-        } else if (streq(name, "RESUME")) {
-                if (vm->state == VM_STARTING) {
-                        vm->start_timer = sd_event_source_disable_unref(vm->start_timer);
-                        vm_set_state(vm, VM_RUNNING, "started");
-                        waiters_answer(vm, 1U << VM_WAIT_START, NULL, NULL);
-                        if (vm->on_settled)
-                                vm->on_settled(vm);
-                } else if (IN_SET(vm->state, VM_PAUSED, VM_SUSPENDED))
-                        vm_set_state(vm, VM_RUNNING, vm->resume_requested ? "host-qmp-cont" : "resumed");
-                vm->resume_requested = false;
-        } else if (streq(name, "SHUTDOWN")) {
-                json_t *r = json_object_get(data, "reason");
-                const char *reason = json_is_string(r) ? json_string_value(r) : "shutdown";
-                set_string(&vm->shutdown_reason, reason);
-                if (!IN_SET(vm->state, VM_STOPPING, VM_STARTING)) {
-                        if (vm->state != VM_SHUTTING_DOWN)
-                                vm->state_before_shutdown = vm->state;
-                        vm_set_state(vm, VM_SHUTTING_DOWN, reason);
-                }
-        } else if (streq(name, "SUSPEND") || streq(name, "SUSPEND_DISK")) {
-                if (IN_SET(vm->state, VM_RUNNING, VM_PAUSED))
-                        vm_set_state(vm, VM_SUSPENDED, streq(name, "SUSPEND") ? "guest-suspend" : "guest-suspend-disk");
-        } else if (streq(name, "WAKEUP")) {
-                if (vm->state == VM_SUSPENDED)
-                        vm_set_state(vm, VM_RUNNING, "wakeup");
-        } else if (streq(name, "RESET")) {
-                vm->agent_generation++; /* a new boot numbers handles afresh */
-        } else if (streq(name, "GUEST_PANICKED")) {
+        if (!vm_state_event(&(VmEventInput) { .state = vm->state, .pause_requested = vm->pause_requested,
+                                              .resume_requested = vm->resume_requested, .have_agent = vm->qga },
+                            name, data, &e))
+                return;
+        if (e.shutdown_reason)
+                set_string(&vm->shutdown_reason, e.shutdown_reason);
+        if (e.save_state_before_shutdown)
+                vm->state_before_shutdown = vm->state;
+        if (e.guest_panicked)
                 vm->guest_panicked = true;
-                if (vm->state == VM_PAUSED)
-                        vm_set_state(vm, VM_PAUSED, "guest-panicked");
-        } else if (streq(name, "VSERPORT_CHANGE")) {
-                json_t *id = json_object_get(data, "id"), *open = json_object_get(data, "open");
-                if (vm->qga && json_is_string(id) && streq(json_string_value(id), VMSUP_QGA_PORT_ID) &&
-                    json_is_boolean(open)) {
-                        vm->agent_port_open = json_is_true(open);
-                        vm->agent_generation++; /* the agent (re)started or went away */
-                        if (vm->agent_port_open)
-                                (void) qga_client_resync(vm->qga);
-                        else {
-                                /* Nobody will answer what is in flight: fail it now rather than
-                                 * at its timeout, and wait on a fresh connection for the next
-                                 * agent (QEMU's chardev accepts it once the old one is gone). */
-                                qga_client_detach(vm->qga);
-                                int r = vm_agent_connect(vm);
-                                if (r < 0)
-                                        log_warning_errno(r, "VM %s: cannot reconnect the agent channel: %m",
-                                                          vm->config->name);
-                                if (vm->agent_connected) {
-                                        vm->agent_connected = false;
-                                        vm_emit_properties_changed(vm, "AgentConnected");
-                                }
+        if (e.start_completed)
+                vm->start_timer = sd_event_source_disable_unref(vm->start_timer);
+        if (e.set_state)
+                vm_set_state(vm, e.state, e.reason);
+        if (e.start_completed) {
+                waiters_answer(vm, 1U << VM_WAIT_START, NULL, NULL);
+                if (vm->on_settled)
+                        vm->on_settled(vm);
+        }
+        if (e.query_status)
+                (void) qmp_send(c, "query-status", NULL, 0, on_query_status_reason, vm, NULL);
+        if (e.clear_pause_requested)
+                vm->pause_requested = false;
+        if (e.clear_resume_requested)
+                vm->resume_requested = false;
+        if (e.agent_handles_reset)
+                vm->agent_generation++; /* the agent numbers its handles afresh */
+        if (e.agent_port >= 0) {
+                vm->agent_port_open = e.agent_port;
+                if (vm->agent_port_open)
+                        (void) qga_client_resync(vm->qga);
+                else {
+                        /* Nobody will answer what is in flight: fail it now rather than
+                         * at its timeout, and wait on a fresh connection for the next
+                         * agent (QEMU's chardev accepts it once the old one is gone). */
+                        qga_client_detach(vm->qga);
+                        int r = vm_agent_connect(vm);
+                        if (r < 0)
+                                log_warning_errno(r, "VM %s: cannot reconnect the agent channel: %m",
+                                                  vm->config->name);
+                        if (vm->agent_connected) {
+                                vm->agent_connected = false;
+                                vm_emit_properties_changed(vm, "AgentConnected");
                         }
                 }
         }
@@ -525,10 +477,17 @@ static void on_qmp_disconnect(QmpClient *c, int error, void *userdata) {
                 (void) on_qmp_lost_timeout(NULL, 0, vm);
 }
 
+static void on_qmp_anomaly(QmpClient *c, const char *what, void *userdata) {
+        Vm *vm = userdata;
+
+        log_warning("VM %s: QMP protocol anomaly: %s", vm->config->name, what);
+}
+
 static const QmpCallbacks qmp_callbacks = {
         .on_ready = on_qmp_ready,
         .on_event = on_qmp_event,
         .on_disconnect = on_qmp_disconnect,
+        .on_anomaly = on_qmp_anomaly,
 };
 
 static void on_qga_connected_changed(QgaClient *c, bool connected, void *userdata) {

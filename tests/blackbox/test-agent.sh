@@ -131,6 +131,13 @@ as vmsupa-write "$VMSUPCTL" --bus "$BUS" write-file ga "$U/small" /tmp/app --app
 check_eq "WriteFile --append appends" "$(cat "$U/part2" "$U/small" | sha256sum | cut -d' ' -f1)" "$(guest_sha /tmp/app)"
 check_fails "ReadFile of a missing file: AgentError" 'org.vmsup.Error.AgentError: .*(No such file|open)' \
         as vmsupa-read "$VMSUPCTL" --bus "$BUS" read-file ga /tmp/no-such-file "$U/nothing.read"
+# Guest bytes never go where the supervisor's credentials would vouch for them (a datagram
+# socket to a root service), nor into a regular file the loop would write directly.
+for kind in dgram regular; do
+        check_eq "FileRead: ReadFile into a $kind descriptor is InvalidArgs, nothing written" \
+                "error org.freedesktop.DBus.Error.InvalidArgs
+written 0" "$(as vmsupa-read /usr/bin/python3 "$ROOT/tests/blackbox/fdcall.py" readfile ga $kind /tmp/small 2>&1)"
+done
 check_fails "WriteFile without FileWrite: AccessDenied naming it" 'AccessDenied: VM.GuestAgent.FileWrite privilege required' \
         as vmsupa-read "$VMSUPCTL" --bus "$BUS" write-file ga "$U/small" /tmp/refused
 check_fails "ReadFile without FileRead: AccessDenied naming it" 'AccessDenied: VM.GuestAgent.FileRead privilege required' \

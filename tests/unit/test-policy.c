@@ -19,6 +19,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "json-wire.h"
 #include "macro.h"
 #include "policy.h"
 
@@ -1510,6 +1511,193 @@ static PrivSet expect_qga_privs(const char *n) {
         return p;
 }
 
+/* ---- what QEMU's parser would read differently (common/json-wire.c) ---- */
+
+/* {"execute":NAME,"arguments":{"x":[[...[1]...]]}} with k arrays: depth k + 2. */
+static char *nested_cmd(const char *execute, unsigned k) {
+        char *s = malloc(64 + strlen(execute) + 2 * (size_t) k);
+        size_t n;
+
+        assert_non_null(s);
+        n = (size_t) sprintf(s, "{\"execute\":\"%s\",\"arguments\":{\"x\":", execute);
+        memset(s + n, '[', k);
+        n += k;
+        s[n++] = '1';
+        memset(s + n, ']', k);
+        n += k;
+        strcpy(s + n, "}}");
+        return s;
+}
+
+static void test_forwarded_depth(void **state) {
+        char msg[256];
+
+        for (unsigned k = 0; k <= JSON_WIRE_DEPTH_MAX - 2; k += 31) {
+                _cleanup_free_ char *q = nested_cmd("query-status", k), *g = nested_cmd("guest-ping", k);
+                assert_int_equal(qmp(q, &user_caller, MON, msg, sizeof(msg)), 0);
+                assert_int_equal(qga(g, &user_caller, PRIV_BIT(PRIV_GA_AUDIT), msg, sizeof(msg)), 0);
+        }
+        {
+                _cleanup_free_ char *q = nested_cmd("query-status", JSON_WIRE_DEPTH_MAX - 2);
+                assert_int_equal(qmp(q, &root_caller, PRIV_ALL, msg, sizeof(msg)), 0);
+        }
+        /* One level more, and the 1025-level shape that made QEMU run what followed:
+         * InvalidArgs for everyone, before any privilege is looked at. */
+        for (unsigned k = JSON_WIRE_DEPTH_MAX - 1; k <= 2000; k = k < 1023 ? 1023 : k + 977) {
+                _cleanup_free_ char *q = nested_cmd("query-status", k), *g = nested_cmd("guest-ping", k),
+                                    *h = nested_cmd("human-monitor-command", k);
+                assert_int_equal(qmp(q, &root_caller, PRIV_ALL, msg, sizeof(msg)), -EINVAL);
+                assert_sentence(msg);
+                assert_non_null(strstr(msg, "nested deeper than 64 levels"));
+                assert_int_equal(qmp(q, &user_caller, 0, msg, sizeof(msg)), -EINVAL);
+                assert_int_equal(qmp(q, &user_caller, MON, msg, sizeof(msg)), -EINVAL);
+                assert_int_equal(qmp(h, &user_caller, MONSYS, msg, sizeof(msg)), -EINVAL);
+                assert_int_equal(qga(g, &root_caller, PRIV_ALL, msg, sizeof(msg)), -EINVAL);
+                assert_int_equal(qga(g, &user_caller, PRIV_BIT(PRIV_GA_AUDIT), msg, sizeof(msg)), -EINVAL);
+                assert_int_equal(qga(g, &user_caller, 0, msg, sizeof(msg)), -EINVAL);
+        }
+        /* Objects count as well as arrays. */
+        assert_int_equal(qmp("{\"execute\":\"query-status\",\"arguments\":{\"a\":{\"b\":[{\"c\":1}]}}}", &user_caller,
+                             MON, msg, sizeof(msg)), 0);
+}
+
+static void test_forwarded_characters(void **state) {
+        static const char *const bad[] = { "\\uFFFF", "\\uffff", "\\uFFFE", "\\uFDD0", "\\uFDEF", "\\uFDE0",
+                                           "\\uD83F\\uDFFE", "\\uD83F\\uDFFF", "\\uDBFF\\uDFFF", "\\uDBFF\\uDFFE",
+                                           "\xef\xbf\xbf", "\xef\xb7\x90", "\xf4\x8f\xbf\xbe", "a\\u0000b" };
+        static const char *const good[] = { "\\uFFFD", "\\uFDCF", "\\uFDF0", "\\uD83D\\uDE00", "\\uFEFF",
+                                            "\\u2028", "\xef\xbf\xbd", "\\u0001" };
+        char cmd[512], msg[256];
+
+        for (size_t i = 0; i < ELEMENTSOF(bad); i++) {
+                for (size_t j = 0; j < 3; j++) {
+                        if (j == 1 && strstr(bad[i], "u0000"))
+                                continue; /* jansson holds no key with a NUL */
+                        if (j == 0)
+                                snprintf(cmd, sizeof cmd, "{\"execute\":\"query-status\",\"arguments\":{\"x\":\"%s\"}}", bad[i]);
+                        else if (j == 1)
+                                snprintf(cmd, sizeof cmd, "{\"execute\":\"query-status\",\"arguments\":{\"%s\":1}}", bad[i]);
+                        else
+                                snprintf(cmd, sizeof cmd, "{\"execute\":\"query-status\",\"arguments\":{\"x\":[1,{\"y\":[\"a%sb\"]}]}}", bad[i]);
+                        if (qmp(cmd, &root_caller, PRIV_ALL, msg, sizeof(msg)) != -EINVAL)
+                                fail_msg("not refused: %s", cmd);
+                        assert_sentence(msg);
+                        assert_int_equal(qmp(cmd, &user_caller, 0, msg, sizeof(msg)), -EINVAL);
+                        assert_int_equal(qmp(cmd, &user_caller, MON, msg, sizeof(msg)), -EINVAL);
+                }
+                snprintf(cmd, sizeof cmd, "{\"execute\":\"human-monitor-command\",\"arguments\":{\"command-line\":\"info status %s\"}}", bad[i]);
+                assert_int_equal(qmp(cmd, &root_caller, PRIV_ALL, msg, sizeof(msg)), -EINVAL);
+                snprintf(cmd, sizeof cmd, "{\"execute\":\"guest-file-open\",\"arguments\":{\"path\":\"/tmp/%s\"}}", bad[i]);
+                assert_int_equal(qga(cmd, &root_caller, PRIV_ALL, msg, sizeof(msg)), -EINVAL);
+                assert_int_equal(qga(cmd, &user_caller, PRIV_BIT(PRIV_GA_FILEREAD), msg, sizeof(msg)), -EINVAL);
+                snprintf(cmd, sizeof cmd, "{\"execute\":\"guest-ping\",\"arguments\":{\"x\":\"%s\"}}", bad[i]);
+                assert_int_equal(qga(cmd, &user_caller, 0, msg, sizeof(msg)), -EINVAL);
+        }
+        for (size_t i = 0; i < ELEMENTSOF(good); i++) {
+                snprintf(cmd, sizeof cmd, "{\"execute\":\"query-status\",\"arguments\":{\"x\":\"%s\",\"%s\":1}}",
+                         good[i], good[i]);
+                assert_int_equal(qmp(cmd, &user_caller, MON, msg, sizeof(msg)), 0);
+                snprintf(cmd, sizeof cmd, "{\"execute\":\"guest-file-open\",\"arguments\":{\"path\":\"/tmp/%s\"}}", good[i]);
+                assert_int_equal(qga(cmd, &user_caller, PRIV_BIT(PRIV_GA_FILEREAD), msg, sizeof(msg)), 0);
+        }
+}
+
+static int line(const char *s) {
+        return json_wire_check_line(s, strlen(s), JSON_WIRE_DEPTH_MAX);
+}
+
+static void test_json_wire_line(void **state) {
+        static const char *const ok[] = {
+                "{}", "{\"execute\":\"x\"}", "{\"execute\":\"x\",\"arguments\":{\"a\":[1,-2.5e-3,1E+300,true,false,null]},\"id\":9007199254740991}",
+                "{\"a\":\"\\u0001\\n\\t\\\"\\\\\\/\\b\\f\\r\"}", "{\"a\":\"\xc3\xa9\xef\xbf\xbd\xf0\x9f\x98\x80\"}",
+                "{\"a\":\"\\uD83D\\uDE00\\uFFFD\\uFDCF\"}", "{ \"a\" : [ ] }",
+        };
+        static const struct {
+                const char *s;
+                int r;
+        } bad[] = {
+                { "", -EINVAL }, { " ", -EINVAL }, { "[1]", -EINVAL }, { "1", -EINVAL }, { "\"x\"", -EINVAL },
+                { "{}{}", -EINVAL }, { "{} {\"execute\":\"quit\"}", -EINVAL }, { "{\"a\":[}", -EINVAL },
+                { "{\"a\":1]", -EINVAL }, { "{\"a\":\"x}", -EINVAL }, { "{\"a\":1}}", -EINVAL }, { "{\"a\":\"\\", -EINVAL },
+                { "{\"a\":\"\\u0000\"}", -EILSEQ }, { "{\"a\":\"\\uD800\"}", -EILSEQ }, { "{\"a\":\"\\uDC00\"}", -EILSEQ },
+                { "{\"a\":\"\\uD800\\u0041\"}", -EILSEQ }, { "{\"a\":\"\\uD800x\"}", -EILSEQ },
+                { "{\"a\":\"\\uFFFF\"}", -EILSEQ }, { "{\"a\":\"\\uFDD0\"}", -EILSEQ },
+                { "{\"a\":\"\\uDBFF\\uDFFE\"}", -EILSEQ }, { "{\"a\":\"\\u12\"}", -EILSEQ }, { "{\"a\":\"\\uZZZZ\"}", -EILSEQ },
+                { "{\"a\":\"\\'\"}", -EILSEQ }, { "{\"a\":\"\\x41\"}", -EILSEQ },
+                { "{\"a\":\"\xef\xbf\xbf\"}", -EILSEQ }, { "{\"a\":\"\xef\xb7\xaf\"}", -EILSEQ },
+                { "{\"a\":\"\x01\"}", -EILSEQ }, { "{\"a\":\"\x1f\"}", -EILSEQ }, { "{\"a\":\"\xc0\x80\"}", -EILSEQ },
+                { "{\"a\":\"\xed\xa0\x80\"}", -EILSEQ }, { "{\"a\":\"\xf4\x90\x80\x80\"}", -EILSEQ },
+                { "{\"a\":\"\xff\"}", -EILSEQ }, { "{\"a\":\"\xe2\x82\"}", -EILSEQ }, { "{\"a\":\xff}", -EILSEQ },
+                { "{'a':1}", -EILSEQ }, { "{\"a\":1}\n", -EINVAL }, { "{\"a\":\n1}", -EILSEQ }, { "{\t\"a\":1}", -EILSEQ },
+                { "{\"a\":%s}", -EILSEQ },
+        };
+
+        for (size_t i = 0; i < ELEMENTSOF(ok); i++)
+                assert_int_equal(line(ok[i]), 0);
+        for (size_t i = 0; i < ELEMENTSOF(bad); i++) {
+                if (line(bad[i].s) != bad[i].r)
+                        fail_msg("%zu: %s: %d, wanted %d", i, bad[i].s, line(bad[i].s), bad[i].r);
+        }
+
+        /* Depth: 64 opened containers pass, 65 do not. */
+        char deep[256];
+        size_t n = 0;
+        deep[n++] = '{';
+        deep[n++] = '"';
+        deep[n++] = 'a';
+        deep[n++] = '"';
+        deep[n++] = ':';
+        for (unsigned i = 1; i < JSON_WIRE_DEPTH_MAX; i++)
+                deep[n++] = '[';
+        for (unsigned i = 1; i < JSON_WIRE_DEPTH_MAX; i++)
+                deep[n++] = ']';
+        deep[n++] = '}';
+        assert_int_equal(json_wire_check_line(deep, n, JSON_WIRE_DEPTH_MAX), 0);
+        assert_int_equal(json_wire_check_line(deep, n, JSON_WIRE_DEPTH_MAX - 1), -E2BIG);
+        assert_int_equal(json_wire_check_line(deep, n, 65), -EINVAL);
+
+        /* Tokens: QEMU's streamer resets past 2 Mi; the limit is 1 Mi. */
+        size_t big = 2U * JSON_WIRE_TOKENS_MAX + 16;
+        _cleanup_free_ char *many = malloc(big);
+        assert_non_null(many);
+        memcpy(many, "{\"a\":[", 6);
+        n = 6;
+        while (n + 3 < big - 4) {
+                many[n++] = '0';
+                many[n++] = ',';
+        }
+        many[n++] = '0';
+        many[n++] = ']';
+        many[n++] = '}';
+        assert_int_equal(json_wire_check_line(many, n, JSON_WIRE_DEPTH_MAX), -EMSGSIZE);
+        assert_int_equal(json_wire_check_line(many, 2 * 512 * 1024, JSON_WIRE_DEPTH_MAX), -EINVAL); /* cut short */
+}
+
+/* jansson's compact output of any value that passes json_wire_check_value() passes
+ * json_wire_check_line(): the two checks agree. */
+static void test_json_wire_agree(void **state) {
+        static const char *const values[] = {
+                "{\"a\":\"\\u0001\\u001f\\\"\\\\/\"}", "{\"\\u00e9\":[1.5,-0.0,1e-300,12345678901234567,true,null]}",
+                "{\"a\":\"\\uD83D\\uDE00\\uFFFD\\u2028\\u007f\"}", "{\"a\":{\"b\":{\"c\":[[[]]]}}}",
+        };
+
+        for (size_t i = 0; i < ELEMENTSOF(values); i++) {
+                json_t *v = parse(values[i]);
+                char *s;
+
+                assert_int_equal(json_wire_check_value(v, JSON_WIRE_DEPTH_MAX), 0);
+                s = json_dumps(v, JSON_COMPACT);
+                assert_non_null(s);
+                assert_int_equal(line(s), 0);
+                free(s);
+                json_decref(v);
+        }
+        json_t *nul = parse("{\"a\":\"x\\u0000y\"}");
+        assert_int_equal(json_wire_check_value(nul, JSON_WIRE_DEPTH_MAX), -EILSEQ);
+        json_decref(nul);
+        assert_int_equal(json_wire_check_value(NULL, JSON_WIRE_DEPTH_MAX), -EINVAL);
+}
+
 static void test_qga_table_shape(void **state) {
         size_t listed = 0;
 
@@ -1905,6 +2093,10 @@ int main(void) {
                 cmocka_unit_test(test_qmp_human_monitor_command),
                 cmocka_unit_test(test_file_transfer),
                 cmocka_unit_test(test_json_keys_with_nul),
+                cmocka_unit_test(test_forwarded_depth),
+                cmocka_unit_test(test_forwarded_characters),
+                cmocka_unit_test(test_json_wire_line),
+                cmocka_unit_test(test_json_wire_agree),
                 cmocka_unit_test(test_qga_table_shape),
                 cmocka_unit_test(test_qga_matrix),
                 cmocka_unit_test(test_qga_messages),

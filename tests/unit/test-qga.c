@@ -22,6 +22,7 @@
 
 #include "macro.h"
 #include "qga-file.h"
+#include "json-wire.h"
 #include "qga.h"
 
 /* ---- the scripted guest ---- */
@@ -1400,6 +1401,38 @@ static void test_send_errors(void **state) {
         assert_false(r.done);
 }
 
+/* qemu-ga parses with QEMU's parser: what it would read differently never leaves. */
+static void test_send_wire_checks(void **state) {
+        static const char *const bad[] = { "\xef\xbf\xbf", "\xef\xbf\xbe", "\xef\xb7\x90", "\xf3\xbf\xbf\xbf" };
+        json_auto_t *ok = json_integer(1), *deep = NULL;
+        Reply r = {};
+        uint64_t id;
+
+        /* Arguments nested 63 deep make a 64-deep line: fine; one more is refused. */
+        for (unsigned i = 1; i < JSON_WIRE_DEPTH_MAX - 1; i++) {
+                json_t *a = json_array();
+                assert_int_equal(json_array_append_new(a, TAKE_PTR(ok)), 0);
+                ok = a;
+        }
+        json_auto_t *args_ok = json_pack("{s:O}", "x", ok);
+        json_auto_t *wrap = json_array();
+        assert_int_equal(json_array_append(wrap, ok), 0);
+        deep = json_pack("{s:O}", "x", wrap);
+        assert_int_equal(qga_send(t->c, "guest-exec", deep, QGA_REPLY_NORMAL, 0, 0, on_reply, &r, NULL), -EINVAL);
+        assert_int_equal(qga_client_pending(t->c), 0);
+        for (size_t i = 0; i < ELEMENTSOF(bad); i++) {
+                json_auto_t *v = json_pack("{s:s}", "path", bad[i]);
+                assert_non_null(v);
+                assert_int_equal(qga_send(t->c, "guest-file-open", v, QGA_REPLY_NORMAL, 0, 0, on_reply, &r, NULL),
+                                 -EINVAL);
+        }
+        assert_int_equal(qga_client_pending(t->c), 0);
+        assert_int_equal(qga_send(t->c, "guest-ping", args_ok, QGA_REPLY_NORMAL, 0, 0, on_reply, &r, &id), 0);
+        assert_int_equal(qga_client_pending(t->c), 1);
+        assert_int_equal(qga_cancel(t->c, id), 0);
+        assert_int_equal(r.error, -ECANCELED);
+}
+
 /* ---- base64 and file helpers ---- */
 
 static void test_b64_vectors(void **state) {
@@ -1769,6 +1802,7 @@ int main(void) {
                 cmocka_unit_test_setup_teardown(test_abandoned_partial_write, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_file_write, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_send_errors, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_send_wire_checks, setup, teardown),
                 cmocka_unit_test(test_b64_vectors),
                 cmocka_unit_test(test_b64_invalid),
                 cmocka_unit_test(test_b64_roundtrip),

@@ -15,6 +15,7 @@
 #include <sys/wait.h>
 #include <time.h>
 
+#include "json-wire.h"
 #include "macro.h"
 #include "qmp.h"
 
@@ -361,7 +362,7 @@ static void test_out_of_order(void **state) {
 
         assert_int_equal(qmp_send(f->client, "query-status", NULL, 0, reply_cb, &a, &ia), 0);
         assert_int_equal(qmp_send(f->client, "query-name", NULL, 0, reply_cb, &b, &ib), 0);
-        assert_true(ib > ia);
+        assert_true(ib != ia);
         /* Never from inside qmp_send(). */
         assert_int_equal(a.calls + b.calls, 0);
         assert_int_equal(qmp_client_pending(f->client), 2);
@@ -700,6 +701,269 @@ static void test_reply_too_long(void **state) {
         assert_true(qmp_client_is_ready(f->client));
         reply_done(&r);
         reply_done(&r2);
+}
+
+/* ---- what reaches QEMU is what was judged ---- */
+
+/* {"a":[[...[1]...]]} with depth objects and arrays in all (the object counts). */
+static json_t *nested_args(unsigned depth) {
+        json_t *v = json_integer(1);
+
+        for (unsigned i = 1; i < depth; i++) {
+                json_t *a = json_array();
+                assert_int_equal(json_array_append_new(a, v), 0);
+                v = a;
+        }
+        json_t *o = json_object();
+        assert_int_equal(json_object_set_new(o, "a", v), 0);
+        return o;
+}
+
+/* The line carries the request's own braces too: arguments may nest one level less. */
+static void test_send_depth_limit(void **state) {
+        Fixture *f = *state;
+        json_auto_t *ok = nested_args(JSON_WIRE_DEPTH_MAX - 1), *deep = nested_args(JSON_WIRE_DEPTH_MAX);
+        json_auto_t *smuggle = NULL;
+        Reply r = { .f = f };
+        _cleanup_free_ char *args = NULL;
+        uint64_t id;
+
+        assert_int_equal(qmp_send(f->client, "query-status", deep, 0, reply_cb, &r, NULL), -EINVAL);
+        /* The shape that made QEMU drop what it read and run the rest. */
+        {
+                char text[256] = "{\"x\":";
+                size_t n = strlen(text);
+                for (unsigned i = 0; i < 70; i++)
+                        text[n++] = '[';
+                n += (size_t) sprintf(text + n, "{\"execute\":\"quit\"}");
+                for (unsigned i = 0; i < 70; i++)
+                        text[n++] = ']';
+                strcpy(text + n, "}");
+                smuggle = json_loads(text, 0, NULL);
+        }
+        assert_non_null(smuggle);
+        assert_int_equal(qmp_send(f->client, "query-status", smuggle, 0, reply_cb, &r, NULL), -EINVAL);
+        assert_int_equal(qmp_client_pending(f->client), 0);
+        peer_expect_silence(f);
+
+        assert_int_equal(qmp_send(f->client, "query-status", ok, 0, reply_cb, &r, &id), 0);
+        assert_int_equal(peer_expect(f, "query-status", &args), id);
+        assert_non_null(args);
+        peer_writef(f, "{\"return\": {}, \"id\": %" PRIu64 "}\n", id);
+        RUN_UNTIL(f, r.calls == 1);
+        assert_int_equal(r.error, 0);
+        reply_done(&r);
+}
+
+/* QEMU refuses noncharacters without naming the request; they never leave. */
+static void test_send_noncharacters(void **state) {
+        Fixture *f = *state;
+        static const char *const bad[] = {
+                "\xef\xbf\xbf",     /* U+FFFF */
+                "\xef\xbf\xbe",     /* U+FFFE */
+                "\xef\xb7\x90",     /* U+FDD0 */
+                "\xef\xb7\xaf",     /* U+FDEF */
+                "\xf0\x9f\xbf\xbe", /* U+1FFFE */
+                "\xf4\x8f\xbf\xbf", /* U+10FFFF */
+        };
+        static const char *const good[] = {
+                "\xef\xbf\xbd",     /* U+FFFD */
+                "\xef\xb7\x8f",     /* U+FDCF */
+                "\xef\xb7\xb0",     /* U+FDF0 */
+                "\xf0\x9f\x98\x80", /* U+1F600 */
+        };
+        Reply r = { .f = f };
+        uint64_t id;
+
+        for (size_t i = 0; i < ELEMENTSOF(bad); i++) {
+                json_auto_t *v = json_pack("{s:s}", "command-line", bad[i]);
+                json_auto_t *k = json_object();
+                assert_non_null(v);
+                assert_int_equal(json_object_set_new(k, bad[i], json_true()), 0);
+                assert_int_equal(qmp_send(f->client, "human-monitor-command", v, 0, reply_cb, &r, NULL), -EINVAL);
+                assert_int_equal(qmp_send(f->client, "human-monitor-command", k, 0, reply_cb, &r, NULL), -EINVAL);
+        }
+        peer_expect_silence(f);
+        for (size_t i = 0; i < ELEMENTSOF(good); i++) {
+                json_auto_t *v = json_pack("{s:s}", "command-line", good[i]);
+                _cleanup_free_ char *args = NULL;
+
+                assert_int_equal(qmp_send(f->client, "human-monitor-command", v, 0, reply_cb, &r, &id), 0);
+                assert_int_equal(peer_expect(f, "human-monitor-command", &args), id);
+                peer_writef(f, "{\"return\": \"\", \"id\": %" PRIu64 "}\n", id);
+                RUN_UNTIL(f, r.calls == 1);
+                reply_done(&r);
+        }
+}
+
+/* Numbers are written as jansson holds them: a thousand digits become 17. */
+static void test_send_long_number(void **state) {
+        Fixture *f = *state;
+        char text[1100] = "{\"n\":0.";
+        json_auto_t *v = NULL;
+        _cleanup_free_ char *args = NULL;
+        Reply r = { .f = f };
+        uint64_t id;
+
+        memset(text + 7, '3', 1000);
+        strcpy(text + 1007, "}");
+        v = json_loads(text, 0, NULL);
+        assert_non_null(v);
+        assert_int_equal(qmp_send(f->client, "query-status", v, 0, reply_cb, &r, &id), 0);
+        assert_int_equal(peer_expect(f, "query-status", &args), id);
+        assert_true(strlen(args) < 40);
+        assert_non_null(strstr(args, "0.33333333333333331"));
+        reply_done(&r);
+}
+
+/* Ids are random below 2^53, not a sequence another request could predict. */
+static void test_random_ids(void **state) {
+        Fixture *f = *state;
+        uint64_t ids[64];
+        size_t consecutive = 0;
+
+        for (size_t i = 0; i < ELEMENTSOF(ids); i++) {
+                assert_int_equal(qmp_send(f->client, "query-status", NULL, 0, NULL, NULL, &ids[i]), 0);
+                assert_true(ids[i] > 0 && ids[i] < (UINT64_C(1) << 53));
+                for (size_t j = 0; j < i; j++)
+                        assert_true(ids[i] != ids[j]);
+                if (i > 0 && (ids[i] == ids[i - 1] + 1 || ids[i] + 1 == ids[i - 1]))
+                        consecutive++;
+        }
+        assert_true(consecutive < 4);
+        for (size_t i = 0; i < ELEMENTSOF(ids); i++)
+                assert_int_equal(peer_expect(f, "query-status", NULL), ids[i]);
+}
+
+/* An error without an id answers the oldest request not answered: it fails alone. */
+static void test_idless_error(void **state) {
+        Fixture *f = *state;
+        Reply a = { .f = f }, b = { .f = f };
+        uint64_t ia, ib;
+
+        assert_int_equal(qmp_send(f->client, "query-status", NULL, 0, reply_cb, &a, &ia), 0);
+        assert_int_equal(qmp_send(f->client, "query-name", NULL, 0, reply_cb, &b, &ib), 0);
+        assert_int_equal(peer_expect(f, "query-status", NULL), ia);
+        assert_int_equal(peer_expect(f, "query-name", NULL), ib);
+        peer_write(f, "{\"error\": {\"class\": \"GenericError\", \"desc\": \"JSON parse error, \\u0001\"}}\n");
+        RUN_UNTIL(f, a.calls == 1);
+        assert_int_equal(a.error, -EREMOTEIO);
+        assert_string_equal(a.err_class, "GenericError");
+        assert_int_equal(b.calls, 0);
+        peer_writef(f, "{\"return\": {\"name\": \"b\"}, \"id\": %" PRIu64 "}\n", ib);
+        RUN_UNTIL(f, b.calls == 1);
+        assert_int_equal(b.error, 0);
+        /* With nothing owed it is dropped; the connection stays. */
+        peer_write(f, "{\"error\": {\"class\": \"GenericError\", \"desc\": \"x\"}}\n");
+        run_for(f, 20 * USEC_PER_MSEC);
+        assert_int_equal(f->disconnects, 0);
+        assert_true(qmp_client_is_ready(f->client));
+        reply_done(&a);
+        reply_done(&b);
+}
+
+/* A request that timed out is still owed its reply: a late answer, an error without an
+ * id or an over-long line that is its answer never reaches the request after it. */
+static void test_late_replies_after_timeout(void **state) {
+        Fixture *f = *state;
+        Reply a = { .f = f }, b = { .f = f };
+        uint64_t ia, ib;
+
+        /* A late reply with the expired id. */
+        assert_int_equal(qmp_send(f->client, "query-status", NULL, USEC_PER_MSEC, reply_cb, &a, &ia), 0);
+        assert_int_equal(peer_expect(f, "query-status", NULL), ia);
+        RUN_UNTIL(f, a.calls == 1);
+        assert_int_equal(a.error, -ETIMEDOUT);
+        assert_int_equal(qmp_client_pending(f->client), 0);
+        assert_int_equal(qmp_send(f->client, "query-name", NULL, 0, reply_cb, &b, &ib), 0);
+        assert_int_equal(peer_expect(f, "query-name", NULL), ib);
+        peer_writef(f, "{\"return\": 1, \"id\": %" PRIu64 "}\n", ia);
+        run_for(f, 20 * USEC_PER_MSEC);
+        assert_int_equal(b.calls, 0);
+        peer_writef(f, "{\"return\": 2, \"id\": %" PRIu64 "}\n", ib);
+        RUN_UNTIL(f, b.calls == 1);
+        assert_string_equal(b.result, "2");
+        assert_int_equal(a.calls, 1);
+        reply_done(&a);
+        reply_done(&b);
+
+        /* A late error without an id. */
+        assert_int_equal(qmp_send(f->client, "query-status", NULL, USEC_PER_MSEC, reply_cb, &a, &ia), 0);
+        assert_int_equal(peer_expect(f, "query-status", NULL), ia);
+        RUN_UNTIL(f, a.calls == 1);
+        assert_int_equal(qmp_send(f->client, "query-name", NULL, 0, reply_cb, &b, &ib), 0);
+        assert_int_equal(peer_expect(f, "query-name", NULL), ib);
+        peer_write(f, "{\"error\": {\"class\": \"GenericError\", \"desc\": \"late\"}}\n");
+        run_for(f, 20 * USEC_PER_MSEC);
+        assert_int_equal(b.calls, 0);
+        peer_writef(f, "{\"return\": 3, \"id\": %" PRIu64 "}\n", ib);
+        RUN_UNTIL(f, b.calls == 1);
+        assert_int_equal(b.error, 0);
+        assert_int_equal(a.calls, 1);
+        assert_int_equal(f->disconnects, 0);
+        reply_done(&a);
+        reply_done(&b);
+}
+
+/* Writes one line of more than QMP_LINE_MAX bytes ending with end. */
+static void peer_write_long_line(Fixture *f, const char *end) {
+        static char chunk[64 * 1024];
+        uint64_t deadline = now_usec(CLOCK_MONOTONIC) + DEADLINE_USEC;
+        size_t total = 0;
+
+        memset(chunk, 'x', sizeof chunk);
+        chunk[0] = '{';
+        while (total < QMP_LINE_MAX + 2U * sizeof chunk) {
+                ssize_t k = send(f->peer, chunk, sizeof chunk, MSG_NOSIGNAL);
+                if (k < 0) {
+                        assert_int_equal(errno, EAGAIN);
+                        assert_true(now_usec(CLOCK_MONOTONIC) < deadline);
+                        assert_true(sd_event_run(f->event, USEC_PER_MSEC) >= 0);
+                        continue;
+                }
+                total += (size_t) k;
+                chunk[0] = 'x';
+        }
+        peer_write(f, end);
+}
+
+/* The reply to a request that timed out arrives, too long to hold: QEMU was slow, not
+ * hostile. It is dropped, nothing fails, the connection stays. */
+static void test_late_reply_too_long(void **state) {
+        Fixture *f = *state;
+        Reply a = { .f = f }, b = { .f = f };
+        uint64_t ia, ib;
+
+        assert_int_equal(qmp_send(f->client, "human-monitor-command", NULL, USEC_PER_MSEC, reply_cb, &a, &ia), 0);
+        assert_int_equal(peer_expect(f, "human-monitor-command", NULL), ia);
+        RUN_UNTIL(f, a.calls == 1);
+        assert_int_equal(a.error, -ETIMEDOUT);
+        assert_int_equal(qmp_client_pending(f->client), 0);
+
+        /* Nothing else waits. */
+        peer_write_long_line(f, "\"}\n");
+        run_for(f, 20 * USEC_PER_MSEC);
+        assert_int_equal(f->disconnects, 0);
+
+        /* Again, with a later request waiting: that one is not failed. */
+        assert_int_equal(qmp_send(f->client, "human-monitor-command", NULL, USEC_PER_MSEC, reply_cb, &a, &ia), 0);
+        assert_int_equal(peer_expect(f, "human-monitor-command", NULL), ia);
+        RUN_UNTIL(f, a.calls == 2);
+        assert_int_equal(qmp_send(f->client, "query-status", NULL, 0, reply_cb, &b, &ib), 0);
+        assert_int_equal(peer_expect(f, "query-status", NULL), ib);
+        peer_write_long_line(f, "\"}\n");
+        peer_writef(f, "{\"return\": {\"status\": \"running\"}, \"id\": %" PRIu64 "}\n", ib);
+        RUN_UNTIL(f, b.calls == 1);
+        assert_int_equal(b.error, 0);
+        assert_int_equal(f->disconnects, 0);
+        assert_true(qmp_client_is_ready(f->client));
+
+        /* A long line when no reply is owed at all is still a broken stream. */
+        peer_write_long_line(f, "\"}\n");
+        RUN_UNTIL(f, f->disconnects == 1);
+        assert_int_equal(f->disconnect_error, -EPROTO);
+        reply_done(&a);
+        reply_done(&b);
 }
 
 /* With no request waiting, a line too long to hold is a protocol error, and reading
@@ -1274,6 +1538,13 @@ int main(void) {
                 cmocka_unit_test_setup_teardown(test_line_max, setup_ready, teardown),
                 cmocka_unit_test_setup_teardown(test_reply_too_long, setup_ready, teardown),
                 cmocka_unit_test_setup_teardown(test_line_too_long, setup_ready, teardown),
+                cmocka_unit_test_setup_teardown(test_send_depth_limit, setup_ready, teardown),
+                cmocka_unit_test_setup_teardown(test_send_noncharacters, setup_ready, teardown),
+                cmocka_unit_test_setup_teardown(test_send_long_number, setup_ready, teardown),
+                cmocka_unit_test_setup_teardown(test_random_ids, setup_ready, teardown),
+                cmocka_unit_test_setup_teardown(test_idless_error, setup_ready, teardown),
+                cmocka_unit_test_setup_teardown(test_late_replies_after_timeout, setup_ready, teardown),
+                cmocka_unit_test_setup_teardown(test_late_reply_too_long, setup_ready, teardown),
                 cmocka_unit_test_setup_teardown(test_escaped_nul, setup_ready, teardown),
                 cmocka_unit_test_setup_teardown(test_eof_mid_request, setup_ready, teardown),
                 cmocka_unit_test_setup_teardown(test_eof_inside_line, setup_ready, teardown),

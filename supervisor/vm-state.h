@@ -1,0 +1,67 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+#pragma once
+
+/* The VM's state machine as pure functions: what a QMP event does to the state,
+ * and which state and reason QEMU's exit leaves. They read only their arguments
+ * and touch nothing; vm.c applies what they decide. */
+
+#include <stdbool.h>
+#include <stddef.h>
+
+#include <jansson.h>
+
+#include "vm.h"
+
+/* What vm.c knows when an event arrives. */
+typedef struct VmEventInput {
+        VmState state;
+        bool pause_requested;  /* a caller's stop is in flight */
+        bool resume_requested; /* a caller's cont is in flight */
+        bool have_agent;       /* the VM has an agent channel */
+} VmEventInput;
+
+/* What the event does. Everything false/NULL: nothing. */
+typedef struct VmEventEffect {
+        bool set_state;              /* move to state with reason (also the same state, a new reason) */
+        VmState state;
+        const char *reason;          /* static, or inside the event's data */
+        bool start_completed;        /* the VM runs: a Start is answered (set_state says running) */
+        bool query_status;           /* an unrequested pause: ask QEMU's query-status why */
+        bool clear_pause_requested;  /* the requested stop (if any) arrived */
+        bool clear_resume_requested; /* the requested cont (if any) arrived */
+        const char *shutdown_reason; /* SHUTDOWN: QEMU's reason, kept for the final state */
+        bool save_state_before_shutdown; /* remember the current state (a timed-out Shutdown returns to it) */
+        bool guest_panicked;         /* the guest panicked during this run */
+        bool agent_handles_reset;    /* a new boot, or agent, numbers file handles afresh */
+        int agent_port;              /* the guest's agent port: 1 opened, 0 closed, -1 no news */
+} VmEventEffect;
+
+/* Decides what the QMP event name (with its data, may be NULL) does in the situation
+ * in. Unknown events do nothing. Returns true when name is one of the table's. */
+bool vm_state_event(const VmEventInput *in, const char *name, json_t *data, VmEventEffect *ret);
+
+/* The events the table knows, for tests: NULL past the last. */
+const char *vm_state_event_name(size_t i);
+
+/* What vm.c knows when QEMU's process is gone. */
+typedef struct VmExitInput {
+        VmState state;               /* when it exited */
+        int code;                    /* siginfo si_code: CLD_EXITED, CLD_KILLED, CLD_DUMPED */
+        int status;                  /* siginfo si_status: the exit status, or the signal */
+        unsigned stop_phase;         /* a Stop's progress: 0 none, 1 quit sent, 2 SIGTERM, 3 SIGKILL */
+        const char *kill_reason;     /* why the supervisor had to kill QEMU, or NULL */
+        const char *shutdown_reason; /* the SHUTDOWN event's reason, or NULL */
+        const char *stderr_last;     /* QEMU's last stderr line, or NULL/"" */
+        bool guest_panicked;         /* a GUEST_PANICKED event came */
+} VmExitInput;
+
+typedef struct VmExitOutcome {
+        VmState state;      /* stopped or crashed */
+        const char *reason; /* StateReason: into the input's strings or the buffers below */
+        bool start_failed;  /* it never ran: a Start is answered with reason */
+        char status[48];    /* "exit-status-N" or "killed-by-signal-N" */
+        char text[VM_STDERR_TAIL + 64];
+} VmExitOutcome;
+
+/* Decides the final state and reason after QEMU's exit. */
+void vm_state_exit(const VmExitInput *in, VmExitOutcome *ret);
