@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 #include "bus-creds.h"
 #include "bus-errors.h"
+#include "list.h"
 #include "log.h"
 
 #define CREDS_BUCKETS 1024U
@@ -17,8 +18,8 @@ typedef struct CredsEntry {
         sd_bus_message **held;   /* messages waiting for this entry */
         size_t n_held;
         size_t n_requeued;       /* held messages back in sd-bus's read queue, not yet through the gate */
-        struct CredsEntry *next; /* bucket chain */
-        struct CredsEntry *lru_prev, *lru_next; /* kept entries, most recently used first */
+        struct CredsEntry *bucket_next;
+        LIST_FIELDS(struct CredsEntry); /* on the LRU list when kept */
         CredsCache *cache;
 } CredsEntry;
 
@@ -29,7 +30,7 @@ struct CredsCache {
         CredsEntry *buckets[CREDS_BUCKETS];
         size_t n_entries;
         size_t n_held;
-        CredsEntry *lru_head, *lru_tail;
+        LIST_HEAD(CredsEntry) lru; /* kept entries, most recently used first */
         size_t n_kept;
         /* An entry that is not kept, out of the table, whose last call is being handled:
          * freed when the next call reaches the gate (handlers look the caller up only while
@@ -45,7 +46,7 @@ static unsigned hash_name(const char *s) {
 }
 
 static CredsEntry *entry_find(CredsCache *c, const char *name) {
-        for (CredsEntry *e = c->buckets[hash_name(name)]; e; e = e->next)
+        for (CredsEntry *e = c->buckets[hash_name(name)]; e; e = e->bucket_next)
                 if (streq(e->name, name))
                         return e;
         return NULL;
@@ -54,27 +55,13 @@ static CredsEntry *entry_find(CredsCache *c, const char *name) {
 static void lru_unlink(CredsCache *c, CredsEntry *e) {
         if (!e->kept)
                 return;
-        if (e->lru_prev)
-                e->lru_prev->lru_next = e->lru_next;
-        else
-                c->lru_head = e->lru_next;
-        if (e->lru_next)
-                e->lru_next->lru_prev = e->lru_prev;
-        else
-                c->lru_tail = e->lru_prev;
-        e->lru_prev = e->lru_next = NULL;
+        LIST_REMOVE(&c->lru, e);
         e->kept = false;
         c->n_kept--;
 }
 
 static void lru_push_front(CredsCache *c, CredsEntry *e) {
-        e->lru_prev = NULL;
-        e->lru_next = c->lru_head;
-        if (c->lru_head)
-                c->lru_head->lru_prev = e;
-        else
-                c->lru_tail = e;
-        c->lru_head = e;
+        LIST_PREPEND(&c->lru, e);
         e->kept = true;
         c->n_kept++;
 }
@@ -101,10 +88,10 @@ static void entry_free(CredsEntry *e, bool answer_held) {
 static void entry_remove(CredsCache *c, const char *name, bool answer_held) {
         CredsEntry **p = &c->buckets[hash_name(name)];
 
-        for (; *p; p = &(*p)->next)
+        for (; *p; p = &(*p)->bucket_next)
                 if (streq((*p)->name, name)) {
                         CredsEntry *e = *p;
-                        *p = e->next;
+                        *p = e->bucket_next;
                         c->n_entries--;
                         entry_free(e, answer_held);
                         return;
@@ -204,8 +191,8 @@ static bool entry_keep(CredsCache *c, CredsEntry *e) {
 
         if (!c->keep || !c->keep(&caller, c->userdata))
                 return false;
-        while (c->n_kept >= CREDS_KEPT_MAX && c->lru_tail)
-                entry_remove(c, c->lru_tail->name, false);
+        while (c->n_kept >= CREDS_KEPT_MAX && c->lru.tail)
+                entry_remove(c, c->lru.tail->name, false);
         /* Only this caller's departure: a bus-wide match would wake every supervisor for every
          * connection on the bus. A caller gone before the match is installed leaves a stale entry
          * behind, harmless (unique names are never reused) and evicted in its turn. */
@@ -267,9 +254,9 @@ static int on_creds_reply(sd_bus_message *reply, void *userdata, sd_bus_error *r
 static void entry_retire(CredsCache *c, CredsEntry *e) {
         CredsEntry **p = &c->buckets[hash_name(e->name)];
 
-        for (; *p; p = &(*p)->next)
+        for (; *p; p = &(*p)->bucket_next)
                 if (*p == e) {
-                        *p = e->next;
+                        *p = e->bucket_next;
                         c->n_entries--;
                         break;
                 }
@@ -292,7 +279,7 @@ int creds_cache_gate(CredsCache *c, sd_bus_message *m) {
                 return -EPERM; /* peer-to-peer: no bus to ask */
         e = entry_find(c, sender);
         if (e && e->ready) {
-                if (e->kept && c->lru_head != e) {
+                if (e->kept && c->lru.head != e) {
                         lru_unlink(c, e);
                         lru_push_front(c, e);
                 } else if (!e->kept && e->n_requeued > 0 && --e->n_requeued == 0)
@@ -329,7 +316,7 @@ int creds_cache_gate(CredsCache *c, sd_bus_message *m) {
                 }
                 e->cache = c;
                 unsigned b = hash_name(sender);
-                e->next = c->buckets[b];
+                e->bucket_next = c->buckets[b];
                 c->buckets[b] = e;
                 c->n_entries++;
         }
@@ -385,7 +372,7 @@ CredsCache *creds_cache_free(CredsCache *c) {
         for (size_t b = 0; b < CREDS_BUCKETS; b++)
                 while (c->buckets[b]) {
                         CredsEntry *e = c->buckets[b];
-                        c->buckets[b] = e->next;
+                        c->buckets[b] = e->bucket_next;
                         entry_free(e, false);
                 }
         if (c->retired)
