@@ -27,6 +27,9 @@
 
 #include <jansson.h>
 
+#include "qga-file.h"
+#include "qga.h"
+
 typedef enum Privilege {
         PRIV_VM_AUDIT,
         PRIV_VM_POWERMGMT,
@@ -204,10 +207,12 @@ int policy_check_qmp(json_t *cmd, const Caller *caller, PrivSet privs, char *msg
 
 /* ---- Guest agent (org.vmsup.Agent1.Command) ---- */
 
-/* guest-file-read count limit (CVE-2018-12617). */
-#define QGA_FILE_READ_MAX (48U * 1024U * 1024U)
+/* guest-file-read count limit (CVE-2018-12617): what qemu-ga reads at most, and the
+ * largest reply the agent client frames (qga-file.h). */
+#define QGA_FILE_READ_MAX QGA_FILE_READ_CHUNK_MAX
 
-#define POLICY_QGA_TIMEOUT_DEFAULT_USEC  (UINT64_C(10) * UINT64_C(1000000))
+/* An agent command without its own timeout waits as long as the agent client's default. */
+#define POLICY_QGA_TIMEOUT_DEFAULT_USEC ((uint64_t) QGA_DEFAULT_TIMEOUT_USEC)
 /* Freezing waits for every file system to sync; thawing runs the guest's hook. */
 #define POLICY_QGA_TIMEOUT_FSFREEZE_USEC (UINT64_C(60) * UINT64_C(1000000))
 /* A full discard of a large or thin-provisioned volume takes minutes; the
