@@ -119,6 +119,9 @@ int safe_atou64(const char *s, uint64_t *ret);
 
 uint64_t now_usec(int clock_id);
 
+/* A QAPI name (QMP command names): letters, digits, '-', '_' and '.', 1 to max characters. */
+bool qapi_name_is_valid(const char *s, size_t max);
+
 /* Text from QEMU or the guest for a message or a log line: printable ASCII (anything else
  * becomes '?'), at most max - 1 bytes, NUL-terminated. in may be NULL (empty). */
 void sanitize_text(const char *in, char *out, size_t max);

@@ -143,3 +143,15 @@ void sanitize_text(const char *in, char *out, size_t max) {
                 out[n++] = (*p >= 0x20 && *p < 0x7f) ? (char) *p : '?';
         out[n] = '\0';
 }
+
+bool qapi_name_is_valid(const char *s, size_t max) {
+        size_t n = 0;
+
+        if (!s)
+                return false;
+        for (; *s; s++, n++)
+                if (n >= max || !((*s >= 'a' && *s <= 'z') || (*s >= 'A' && *s <= 'Z') || (*s >= '0' && *s <= '9') ||
+                                  *s == '-' || *s == '_' || *s == '.'))
+                        return false;
+        return n > 0;
+}

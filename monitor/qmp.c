@@ -22,7 +22,6 @@
 #define QMP_OUTPUT_INITIAL (4U * 1024U)
 #define QMP_OUTPUT_KEEP (64U * 1024U)
 /* QAPI names: letters, digits, '-', '_' and '.' (downstream "__org.example_cmd"). */
-#define QMP_COMMAND_NAME_MAX 128U
 /* Request ids are random below 2^53, so that every JSON implementation keeps them
  * exact and nothing that reaches QEMU can name another request's id. */
 #define QMP_ID_MASK ((UINT64_C(1) << 53) - 1)
@@ -301,20 +300,6 @@ static int qmp_output_reserve(QmpClient *c, size_t n) {
         c->out = p;
         c->out_alloc = a;
         return 0;
-}
-
-static bool qmp_command_name_valid(const char *s) {
-        size_t n = 0;
-
-        if (!s || !*s)
-                return false;
-        for (; *s; s++, n++) {
-                bool ok = (*s >= 'a' && *s <= 'z') || (*s >= 'A' && *s <= 'Z') || (*s >= '0' && *s <= '9') ||
-                          *s == '-' || *s == '_' || *s == '.';
-                if (!ok || n >= QMP_COMMAND_NAME_MAX)
-                        return false;
-        }
-        return true;
 }
 
 /* Queues {"execute":"NAME","arguments":{...},"id":ID}\n. QEMU 7.2 reads its QMP socket
@@ -895,7 +880,7 @@ int qmp_send(QmpClient *c, const char *execute, json_t *arguments, uint64_t time
         QmpRequest *req;
         int r;
 
-        if (!c || !qmp_command_name_valid(execute) || (arguments && !json_is_object(arguments)))
+        if (!c || !qapi_name_is_valid(execute, QMP_COMMAND_NAME_MAX) || (arguments && !json_is_object(arguments)))
                 return -EINVAL;
         if (c->state == QMP_STATE_DISCONNECTED)
                 return -ENOTCONN;

@@ -29,6 +29,7 @@
 
 #include "qga-file.h"
 #include "qga.h"
+#include "qmp.h"
 
 typedef enum Privilege {
         PRIV_VM_AUDIT,
@@ -183,8 +184,8 @@ extern const size_t policy_qmp_commands_count;
 /* "VM.Monitor", "Sys.Modify", "root", "reserved"; NULL out of range. */
 const char *qmp_tier_to_string(QmpTier t);
 
-/* The longest command name the QMP client sends (monitor/qmp.c). */
-#define POLICY_QMP_NAME_MAX 128U
+/* The longest command name the QMP client sends (qmp.h). */
+#define POLICY_QMP_NAME_MAX QMP_COMMAND_NAME_MAX
 
 /* Unknown (or NULL) → QMP_TIER_ROOT. human-monitor-command is QMP_TIER_ROOT
  * here; policy_check_qmp() judges it by its HMP command line instead. */
