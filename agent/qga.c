@@ -141,18 +141,6 @@ static QgaCommand *qga_command_free(QgaCommand *cmd) {
         return NULL;
 }
 
-/* Copies guest text for a caller: printable ASCII only, truncated with "...". */
-static void qga_sanitize(char *dst, size_t dst_size, const char *src, size_t src_len) {
-        size_t max = dst_size - 1, n = size_min(src_len, max);
-
-        for (size_t i = 0; i < n; i++) {
-                unsigned char ch = (unsigned char) src[i];
-                dst[i] = ch >= 0x20 && ch < 0x7f ? (char) ch : '?';
-        }
-        if (src_len > max && max >= 3)
-                memcpy(dst + max - 3, "...", 3);
-        dst[n] = '\0';
-}
 
 static void qga_client_release(QgaClient *c);
 
@@ -503,8 +491,11 @@ static void qga_handle_reply(QgaClient *c, QgaCommand *cmd, const char *line, si
 
         if (resync)
                 qga_desync(c);
-        qga_sanitize(cmd->err_class, sizeof cmd->err_class, json_string_value(cls), json_string_length(cls));
-        qga_sanitize(cmd->err_desc, sizeof cmd->err_desc, json_string_value(desc), json_string_length(desc));
+        /* Guest text for a caller: printable ASCII only, truncated with "...". */
+        text_sanitize(cmd->err_class, sizeof cmd->err_class, json_string_value(cls), json_string_length(cls),
+                      TEXT_MARK_CUT);
+        text_sanitize(cmd->err_desc, sizeof cmd->err_desc, json_string_value(desc), json_string_length(desc),
+                      TEXT_MARK_CUT);
         qga_command_finish(c, cmd, -EREMOTEIO, NULL);
 }
 

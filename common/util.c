@@ -134,14 +134,19 @@ int log_internal(int level, int error, const char *file, int line, const char *f
         return -error;
 }
 
-void sanitize_text(const char *in, char *out, size_t max) {
-        size_t n = 0;
+char *text_sanitize(char *dst, size_t dst_size, const char *src, size_t src_len, TextFlags flags) {
+        size_t max, n;
 
-        if (max == 0)
-                return;
-        for (const unsigned char *p = (const unsigned char *) (in ?: ""); *p && n + 1 < max; p++)
-                out[n++] = (*p >= 0x20 && *p < 0x7f) ? (char) *p : '?';
-        out[n] = '\0';
+        if (dst_size == 0)
+                return dst;
+        max = dst_size - 1;
+        n = src ? (src_len < max ? src_len : max) : 0;
+        for (size_t i = 0; i < n; i++)
+                dst[i] = text_char(src[i], flags);
+        if ((flags & TEXT_MARK_CUT) && src && src_len > max && max >= 3)
+                memcpy(dst + max - 3, "...", 3);
+        dst[n] = '\0';
+        return dst;
 }
 
 bool qapi_name_is_valid(const char *s, size_t max) {

@@ -122,8 +122,8 @@ const char *bus_error_from_errno(BusErrorSource source, int r, const char *err_c
                 /* The peer's own words: printable ASCII only, bounded (the agent client
                  * hands over at most QGA_ERROR_*_MAX already). */
                 char cls[QGA_ERROR_CLASS_MAX + 1], desc[512];
-                sanitize_text(err_class, cls, sizeof cls);
-                sanitize_text(err_desc, desc, sizeof desc);
+                text_sanitize(cls, sizeof cls, err_class, err_class ? strlen(err_class) : 0, 0);
+                text_sanitize(desc, sizeof desc, err_desc, err_desc ? strlen(err_desc) : 0, 0);
                 snprintf(msg, msgsz, row->format, cls, desc);
                 break;
         }

@@ -308,7 +308,7 @@ void vm_emit_event(Vm *vm, const char *name, json_t *data, uint64_t timestamp_us
         if (!vm->bus)
                 return;
         s = json_dumps(data, JSON_COMPACT | JSON_ENCODE_ANY | JSON_ENSURE_ASCII);
-        sanitize_text(name, safe_name, sizeof safe_name);
+        text_sanitize(safe_name, sizeof safe_name, name, name ? strlen(name) : 0, 0);
         (void) sd_bus_emit_signal(vm->bus, VM_OBJECT_PATH, VM_INTERFACE, "Event", "sst", safe_name, s ?: "{}",
                                   timestamp_usec);
 }

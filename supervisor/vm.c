@@ -206,10 +206,8 @@ static void stderr_consume(Vm *vm, const char *buf, size_t n) {
                         vm->stderr_len = 0;
                         continue;
                 }
-                if ((unsigned char) ch < 0x20 || (unsigned char) ch >= 0x7f)
-                        ch = '?';
                 if (vm->stderr_len < sizeof vm->stderr_tail - 1)
-                        vm->stderr_tail[vm->stderr_len++] = ch;
+                        vm->stderr_tail[vm->stderr_len++] = text_char(ch, 0);
         }
 }
 
