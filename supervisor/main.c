@@ -12,12 +12,12 @@
 #include <systemd/sd-event.h>
 
 #include "bus-fds.h"
+#include "bus-object.h"
 #include "config.h"
 #include "launch.h"
 #include "log.h"
 #include "policy.h"
 #include "sandbox.h"
-#include "vm-dbus.h"
 #include "vm.h"
 
 #define VMSUP_VERSION "0.1"
@@ -236,6 +236,9 @@ int main(int argc, char *argv[]) {
         _cleanup_(vm_config_freep) VmConfig *config = NULL;
         _cleanup_free_ AclEntry *host_acl = NULL;
         _cleanup_free_ char *error = NULL, *bus_name = NULL;
+        /* Declared before the VM, so freed after it: freeing the VM ends the calls still in
+         * flight, and their replies use the object's state. */
+        _cleanup_(bus_object_freep) BusObject *object = NULL;
         _cleanup_(vm_freep) Vm *vm = NULL;
         size_t n_host_acl = 0;
         sigset_t ss;
@@ -312,7 +315,7 @@ int main(int argc, char *argv[]) {
         r = bus_fds_setup(bus);
         if (r < 0)
                 return log_error_errno(r, "Failed to set up the handling of callers' descriptors: %m"), EXIT_FAILURE;
-        r = vm_bus_attach(vm, bus);
+        r = bus_object_new(vm, bus, &object);
         if (r < 0)
                 return log_error_errno(r, "Failed to register the D-Bus objects: %m"), EXIT_FAILURE;
 
@@ -345,10 +348,8 @@ int main(int argc, char *argv[]) {
          * Restart=on-failure brings the supervisor back. */
         if (r != 0) {
                 log_error("VM %s: the bus connection was lost, exiting.", vm->config->name);
-                vm_bus_detach(vm);
                 return EXIT_FAILURE;
         }
 
-        vm_bus_detach(vm);
         return EXIT_SUCCESS;
 }

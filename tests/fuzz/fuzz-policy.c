@@ -7,7 +7,7 @@
 #include <stdlib.h>
 
 #include "policy-callers.h"
-#include "vm-dbus.h"
+#include "bus-util.h"
 
 #define COMMAND_JSON_MAX (1024U * 1024U)
 
@@ -31,7 +31,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
         int r;
 
         FUZZ_ASSERT(text);
-        r = vm_bus_parse_json_command(text, COMMAND_JSON_MAX, &cmd, &error);
+        r = bus_parse_json_command(text, COMMAND_JSON_MAX, &cmd, &error);
         if (r < 0) {
                 FUZZ_ASSERT(sd_bus_error_is_set(&error));
                 sd_bus_error_free(&error);

@@ -5,7 +5,7 @@
  *   open → (read fd → write chunk)* → flush → close → reply         (WriteFile)
  * The guest handle is closed on every path that opened it, errors and caller
  * hang-ups included. The caller's descriptor is a pipe, a FIFO or an AF_UNIX
- * stream socket, made non-blocking and driven by the loop (xfer_check_fd says
+ * stream socket, made non-blocking and driven by the loop (agent_file_check_fd says
  * why nothing else); it is closed off the loop (bus-fds.c). */
 
 #include <fcntl.h>
@@ -14,12 +14,12 @@
 #include <sys/socket.h>
 #include <sys/stat.h>
 
+#include "agent-file.h"
+#include "bus-errors.h"
 #include "bus-fds.h"
+#include "bus-util.h"
 #include "log.h"
-#include "policy.h"
 #include "qga-file.h"
-#include "vm-dbus.h"
-#include "vm-file.h"
 #include "vm.h"
 
 /* How much of a guest file one agent command moves. The contract allows up to
@@ -31,7 +31,7 @@
  * every agent command has its own timeout. */
 #define FILE_IDLE_TIMEOUT_USEC (120U * USEC_PER_SEC)
 /* The longest reply line accepted, beyond the base64 of a guest-file-read chunk:
- * room for the JSON around it, or for an error naming a 4096-byte path. A longer
+ * room for the JSON around it, or for an error naming a FILE_PATH_MAX-byte path. A longer
  * line is refused as it arrives instead of being buffered up to QGA_LINE_MAX, so a
  * hostile guest cannot make an 8 MiB chunk cost 64 MiB. */
 #define FILE_REPLY_SLACK (64U * 1024U)
@@ -39,6 +39,8 @@
  * descriptor holds no place in the agent's queue, so without a cap a caller could park any
  * number of them. */
 #define FILE_TRANSFERS_MAX 4U
+/* The longest guest path accepted (Linux's PATH_MAX). */
+#define FILE_PATH_MAX 4096U
 /* One guest-file-read/-write of a full chunk may take long on a slow guest. */
 #define FILE_CHUNK_TIMEOUT_USEC (120U * USEC_PER_SEC)
 
@@ -52,6 +54,7 @@ typedef enum XferStep {
 
 typedef struct FileXfer {
         Vm *vm;
+        unsigned *n_transfers; /* the count this transfer is part of */
         sd_bus_message *message;
         bool writing; /* WriteFile: fd → guest */
         char *path;
@@ -74,8 +77,8 @@ typedef struct FileXfer {
 static void xfer_free(FileXfer *x) {
         if (!x)
                 return;
-        if (x->vm)
-                x->vm->n_transfers--;
+        if (x->n_transfers)
+                (*x->n_transfers)--;
         sd_event_source_disable_unref(x->io);
         sd_event_source_disable_unref(x->idle_timer);
         bus_fds_close_async(x->fd);
@@ -101,7 +104,8 @@ _printf_(3, 4) static void xfer_set_error(FileXfer *x, const char *name, const c
 static void xfer_set_agent_error(FileXfer *x, int error, const char *err_class, const char *err_desc) {
         char msg[512];
         /* A transfer caps its replies itself: one beyond the cap is the guest's violation. */
-        const char *name = vm_agent_error(error == -EFBIG ? -EPROTO : error, err_class, err_desc, msg, sizeof msg);
+        const char *name = bus_error_from_errno(BUS_ERROR_AGENT_REPLY, error == -EFBIG ? -EPROTO : error, err_class,
+                                                err_desc, msg, sizeof msg);
 
         xfer_set_error(x, name, "%s", msg);
 }
@@ -114,7 +118,7 @@ static void xfer_finish(FileXfer *x) {
                 return;
         }
         if (x->err_name)
-                vm_reply_error(x->message, x->err_name, "%s", x->err_msg);
+                bus_reply_error(x->message, x->err_name, "%s", x->err_msg);
         else
                 (void) sd_bus_reply_method_return(x->message, "t", x->done);
         log_debug("VM %s: %s %s: %" PRIu64 " bytes%s%s", x->vm->config->name, x->writing ? "WriteFile" : "ReadFile",
@@ -131,7 +135,8 @@ static int on_idle_timeout(sd_event_source *s, uint64_t usec, void *userdata) {
         FileXfer *x = userdata;
 
         x->idle_timer = sd_event_source_disable_unref(x->idle_timer);
-        xfer_set_error(x, SD_BUS_ERROR_TIMEOUT, "The caller's descriptor made no progress for 120 seconds.");
+        xfer_set_error(x, SD_BUS_ERROR_TIMEOUT, "The caller's descriptor made no progress for %u seconds.",
+                       (unsigned) (FILE_IDLE_TIMEOUT_USEC / USEC_PER_SEC));
         xfer_fail(x);
         return 0;
 }
@@ -332,7 +337,7 @@ static void on_agent_reply(QgaClient *c, int error, json_t *result, const char *
         switch (x->step) {
         case XFER_OPEN:
                 if (!json_is_integer(result) || json_integer_value(result) < 0) {
-                        xfer_set_error(x, "org.vmsup.Error.AgentProtocol", "guest-file-open returned no handle.");
+                        xfer_set_error(x, VMSUP_ERROR_AGENT_PROTOCOL, "guest-file-open returned no handle.");
                         xfer_finish(x);
                         return;
                 }
@@ -347,7 +352,7 @@ static void on_agent_reply(QgaClient *c, int error, json_t *result, const char *
                 if (x->writing) {
                         json_t *cnt = json_object_get(result, "count");
                         if (!json_is_integer(cnt) || (uint64_t) json_integer_value(cnt) != x->buf_len) {
-                                xfer_set_error(x, "org.vmsup.Error.AgentProtocol",
+                                xfer_set_error(x, VMSUP_ERROR_AGENT_PROTOCOL,
                                                "The guest wrote a different amount than it was sent.");
                                 xfer_finish(x);
                                 return;
@@ -358,7 +363,7 @@ static void on_agent_reply(QgaClient *c, int error, json_t *result, const char *
                         size_t n = 0;
                         bool eof = false;
                         if (qga_file_read_parse(result, x->buf, x->buf_len, &n, &eof) < 0) {
-                                xfer_set_error(x, "org.vmsup.Error.AgentProtocol",
+                                xfer_set_error(x, VMSUP_ERROR_AGENT_PROTOCOL,
                                                "guest-file-read returned malformed data.");
                                 xfer_finish(x);
                                 return;
@@ -392,7 +397,7 @@ static void on_agent_reply(QgaClient *c, int error, json_t *result, const char *
  * message is stamped with the sender's credentials: the supervisor's uid 0 and pid, to a
  * receiver like a service manager's notification socket). ReadFile needs a writable descriptor,
  * WriteFile a readable one. */
-static int xfer_check_fd(int fd, bool writing, sd_bus_error *error) {
+int agent_file_check_fd(int fd, bool writing, sd_bus_error *error) {
         struct statx st;
         int flags, acc;
 
@@ -426,15 +431,16 @@ static int xfer_check_fd(int fd, bool writing, sd_bus_error *error) {
                                 "The descriptor must be a pipe, a FIFO or an AF_UNIX stream socket.");
 }
 
-static int xfer_new(Vm *vm, sd_bus_message *m, bool writing, const char *path, int caller_fd, FileXfer **ret,
-                    sd_bus_error *error) {
+static int xfer_new(Vm *vm, sd_bus_message *m, bool writing, const char *path, int caller_fd, unsigned *n_transfers,
+                    FileXfer **ret, sd_bus_error *error) {
         FileXfer *x;
         int fd, flags;
 
-        if (strlen(path) == 0 || strlen(path) > 4096)
-                return sd_bus_error_set(error, SD_BUS_ERROR_INVALID_ARGS, "The guest path must be 1 to 4096 bytes.");
-        if (vm->n_transfers >= FILE_TRANSFERS_MAX)
-                return sd_bus_error_set(error, "org.vmsup.Error.Busy",
+        if (strlen(path) == 0 || strlen(path) > FILE_PATH_MAX)
+                return sd_bus_error_setf(error, SD_BUS_ERROR_INVALID_ARGS, "The guest path must be 1 to %u bytes.",
+                                         FILE_PATH_MAX);
+        if (*n_transfers >= FILE_TRANSFERS_MAX)
+                return sd_bus_error_set(error, VMSUP_ERROR_BUSY,
                                         "Too many file transfers are under way for this VM; try again later.");
         fd = fcntl(caller_fd, F_DUPFD_CLOEXEC, 3);
         if (fd < 0)
@@ -466,7 +472,8 @@ static int xfer_new(Vm *vm, sd_bus_message *m, bool writing, const char *path, i
                 return -ENOMEM;
         }
         x->vm = vm;
-        vm->n_transfers++;
+        x->n_transfers = n_transfers;
+        (*n_transfers)++;
         x->writing = writing;
         x->message = sd_bus_message_ref(m);
         x->step = XFER_OPEN;
@@ -474,45 +481,12 @@ static int xfer_new(Vm *vm, sd_bus_message *m, bool writing, const char *path, i
         return 0;
 }
 
-static int require_file_privilege(Vm *vm, sd_bus_message *m, bool write, const char *path, sd_bus_error *error) {
-        char msg[256];
-        Caller caller;
-        PrivSet privs;
+int agent_file_read(Vm *vm, sd_bus_message *m, const char *path, int fd, uint64_t offset, uint64_t length,
+                    unsigned *n_transfers, sd_bus_error *error) {
+        FileXfer *x;
         int r;
 
-        r = vm_bus_caller(vm, m, &caller, &privs, error);
-        if (r < 0)
-                return r;
-        r = policy_check_file_transfer(write, &caller, privs, msg, sizeof msg);
-        if (r >= 0)
-                r = policy_check_guest_path(path, vm->config->agent_file_paths, &caller, msg, sizeof msg);
-        if (r < 0)
-                return vm_bus_policy_error(error, r, msg);
-        return 0;
-}
-
-int vm_method_read_file(sd_bus_message *m, void *userdata, sd_bus_error *error) {
-        Vm *vm = userdata;
-        const char *path;
-        uint64_t offset, length;
-        FileXfer *x;
-        int fd, r;
-
-        r = sd_bus_message_read(m, "stth", &path, &offset, &length, &fd);
-        if (r < 0)
-                return r;
-        if (offset > INT64_MAX || length > INT64_MAX)
-                return sd_bus_error_set(error, SD_BUS_ERROR_INVALID_ARGS, "Offset and length must be below 2^63.");
-        r = xfer_check_fd(fd, false, error);
-        if (r < 0)
-                return r;
-        r = require_file_privilege(vm, m, false, path, error);
-        if (r < 0)
-                return r;
-        r = vm_agent_available(vm, error);
-        if (r < 0)
-                return r;
-        r = xfer_new(vm, m, false, path, fd, &x, error);
+        r = xfer_new(vm, m, false, path, fd, n_transfers, &x, error);
         if (r < 0)
                 return r;
         x->offset = offset;
@@ -521,25 +495,12 @@ int vm_method_read_file(sd_bus_message *m, void *userdata, sd_bus_error *error) 
         return 1;
 }
 
-int vm_method_write_file(sd_bus_message *m, void *userdata, sd_bus_error *error) {
-        Vm *vm = userdata;
-        const char *path;
-        int fd, append, r;
+int agent_file_write(Vm *vm, sd_bus_message *m, const char *path, int fd, bool append, unsigned *n_transfers,
+                     sd_bus_error *error) {
         FileXfer *x;
+        int r;
 
-        r = sd_bus_message_read(m, "shb", &path, &fd, &append);
-        if (r < 0)
-                return r;
-        r = xfer_check_fd(fd, true, error);
-        if (r < 0)
-                return r;
-        r = require_file_privilege(vm, m, true, path, error);
-        if (r < 0)
-                return r;
-        r = vm_agent_available(vm, error);
-        if (r < 0)
-                return r;
-        r = xfer_new(vm, m, true, path, fd, &x, error);
+        r = xfer_new(vm, m, true, path, fd, n_transfers, &x, error);
         if (r < 0)
                 return r;
         x->append = append;
