@@ -4,7 +4,7 @@
 
 _vmsupctl() {
         local cur=${COMP_WORDS[COMP_CWORD]} prev=${COMP_WORDS[COMP_CWORD - 1]}
-        local verbs="list status start stop shutdown reset pause resume sendkey monitor qmp agent events read-file write-file help"
+        local verbs="list status start stop shutdown reboot reset pause resume sendkey monitor qmp agent events read-file write-file help"
         local i w verb="" nargs=0
         local -a bus=()
 
@@ -34,7 +34,9 @@ _vmsupctl() {
                 local opts="--bus --json --help --version"
                 case $verb in
                 list) opts+=" --name" ;;
+                start) opts+=" --paused" ;;
                 shutdown) opts+=" --timeout --force" ;;
+                reboot) opts+=" --timeout" ;;
                 sendkey) opts+=" --hold-ms" ;;
                 events) opts+=" --count --timeout" ;;
                 read-file) opts+=" --offset --length" ;;

@@ -22,6 +22,7 @@ enum {
         OPT_APPEND = 1 << 6,
         OPT_HOLD = 1 << 7,
         OPT_NAME = 1 << 8,
+        OPT_PAUSED = 1 << 9,
 };
 
 typedef struct Verb {
@@ -39,11 +40,16 @@ static int run_simple(char **args, size_t n);
 static const Verb verbs[] = {
         { "list", "list [--name]", "every VM on the bus, with its state", 0, 0, OPT_JSON | OPT_NAME, verb_list, NULL },
         { "status", "status NAME", "properties and status of VM NAME", 1, 1, OPT_JSON, verb_status, NULL },
-        { "start", "start NAME", "start QEMU; returns once the VM runs", 1, 1, 0, run_simple, "Start" },
+        { "start", "start NAME [--paused]",
+          "start QEMU; returns once the VM runs (--paused: with its CPUs stopped, until resume)", 1, 1, OPT_PAUSED,
+          verb_start, NULL },
         { "stop", "stop NAME", "hard stop: QMP quit, then SIGTERM, then SIGKILL", 1, 1, 0, run_simple, "Stop" },
         { "shutdown", "shutdown NAME [--timeout SEC] [--force]",
           "ACPI power-down (or the agent's); --force stops it hard after the timeout", 1, 1, OPT_TIMEOUT | OPT_FORCE,
           verb_shutdown, NULL },
+        { "reboot", "reboot NAME [--timeout SEC]",
+          "reboot the guest (agent, else ACPI power-down and a fresh QEMU); returns once it runs again", 1, 1,
+          OPT_TIMEOUT, verb_reboot, NULL },
         { "reset", "reset NAME", "system reset", 1, 1, 0, run_simple, "Reset" },
         { "pause", "pause NAME", "stop the virtual CPUs", 1, 1, 0, run_simple, "Pause" },
         { "resume", "resume NAME", "let the virtual CPUs run again", 1, 1, 0, run_simple, "Resume" },
@@ -91,6 +97,7 @@ static const struct {
         { OPT_JSON, "--json" },     { OPT_COUNT, "--count" },   { OPT_TIMEOUT, "--timeout" },
         { OPT_FORCE, "--force" },   { OPT_OFFSET, "--offset" }, { OPT_LENGTH, "--length" },
         { OPT_APPEND, "--append" }, { OPT_HOLD, "--hold-ms" },  { OPT_NAME, "--name" },
+        { OPT_PAUSED, "--paused" },
 };
 
 int main(int argc, char *argv[]) {
@@ -105,6 +112,7 @@ int main(int argc, char *argv[]) {
                 ARG_APPEND,
                 ARG_HOLD,
                 ARG_NAME,
+                ARG_PAUSED,
                 ARG_VERSION,
         };
         static const struct option options[] = {
@@ -118,6 +126,7 @@ int main(int argc, char *argv[]) {
                 { "append", no_argument, NULL, ARG_APPEND },
                 { "hold-ms", required_argument, NULL, ARG_HOLD },
                 { "name", no_argument, NULL, ARG_NAME },
+                { "paused", no_argument, NULL, ARG_PAUSED },
                 { "help", no_argument, NULL, 'h' },
                 { "version", no_argument, NULL, ARG_VERSION },
                 {},
@@ -168,6 +177,10 @@ int main(int argc, char *argv[]) {
                 case ARG_NAME:
                         arg.names_only = true;
                         given |= OPT_NAME;
+                        break;
+                case ARG_PAUSED:
+                        arg.paused = true;
+                        given |= OPT_PAUSED;
                         break;
                 case 'h':
                         help();

@@ -96,6 +96,22 @@ pid=$(vmprop_value r1 Pid)
 check "Stop (a caller's) is never followed by a restart" ctl_call Stop
 check_eq "stopped, no QEMU" "stopped 0" "$(vmprop_value r1 State) $(vmprop_value r1 Pid)"
 
+# --- vmsupctl: start --paused, reboot
+ctl() { "$VMSUPCTL" --bus "$BUS" "$@"; }
+rc_of() { "$@" >/dev/null 2>&1; echo $?; }
+check_eq "vmsupctl reboot without rights: exit 4" 4 "$(rc_of as vmsupt-none "$VMSUPCTL" --bus "$BUS" reboot r1)"
+check_match "vmsupctl reboot without rights names VM.PowerMgmt" 'VM.PowerMgmt' "$(as vmsupt-none "$VMSUPCTL" --bus "$BUS" reboot r1 2>&1)"
+check_eq "vmsupctl start --paused without rights: exit 4" 4 "$(rc_of as vmsupt-none "$VMSUPCTL" --bus "$BUS" start r1 --paused)"
+check_eq "vmsupctl reboot when stopped: exit 3" 3 "$(rc_of ctl reboot r1)"
+check_eq "vmsupctl reboot --paused: usage, exit 2" 2 "$(rc_of ctl reboot r1 --paused)"
+check_eq "vmsupctl reboot --timeout beyond 32 bits: exit 2" 2 "$(rc_of ctl reboot r1 --timeout 4294967296)"
+check "vmsupctl start --paused (VM.PowerMgmt)" as vmsupt-power "$VMSUPCTL" --bus "$BUS" start r1 --paused
+check_eq "paused, start-paused" "paused start-paused" "$(vmprop_value r1 State) $(vmprop_value r1 StateReason)"
+check "vmsupctl resume" ctl resume r1
+check_eq "running" running "$(vmprop_value r1 State)"
+check_eq "vmsupctl reboot --timeout 1 on a machine without ACPI: exit 1 (timeout)" 1 "$(rc_of ctl reboot r1 --timeout 1)"
+check "vmsupctl stop" ctl stop r1
+
 vmsupd_stop r1
 check_eq "vmsupd exits 0" 0 "$VMSUPD_RC"
 finish
