@@ -1,11 +1,12 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 /* org.vmsup.VM1 on /org/vmsup/VM: Start, StartWithOptions, Reboot, Shutdown, Stop, Reset, Pause, Resume,
- * SendKey, GetStatus; the properties; StateChanged and Event. */
+ * SendKey, GetStatus, GetStats; the properties; StateChanged and Event. */
 
 #include "bus-errors.h"
 #include "bus-util.h"
 #include "policy.h"
 #include "vm-dbus.h"
+#include "vm-stats.h"
 #include "vm.h"
 
 /* Argument limits, checked before authorization. */
@@ -326,6 +327,48 @@ static int method_get_status(sd_bus_message *m, void *userdata, sd_bus_error *er
         return r < 0 ? r : 1;
 }
 
+/* GetStats(as groups): empty = all. More than STATS_GROUPS_MAX entries or an unknown
+ * group is InvalidArgs. */
+static int method_get_stats(sd_bus_message *m, void *userdata, sd_bus_error *error) {
+        VmBus *b = userdata;
+        unsigned groups = 0, n = 0;
+        int r;
+
+        r = sd_bus_message_enter_container(m, 'a', "s");
+        if (r < 0)
+                return r;
+        for (;;) {
+                const char *g;
+                int k;
+
+                r = sd_bus_message_read(m, "s", &g);
+                if (r < 0)
+                        return r;
+                if (r == 0)
+                        break;
+                if (++n > STATS_GROUPS_MAX)
+                        return sd_bus_error_setf(error, SD_BUS_ERROR_INVALID_ARGS, "At most %u groups.",
+                                                 STATS_GROUPS_MAX);
+                k = stats_group_from_string(g);
+                if (k < 0) {
+                        char safe[64];
+
+                        text_sanitize(safe, sizeof safe, g, strlen(g), 0);
+                        return sd_bus_error_setf(error, SD_BUS_ERROR_INVALID_ARGS,
+                                                 "Unknown statistics group \"%s\" (known: state, cpu-total, vcpu, "
+                                                 "balloon, block, agent).", safe);
+                }
+                groups |= STATS_GROUP_BIT(k);
+        }
+        r = sd_bus_message_exit_container(m);
+        if (r < 0)
+                return r;
+        r = bus_require(b, m, PRIV_VM_AUDIT, error);
+        if (r < 0)
+                return r;
+        return vm_stats_get(b, m, groups ?: STATS_GROUP_ALL);
+}
+
 /* ---- properties (authorized by bus-object.c before sd-bus reads them) ---- */
 
 static int property_get(sd_bus *bus, const char *path, const char *interface, const char *property,
@@ -377,6 +420,8 @@ static const sd_bus_vtable vm_vtable[] = {
                                 method_send_key, SD_BUS_VTABLE_UNPRIVILEGED),
         SD_BUS_METHOD_WITH_ARGS("GetStatus", SD_BUS_NO_ARGS, SD_BUS_RESULT("a{sv}", status), method_get_status,
                                 SD_BUS_VTABLE_UNPRIVILEGED),
+        SD_BUS_METHOD_WITH_ARGS("GetStats", SD_BUS_ARGS("as", groups), SD_BUS_RESULT("a{sv}", stats),
+                                method_get_stats, SD_BUS_VTABLE_UNPRIVILEGED),
         SD_BUS_SIGNAL_WITH_ARGS("StateChanged", SD_BUS_ARGS("s", state, "s", reason), 0),
         SD_BUS_SIGNAL_WITH_ARGS("Event", SD_BUS_ARGS("s", name, "s", data_json, "t", timestamp_usec), 0),
         SD_BUS_VTABLE_END,
