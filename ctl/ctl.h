@@ -59,6 +59,10 @@ int verb_start(char **args, size_t n);
 int verb_reboot(char **args, size_t n);
 int verb_sendkey(char **args, size_t n);
 
+/* ctl-stats.c: statistics */
+int verb_stats(char **args, size_t n);
+int verb_metrics(char **args, size_t n);
+
 /* ctl-io.c: monitor, agent, signals, files */
 int verb_monitor(char **args, size_t n);
 int verb_qmp(char **args, size_t n);

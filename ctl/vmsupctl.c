@@ -64,6 +64,12 @@ static const Verb verbs[] = {
         { "events", "events NAME [--count N] [--timeout SEC]",
           "print StateChanged and Event signals as they come", 1, 1, OPT_JSON | OPT_COUNT | OPT_TIMEOUT,
           verb_events, NULL },
+        { "stats", "stats NAME [GROUP...]",
+          "statistics (GetStats): state, cpu-total, vcpu, balloon, block, agent; none = all", 1, SIZE_MAX, OPT_JSON,
+          verb_stats, NULL },
+        { "metrics", "metrics [NAME...]",
+          "statistics of every VM (or those named) in the Prometheus text format, for node-exporter's textfile collector",
+          0, SIZE_MAX, 0, verb_metrics, NULL },
         { "read-file", "read-file NAME GUEST_PATH LOCAL_FILE [--offset N] [--length N]",
           "copy a guest file out through the agent", 3, 3, OPT_JSON | OPT_OFFSET | OPT_LENGTH, verb_read_file, NULL },
         { "write-file", "write-file NAME LOCAL_FILE GUEST_PATH [--append]",
@@ -83,7 +89,7 @@ static void help(void) {
                 printf("  %s\n        %s\n", verbs[i].usage, verbs[i].summary);
         printf("\nOptions:\n"
                "  --bus BUS       system (default, or $VMSUP_BUS), session, or a D-Bus address\n"
-               "  --json          print data as JSON (list, status, monitor, qmp, agent, events,\n"
+               "  --json          print data as JSON (list, status, stats, monitor, qmp, agent, events,\n"
                "                  read-file, write-file)\n"
                "  -h, --help, --version\n\n"
                "Exit status: 0 done, 1 failed, 2 usage error or invalid arguments, 3 the VM is not\n"

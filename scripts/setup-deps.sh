@@ -13,6 +13,7 @@ packages=(
         busybox-static cpio kmod
         libxml2-utils python3-dbus python3-gi socat systemd-container clang
         jq groff-base man-db libglib2.0-dev libglib2.0-dev-bin
+        prometheus
 )
 
 missing=()

@@ -99,5 +99,33 @@ rd0=$(stats block | stat_value block.0.rd.bytes)
 check "dd of 4 MiB off the disk in the guest" guest_sh 'dd if=/dev/nvme0n1 of=/dev/null bs=1048576 count=4 iflag=direct 2>/dev/null || dd if=/dev/nvme0n1 of=/dev/null bs=1048576 count=4 2>/dev/null'
 check "block.0.rd.bytes rose by at least 4 MiB" test $(( $(stats block | stat_value block.0.rd.bytes) - rd0 )) -ge $((4 * 1048576))
 
+# --- vmsupctl stats and metrics
+ctl() { "$VMSUPCTL" --bus "$BUS" "$@"; }
+rc_of() { "$@" >/dev/null 2>&1; echo $?; }
+check_match "vmsupctl stats: key value lines" $'block.0.name "drive0"' "$(ctl stats st block)"
+check_eq "vmsupctl stats --json parses; state.state running" running \
+        "$(ctl stats st --json | /usr/bin/python3 -c 'import json, sys; print(json.load(sys.stdin)["state.state"])')"
+check_eq "vmsupctl stats with an unknown group: exit 2" 2 "$(rc_of ctl stats st nosuch)"
+check_eq "vmsupctl stats without rights: exit 4" 4 "$(rc_of as vmsupt-none "$VMSUPCTL" --bus "$BUS" stats st)"
+ctl metrics > "$T/all.prom"; rc=$?
+check_eq "vmsupctl metrics: exit 0" 0 "$rc"
+ctl metrics st > "$T/st.prom"
+check_eq "metrics of every VM = metrics of the one VM" "$(cat "$T/st.prom")" "$(cat "$T/all.prom")"
+if command -v promtool >/dev/null; then
+        check "promtool check metrics accepts the output" bash -c "promtool check metrics < '$T/all.prom'"
+else
+        not_ok "promtool missing (Debian package prometheus, scripts/setup-deps.sh)"
+fi
+check_match "metrics: vstate is libvirt's running (1)" $'\nvmsup_domain_info_vstate\\{domain="st",state="running"\\} 1\n' "$(printf '\n%s\n' "$(cat "$T/all.prom")")"
+wrm=$(sed -n 's/^vmsup_domain_block_stats_write_bytes_total{domain="st",target_device="drive0"} \([0-9]*\)$/\1/p' "$T/all.prom")
+check "metrics: block write bytes count the 8 MiB written" test "${wrm:-0}" -ge $((8 * 1048576))
+check "metrics: a vCPU time sample" grep -Eq '^vmsup_domain_vcpu_time_seconds_total\{domain="st",vcpu="0"\} [0-9.e+-]+$' "$T/all.prom"
+as vmsupt-none "$VMSUPCTL" --bus "$BUS" metrics > "$T/none.prom" 2>"$T/none.err"; rc=$?
+check_eq "metrics without rights, no names: exit 0, the VM is skipped" "0 0" "$rc $(grep -c '^vmsup_' "$T/none.prom")"
+check_match "metrics without rights: stderr says why" 'access denied' "$(cat "$T/none.err")"
+check "metrics without rights is still valid for promtool" bash -c "promtool check metrics < '$T/none.prom'"
+check_eq "metrics NAME without rights: exit 4" 4 "$(rc_of as vmsupt-none "$VMSUPCTL" --bus "$BUS" metrics st)"
+check_eq "metrics of an invalid name: exit 2" 2 "$(rc_of ctl metrics st 'a.b')"
+
 check "Stop" vmcall st VM1 Stop
 finish
