@@ -158,8 +158,11 @@ void vm_state_restart(const VmRestartInput *in, VmRestartDecision *ret) {
         }
         if (in->state == VM_CRASHED)
                 action = in->on_crash;
-        else if (streq_ptr(in->shutdown_reason, "guest-reset"))
-                action = in->on_reboot; /* only seen with on_reboot=destroy: QEMU exits */
+        else if (in->shutdown_reason && strlen(in->shutdown_reason) >= strlen("-reset") &&
+                 streq(in->shutdown_reason + strlen(in->shutdown_reason) - strlen("-reset"), "-reset"))
+                /* Only with on_reboot=destroy (-action reboot=shutdown) does a reset end QEMU:
+                 * the guest's (guest-reset) or a caller's Reset (host-qmp-system-reset). */
+                action = in->on_reboot;
         else if (in->shutdown_reason)
                 action = in->on_poweroff;
         else

@@ -96,6 +96,18 @@ pid=$(vmprop_value r1 Pid)
 check "Stop (a caller's) is never followed by a restart" ctl_call Stop
 check_eq "stopped, no QEMU" "stopped 0" "$(vmprop_value r1 State) $(vmprop_value r1 Pid)"
 
+# --- on_reboot destroy: QEMU runs with -action reboot=shutdown, so a reset ends it
+vmsupd_stop r1
+define_vm r1 "$(none_def ', "on_reboot": "destroy", "on_poweroff": "restart", "on_crash": "restart"')"
+check_here "vmsupd restarts with on_reboot destroy" vmsupd_start r1
+check "Start" ctl_call Start
+check_match "QEMU's command line has -action reboot=shutdown" '-action reboot=shutdown' "$(tr '\0' ' ' < "/proc/$(vmprop_value r1 Pid)/cmdline")"
+pid=$(vmprop_value r1 Pid)
+ctl_call Reset >/dev/null 2>&1
+check "Reset with on_reboot destroy: QEMU ends" wait_state r1 stopped 20
+check_eq "stopped, host-qmp-system-reset, no restart" "stopped host-qmp-system-reset 0" \
+        "$(vmprop_value r1 State) $(vmprop_value r1 StateReason) $(vmprop_value r1 Pid)"
+
 # --- vmsupctl: start --paused, reboot
 ctl() { "$VMSUPCTL" --bus "$BUS" "$@"; }
 rc_of() { "$@" >/dev/null 2>&1; echo $?; }

@@ -466,6 +466,15 @@ static void test_restart_policy(void **state) {
         vm_state_restart(&in, &d);
         assert_false(d.restart);
 
+        /* ... and a caller's Reset, which also ends QEMU then. */
+        in.shutdown_reason = "host-qmp-system-reset";
+        vm_state_restart(&in, &d);
+        assert_false(d.restart);
+        /* The guest's power-off after all: on_poweroff. */
+        in.shutdown_reason = "guest-shutdown";
+        vm_state_restart(&in, &d);
+        assert_true(d.restart);
+
         /* A caller's Reboot: the power-down's exit is followed by a fresh start, uncounted,
          * whatever on_poweroff says. */
         in = crash_input(VM_ACTION_DESTROY);
