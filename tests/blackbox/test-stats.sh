@@ -10,7 +10,7 @@ bus_start || exit 1
 host_acl '{}'
 truncate -s 32M "$T/disk.img"
 chmod 0666 "$T/disk.img"
-define_vm st "$(guest_kernel_def '"autostart": false, "shutdown_timeout_sec": 60,
+define_vm st "$(guest_kernel_def '"autostart": false, "shutdown_timeout_sec": 60, "on_poweroff": "restart",
   "acl": [ { "user": "vmsupt-audit", "privileges": [ "VM.Audit" ] } ]' | sed 's|"append"|"drives": [ { "file": "'"$T"'/disk.img", "format": "raw", "interface": "none" } ], "extra_args": [ "-device", "nvme,drive=drive0,serial=vmsupstats" ], "append"|')"
 
 # stats [USER] GROUP...: GetStats through python3-dbus, one "key value" line each, sorted.
@@ -127,5 +127,14 @@ check "metrics without rights is still valid for promtool" bash -c "promtool che
 check_eq "metrics NAME without rights: exit 4" 4 "$(rc_of as vmsupt-none "$VMSUPCTL" --bus "$BUS" metrics st)"
 check_eq "metrics of an invalid name: exit 2" 2 "$(rc_of ctl metrics st 'a.b')"
 
+# --- on_poweroff restart: the guest powers itself off, QEMU starts afresh
+pid=$(vmprop_value st Pid)
+events_start st "$T/ev" || not_ok "subscriber started"
+check_eq "the guest powers off (guest-shutdown through the agent)" '{}' "$(cmd '{"execute":"guest-shutdown"}')"
+check "subscriber saw stopped guest-shutdown" wait_for_line "$T/ev" '^StateChanged stopped guest-shutdown' 120
+check "then a fresh start (on_poweroff restart)" wait_for_line "$T/ev" '^StateChanged running started' 60
+newpid=$(vmprop_value st Pid)
+check "a new QEMU ($pid -> $newpid)" test "$newpid" != 0 -a "$newpid" != "$pid"
 check "Stop" vmcall st VM1 Stop
+check_eq "a caller's Stop is not followed by a restart" "stopped 0" "$(vmprop_value st State) $(vmprop_value st Pid)"
 finish
