@@ -75,6 +75,7 @@ struct QgaClient {
         int fd;
         sd_event_source *io;
         uint32_t io_events;
+        QgaStats stats;
         /* Runs callbacks: the framing and sync layers never call out. */
         sd_event_source *defer;
         sd_event_source *sync_timer;
@@ -448,6 +449,7 @@ static bool qga_json_too_many_values(const char *s, size_t len, size_t max) {
 }
 
 static void qga_protocol_error(QgaClient *c, QgaCommand *cmd) {
+        c->stats.protocol_errors++;
         log_debug("QGA: malformed reply to command %" PRIu64 ", re-syncing.", cmd->id);
         qga_set_connected(c, false);
         qga_desync(c);
@@ -529,14 +531,17 @@ static void qga_handle_sync_line(QgaClient *c, const char *line, size_t len) {
 
 /* One complete line. Changes state only: no I/O, no callbacks, the buffer stays put. */
 static void qga_handle_line(QgaClient *c, const char *line, size_t len) {
-        if (len > qga_line_limit(c))
+        if (len > qga_line_limit(c)) {
+                c->stats.dropped_lines++;
                 qga_line_rejected(c, 0);
-        else if (c->active)
+        } else if (c->active)
                 qga_handle_reply(c, c->active, line, len);
         else if (c->sync == QGA_SYNCING)
                 qga_handle_sync_line(c, line, len);
-        else
+        else {
+                c->stats.dropped_lines++;
                 qga_desync(c); /* nobody asked: a late reply or chatter must not answer the next command */
+        }
 }
 
 static void qga_input_process(QgaClient *c) {
@@ -609,6 +614,7 @@ static void qga_sync_start(QgaClient *c) {
 
         c->sync_id = qga_new_sync_id(c);
         c->sync_requested = false;
+        c->stats.syncs++;
         (void) snprintf(c->sync_id_str, sizeof c->sync_id_str, "%" PRIu64, c->sync_id);
         n = snprintf(c->sync_line, sizeof c->sync_line,
                      "\xff{\"execute\":\"guest-sync-delimited\",\"arguments\":{\"id\":%" PRIu64 "}}\n",
@@ -733,6 +739,7 @@ static int qga_on_sync_timeout(sd_event_source *s, uint64_t usec, void *userdata
         if (c->sync != QGA_SYNCING)
                 return 0;
         log_debug("QGA: sync %" PRIu64 " timed out.", c->sync_id);
+        c->stats.sync_timeouts++;
         c->sync = QGA_UNSYNCED;
         qga_set_connected(c, false);
         /* The agent does not answer: the command that waited for this sync fails,
@@ -753,6 +760,7 @@ static int qga_on_command_timer(sd_event_source *s, uint64_t usec, void *userdat
                 qga_command_finish(c, cmd, 0, NULL);
                 break;
         case QGA_CMD_SENT:
+                c->stats.command_timeouts++;
                 log_debug("QGA: command %" PRIu64 " timed out.", cmd->id);
                 /* A late reply must not answer the next command. */
                 qga_desync(c);
@@ -760,6 +768,7 @@ static int qga_on_command_timer(sd_event_source *s, uint64_t usec, void *userdat
                 qga_command_finish(c, cmd, -ETIMEDOUT, NULL);
                 break;
         default:
+                c->stats.command_timeouts++;
                 qga_command_finish(c, cmd, -ETIMEDOUT, NULL);
         }
         qga_dispatch(c);
@@ -1139,4 +1148,8 @@ size_t qga_client_buffer_capacity(QgaClient *c) {
 
 size_t qga_client_buffer_peak(QgaClient *c) {
         return c ? c->in_peak : 0;
+}
+
+void qga_client_get_stats(QgaClient *c, QgaStats *ret) {
+        *ret = c ? c->stats : (QgaStats) {};
 }

@@ -175,6 +175,17 @@ size_t qga_client_pending(QgaClient *c);
 int qga_client_set_sync_mode(QgaClient *c, QgaSyncMode mode);
 int qga_client_set_timeouts(QgaClient *c, uint64_t sync_timeout_usec, uint64_t reply_none_grace_usec);
 
+/* Counters since the client was created (statistics). */
+typedef struct QgaStats {
+        uint64_t syncs;            /* guest-sync-delimited requests written */
+        uint64_t sync_timeouts;    /* syncs the agent did not answer in time */
+        uint64_t command_timeouts; /* commands that timed out (queued, syncing or sent) */
+        uint64_t protocol_errors;  /* malformed replies */
+        uint64_t dropped_lines;    /* lines nobody asked for (outside a sync), or too long */
+} QgaStats;
+/* Accepts NULL (all zero). */
+void qga_client_get_stats(QgaClient *c, QgaStats *ret);
+
 /* Diagnostics and tests: bytes allocated for input now, and the most ever. */
 size_t qga_client_buffer_capacity(QgaClient *c);
 size_t qga_client_buffer_peak(QgaClient *c);

@@ -4,7 +4,7 @@
 
 _vmsupctl() {
         local cur=${COMP_WORDS[COMP_CWORD]} prev=${COMP_WORDS[COMP_CWORD - 1]}
-        local verbs="list status start stop shutdown reset pause resume sendkey monitor qmp agent events read-file write-file help"
+        local verbs="list status start stop shutdown reboot reset pause resume sendkey monitor qmp agent events stats metrics read-file write-file help"
         local i w verb="" nargs=0
         local -a bus=()
 
@@ -34,7 +34,9 @@ _vmsupctl() {
                 local opts="--bus --json --help --version"
                 case $verb in
                 list) opts+=" --name" ;;
+                start) opts+=" --paused" ;;
                 shutdown) opts+=" --timeout --force" ;;
+                reboot) opts+=" --timeout" ;;
                 sendkey) opts+=" --hold-ms" ;;
                 events) opts+=" --count --timeout" ;;
                 read-file) opts+=" --offset --length" ;;
@@ -50,7 +52,7 @@ _vmsupctl() {
         case $verb in
         list | help) COMPREPLY=(); return ;;
         esac
-        if [[ $nargs -eq 0 ]]; then
+        if [[ $nargs -eq 0 || $verb == metrics ]]; then
                 local names
                 names=$("${COMP_WORDS[0]}" "${bus[@]}" list --name 2>/dev/null)
                 COMPREPLY=($(compgen -W "$names" -- "$cur"))
@@ -72,6 +74,9 @@ _vmsupctl() {
         agent)
                 [[ $nargs -eq 1 ]] && COMPREPLY=($(compgen -W "guest-ping guest-info guest-get-osinfo guest-get-time
                         guest-get-host-name guest-network-get-interfaces guest-fsfreeze-status guest-shutdown" -- "$cur"))
+                ;;
+        stats)
+                COMPREPLY=($(compgen -W "state cpu-total vcpu balloon block agent" -- "$cur"))
                 ;;
         read-file)
                 [[ $nargs -eq 2 ]] && COMPREPLY=($(compgen -f -- "$cur"))

@@ -299,6 +299,33 @@ int verb_shutdown(char **args, size_t n) {
                         (int) arg.force);
 }
 
+/* start NAME [--paused]: Start, or StartWithOptions {"paused": true}. */
+int verb_start(char **args, size_t n) {
+        _cleanup_(sd_bus_flush_close_unrefp) sd_bus *bus = NULL;
+        int r;
+
+        r = ctl_bus_open(&bus);
+        if (r < 0)
+                return -r;
+        if (!arg.paused)
+                return ctl_call(bus, args[0], VM_IFACE, "Start", UINT64_MAX, NULL, NULL);
+        return ctl_call(bus, args[0], VM_IFACE, "StartWithOptions", UINT64_MAX, NULL, "a{sv}", 1, "paused", "b", 1);
+}
+
+int verb_reboot(char **args, size_t n) {
+        _cleanup_(sd_bus_flush_close_unrefp) sd_bus *bus = NULL;
+        int r;
+
+        if (arg.timeout_sec > UINT32_MAX) {
+                fprintf(stderr, "vmsupctl: --timeout is too large\n");
+                return CTL_EXIT_USAGE;
+        }
+        r = ctl_bus_open(&bus);
+        if (r < 0)
+                return -r;
+        return ctl_call(bus, args[0], VM_IFACE, "Reboot", UINT64_MAX, NULL, "u", (uint32_t) arg.timeout_sec);
+}
+
 /* sendkey NAME KEY...: each argument is a key, or keys joined with '+' (ctrl+alt+delete). */
 int verb_sendkey(char **args, size_t n) {
         _cleanup_(sd_bus_flush_close_unrefp) sd_bus *bus = NULL;

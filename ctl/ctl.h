@@ -34,6 +34,7 @@ typedef struct CtlArgs {
         bool append;
         uint64_t hold_ms;
         bool names_only;
+        bool paused;
 } CtlArgs;
 extern CtlArgs arg;
 
@@ -54,7 +55,13 @@ int verb_list(char **args, size_t n);
 int verb_status(char **args, size_t n);
 int verb_simple(char **args, size_t n, const char *method);
 int verb_shutdown(char **args, size_t n);
+int verb_start(char **args, size_t n);
+int verb_reboot(char **args, size_t n);
 int verb_sendkey(char **args, size_t n);
+
+/* ctl-stats.c: statistics */
+int verb_stats(char **args, size_t n);
+int verb_metrics(char **args, size_t n);
 
 /* ctl-io.c: monitor, agent, signals, files */
 int verb_monitor(char **args, size_t n);

@@ -22,6 +22,7 @@ enum {
         OPT_APPEND = 1 << 6,
         OPT_HOLD = 1 << 7,
         OPT_NAME = 1 << 8,
+        OPT_PAUSED = 1 << 9,
 };
 
 typedef struct Verb {
@@ -39,11 +40,16 @@ static int run_simple(char **args, size_t n);
 static const Verb verbs[] = {
         { "list", "list [--name]", "every VM on the bus, with its state", 0, 0, OPT_JSON | OPT_NAME, verb_list, NULL },
         { "status", "status NAME", "properties and status of VM NAME", 1, 1, OPT_JSON, verb_status, NULL },
-        { "start", "start NAME", "start QEMU; returns once the VM runs", 1, 1, 0, run_simple, "Start" },
+        { "start", "start NAME [--paused]",
+          "start QEMU; returns once the VM runs (--paused: with its CPUs stopped, until resume)", 1, 1, OPT_PAUSED,
+          verb_start, NULL },
         { "stop", "stop NAME", "hard stop: QMP quit, then SIGTERM, then SIGKILL", 1, 1, 0, run_simple, "Stop" },
         { "shutdown", "shutdown NAME [--timeout SEC] [--force]",
           "ACPI power-down (or the agent's); --force stops it hard after the timeout", 1, 1, OPT_TIMEOUT | OPT_FORCE,
           verb_shutdown, NULL },
+        { "reboot", "reboot NAME [--timeout SEC]",
+          "reboot the guest (agent, else ACPI power-down and a fresh QEMU); returns once it runs again", 1, 1,
+          OPT_TIMEOUT, verb_reboot, NULL },
         { "reset", "reset NAME", "system reset", 1, 1, 0, run_simple, "Reset" },
         { "pause", "pause NAME", "stop the virtual CPUs", 1, 1, 0, run_simple, "Pause" },
         { "resume", "resume NAME", "let the virtual CPUs run again", 1, 1, 0, run_simple, "Resume" },
@@ -58,6 +64,12 @@ static const Verb verbs[] = {
         { "events", "events NAME [--count N] [--timeout SEC]",
           "print StateChanged and Event signals as they come", 1, 1, OPT_JSON | OPT_COUNT | OPT_TIMEOUT,
           verb_events, NULL },
+        { "stats", "stats NAME [GROUP...]",
+          "statistics (GetStats): state, cpu-total, vcpu, balloon, block, agent; none = all", 1, SIZE_MAX, OPT_JSON,
+          verb_stats, NULL },
+        { "metrics", "metrics [NAME...]",
+          "statistics of every VM (or those named) in the Prometheus text format, for node-exporter's textfile collector",
+          0, SIZE_MAX, 0, verb_metrics, NULL },
         { "read-file", "read-file NAME GUEST_PATH LOCAL_FILE [--offset N] [--length N]",
           "copy a guest file out through the agent", 3, 3, OPT_JSON | OPT_OFFSET | OPT_LENGTH, verb_read_file, NULL },
         { "write-file", "write-file NAME LOCAL_FILE GUEST_PATH [--append]",
@@ -77,7 +89,7 @@ static void help(void) {
                 printf("  %s\n        %s\n", verbs[i].usage, verbs[i].summary);
         printf("\nOptions:\n"
                "  --bus BUS       system (default, or $VMSUP_BUS), session, or a D-Bus address\n"
-               "  --json          print data as JSON (list, status, monitor, qmp, agent, events,\n"
+               "  --json          print data as JSON (list, status, stats, monitor, qmp, agent, events,\n"
                "                  read-file, write-file)\n"
                "  -h, --help, --version\n\n"
                "Exit status: 0 done, 1 failed, 2 usage error or invalid arguments, 3 the VM is not\n"
@@ -91,6 +103,7 @@ static const struct {
         { OPT_JSON, "--json" },     { OPT_COUNT, "--count" },   { OPT_TIMEOUT, "--timeout" },
         { OPT_FORCE, "--force" },   { OPT_OFFSET, "--offset" }, { OPT_LENGTH, "--length" },
         { OPT_APPEND, "--append" }, { OPT_HOLD, "--hold-ms" },  { OPT_NAME, "--name" },
+        { OPT_PAUSED, "--paused" },
 };
 
 int main(int argc, char *argv[]) {
@@ -105,6 +118,7 @@ int main(int argc, char *argv[]) {
                 ARG_APPEND,
                 ARG_HOLD,
                 ARG_NAME,
+                ARG_PAUSED,
                 ARG_VERSION,
         };
         static const struct option options[] = {
@@ -118,6 +132,7 @@ int main(int argc, char *argv[]) {
                 { "append", no_argument, NULL, ARG_APPEND },
                 { "hold-ms", required_argument, NULL, ARG_HOLD },
                 { "name", no_argument, NULL, ARG_NAME },
+                { "paused", no_argument, NULL, ARG_PAUSED },
                 { "help", no_argument, NULL, 'h' },
                 { "version", no_argument, NULL, ARG_VERSION },
                 {},
@@ -168,6 +183,10 @@ int main(int argc, char *argv[]) {
                 case ARG_NAME:
                         arg.names_only = true;
                         given |= OPT_NAME;
+                        break;
+                case ARG_PAUSED:
+                        arg.paused = true;
+                        given |= OPT_PAUSED;
                         break;
                 case 'h':
                         help();

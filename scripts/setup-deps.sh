@@ -14,6 +14,7 @@ packages=(
         libxml2-utils python3-dbus python3-gi socat systemd-container clang
         jq groff-base man-db libglib2.0-dev libglib2.0-dev-bin
         libclang-rt-14-dev
+        prometheus
 )
 
 missing=()

@@ -311,7 +311,7 @@ static int parse_drives(ParseCtx *ctx, json_t *arr, VmConfig *c) {
  * debugger, or defeat the supervisor's tracking of QEMU. */
 static const char * const reserved_options[] = {
         "qmp", "qmp-pretty", "monitor", "mon", "daemonize", "pidfile", "runas", "sandbox",
-        "chroot", "readconfig", "set", "no-shutdown", "incoming", "gdb", "s", "S", "name",
+        "chroot", "readconfig", "set", "no-shutdown", "no-reboot", "action", "incoming", "gdb", "s", "S", "name",
         "preconfig", "qtest", "qtest-log", "trace", "D", "enable-fips", NULL,
 };
 /* Options whose value may name a device or chardev id. */
@@ -578,6 +578,41 @@ static int parse_run_as(ParseCtx *ctx, json_t *o, VmConfig *c) {
         return 0;
 }
 
+static const char * const vm_action_table[_VM_ACTION_MAX] = {
+        [VM_ACTION_DESTROY] = "destroy",
+        [VM_ACTION_RESTART] = "restart",
+        [VM_ACTION_PRESERVE] = "preserve",
+};
+
+const char *vm_action_to_string(VmLifecycleAction a) {
+        return a >= 0 && a < _VM_ACTION_MAX ? vm_action_table[a] : NULL;
+}
+
+VmLifecycleAction vm_action_from_string(const char *s) {
+        for (int i = 0; s && i < _VM_ACTION_MAX; i++)
+                if (streq(s, vm_action_table[i]))
+                        return (VmLifecycleAction) i;
+        return _VM_ACTION_INVALID;
+}
+
+/* One of on_poweroff, on_reboot, on_crash: allowed_mask says which actions make sense for it. */
+static int get_action(ParseCtx *ctx, json_t *obj, const char *key, unsigned allowed_mask, VmLifecycleAction *ret) {
+        json_t *v = json_object_get(obj, key);
+        char p[64];
+        VmLifecycleAction a;
+
+        if (!v)
+                return 0;
+        snprintf(p, sizeof p, "$.%s", key);
+        a = json_is_string(v) ? vm_action_from_string(json_string_value(v)) : _VM_ACTION_INVALID;
+        if (a < 0 || !(allowed_mask & (1U << a)))
+                return fail(ctx, p, "must be one of%s%s%s", allowed_mask & (1U << VM_ACTION_DESTROY) ? " \"destroy\"" : "",
+                            allowed_mask & (1U << VM_ACTION_RESTART) ? " \"restart\"" : "",
+                            allowed_mask & (1U << VM_ACTION_PRESERVE) ? " \"preserve\"" : "");
+        *ret = a;
+        return 0;
+}
+
 /* "agent_file_paths": guest path prefixes, each absolute and normalised as the
  * lexical check needs it (policy_guest_path_is_normal()). An empty list is
  * allowed: no guest file for anyone but root. */
@@ -609,7 +644,9 @@ static int parse_agent_file_paths(ParseCtx *ctx, json_t *arr, VmConfig *c) {
 
 static int parse_root(ParseCtx *ctx, json_t *root, VmConfig *c) {
         static const char * const keys[] = { "qemu",      "run_as", "agent", "sandbox", "autostart",
-                                             "shutdown_timeout_sec", "acl", "agent_file_paths", NULL };
+                                             "shutdown_timeout_sec", "on_poweroff", "on_reboot", "on_crash",
+                                             "acl", "agent_file_paths", NULL };
+        const unsigned dr = 1U << VM_ACTION_DESTROY | 1U << VM_ACTION_RESTART;
         uint64_t v;
         json_t *o;
         int r;
@@ -640,6 +677,10 @@ static int parse_root(ParseCtx *ctx, json_t *root, VmConfig *c) {
         if (r < 0)
                 return r;
         c->shutdown_timeout_sec = (unsigned) v;
+        if ((r = get_action(ctx, root, "on_poweroff", dr, &c->on_poweroff)) < 0 ||
+            (r = get_action(ctx, root, "on_reboot", dr, &c->on_reboot)) < 0 ||
+            (r = get_action(ctx, root, "on_crash", dr | 1U << VM_ACTION_PRESERVE, &c->on_crash)) < 0)
+                return r;
         o = json_object_get(root, "acl");
         if (o) {
                 r = parse_acl(ctx, o, "$.acl", &c->acl, &c->n_acl);
@@ -692,6 +733,9 @@ int vm_config_parse(const char *path, const char *name, const char *text, size_t
                 .sandbox = true,
                 .autostart = true,
                 .shutdown_timeout_sec = 60,
+                .on_poweroff = VM_ACTION_DESTROY,
+                .on_reboot = VM_ACTION_RESTART,
+                .on_crash = VM_ACTION_DESTROY,
         };
         if (!c->name || !c->path || !c->binary || !c->machine)
                 return -ENOMEM;
@@ -989,6 +1033,17 @@ int vm_config_build_argv(const VmConfig *c, const char *binary, const QemuFds *f
                 ADD("-drive");
                 ADDF("file=%s,format=%s,if=%s,id=drive%zu%s", file, d->format, ifnames[d->interface], i,
                      d->readonly ? ",readonly=on" : "");
+        }
+        /* QEMU's defaults are reboot=reset and panic=shutdown. A guest's reboot that should
+         * end the VM makes QEMU exit (SHUTDOWN reason guest-reset); a panic to preserve
+         * stops the CPUs and keeps QEMU for inspection. */
+        if (c->on_reboot == VM_ACTION_DESTROY) {
+                ADD("-action");
+                ADD("reboot=shutdown");
+        }
+        if (c->on_crash == VM_ACTION_PRESERVE) {
+                ADD("-action");
+                ADD("panic=pause");
         }
         for (char **e = c->extra_args; e && *e; e++)
                 ADD(*e);

@@ -41,6 +41,19 @@ typedef struct VmDrive {
  * (units/vmsup.sysusers, installed by make install). */
 #define VM_QEMU_DEFAULT_USER "vmsup-qemu"
 
+/* What the supervisor does when the guest powers off, reboots or crashes (libvirt's
+ * on_poweroff, on_reboot, on_crash vocabulary). */
+typedef enum VmLifecycleAction {
+        VM_ACTION_DESTROY,  /* QEMU ends; the VM stays stopped or crashed */
+        VM_ACTION_RESTART,  /* QEMU starts afresh (a reboot: the guest resets in place) */
+        VM_ACTION_PRESERVE, /* on_crash only: a panicked guest stays in QEMU, paused, for inspection */
+        _VM_ACTION_MAX,
+        _VM_ACTION_INVALID = -EINVAL,
+} VmLifecycleAction;
+
+const char *vm_action_to_string(VmLifecycleAction a);
+VmLifecycleAction vm_action_from_string(const char *s);
+
 typedef struct VmConfig {
         char *name;
         char *path; /* the definition file */
@@ -71,6 +84,9 @@ typedef struct VmConfig {
         bool sandbox;
         bool autostart;
         unsigned shutdown_timeout_sec;
+        VmLifecycleAction on_poweroff; /* destroy (default) or restart */
+        VmLifecycleAction on_reboot;   /* restart (default) or destroy */
+        VmLifecycleAction on_crash;    /* destroy (default), restart or preserve */
 
         AclEntry *acl;
         size_t n_acl;

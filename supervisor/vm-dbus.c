@@ -1,17 +1,20 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
-/* org.vmsup.VM1 on /org/vmsup/VM: Start, Shutdown, Stop, Reset, Pause, Resume,
- * SendKey, GetStatus; the properties; StateChanged and Event. */
+/* org.vmsup.VM1 on /org/vmsup/VM: Start, StartWithOptions, Reboot, Shutdown, Stop, Reset, Pause, Resume,
+ * SendKey, GetStatus, GetStats; the properties; StateChanged and Event. */
 
 #include "bus-errors.h"
 #include "bus-util.h"
 #include "policy.h"
 #include "vm-dbus.h"
+#include "vm-stats.h"
 #include "vm.h"
 
 /* Argument limits, checked before authorization. */
 #define VM_SHUTDOWN_TIMEOUT_MAX_SEC 86400U
 #define SENDKEY_MAX_KEYS 16U
 #define SENDKEY_MAX_HOLD_MS 10000U
+/* StartWithOptions: at most this many entries (each option at most once). */
+#define START_OPTIONS_MAX 16U
 
 /* ---- methods ---- */
 
@@ -31,6 +34,102 @@ static int method_start(sd_bus_message *m, void *userdata, sd_bus_error *error) 
         if (r < 0)
                 return sd_bus_error_setf(error, VMSUP_ERROR_QEMU_ERROR, "QEMU could not be started: %s.",
                                          vm->state_reason && *vm->state_reason ? vm->state_reason : strerror(-r));
+        return 1;
+}
+
+/* StartWithOptions(a{sv}): "paused" (b). Unknown options, wrong types, repeated
+ * options and more than START_OPTIONS_MAX entries are InvalidArgs. */
+static int method_start_with_options(sd_bus_message *m, void *userdata, sd_bus_error *error) {
+        VmBus *b = userdata;
+        Vm *vm = b->vm;
+        bool have_paused = false;
+        int paused = false;
+        unsigned n = 0;
+        int r;
+
+        r = sd_bus_message_enter_container(m, 'a', "{sv}");
+        if (r < 0)
+                return r;
+        for (;;) {
+                const char *key;
+
+                r = sd_bus_message_enter_container(m, 'e', "sv");
+                if (r < 0)
+                        return r;
+                if (r == 0)
+                        break;
+                if (++n > START_OPTIONS_MAX)
+                        return sd_bus_error_setf(error, SD_BUS_ERROR_INVALID_ARGS, "At most %u options.",
+                                                 START_OPTIONS_MAX);
+                r = sd_bus_message_read(m, "s", &key);
+                if (r < 0)
+                        return r;
+                if (streq(key, "paused")) {
+                        if (have_paused)
+                                return sd_bus_error_set(error, SD_BUS_ERROR_INVALID_ARGS,
+                                                        "The option \"paused\" is given twice.");
+                        r = sd_bus_message_enter_container(m, 'v', "b");
+                        if (r < 0)
+                                return sd_bus_error_set(error, SD_BUS_ERROR_INVALID_ARGS,
+                                                        "The option \"paused\" is a boolean (b).");
+                        r = sd_bus_message_read(m, "b", &paused);
+                        if (r < 0)
+                                return r;
+                        r = sd_bus_message_exit_container(m);
+                        if (r < 0)
+                                return r;
+                        have_paused = true;
+                } else {
+                        char safe[64];
+
+                        text_sanitize(safe, sizeof safe, key, strlen(key), 0);
+                        return sd_bus_error_setf(error, SD_BUS_ERROR_INVALID_ARGS,
+                                                 "Unknown start option \"%s\" (known: paused).", safe);
+                }
+                r = sd_bus_message_exit_container(m);
+                if (r < 0)
+                        return r;
+        }
+        r = sd_bus_message_exit_container(m);
+        if (r < 0)
+                return r;
+
+        r = bus_require(b, m, PRIV_VM_POWERMGMT, error);
+        if (r < 0)
+                return r;
+        if (vm_is_active(vm))
+                return sd_bus_error_set(error, VMSUP_ERROR_ALREADY_RUNNING, "The VM is already running.");
+        r = vm_start_with(vm, m, paused);
+        if (r == -EBUSY)
+                return sd_bus_error_set(error, VMSUP_ERROR_ALREADY_RUNNING, "The VM is already running.");
+        if (r < 0)
+                return sd_bus_error_setf(error, VMSUP_ERROR_QEMU_ERROR, "QEMU could not be started: %s.",
+                                         vm->state_reason && *vm->state_reason ? vm->state_reason : strerror(-r));
+        return 1;
+}
+
+static int method_reboot(sd_bus_message *m, void *userdata, sd_bus_error *error) {
+        VmBus *b = userdata;
+        uint32_t timeout;
+        int r;
+
+        r = sd_bus_message_read(m, "u", &timeout);
+        if (r < 0)
+                return r;
+        if (timeout > VM_SHUTDOWN_TIMEOUT_MAX_SEC)
+                return sd_bus_error_setf(error, SD_BUS_ERROR_INVALID_ARGS, "The timeout must be at most %u seconds.",
+                                         VM_SHUTDOWN_TIMEOUT_MAX_SEC);
+        r = bus_require(b, m, PRIV_VM_POWERMGMT, error);
+        if (r < 0)
+                return r;
+        r = vm_reboot(b->vm, timeout, m);
+        if (r == -ESRCH)
+                return sd_bus_error_set(error, VMSUP_ERROR_NOT_RUNNING, "The VM is not running.");
+        if (r == -EBUSY)
+                return sd_bus_error_setf(error, VMSUP_ERROR_BUSY, "The VM cannot reboot while it is %s.",
+                                         vm_state_to_string(b->vm->state));
+        if (r < 0)
+                return r;
         return 1;
 }
 
@@ -228,6 +327,48 @@ static int method_get_status(sd_bus_message *m, void *userdata, sd_bus_error *er
         return r < 0 ? r : 1;
 }
 
+/* GetStats(as groups): empty = all. More than STATS_GROUPS_MAX entries or an unknown
+ * group is InvalidArgs. */
+static int method_get_stats(sd_bus_message *m, void *userdata, sd_bus_error *error) {
+        VmBus *b = userdata;
+        unsigned groups = 0, n = 0;
+        int r;
+
+        r = sd_bus_message_enter_container(m, 'a', "s");
+        if (r < 0)
+                return r;
+        for (;;) {
+                const char *g;
+                int k;
+
+                r = sd_bus_message_read(m, "s", &g);
+                if (r < 0)
+                        return r;
+                if (r == 0)
+                        break;
+                if (++n > STATS_GROUPS_MAX)
+                        return sd_bus_error_setf(error, SD_BUS_ERROR_INVALID_ARGS, "At most %u groups.",
+                                                 STATS_GROUPS_MAX);
+                k = stats_group_from_string(g);
+                if (k < 0) {
+                        char safe[64];
+
+                        text_sanitize(safe, sizeof safe, g, strlen(g), 0);
+                        return sd_bus_error_setf(error, SD_BUS_ERROR_INVALID_ARGS,
+                                                 "Unknown statistics group \"%s\" (known: state, cpu-total, vcpu, "
+                                                 "balloon, block, agent).", safe);
+                }
+                groups |= STATS_GROUP_BIT(k);
+        }
+        r = sd_bus_message_exit_container(m);
+        if (r < 0)
+                return r;
+        r = bus_require(b, m, PRIV_VM_AUDIT, error);
+        if (r < 0)
+                return r;
+        return vm_stats_get(b, m, groups ?: STATS_GROUP_ALL);
+}
+
 /* ---- properties (authorized by bus-object.c before sd-bus reads them) ---- */
 
 static int property_get(sd_bus *bus, const char *path, const char *interface, const char *property,
@@ -267,6 +408,10 @@ static const sd_bus_vtable vm_vtable[] = {
         SD_BUS_METHOD_WITH_ARGS("Start", SD_BUS_NO_ARGS, SD_BUS_NO_RESULT, method_start, SD_BUS_VTABLE_UNPRIVILEGED),
         SD_BUS_METHOD_WITH_ARGS("Shutdown", SD_BUS_ARGS("u", timeout_sec, "b", force), SD_BUS_NO_RESULT,
                                 method_shutdown, SD_BUS_VTABLE_UNPRIVILEGED),
+        SD_BUS_METHOD_WITH_ARGS("StartWithOptions", SD_BUS_ARGS("a{sv}", options), SD_BUS_NO_RESULT,
+                                method_start_with_options, SD_BUS_VTABLE_UNPRIVILEGED),
+        SD_BUS_METHOD_WITH_ARGS("Reboot", SD_BUS_ARGS("u", timeout_sec), SD_BUS_NO_RESULT, method_reboot,
+                                SD_BUS_VTABLE_UNPRIVILEGED),
         SD_BUS_METHOD_WITH_ARGS("Stop", SD_BUS_NO_ARGS, SD_BUS_NO_RESULT, method_stop, SD_BUS_VTABLE_UNPRIVILEGED),
         SD_BUS_METHOD_WITH_ARGS("Reset", SD_BUS_NO_ARGS, SD_BUS_NO_RESULT, method_reset, SD_BUS_VTABLE_UNPRIVILEGED),
         SD_BUS_METHOD_WITH_ARGS("Pause", SD_BUS_NO_ARGS, SD_BUS_NO_RESULT, method_pause, SD_BUS_VTABLE_UNPRIVILEGED),
@@ -275,6 +420,8 @@ static const sd_bus_vtable vm_vtable[] = {
                                 method_send_key, SD_BUS_VTABLE_UNPRIVILEGED),
         SD_BUS_METHOD_WITH_ARGS("GetStatus", SD_BUS_NO_ARGS, SD_BUS_RESULT("a{sv}", status), method_get_status,
                                 SD_BUS_VTABLE_UNPRIVILEGED),
+        SD_BUS_METHOD_WITH_ARGS("GetStats", SD_BUS_ARGS("as", groups), SD_BUS_RESULT("a{sv}", stats),
+                                method_get_stats, SD_BUS_VTABLE_UNPRIVILEGED),
         SD_BUS_SIGNAL_WITH_ARGS("StateChanged", SD_BUS_ARGS("s", state, "s", reason), 0),
         SD_BUS_SIGNAL_WITH_ARGS("Event", SD_BUS_ARGS("s", name, "s", data_json, "t", timestamp_usec), 0),
         SD_BUS_VTABLE_END,

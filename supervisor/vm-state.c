@@ -60,6 +60,7 @@ static void on_wakeup(const VmEventInput *in, json_t *data, VmEventEffect *e) {
 
 static void on_reset(const VmEventInput *in, json_t *data, VmEventEffect *e) {
         e->agent_handles_reset = true; /* a new boot numbers handles afresh */
+        e->guest_reset = true;
 }
 
 static void on_guest_panicked(const VmEventInput *in, json_t *data, VmEventEffect *e) {
@@ -139,4 +140,44 @@ void vm_state_exit(const VmExitInput *in, VmExitOutcome *ret) {
                 ret->state = VM_STOPPED;
                 ret->reason = in->shutdown_reason ?: ret->status;
         }
+}
+
+void vm_state_restart(const VmRestartInput *in, VmRestartDecision *ret) {
+        VmLifecycleAction action;
+
+        *ret = (VmRestartDecision) {};
+        if (in->start_failed || in->host_requested)
+                return;
+        if (in->reboot_requested) {
+                /* Reboot's power-down ended the run: start the next one. A run that crashed
+                 * on the way falls to on_crash like any other. */
+                if (in->state == VM_STOPPED) {
+                        ret->restart = true;
+                        return;
+                }
+        }
+        if (in->state == VM_CRASHED)
+                action = in->on_crash;
+        else if (in->shutdown_reason && strlen(in->shutdown_reason) >= strlen("-reset") &&
+                 streq(in->shutdown_reason + strlen(in->shutdown_reason) - strlen("-reset"), "-reset"))
+                /* Only with on_reboot=destroy (-action reboot=shutdown) does a reset end QEMU:
+                 * the guest's (guest-reset) or a caller's Reset (host-qmp-system-reset). */
+                action = in->on_reboot;
+        else if (in->shutdown_reason)
+                action = in->on_poweroff;
+        else
+                return; /* ended by a signal the supervisor did not send, yet stopped: nothing to do */
+        if (action != VM_ACTION_RESTART)
+                return;
+
+        for (size_t i = 0; i < in->n_recent; i++)
+                if (in->recent[i] != 0 && in->recent[i] <= in->now_usec &&
+                    in->now_usec - in->recent[i] < VM_RESTART_WINDOW_USEC)
+                        ret->n_in_window++;
+        if (ret->n_in_window >= VM_RESTART_BURST) {
+                ret->limited = true;
+                return;
+        }
+        ret->restart = true;
+        ret->counted = true;
 }

@@ -33,6 +33,7 @@ typedef struct VmEventEffect {
         bool save_state_before_shutdown; /* remember the current state (a timed-out Shutdown returns to it) */
         bool guest_panicked;         /* the guest panicked during this run */
         bool agent_handles_reset;    /* a new boot, or agent, numbers file handles afresh */
+        bool guest_reset;            /* the guest restarts in place (a reboot, or system_reset) */
         int agent_port;              /* the guest's agent port: 1 opened, 0 closed, -1 no news */
 } VmEventEffect;
 
@@ -65,3 +66,29 @@ typedef struct VmExitOutcome {
 
 /* Decides the final state and reason after QEMU's exit. */
 void vm_state_exit(const VmExitInput *in, VmExitOutcome *ret);
+
+
+/* What vm.c knows once QEMU's exit is decided (vm_state_exit). */
+typedef struct VmRestartInput {
+        VmState state;               /* the outcome's state: stopped or crashed */
+        bool start_failed;           /* it never ran */
+        bool host_requested;         /* a caller's Stop or Shutdown, or the supervisor exits */
+        bool reboot_requested;       /* a caller's Reboot is waiting for the new run */
+        const char *shutdown_reason; /* the SHUTDOWN event's reason, or NULL */
+        VmLifecycleAction on_poweroff, on_reboot, on_crash;
+        uint64_t now_usec;           /* CLOCK_MONOTONIC */
+        const uint64_t *recent;      /* when the automatic restarts happened, any order */
+        size_t n_recent;
+} VmRestartInput;
+
+typedef struct VmRestartDecision {
+        bool restart;        /* start QEMU afresh */
+        bool counted;        /* the restart counts against the bound (record now_usec) */
+        bool limited;        /* a restart was due but the bound refused it */
+        unsigned n_in_window; /* automatic restarts within the window before this one */
+} VmRestartDecision;
+
+/* Decides whether QEMU starts again after its exit. A caller's Reboot always restarts
+ * (uncounted); a caller's Stop or Shutdown never does; otherwise on_poweroff, on_reboot
+ * and on_crash decide, within the bound. */
+void vm_state_restart(const VmRestartInput *in, VmRestartDecision *ret);

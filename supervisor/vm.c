@@ -178,6 +178,19 @@ static int shutdown_waiter_timeout(sd_event_source *s, uint64_t usec, void *user
                 vm_begin_hard_stop(vm);
                 return 0;
         }
+        if (w->kind == VM_WAIT_REBOOT) {
+                waiter_reply(w->message, SD_BUS_ERROR_TIMEOUT, "The guest did not run again in time.");
+                waiter_free(w);
+                /* Nobody waits any more: a guest that ignored the power button runs on. A guest
+                 * already going down (its SHUTDOWN came) still gets its fresh start. */
+                if (vm->reboot_pending && !have_waiters(vm, VM_WAIT_REBOOT) && !vm->shutdown_reason) {
+                        vm->reboot_pending = false;
+                        if (vm->state == VM_SHUTTING_DOWN && !have_waiters(vm, VM_WAIT_SHUTDOWN) &&
+                            !have_waiters(vm, VM_WAIT_EXIT) && vm->stop_phase == 0)
+                                vm_set_state(vm, vm->state_before_shutdown, "reboot-timeout");
+                }
+                return 0;
+        }
         waiter_reply(w->message, SD_BUS_ERROR_TIMEOUT, "The guest did not shut down in time.");
         waiter_free(w);
         /* Nobody waits any more and the guest ignored the request: the VM simply runs on. */
@@ -369,6 +382,8 @@ static void vm_cleanup_run(Vm *vm) {
         vm_agent_detach(vm);
         vm->pid = 0;
         vm->stop_phase = 0;
+        vm->start_paused = false;
+        vm->host_stop_requested = false;
         vm->started_at_usec = 0;
         vm->started_at_mono = 0;
         vm->pause_requested = vm->resume_requested = false;
@@ -376,10 +391,23 @@ static void vm_cleanup_run(Vm *vm) {
         vm_emit_properties_changed(vm, "StartedAtUSec");
 }
 
+/* The run is up (running, or paused as asked): Start and Reboot are answered. */
+static void vm_start_completed(Vm *vm) {
+        vm->start_timer = sd_event_source_disable_unref(vm->start_timer);
+        vm->reboot_pending = false;
+        waiters_answer(vm, 1U << VM_WAIT_START | 1U << VM_WAIT_REBOOT, NULL, NULL);
+        if (vm->on_settled)
+                vm->on_settled(vm);
+}
+
 static int on_child_exit(sd_event_source *s, const siginfo_t *si, void *userdata) {
         Vm *vm = userdata;
-        _cleanup_free_ char *shutdown_reason = NULL, *kill_reason = NULL;
+        _cleanup_free_ char *shutdown_reason = NULL, *kill_reason = NULL, *limit_reason = NULL;
         VmExitOutcome end;
+        VmRestartDecision d;
+        bool host_requested = vm->host_stop_requested || vm->exit_when_stopped;
+        uint64_t now = now_usec(CLOCK_MONOTONIC);
+        int r;
 
         stderr_drain(vm);
         stderr_consume(vm, "\n", 1); /* an unterminated last line */
@@ -394,18 +422,49 @@ static int on_child_exit(sd_event_source *s, const siginfo_t *si, void *userdata
         log_info("VM %s: QEMU (pid %d) %s", vm->config->name, (int) vm->pid, end.status);
         vm_cleanup_run(vm);
 
+        vm_state_restart(&(VmRestartInput) { .state = end.state, .start_failed = end.start_failed,
+                                             .host_requested = host_requested,
+                                             .reboot_requested = vm->reboot_pending,
+                                             .shutdown_reason = shutdown_reason,
+                                             .on_poweroff = vm->config->on_poweroff,
+                                             .on_reboot = vm->config->on_reboot,
+                                             .on_crash = vm->config->on_crash, .now_usec = now,
+                                             .recent = vm->restart_times, .n_recent = VM_RESTART_BURST },
+                         &d);
+        if (d.limited) {
+                if (asprintf(&limit_reason, "restart-limit: %u restarts within %u s, last %s", d.n_in_window,
+                             (unsigned) (VM_RESTART_WINDOW_USEC / USEC_PER_SEC), end.reason) < 0)
+                        limit_reason = NULL;
+                log_warning("VM %s: %s: not restarting it", vm->config->name, limit_reason ?: "restart limit");
+        }
+
         /* The state first, then the answers: a caller's reply never overtakes the
          * StateChanged signal that explains it. */
         if (end.start_failed)
                 vm_flight_dump(vm, "start failed");
         else if (end.state == VM_CRASHED)
                 vm_flight_dump(vm, "crashed");
-        vm_set_state(vm, end.state, end.reason);
+        vm_set_state(vm, end.state, limit_reason ?: end.reason);
         waiters_answer(vm, 1U << VM_WAIT_START, VMSUP_ERROR_QEMU_ERROR,
                        end.start_failed ? end.reason : "QEMU exited before the VM ran.");
         waiters_answer(vm, 1U << VM_WAIT_EXIT | 1U << VM_WAIT_SHUTDOWN, NULL, NULL);
         vm->stderr_last[0] = '\0';
         vm->guest_panicked = false;
+        if (d.restart) {
+                if (d.counted) {
+                        vm->restart_times[vm->restart_next] = now;
+                        vm->restart_next = (vm->restart_next + 1) % VM_RESTART_BURST;
+                }
+                log_info("VM %s: starting QEMU afresh (%s)", vm->config->name,
+                         vm->reboot_pending ? "reboot" : end.reason);
+                r = vm_start(vm, NULL);
+                if (r >= 0)
+                        return 0;
+                log_warning_errno(r, "VM %s: cannot start QEMU again: %m", vm->config->name);
+        }
+        vm->reboot_pending = false;
+        waiters_answer(vm, 1U << VM_WAIT_REBOOT, VMSUP_ERROR_QEMU_ERROR,
+                       d.restart ? "QEMU could not be started again." : "QEMU exited and the VM was not restarted.");
         if (vm->on_settled)
                 vm->on_settled(vm);
         return 0;
@@ -444,11 +503,8 @@ static void on_cont_reply(QmpClient *c, int error, json_t *result, const char *e
                 vm_kill(vm, SIGKILL);
                 return;
         }
-        vm->start_timer = sd_event_source_disable_unref(vm->start_timer);
         vm_set_state(vm, VM_RUNNING, "started");
-        waiters_answer(vm, 1U << VM_WAIT_START, NULL, NULL);
-        if (vm->on_settled)
-                vm->on_settled(vm);
+        vm_start_completed(vm);
 }
 
 static int connect_socket(const char *dir, const char *name);
@@ -477,6 +533,12 @@ static void on_qmp_ready(QmpClient *c, void *userdata) {
         if (r < 0)
                 log_warning_errno(r, "VM %s: cannot connect the agent channel, continuing without: %m",
                                   vm->config->name);
+        if (vm->start_paused) {
+                /* QEMU came up with -S: the CPUs stay stopped until Resume. */
+                vm_set_state(vm, VM_PAUSED, "start-paused");
+                vm_start_completed(vm);
+                return;
+        }
         r = qmp_send(c, "cont", NULL, 0, on_cont_reply, vm, NULL);
         if (r < 0) {
                 set_string(&vm->kill_reason, "start-failed: cannot send cont");
@@ -513,14 +575,14 @@ static void on_qmp_event(QmpClient *c, const char *name, json_t *data, uint64_t 
                 vm->state_before_shutdown = vm->state;
         if (e.guest_panicked)
                 vm->guest_panicked = true;
-        if (e.start_completed)
-                vm->start_timer = sd_event_source_disable_unref(vm->start_timer);
         if (e.set_state)
                 vm_set_state(vm, e.state, e.reason);
-        if (e.start_completed) {
-                waiters_answer(vm, 1U << VM_WAIT_START, NULL, NULL);
-                if (vm->on_settled)
-                        vm->on_settled(vm);
+        if (e.start_completed)
+                vm_start_completed(vm);
+        if (e.guest_reset && vm->reboot_pending && vm->state == VM_RUNNING) {
+                /* The guest rebooted in place (guest-shutdown mode reboot): it runs again. */
+                vm->reboot_pending = false;
+                waiters_answer(vm, 1U << VM_WAIT_REBOOT, NULL, NULL);
         }
         if (e.query_status)
                 (void) qmp_send(c, "query-status", NULL, 0, on_query_status_reason, vm, NULL);
@@ -685,6 +747,10 @@ static int on_start_timeout(sd_event_source *s, uint64_t usec, void *userdata) {
 }
 
 int vm_start(Vm *vm, sd_bus_message *m) {
+        return vm_start_with(vm, m, false);
+}
+
+int vm_start_with(Vm *vm, sd_bus_message *m, bool paused) {
         _cleanup_close_ int qga_listen = -EBADF, qmp_fd = -EBADF;
         LaunchResult lr = { .pidfd = -EBADF, .exit_fd = -EBADF, .qmp_fd = -EBADF, .stderr_fd = -EBADF };
         int r;
@@ -734,6 +800,7 @@ int vm_start(Vm *vm, sd_bus_message *m) {
         log_debug("VM %s: QMP connection fd %d", vm->config->name, qmp_fd);
         vm->pid = lr.pid;
         vm->pidfd = lr.pidfd;
+        vm->start_paused = paused;
         vm->stderr_fd = lr.stderr_fd;
         vm->started_at_usec = now_usec(CLOCK_REALTIME);
         vm->started_at_mono = now_usec(CLOCK_MONOTONIC);
@@ -843,6 +910,7 @@ int vm_stop(Vm *vm, sd_bus_message *m) {
         r = waiter_add(vm, VM_WAIT_EXIT, m, 0, false);
         if (r < 0)
                 return r;
+        vm->host_stop_requested = true;
         vm_begin_hard_stop(vm);
         return 0;
 }
@@ -882,12 +950,14 @@ int vm_shutdown(Vm *vm, unsigned timeout_sec, bool force, sd_bus_message *m) {
                 r = waiter_add(vm, VM_WAIT_EXIT, m, 0, false);
                 if (r < 0)
                         return r;
+                vm->host_stop_requested = true;
                 vm_begin_hard_stop(vm);
                 return 0;
         }
         r = waiter_add(vm, VM_WAIT_SHUTDOWN, m, timeout, force);
         if (r < 0)
                 return r;
+        vm->host_stop_requested = true;
         if (vm->state == VM_SHUTTING_DOWN)
                 return 0; /* already asked */
 
@@ -898,6 +968,50 @@ int vm_shutdown(Vm *vm, unsigned timeout_sec, bool force, sd_bus_message *m) {
                 return 0;
         }
         vm_set_state(vm, VM_SHUTTING_DOWN, "host-qmp-system-powerdown");
+        send_powerdown(vm);
+        return 0;
+}
+
+static void on_guest_reboot_reply(QgaClient *c, int error, json_t *result, const char *err_class,
+                                  const char *err_desc, void *userdata) {
+        Vm *vm = userdata;
+
+        if (error >= 0 || !vm->reboot_pending || !vm_is_running(vm) || vm->state != VM_RUNNING)
+                return;
+        log_info("VM %s: guest-shutdown mode reboot through the agent failed (%s), using ACPI", vm->config->name,
+                 err_desc ?: strerror(-error));
+        vm->state_before_shutdown = vm->state;
+        vm_set_state(vm, VM_SHUTTING_DOWN, "host-reboot-system-powerdown");
+        send_powerdown(vm);
+}
+
+int vm_reboot(Vm *vm, unsigned timeout_sec, sd_bus_message *m) {
+        uint64_t timeout = timeout_sec > 0 ? (uint64_t) timeout_sec * USEC_PER_SEC :
+                                             (uint64_t) vm->config->shutdown_timeout_sec * USEC_PER_SEC + VM_START_TIMEOUT_USEC;
+        _cleanup_(json_decrefp) json_t *args = NULL;
+        int r;
+
+        if (!vm_is_running(vm) && !(vm->reboot_pending && vm_is_active(vm)))
+                return -ESRCH;
+        if (vm->reboot_pending)
+                return waiter_add(vm, VM_WAIT_REBOOT, m, timeout, false); /* one reboot, answered to all */
+        if (vm->state != VM_RUNNING || vm->host_stop_requested)
+                return -EBUSY;
+        r = waiter_add(vm, VM_WAIT_REBOOT, m, timeout, false);
+        if (r < 0)
+                return r;
+        vm->reboot_pending = true;
+
+        args = json_pack("{s:s}", "mode", "reboot");
+        if (args && vm->config->agent && vm->qga && vm->agent_connected &&
+            qga_send(vm->qga, "guest-shutdown", args, QGA_REPLY_NONE, 0, 0, on_guest_reboot_reply, vm, NULL) >= 0) {
+                /* The guest resets in place (RESET), or with on_reboot=destroy QEMU exits and
+                 * starts afresh: either way the state machine answers. */
+                log_info("VM %s: reboot through the agent", vm->config->name);
+                return 0;
+        }
+        vm->state_before_shutdown = vm->state;
+        vm_set_state(vm, VM_SHUTTING_DOWN, "host-reboot-system-powerdown");
         send_powerdown(vm);
         return 0;
 }

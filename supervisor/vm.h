@@ -17,6 +17,11 @@
 #define VM_STOP_GRACE_USEC (5U * USEC_PER_SEC)
 /* After QMP's EOF, QEMU's exit is waited for this long before it is killed. */
 #define VM_QMP_LOST_GRACE_USEC (2U * USEC_PER_SEC)
+/* Automatic restarts (on_crash, on_poweroff = restart): at most VM_RESTART_BURST within
+ * VM_RESTART_WINDOW_USEC, so a guest that crashes at every boot stops being restarted
+ * and its state says why (vm-state.h, vm_state_restart). */
+#define VM_RESTART_BURST 5U
+#define VM_RESTART_WINDOW_USEC (60U * USEC_PER_SEC)
 /* QEMU's stderr kept for start failure messages. */
 #define VM_STDERR_TAIL 1024
 
@@ -39,6 +44,7 @@ typedef enum VmWaitKind {
         VM_WAIT_START,    /* until running (or the start failed) */
         VM_WAIT_EXIT,     /* until the process is reaped (Stop, forced Shutdown) */
         VM_WAIT_SHUTDOWN, /* until reaped, or the timeout */
+        VM_WAIT_REBOOT,   /* until the guest runs again (RESET, or the next run started), or the timeout */
 } VmWaitKind;
 
 typedef struct Vm Vm;
@@ -92,6 +98,11 @@ struct Vm {
         char *shutdown_reason; /* from the SHUTDOWN event */
         char *kill_reason;     /* why the supervisor had to kill QEMU */
         bool guest_panicked;
+        bool start_paused;        /* this run stays paused once QMP is up (StartWithOptions paused) */
+        bool host_stop_requested; /* a caller's Stop or Shutdown ends this run: no automatic restart */
+        bool reboot_pending;      /* a caller's Reboot waits for the guest to run again */
+        uint64_t restart_times[VM_RESTART_BURST]; /* CLOCK_MONOTONIC of the last automatic restarts */
+        unsigned restart_next;
         bool pause_requested, resume_requested;
         VmState state_before_shutdown;
         unsigned stop_phase; /* 0 none, 1 quit sent, 2 SIGTERM sent, 3 SIGKILL sent */
@@ -121,6 +132,12 @@ bool vm_is_running(Vm *vm);
 /* Launches QEMU. m (may be NULL) is answered when running or when the start failed.
  * Returns 0, -EBUSY (already running) or -errno. */
 int vm_start(Vm *vm, sd_bus_message *m);
+/* The same; paused: the CPUs stay stopped, the state is paused (start-paused). */
+int vm_start_with(Vm *vm, sd_bus_message *m, bool paused);
+/* Reboot: guest-shutdown mode reboot through the agent when it answers, else ACPI
+ * power-down and a fresh QEMU. m answered once the VM runs again, or with Timeout.
+ * -ESRCH: not running; -EBUSY: not in a state that can reboot (paused, shutting down). */
+int vm_reboot(Vm *vm, unsigned timeout_sec, sd_bus_message *m);
 /* Hard stop; m (may be NULL) is answered when the process is reaped. -ESRCH if not running. */
 int vm_stop(Vm *vm, sd_bus_message *m);
 /* Graceful shutdown; m answered on exit, or with Timeout (force=false) after timeout_sec. */

@@ -414,6 +414,19 @@ check_eq "AgentConnected false once stopped" false "$(vmprop_value ga AgentConne
 # --- Shutdown(0, false) with the agent on: through guest-shutdown
 check "Start again" vmcall ga VM1 Start
 check "the agent answers again" wait_prop ga AgentConnected true 120
+# --- Reboot with the agent: guest-shutdown mode reboot, the guest resets inside the same QEMU
+pid=$(vmprop_value ga Pid)
+n_open=$(grep -c '^Event VSERPORT_CHANGE .*"open":true' "$T/ev")
+check_fails "no ACL: Reboot refused, names VM.PowerMgmt" 'AccessDenied: VM.PowerMgmt' dsend_as vmsupa-none ga VM1.Reboot uint32:0
+check "Reboot(120) with the agent returns once the guest runs again" vmcall ga VM1 Reboot u 120
+check "subscriber saw the guest's RESET" wait_for_line "$T/ev" '^Event RESET \{"guest":true,"reason":"guest-reset"\}'
+check_eq "same QEMU, running" "running $pid" "$(vmprop_value ga State) $(vmprop_value ga Pid)"
+for i in $(seq 1200); do
+        [[ $(grep -c '^Event VSERPORT_CHANGE .*"open":true' "$T/ev") -gt $n_open ]] && break
+        sleep 0.1
+done
+check "the rebooted guest's agent opens its port again" test "$(grep -c '^Event VSERPORT_CHANGE .*"open":true' "$T/ev")" -gt "$n_open"
+check "the agent answers after the reboot" wait_prop ga AgentConnected true 120
 check "Shutdown(0, false) returns when QEMU has exited" vmcall ga VM1 Shutdown ub 0 false
 check "subscriber saw shutting-down host-qga-guest-shutdown" wait_for_line "$T/ev" '^StateChanged shutting-down host-qga-guest-shutdown'
 check_eq "stopped, guest-shutdown" "stopped guest-shutdown" "$(vmprop_value ga State) $(vmprop_value ga StateReason)"
@@ -431,6 +444,26 @@ for i in $(seq 1200); do
 done
 check_eq "noag: the guest's init reports on its console" yes "$booted"
 events_start noag "$T/ev2" || not_ok "subscriber started"
+# --- Reboot without the agent: ACPI power-down, then a fresh QEMU
+pid=$(vmprop_value noag Pid)
+check "noag: Reboot(120) returns once the new QEMU runs" vmcall noag VM1 Reboot u 120
+check "noag: subscriber saw shutting-down host-reboot-system-powerdown" wait_for_line "$T/ev2" '^StateChanged shutting-down host-reboot-system-powerdown'
+check "noag: subscriber saw the guest power off" wait_for_line "$T/ev2" '^StateChanged stopped guest-shutdown'
+check "noag: subscriber saw the fresh start" wait_for_line "$T/ev2" '^StateChanged running started'
+newpid=$(vmprop_value noag Pid)
+check_eq "noag: running again" running "$(vmprop_value noag State)"
+check "noag: a new QEMU process ($pid -> $newpid)" test "$newpid" != 0 -a "$newpid" != "$pid"
+check "noag: the old QEMU is gone" bash -c "! kill -0 $pid 2>/dev/null"
+booted=no
+for i in $(seq 1200); do
+        if vmcall noag Monitor1 Execute s '{"execute":"ringbuf-read","arguments":{"device":"vmsup-serial0","size":65536}}' 2>/dev/null |
+                grep -q 'vmsup-guest: '; then
+                booted=yes
+                break
+        fi
+        sleep 0.1
+done
+check_eq "noag: the rebooted guest's init reports on its console" yes "$booted"
 check "noag: Shutdown(0, false) returns when QEMU has exited" vmcall noag VM1 Shutdown ub 0 false
 check "noag: subscriber saw shutting-down host-qmp-system-powerdown" wait_for_line "$T/ev2" '^StateChanged shutting-down host-qmp-system-powerdown'
 check_eq "noag: stopped, guest-shutdown" "stopped guest-shutdown" "$(vmprop_value noag State) $(vmprop_value noag StateReason)"

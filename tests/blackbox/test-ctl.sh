@@ -212,8 +212,8 @@ complete_words() {
         bash -c 'source "$1"; shift; COMP_WORDS=("$@"); COMP_CWORD=$(($# - 1)); _vmsupctl
                  printf "%s\n" "${COMPREPLY[@]}" | sort | xargs' _ "$ROOT/completion/vmsupctl.bash" "$VMSUPCTL" "$@"
 }
-check_eq "completion: verbs" "read-file reset resume" "$(complete_words re)"
-check_eq "completion: every verb from nothing" 16 "$(complete_words '' | wc -w)"
+check_eq "completion: verbs" "read-file reboot reset resume" "$(complete_words re)"
+check_eq "completion: every verb from nothing" 19 "$(complete_words '' | wc -w)"
 check_eq "completion: VM names from the bus" "c1 c2" "$(complete_words status '')"
 check_eq "completion: VM names after --bus ADDRESS" "c1 c2" "$(DBUS_SYSTEM_BUS_ADDRESS=unix:path=/nonexistent complete_words --bus "$BUS" start c)"
 check_eq "completion: no VM names from another bus" "" "$(complete_words --bus unix:path=/nonexistent start c)"
@@ -222,6 +222,9 @@ check_eq "completion: --bus values" "session system" "$(complete_words --bus '')
 check_eq "completion: keys for sendkey" "ctrl ctrl+alt+delete ctrl+alt+f1 ctrl+alt+f2 ctrl_r" "$(complete_words sendkey c1 ct)"
 check_eq "completion: local file for read-file" "$T/local" "$(complete_words read-file c1 /etc/hostname "$T/loc")"
 check_eq "completion: nothing after list" "" "$(complete_words list '')"
+check_eq "completion: stats groups" "balloon block" "$(complete_words stats c1 b)"
+check_eq "completion: metrics takes any number of VM names" "c1 c2" "$(complete_words metrics c1 '')"
+check_eq "completion: start --paused" "--paused" "$(complete_words start c1 --p)"
 
 # --- the agent verbs with the tiny guest
 if [[ -f $GUEST_DIR/vmlinuz ]]; then

@@ -63,6 +63,13 @@ static const BadCase bad_cases[] = {
         { "{\"qemu\":{\"extra_args\":[\"-qmp-pretty\",\"x\"]}}", "option \"-qmp-pretty\" is reserved" },
         { "{\"qemu\":{\"extra_args\":[\"-readconfig\",\"/x\"]}}", "option \"-readconfig\" is reserved" },
         { "{\"qemu\":{\"extra_args\":[\"-no-shutdown\"]}}", "option \"-no-shutdown\" is reserved" },
+        { "{\"qemu\":{\"extra_args\":[\"-no-reboot\"]}}", "option \"-no-reboot\" is reserved" },
+        { "{\"qemu\":{\"extra_args\":[\"-action\",\"panic=none\"]}}", "option \"-action\" is reserved" },
+        { "{\"qemu\":{}, \"on_crash\":\"reboot\"}", "$.on_crash: must be one of \"destroy\" \"restart\" \"preserve\"" },
+        { "{\"qemu\":{}, \"on_crash\":true}", "$.on_crash: must be one of" },
+        { "{\"qemu\":{}, \"on_reboot\":\"preserve\"}", "$.on_reboot: must be one of \"destroy\" \"restart\"" },
+        { "{\"qemu\":{}, \"on_poweroff\":\"preserve\"}", "$.on_poweroff: must be one of \"destroy\" \"restart\"" },
+        { "{\"qemu\":{}, \"on_poweroff\":\"\"}", "$.on_poweroff: must be one of" },
         { "{\"qemu\":{\"extra_args\":[\"-chardev\",\"socket,id=vmsup-qmp,path=/x\"]}}",
           "$.qemu.extra_args[1]: ids starting with \"vmsup-\" are reserved" },
         { "{\"qemu\":{\"extra_args\":[\"-device\",\"virtserialport,chardev=vmsup-qga\"]}}",
@@ -159,6 +166,9 @@ static void test_defaults(void **state) {
         assert_true(c->sandbox);
         assert_true(c->autostart);
         assert_int_equal(c->shutdown_timeout_sec, 60);
+        assert_int_equal(c->on_poweroff, VM_ACTION_DESTROY);
+        assert_int_equal(c->on_reboot, VM_ACTION_RESTART);
+        assert_int_equal(c->on_crash, VM_ACTION_DESTROY);
         assert_false(c->has_run_as); /* until vm_config_load() applies the default user */
         assert_false(c->run_as_root);
         assert_int_equal(c->n_acl, 0);
@@ -212,7 +222,7 @@ static const char full_def[] =
         "\"drives\":[{\"file\":\"/var/lib/a,b.img\",\"format\":\"qcow2\",\"interface\":\"virtio\",\"readonly\":true}],"
         "\"extra_args\":[\"-device\",\"virtio-rng-pci\"]},"
         "\"run_as\":{\"user\":\"nobody\",\"group\":\"nogroup\"},\"agent\":true,\"sandbox\":true,\"autostart\":false,"
-        "\"shutdown_timeout_sec\":7,"
+        "\"shutdown_timeout_sec\":7,\"on_poweroff\":\"restart\",\"on_reboot\":\"destroy\",\"on_crash\":\"preserve\","
         "\"acl\":[{\"user\":\"nobody\",\"privileges\":[\"VM.Audit\",\"VM.PowerMgmt\"]},"
         "{\"group\":\"1500\",\"privileges\":[\"VM.Monitor\",\"Sys.Modify\"]}]}";
 
@@ -233,6 +243,9 @@ static void test_full_definition_and_argv(void **state) {
         assert_true(c->has_run_as);
         assert_int_equal(c->run_as_uid, 65534);
         assert_int_equal(c->shutdown_timeout_sec, 7);
+        assert_int_equal(c->on_poweroff, VM_ACTION_RESTART);
+        assert_int_equal(c->on_reboot, VM_ACTION_DESTROY);
+        assert_int_equal(c->on_crash, VM_ACTION_PRESERVE);
         assert_false(c->autostart);
         assert_int_equal(c->n_acl, 2);
         assert_int_equal(c->acl[0].subject, ACL_SUBJECT_USER);
@@ -248,6 +261,8 @@ static void test_full_definition_and_argv(void **state) {
         assert_true(argv_has_pair(argv, "-accel", "tcg"));
         assert_true(argv_has_pair(argv, "-smp", "2"));
         assert_true(argv_has_pair(argv, "-m", "768M"));
+        assert_true(argv_has_pair(argv, "-action", "reboot=shutdown"));
+        assert_true(argv_has_pair(argv, "-action", "panic=pause"));
         assert_true(argv_has_pair(argv, "-sandbox", "on,obsolete=deny,elevateprivileges=deny,spawn=deny,resourcecontrol=deny"));
         assert_true(argv_has_pair(argv, "-chardev", "socket,id=vmsup-qmp,fd=3,server=off"));
         assert_true(argv_has_pair(argv, "-mon", "chardev=vmsup-qmp,mode=control"));

@@ -475,6 +475,46 @@ static void test_ping(void **state) {
         assert_int_equal(t->connected_changes, 1);
 }
 
+/* The counters GetStats reports. */
+static void test_stats_counters(void **state) {
+        Reply r = {}, r2 = {}, r3 = {};
+        QgaStats q;
+
+        qga_client_get_stats(t->c, &q);
+        assert_int_equal(q.syncs + q.sync_timeouts + q.command_timeouts + q.protocol_errors + q.dropped_lines, 0);
+        qga_client_get_stats(NULL, &q);
+        assert_int_equal(q.syncs, 0);
+
+        exchange("guest-ping", "{\"return\": {}}\n", &r);
+        assert_int_equal(r.error, 0);
+        qga_client_get_stats(t->c, &q);
+        assert_int_equal(q.syncs, 1);
+        assert_int_equal(q.dropped_lines, 0);
+
+        /* A reply that is neither return nor error. */
+        exchange("guest-ping", "{\"bogus\": 1}\n", &r2);
+        assert_int_equal(r2.error, -EPROTO);
+        qga_client_get_stats(t->c, &q);
+        assert_int_equal(q.syncs, 2);
+        assert_int_equal(q.protocol_errors, 1);
+
+        /* A line nobody asked for. */
+        peer_send("{\"return\": 5}\n");
+        drain();
+        qga_client_get_stats(t->c, &q);
+        assert_int_equal(q.dropped_lines, 1);
+
+        /* A command the agent never answers. */
+        assert_int_equal(send_full("guest-ping", NULL, QGA_REPLY_NORMAL, 200 * USEC_PER_MSEC, 0, &r3), 0);
+        peer_sync();
+        peer_expect_command_only("guest-ping");
+        wait_reply(&r3);
+        assert_int_equal(r3.error, -ETIMEDOUT);
+        qga_client_get_stats(t->c, &q);
+        assert_int_equal(q.command_timeouts, 1);
+        assert_int_equal(q.sync_timeouts, 0);
+}
+
 static void test_ping_on_demand(void **state) {
         Reply r = {}, r2 = {};
 
@@ -1768,6 +1808,7 @@ static void test_real_qemu_ga(void **state) {
 int main(void) {
         const struct CMUnitTest tests[] = {
                 cmocka_unit_test_setup_teardown(test_ping, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_stats_counters, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_ping_on_demand, setup_on_demand, teardown),
                 cmocka_unit_test_setup_teardown(test_arguments, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_stale_replies_before_sync, setup, teardown),

@@ -409,6 +409,151 @@ static void test_exit_always_settles(void **state) {
                                                 }
 }
 
+/* ---- restart policy ---- */
+
+#define S(x) ((uint64_t) (x) * USEC_PER_SEC)
+
+static VmRestartInput crash_input(VmLifecycleAction on_crash) {
+        return (VmRestartInput) { .state = VM_CRASHED, .on_poweroff = VM_ACTION_DESTROY,
+                                  .on_reboot = VM_ACTION_RESTART, .on_crash = on_crash, .now_usec = S(1000) };
+}
+
+static void test_restart_policy(void **state) {
+        VmRestartInput in;
+        VmRestartDecision d;
+
+        /* on_crash decides a crash. */
+        in = crash_input(VM_ACTION_DESTROY);
+        vm_state_restart(&in, &d);
+        assert_false(d.restart);
+        assert_false(d.limited);
+        in = crash_input(VM_ACTION_PRESERVE);
+        vm_state_restart(&in, &d);
+        assert_false(d.restart);
+        in = crash_input(VM_ACTION_RESTART);
+        vm_state_restart(&in, &d);
+        assert_true(d.restart);
+        assert_true(d.counted);
+
+        /* A caller's Stop or Shutdown, or a start that never ran, is never followed by a restart. */
+        in = crash_input(VM_ACTION_RESTART);
+        in.host_requested = true;
+        vm_state_restart(&in, &d);
+        assert_false(d.restart);
+        in = crash_input(VM_ACTION_RESTART);
+        in.start_failed = true;
+        in.state = VM_STOPPED;
+        vm_state_restart(&in, &d);
+        assert_false(d.restart);
+
+        /* The guest powered off: on_poweroff. */
+        in = crash_input(VM_ACTION_RESTART);
+        in.state = VM_STOPPED;
+        in.shutdown_reason = "guest-shutdown";
+        vm_state_restart(&in, &d);
+        assert_false(d.restart);
+        in.on_poweroff = VM_ACTION_RESTART;
+        vm_state_restart(&in, &d);
+        assert_true(d.restart);
+        assert_true(d.counted);
+
+        /* The guest rebooted and QEMU exited (on_reboot=destroy): stays stopped. */
+        in = crash_input(VM_ACTION_RESTART);
+        in.state = VM_STOPPED;
+        in.shutdown_reason = "guest-reset";
+        in.on_poweroff = VM_ACTION_RESTART;
+        in.on_reboot = VM_ACTION_DESTROY;
+        vm_state_restart(&in, &d);
+        assert_false(d.restart);
+
+        /* ... and a caller's Reset, which also ends QEMU then. */
+        in.shutdown_reason = "host-qmp-system-reset";
+        vm_state_restart(&in, &d);
+        assert_false(d.restart);
+        /* The guest's power-off after all: on_poweroff. */
+        in.shutdown_reason = "guest-shutdown";
+        vm_state_restart(&in, &d);
+        assert_true(d.restart);
+
+        /* A caller's Reboot: the power-down's exit is followed by a fresh start, uncounted,
+         * whatever on_poweroff says. */
+        in = crash_input(VM_ACTION_DESTROY);
+        in.state = VM_STOPPED;
+        in.shutdown_reason = "guest-shutdown";
+        in.reboot_requested = true;
+        vm_state_restart(&in, &d);
+        assert_true(d.restart);
+        assert_false(d.counted);
+        /* ... but a crash on the way is a crash. */
+        in.state = VM_CRASHED;
+        vm_state_restart(&in, &d);
+        assert_false(d.restart);
+        /* ... and a caller's Stop in between wins. */
+        in.state = VM_STOPPED;
+        in.host_requested = true;
+        vm_state_restart(&in, &d);
+        assert_false(d.restart);
+
+        /* QEMU ended without a SHUTDOWN event yet stopped (a signal nobody sent): nothing. */
+        in = crash_input(VM_ACTION_RESTART);
+        in.state = VM_STOPPED;
+        in.on_poweroff = VM_ACTION_RESTART;
+        vm_state_restart(&in, &d);
+        assert_false(d.restart);
+}
+
+static void test_restart_bound(void **state) {
+        uint64_t recent[VM_RESTART_BURST] = {};
+        VmRestartInput in = crash_input(VM_ACTION_RESTART);
+        VmRestartDecision d;
+        unsigned next = 0, n = 0;
+
+        in.recent = recent;
+        in.n_recent = VM_RESTART_BURST;
+        /* Crashes one second apart: VM_RESTART_BURST restarts, then the bound. */
+        for (;; n++) {
+                in.now_usec = S(1000 + n);
+                vm_state_restart(&in, &d);
+                if (!d.restart)
+                        break;
+                assert_true(d.counted);
+                assert_int_equal(d.n_in_window, n);
+                recent[next] = in.now_usec;
+                next = (next + 1) % VM_RESTART_BURST;
+        }
+        assert_int_equal(n, VM_RESTART_BURST);
+        assert_true(d.limited);
+        assert_int_equal(d.n_in_window, VM_RESTART_BURST);
+
+        /* Once the oldest restart leaves the window, one more is allowed. */
+        in.now_usec = S(1000) + VM_RESTART_WINDOW_USEC;
+        vm_state_restart(&in, &d);
+        assert_true(d.restart);
+        assert_int_equal(d.n_in_window, VM_RESTART_BURST - 1);
+        in.now_usec = S(1000) + VM_RESTART_WINDOW_USEC - 1;
+        vm_state_restart(&in, &d);
+        assert_false(d.restart);
+        assert_true(d.limited);
+
+        /* Timestamps from the future (a bad clock) and empty slots count as nothing. */
+        for (size_t i = 0; i < VM_RESTART_BURST; i++)
+                recent[i] = i % 2 ? 0 : S(5000);
+        in.now_usec = S(1000);
+        vm_state_restart(&in, &d);
+        assert_true(d.restart);
+        assert_int_equal(d.n_in_window, 0);
+
+        /* The bound never applies to a caller's Reboot. */
+        for (size_t i = 0; i < VM_RESTART_BURST; i++)
+                recent[i] = S(999);
+        in.state = VM_STOPPED;
+        in.shutdown_reason = "guest-shutdown";
+        in.reboot_requested = true;
+        vm_state_restart(&in, &d);
+        assert_true(d.restart);
+        assert_false(d.limited);
+}
+
 int main(void) {
         const struct CMUnitTest tests[] = {
                 cmocka_unit_test(test_event_cases),
@@ -418,6 +563,8 @@ int main(void) {
                 cmocka_unit_test(test_exit_cases),
                 cmocka_unit_test(test_exit_long_stderr),
                 cmocka_unit_test(test_exit_always_settles),
+                cmocka_unit_test(test_restart_policy),
+                cmocka_unit_test(test_restart_bound),
         };
         return cmocka_run_group_tests(tests, NULL, NULL);
 }
