@@ -574,7 +574,7 @@ static int parse_run_as(ParseCtx *ctx, json_t *o, VmConfig *c) {
 
 static int parse_root(ParseCtx *ctx, json_t *root, VmConfig *c) {
         static const char * const keys[] = { "qemu",      "run_as", "agent", "sandbox", "autostart",
-                                             "shutdown_timeout_sec", "acl", NULL };
+                                             "shutdown_timeout_sec", "console_log_kib", "acl", NULL };
         uint64_t v;
         json_t *o;
         int r;
@@ -605,6 +605,9 @@ static int parse_root(ParseCtx *ctx, json_t *root, VmConfig *c) {
         if (r < 0)
                 return r;
         c->shutdown_timeout_sec = (unsigned) v;
+        r = get_uint(ctx, root, "$", "console_log_kib", 0, VMSUP_CONSOLE_LOG_KIB_MAX, &c->console_log_kib);
+        if (r < 0)
+                return r;
         o = json_object_get(root, "acl");
         if (o) {
                 r = parse_acl(ctx, o, "$.acl", &c->acl, &c->n_acl);
@@ -651,6 +654,7 @@ int vm_config_parse(const char *path, const char *name, const char *text, size_t
                 .sandbox = true,
                 .autostart = true,
                 .shutdown_timeout_sec = 60,
+                .console_log_kib = VMSUP_CONSOLE_LOG_KIB_DEFAULT,
         };
         if (!c->name || !c->path || !c->binary || !c->machine)
                 return -ENOMEM;
@@ -850,6 +854,14 @@ int vm_config_build_argv(const VmConfig *c, const char *binary, const QemuFds *f
         ADD("-nodefaults");
         ADD("-display");
         ADD("none");
+        if (!streq(c->machine, "none")) {
+                /* A screen for OpenVNC and Screenshot: a VNC display that listens nowhere
+                 * (viewers arrive as descriptors through QMP add_client), on a standard VGA. */
+                ADD("-vnc");
+                ADD("none");
+                ADD("-vga");
+                ADD("std");
+        }
         ADD("-machine");
         ADD(c->machine);
         for (char **acc = c->accel; acc && *acc; acc++) {
@@ -871,7 +883,8 @@ int vm_config_build_argv(const VmConfig *c, const char *binary, const QemuFds *f
         ADD("-mon");
         ADD("chardev=" VMSUP_QMP_ID ",mode=control");
         if (!streq(c->machine, "none")) {
-                /* The console in a bounded ring buffer, readable through QMP ringbuf-read. */
+                /* The first serial port. Before "cont" the supervisor swaps this ring buffer
+                 * for a socket it reads itself (console.c): log, history, live session. */
                 ADD("-chardev");
                 ADD("ringbuf,id=" VMSUP_SERIAL_ID ",size=65536");
                 ADD("-serial");

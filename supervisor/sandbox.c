@@ -127,6 +127,7 @@ static const int supervisor_syscalls[] = {
         SCMP_SYS(connect),        /* the QMP and agent sockets at each Start */
         SCMP_SYS(bind),           /* the QMP and agent listening sockets at each Start */
         SCMP_SYS(listen),
+        SCMP_SYS(socketpair),     /* console sessions, the serial stream, VNC viewers (AF_UNIX) */
         SCMP_SYS(setsockopt),     /* sd_notify(): SO_SNDBUF */
         SCMP_SYS(getsockopt),
 
@@ -135,6 +136,11 @@ static const int supervisor_syscalls[] = {
         SCMP_SYS(openat),
         SCMP_SYS(unlink),         /* a stale socket before bind() */
         SCMP_SYS(chmod),          /* the new sockets: 0600 */
+        SCMP_SYS(rename),         /* the console log's rotation */
+        SCMP_SYS(renameat),       /* not seen: the same through other libcs */
+        SCMP_SYS(renameat2),
+        SCMP_SYS(memfd_create),   /* a screenshot, written by QEMU, then copied to the caller */
+        SCMP_SYS(pread64),
 
         SCMP_SYS(pidfd_send_signal), /* Stop and kills; the pidfd comes from the launcher */
 
