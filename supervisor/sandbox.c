@@ -127,7 +127,6 @@ static const int supervisor_syscalls[] = {
         SCMP_SYS(connect),        /* the QMP and agent sockets at each Start */
         SCMP_SYS(bind),           /* the QMP and agent listening sockets at each Start */
         SCMP_SYS(listen),
-        SCMP_SYS(socketpair),     /* console sessions, the serial stream, VNC viewers (AF_UNIX) */
         SCMP_SYS(setsockopt),     /* sd_notify(): SO_SNDBUF */
         SCMP_SYS(getsockopt),
 
@@ -162,7 +161,7 @@ static const int supervisor_syscalls[] = {
 };
 
 /* With argument rules, in sandbox_seccomp_new(). */
-#define SUPERVISOR_SYSCALLS_WITH_ARGS 3
+#define SUPERVISOR_SYSCALLS_WITH_ARGS 4
 
 size_t sandbox_seccomp_allowlist_size(void) {
         return ELEMENTSOF(supervisor_syscalls) + SUPERVISOR_SYSCALLS_WITH_ARGS;
@@ -193,6 +192,10 @@ int sandbox_seccomp_new(SeccompMode mode, scmp_filter_ctx *ret) {
         }
         /* Local sockets only: QMP, the agent, sd_notify(). */
         r = seccomp_rule_add(ctx, SCMP_ACT_ALLOW, SCMP_SYS(socket), 1, SCMP_A0(SCMP_CMP_EQ, AF_UNIX));
+        if (r < 0)
+                goto fail;
+        /* Local pairs only: the serial stream, console sessions, VNC viewers. */
+        r = seccomp_rule_add(ctx, SCMP_ACT_ALLOW, SCMP_SYS(socketpair), 1, SCMP_A0(SCMP_CMP_EQ, AF_UNIX));
         if (r < 0)
                 goto fail;
         /* sd-bus asks how much a received message holds (FIONREAD); no other ioctl. */
