@@ -34,6 +34,7 @@ typedef struct CtlArgs {
         bool append;
         uint64_t hold_ms;
         bool names_only;
+        const char *listen;
 } CtlArgs;
 extern CtlArgs arg;
 
@@ -63,3 +64,8 @@ int verb_agent(char **args, size_t n);
 int verb_events(char **args, size_t n);
 int verb_read_file(char **args, size_t n);
 int verb_write_file(char **args, size_t n);
+
+/* ctl-console.c: serial console, VNC, screenshots */
+int verb_console(char **args, size_t n);
+int verb_vnc(char **args, size_t n);
+int verb_screenshot(char **args, size_t n);

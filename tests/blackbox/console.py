@@ -14,6 +14,7 @@
 #   console.py vnc VM [N]                 N viewers (default 1) through OpenVNC, each: RFB
 #                                         handshake, security None, ClientInit, ServerInit,
 #                                         a FramebufferUpdateRequest; prints "viewer W H update"
+#   console.py vncunix PATH               one viewer through a listening socket (vmsupctl vnc)
 #   console.py shot VM FILE [regular]     Screenshot into a pipe whose other end is copied to
 #                                         FILE (or into FILE itself, a regular file); prints
 #                                         "ok" or "error NAME", then "bytes N"
@@ -155,6 +156,13 @@ def vnc(vm, n=1):
             print("viewer failed", e, flush=True)
 
 
+def vnc_unix(path):
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    s.connect(path)
+    w, h, what = viewer(s)
+    print("viewer", w, h, what, flush=True)
+
+
 def shot_regular(vm, path):
     with open(path, "wb") as f:
         r, err = call(vm, "Screenshot", "h", (dbus.types.UnixFd(f.fileno()),))
@@ -194,6 +202,8 @@ def main():
         open_only(vm)
     elif op == "stall":
         stall(vm, sys.argv[3])
+    elif op == "vncunix":
+        vnc_unix(vm)
     elif op == "vnc":
         vnc(vm, int(sys.argv[3]) if len(sys.argv) > 3 else 1)
     elif op == "shot" and len(sys.argv) > 4 and sys.argv[4] == "regular":

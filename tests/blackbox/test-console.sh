@@ -110,4 +110,44 @@ bytes 0" "$out"
 check_eq "Screenshot into a regular file is InvalidArgs, nothing written" "error org.freedesktop.DBus.Error.InvalidArgs
 bytes 0" "$(as vmsupt-console $CONSOLE_PY shot c1 "$T/out/regular" regular)"
 
+# ---- vmsupctl ----
+ctl() { as vmsupt-console "$VMSUPCTL" --bus "$BUS" "$@"; }
+check "vmsupctl screenshot" ctl screenshot c1 "$T/out/ctl.png"
+check_eq "vmsupctl screenshot: a PNG of the display's size" "$vnc_w $vnc_h" "$(png_size "$T/out/ctl.png" 2>&1)"
+check_fails "vmsupctl screenshot without VM.Console: refused" 'VM.Console|denied' as vmsupt-audit "$VMSUPCTL" --bus "$BUS" screenshot c1 "$T/out/ctl-audit.png"
+check "and no file is left" test ! -e "$T/out/ctl-audit.png"
+ctl vnc c1 --listen "unix:$T/out/vnc.sock" > "$T/out/vnc.out" 2>&1 &
+vncpid=$!
+check "vmsupctl vnc listens" wait_for_line "$T/out/vnc.out" '^LISTENING' 30
+check_eq "vmsupctl vnc: a viewer through the local socket" "viewer $vnc_w $vnc_h update" \
+        "$(as vmsupt-console $CONSOLE_PY vncunix "$T/out/vnc.sock")"
+check_eq "vmsupctl vnc: a second viewer" "viewer $vnc_w $vnc_h update" \
+        "$(as vmsupt-console $CONSOLE_PY vncunix "$T/out/vnc.sock")"
+kill "$vncpid" 2>/dev/null
+check_fails "vmsupctl vnc refuses a non-loopback address" 'cannot listen' ctl vnc c1 --listen 0.0.0.0:5999
+
+# vmsupctl console in a real terminal (tmux): prompt, a command, the escape key,
+# and the terminal as it was.
+TM=(tmux -S "$T/tmux.sock")
+pane_has() {
+        local i
+        for i in $(seq 1200); do
+                "${TM[@]}" capture-pane -p -t con -S -200 2>/dev/null | grep -Eq -- "$1" && return 0
+                sleep 0.1
+        done
+        "${TM[@]}" capture-pane -p -t con -S -200 2>/dev/null | tail -5 | sed 's/^/# pane: /'
+        return 1
+}
+"${TM[@]}" new-session -d -s con -x 132 -y 40 "bash --norc --noprofile"
+"${TM[@]}" send-keys -t con "stty -g > $T/out/stty.before; setpriv --reuid=$(id -u vmsupt-console) --regid=$(id -g vmsupt-console) --clear-groups $VMSUPCTL --bus $BUS console c1; echo EXIT=\$?; stty -g > $T/out/stty.after" Enter
+check "vmsupctl console connects" pane_has 'escape character is \^\]'
+"${TM[@]}" send-keys -t con Enter
+check "the guest's shell prompt shows" pane_has 'vmsup-guest# *$'
+"${TM[@]}" send-keys -t con 'echo tmux-$((6*7))' Enter
+check "a command runs in the guest" pane_has '^tmux-42'
+"${TM[@]}" send-keys -t con 'C-]'
+check "Ctrl-] leaves, exit status 0" pane_has '^EXIT=0'
+check "the terminal is restored (stty -g before = after)" cmp -s "$T/out/stty.before" "$T/out/stty.after"
+"${TM[@]}" kill-server 2>/dev/null
+
 finish
