@@ -212,6 +212,13 @@ static int on_session(sd_event_source *s, int fd, uint32_t revents, void *userda
                 session_flush(c);
         if (c->session_fd < 0)
                 return 0;
+        if ((revents & (EPOLLHUP | EPOLLERR)) && c->to_guest_len > 0) {
+                /* The caller is gone while its input waits for the guest: what it has not
+                 * read and what the guest has not taken go with it (epoll reports a hang-up
+                 * whatever the mask: waiting here would spin). */
+                session_close(c);
+                return 0;
+        }
         if ((revents & (EPOLLIN | EPOLLHUP | EPOLLERR)) && c->to_guest_len == 0) {
                 ssize_t k = read(c->session_fd, c->to_guest, sizeof c->to_guest);
                 if (k < 0 && (errno == EAGAIN || errno == EINTR))

@@ -150,4 +150,14 @@ check "Ctrl-] leaves, exit status 0" pane_has '^EXIT=0'
 check "the terminal is restored (stty -g before = after)" cmp -s "$T/out/stty.before" "$T/out/stty.after"
 "${TM[@]}" kill-server 2>/dev/null
 
+# ---- the VM stops ----
+as vmsupt-console $CONSOLE_PY hold c1 > "$T/hold2" 2>&1 &
+check "a session is open before the stop" wait_for_line "$T/hold2" '^OPEN$' 60
+check "Stop" vmcall c1 VM1 Stop
+check "the open session sees EOF when QEMU exits" wait_for_line "$T/hold2" '^EOF$' 60
+check_fails "OpenSerial on a stopped VM: NotRunning" 'NotRunning' dsend_as vmsupt-console c1 Console1.OpenSerial
+check_fails "OpenVNC on a stopped VM: NotRunning" 'NotRunning' dsend_as vmsupt-console c1 Console1.OpenVNC
+check "Start again" vmcall c1 VM1 Start
+check_eq "the console works in the new run" found "$(as vmsupt-console $CONSOLE_PY run c1 'echo $((7*7))' '\n49\r?\n' 2>/dev/null)"
+
 finish
