@@ -237,11 +237,8 @@ static int shot_copy(Shot *s) {
 static void shot_step(Shot *s) {
         int r = shot_copy(s);
 
-        if (r == 0) {
-                if (!s->io && sd_event_add_io(s->cb->bus->vm->event, &s->io, s->fd, EPOLLOUT, NULL, NULL) < 0)
-                        return shot_fail(s, SD_BUS_ERROR_NO_MEMORY, "Out of memory.");
-                return;
-        }
+        if (r == 0)
+                return; /* the io source calls again when the descriptor takes more */
         if (r < 0)
                 return shot_fail(s, SD_BUS_ERROR_IO_ERROR, "Cannot write the screenshot into the descriptor.");
         (void) sd_bus_reply_method_return(s->message, NULL);
