@@ -159,7 +159,7 @@ static int method_command(sd_bus_message *m, void *userdata, sd_bus_error *error
         r = bus_caller(a->bus, m, &caller, &privs, error);
         if (r < 0)
                 goto finish;
-        r = policy_check_qga(cmd, &caller, privs, msg, sizeof msg);
+        r = policy_check_qga_confined(cmd, &caller, privs, a->bus->vm->config->agent_file_paths, msg, sizeof msg);
         if (r < 0) {
                 r = bus_policy_error(error, r, msg);
                 goto finish;
@@ -215,7 +215,8 @@ finish:
 
 /* ---- ReadFile, WriteFile (agent-file.c moves the data) ---- */
 
-static int require_file_privilege(AgentBus *a, sd_bus_message *m, bool write, sd_bus_error *error) {
+static int require_file_privilege(AgentBus *a, sd_bus_message *m, bool write, const char *path,
+                                  sd_bus_error *error) {
         char msg[256];
         Caller caller;
         PrivSet privs;
@@ -225,6 +226,8 @@ static int require_file_privilege(AgentBus *a, sd_bus_message *m, bool write, sd
         if (r < 0)
                 return r;
         r = policy_check_file_transfer(write, &caller, privs, msg, sizeof msg);
+        if (r >= 0)
+                r = policy_check_guest_path(path, a->bus->vm->config->agent_file_paths, &caller, msg, sizeof msg);
         if (r < 0)
                 return bus_policy_error(error, r, msg);
         return 0;
@@ -244,7 +247,7 @@ static int method_read_file(sd_bus_message *m, void *userdata, sd_bus_error *err
         r = agent_file_check_fd(fd, false, error);
         if (r < 0)
                 return r;
-        r = require_file_privilege(a, m, false, error);
+        r = require_file_privilege(a, m, false, path, error);
         if (r < 0)
                 return r;
         r = agent_available(a->bus->vm, error);
@@ -264,7 +267,7 @@ static int method_write_file(sd_bus_message *m, void *userdata, sd_bus_error *er
         r = agent_file_check_fd(fd, true, error);
         if (r < 0)
                 return r;
-        r = require_file_privilege(a, m, true, error);
+        r = require_file_privilege(a, m, true, path, error);
         if (r < 0)
                 return r;
         r = agent_available(a->bus->vm, error);
