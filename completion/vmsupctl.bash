@@ -4,7 +4,7 @@
 
 _vmsupctl() {
         local cur=${COMP_WORDS[COMP_CWORD]} prev=${COMP_WORDS[COMP_CWORD - 1]}
-        local verbs="list status start stop shutdown reboot reset pause resume sendkey monitor qmp agent events stats metrics read-file write-file help"
+        local verbs="list status start stop shutdown reboot reset pause resume sendkey monitor qmp agent events stats metrics read-file write-file console vnc screenshot help"
         local i w verb="" nargs=0
         local -a bus=()
 
@@ -13,7 +13,7 @@ _vmsupctl() {
                 case $w in
                 --bus) bus=(--bus "${COMP_WORDS[i + 1]}"); ((i++)) ;;
                 --bus=*) bus=("$w") ;;
-                --timeout | --count | --offset | --length | --hold-ms) ((i++)) ;;
+                --timeout | --count | --offset | --length | --hold-ms | --listen) ((i++)) ;;
                 -*) ;;
                 *) if [[ -z $verb ]]; then verb=$w; else ((nargs++)); fi ;;
                 esac
@@ -24,7 +24,7 @@ _vmsupctl() {
                 COMPREPLY=($(compgen -W "system session" -- "$cur"))
                 return
                 ;;
-        --timeout | --count | --offset | --length | --hold-ms)
+        --timeout | --count | --offset | --length | --hold-ms | --listen)
                 COMPREPLY=()
                 return
                 ;;
@@ -41,6 +41,8 @@ _vmsupctl() {
                 events) opts+=" --count --timeout" ;;
                 read-file) opts+=" --offset --length" ;;
                 write-file) opts+=" --append" ;;
+                console) opts+=" --force" ;;
+                vnc) opts+=" --listen" ;;
                 esac
                 COMPREPLY=($(compgen -W "$opts" -- "$cur"))
                 return
@@ -82,6 +84,9 @@ _vmsupctl() {
                 [[ $nargs -eq 2 ]] && COMPREPLY=($(compgen -f -- "$cur"))
                 ;;
         write-file)
+                [[ $nargs -eq 1 ]] && COMPREPLY=($(compgen -f -- "$cur"))
+                ;;
+        screenshot)
                 [[ $nargs -eq 1 ]] && COMPREPLY=($(compgen -f -- "$cur"))
                 ;;
         esac

@@ -35,6 +35,7 @@ typedef struct CtlArgs {
         uint64_t hold_ms;
         bool names_only;
         bool paused;
+        const char *listen;
 } CtlArgs;
 extern CtlArgs arg;
 
@@ -70,3 +71,8 @@ int verb_agent(char **args, size_t n);
 int verb_events(char **args, size_t n);
 int verb_read_file(char **args, size_t n);
 int verb_write_file(char **args, size_t n);
+
+/* ctl-console.c: serial console, VNC, screenshots */
+int verb_console(char **args, size_t n);
+int verb_vnc(char **args, size_t n);
+int verb_screenshot(char **args, size_t n);

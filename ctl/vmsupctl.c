@@ -23,6 +23,7 @@ enum {
         OPT_HOLD = 1 << 7,
         OPT_NAME = 1 << 8,
         OPT_PAUSED = 1 << 9,
+        OPT_LISTEN = 1 << 10,
 };
 
 typedef struct Verb {
@@ -74,6 +75,12 @@ static const Verb verbs[] = {
           "copy a guest file out through the agent", 3, 3, OPT_JSON | OPT_OFFSET | OPT_LENGTH, verb_read_file, NULL },
         { "write-file", "write-file NAME LOCAL_FILE GUEST_PATH [--append]",
           "copy a local file into the guest through the agent", 3, 3, OPT_JSON | OPT_APPEND, verb_write_file, NULL },
+        { "console", "console NAME [--force]",
+          "the serial console in this terminal (Ctrl-] leaves); --force takes an open session over", 1, 1,
+          OPT_FORCE, verb_console, NULL },
+        { "vnc", "vnc NAME --listen unix:PATH|127.0.0.1:PORT",
+          "serve local VNC viewers, each through its own OpenVNC", 1, 1, OPT_LISTEN, verb_vnc, NULL },
+        { "screenshot", "screenshot NAME FILE.png", "a PNG of the VM's screen", 2, 2, 0, verb_screenshot, NULL },
 };
 
 static const Verb *current_verb = NULL;
@@ -104,6 +111,7 @@ static const struct {
         { OPT_FORCE, "--force" },   { OPT_OFFSET, "--offset" }, { OPT_LENGTH, "--length" },
         { OPT_APPEND, "--append" }, { OPT_HOLD, "--hold-ms" },  { OPT_NAME, "--name" },
         { OPT_PAUSED, "--paused" },
+        { OPT_LISTEN, "--listen" },
 };
 
 int main(int argc, char *argv[]) {
@@ -119,6 +127,7 @@ int main(int argc, char *argv[]) {
                 ARG_HOLD,
                 ARG_NAME,
                 ARG_PAUSED,
+                ARG_LISTEN,
                 ARG_VERSION,
         };
         static const struct option options[] = {
@@ -133,6 +142,7 @@ int main(int argc, char *argv[]) {
                 { "hold-ms", required_argument, NULL, ARG_HOLD },
                 { "name", no_argument, NULL, ARG_NAME },
                 { "paused", no_argument, NULL, ARG_PAUSED },
+                { "listen", required_argument, NULL, ARG_LISTEN },
                 { "help", no_argument, NULL, 'h' },
                 { "version", no_argument, NULL, ARG_VERSION },
                 {},
@@ -187,6 +197,10 @@ int main(int argc, char *argv[]) {
                 case ARG_PAUSED:
                         arg.paused = true;
                         given |= OPT_PAUSED;
+                        break;
+                case ARG_LISTEN:
+                        arg.listen = optarg;
+                        given |= OPT_LISTEN;
                         break;
                 case 'h':
                         help();

@@ -85,6 +85,14 @@ struct QmpClient {
         char *out;
         size_t out_alloc, out_start, out_end;
         size_t caps_len, out_gate;
+        /* Bytes written since the connection began, and descriptors that go out (as
+         * SCM_RIGHTS) with the byte at stream position pos: the first of their command. */
+        uint64_t out_sent;
+        struct {
+                uint64_t pos;
+                int fd;
+        } out_fds[QMP_FDS_MAX];
+        size_t n_out_fds;
 
         uint64_t id_pool[QMP_ID_POOL];
         size_t id_pool_left;
@@ -247,8 +255,37 @@ static int qmp_output_flush(QmpClient *c) {
                         if (n > c->out_gate)
                                 n = c->out_gate;
                 }
-                /* MSG_NOSIGNAL: a vanished QEMU is an EPIPE to handle, not a SIGPIPE. */
-                k = send(c->fd, c->out + c->out_start, n, MSG_NOSIGNAL);
+                /* A descriptor travels with the first byte of its command: write up to that
+                 * byte without it, then from that byte with it. */
+                if (c->n_out_fds > 0 && c->out_fds[0].pos > c->out_sent &&
+                    c->out_fds[0].pos - c->out_sent < n)
+                        n = (size_t) (c->out_fds[0].pos - c->out_sent);
+                if (c->n_out_fds > 0 && c->out_fds[0].pos == c->out_sent) {
+                        union {
+                                struct cmsghdr h;
+                                char buf[CMSG_SPACE(sizeof(int))];
+                        } control = {};
+                        struct iovec iov = { .iov_base = c->out + c->out_start, .iov_len = n };
+                        struct msghdr mh = {
+                                .msg_iov = &iov,
+                                .msg_iovlen = 1,
+                                .msg_control = &control,
+                                .msg_controllen = sizeof control,
+                        };
+                        struct cmsghdr *cm = CMSG_FIRSTHDR(&mh);
+
+                        cm->cmsg_level = SOL_SOCKET;
+                        cm->cmsg_type = SCM_RIGHTS;
+                        cm->cmsg_len = CMSG_LEN(sizeof(int));
+                        memcpy(CMSG_DATA(cm), &c->out_fds[0].fd, sizeof(int));
+                        k = sendmsg(c->fd, &mh, MSG_NOSIGNAL);
+                        if (k > 0) {
+                                safe_close(c->out_fds[0].fd);
+                                memmove(c->out_fds, c->out_fds + 1, --c->n_out_fds * sizeof c->out_fds[0]);
+                        }
+                } else
+                        /* MSG_NOSIGNAL: a vanished QEMU is an EPIPE to handle, not a SIGPIPE. */
+                        k = send(c->fd, c->out + c->out_start, n, MSG_NOSIGNAL);
                 if (k < 0) {
                         if (errno == EINTR)
                                 continue;
@@ -257,6 +294,7 @@ static int qmp_output_flush(QmpClient *c) {
                         return negative_errno();
                 }
                 c->out_start += (size_t) k;
+                c->out_sent += (uint64_t) k;
                 if (c->state != QMP_STATE_READY) {
                         c->out_gate -= (size_t) k;
                         log_debug("QMP: negotiating, wrote %zd bytes", k);
@@ -439,6 +477,9 @@ static void qmp_client_close(QmpClient *c) {
         free(c->out);
         c->out = NULL;
         c->out_alloc = c->out_start = c->out_end = c->out_gate = 0;
+        for (size_t i = 0; i < c->n_out_fds; i++)
+                safe_close(c->out_fds[i].fd);
+        c->n_out_fds = 0;
 }
 
 static void qmp_client_disconnect(QmpClient *c, int error) {
@@ -879,6 +920,37 @@ QmpClient *qmp_client_free(QmpClient *c) {
         qmp_fail_requests(c);
         qmp_client_unref(c);
         return NULL;
+}
+
+int qmp_send_fd(QmpClient *c, const char *execute, json_t *arguments, int fd, uint64_t timeout_usec,
+                qmp_reply_cb_t cb, void *userdata, uint64_t *ret_id) {
+        _cleanup_close_ int owned = fd;
+        uint64_t pos;
+        int r;
+
+        if (!c || fd < 0)
+                return -EINVAL;
+        if (c->state == QMP_STATE_DISCONNECTED)
+                return -ENOTCONN;
+        if (c->n_out_fds >= QMP_FDS_MAX)
+                return -ENOBUFS;
+        pos = c->out_sent + (c->out_end - c->out_start);
+        /* Queued before anything can be written (qmp_send() may flush at once). */
+        c->out_fds[c->n_out_fds].pos = pos;
+        c->out_fds[c->n_out_fds].fd = owned;
+        c->n_out_fds++;
+        r = qmp_send(c, execute, arguments, timeout_usec, cb, userdata, ret_id);
+        if (r < 0) {
+                /* Nothing of the command was queued: the descriptor is the last one, unsent. */
+                if (c->n_out_fds > 0 && c->out_fds[c->n_out_fds - 1].fd == owned &&
+                    c->out_fds[c->n_out_fds - 1].pos == pos)
+                        c->n_out_fds--;
+                else
+                        owned = -EBADF; /* closed with the connection */
+                return r;
+        }
+        TAKE_FD(owned);
+        return 0;
 }
 
 int qmp_send(QmpClient *c, const char *execute, json_t *arguments, uint64_t timeout_usec,

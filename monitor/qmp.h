@@ -96,6 +96,14 @@ QmpClient *qmp_client_free(QmpClient *c);
 int qmp_send(QmpClient *c, const char *execute, json_t *arguments, uint64_t timeout_usec,
              qmp_reply_cb_t cb, void *userdata, uint64_t *ret_id);
 
+/* Descriptors queued for QEMU at most (qmp_send_fd()); more is -ENOBUFS. */
+#define QMP_FDS_MAX 16U
+
+/* As qmp_send(), with fd (taken over, closed on failure too) passed as SCM_RIGHTS with the
+ * command's first byte: for getfd and add-fd. */
+int qmp_send_fd(QmpClient *c, const char *execute, json_t *arguments, int fd, uint64_t timeout_usec,
+                qmp_reply_cb_t cb, void *userdata, uint64_t *ret_id);
+
 /* Drops the request: its callback runs now with -ECANCELED (the command may still
  * execute in QEMU; its reply is ignored). Returns 0 or -ENOENT. */
 int qmp_cancel(QmpClient *c, uint64_t id);

@@ -3,6 +3,7 @@
 #include "bus-fds.h"
 #include "bus-object.h"
 #include "bus-util.h"
+#include "console-dbus.h"
 #include "monitor-dbus.h"
 #include "vm-dbus.h"
 
@@ -12,6 +13,7 @@ static const BusInterface * const bus_interfaces[] = {
         &vm_bus_interface,
         &monitor_bus_interface,
         &agent_bus_interface,
+        &console_bus_interface,
 };
 
 struct BusObject {

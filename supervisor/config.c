@@ -645,7 +645,7 @@ static int parse_agent_file_paths(ParseCtx *ctx, json_t *arr, VmConfig *c) {
 static int parse_root(ParseCtx *ctx, json_t *root, VmConfig *c) {
         static const char * const keys[] = { "qemu",      "run_as", "agent", "sandbox", "autostart",
                                              "shutdown_timeout_sec", "on_poweroff", "on_reboot", "on_crash",
-                                             "acl", "agent_file_paths", NULL };
+                                             "console_log_kib", "acl", "agent_file_paths", NULL };
         const unsigned dr = 1U << VM_ACTION_DESTROY | 1U << VM_ACTION_RESTART;
         uint64_t v;
         json_t *o;
@@ -680,6 +680,9 @@ static int parse_root(ParseCtx *ctx, json_t *root, VmConfig *c) {
         if ((r = get_action(ctx, root, "on_poweroff", dr, &c->on_poweroff)) < 0 ||
             (r = get_action(ctx, root, "on_reboot", dr, &c->on_reboot)) < 0 ||
             (r = get_action(ctx, root, "on_crash", dr | 1U << VM_ACTION_PRESERVE, &c->on_crash)) < 0)
+                return r;
+        r = get_uint(ctx, root, "$", "console_log_kib", 0, VMSUP_CONSOLE_LOG_KIB_MAX, &c->console_log_kib);
+        if (r < 0)
                 return r;
         o = json_object_get(root, "acl");
         if (o) {
@@ -736,6 +739,7 @@ int vm_config_parse(const char *path, const char *name, const char *text, size_t
                 .on_poweroff = VM_ACTION_DESTROY,
                 .on_reboot = VM_ACTION_RESTART,
                 .on_crash = VM_ACTION_DESTROY,
+                .console_log_kib = VMSUP_CONSOLE_LOG_KIB_DEFAULT,
         };
         if (!c->name || !c->path || !c->binary || !c->machine)
                 return -ENOMEM;
@@ -970,6 +974,14 @@ int vm_config_build_argv(const VmConfig *c, const char *binary, const QemuFds *f
         ADD("-nodefaults");
         ADD("-display");
         ADD("none");
+        if (!streq(c->machine, "none")) {
+                /* A screen for OpenVNC and Screenshot: a VNC display that listens nowhere
+                 * (viewers arrive as descriptors through QMP add_client), on a standard VGA. */
+                ADD("-vnc");
+                ADD("none");
+                ADD("-vga");
+                ADD("std");
+        }
         ADD("-machine");
         ADD(c->machine);
         for (char **acc = c->accel; acc && *acc; acc++) {
@@ -992,7 +1004,8 @@ int vm_config_build_argv(const VmConfig *c, const char *binary, const QemuFds *f
         ADD("-mon");
         ADD("chardev=" VMSUP_QMP_ID ",mode=control");
         if (!streq(c->machine, "none")) {
-                /* The console in a bounded ring buffer, readable through QMP ringbuf-read. */
+                /* The first serial port. Before "cont" the supervisor swaps this ring buffer
+                 * for a socket it reads itself (console.c): log, history, live session. */
                 ADD("-chardev");
                 ADD("ringbuf,id=" VMSUP_SERIAL_ID ",size=65536");
                 ADD("-serial");

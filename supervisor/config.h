@@ -20,6 +20,9 @@
 #define VMSUP_QGA_PORT_ID "vmsup-qga-port"
 #define VMSUP_VSERIAL_ID "vmsup-vserial"
 #define VMSUP_SERIAL_ID "vmsup-serial0"
+/* The serial console's log: default and largest size in KiB (definition key console_log_kib). */
+#define VMSUP_CONSOLE_LOG_KIB_DEFAULT 1024U
+#define VMSUP_CONSOLE_LOG_KIB_MAX (1024U * 1024U)
 
 typedef enum DriveInterface {
         DRIVE_IF_VIRTIO,
@@ -87,6 +90,7 @@ typedef struct VmConfig {
         VmLifecycleAction on_poweroff; /* destroy (default) or restart */
         VmLifecycleAction on_reboot;   /* restart (default) or destroy */
         VmLifecycleAction on_crash;    /* destroy (default), restart or preserve */
+        uint64_t console_log_kib; /* cap of the serial console's log file; 0: no log */
 
         AclEntry *acl;
         size_t n_acl;

@@ -139,6 +139,11 @@ static const int supervisor_syscalls[] = {
         SCMP_SYS(openat),
         SCMP_SYS(unlink),         /* a stale socket before bind() */
         SCMP_SYS(chmod),          /* the new sockets: 0600 */
+        SCMP_SYS(rename),         /* the console log's rotation */
+        SCMP_SYS(renameat),       /* not seen: the same through other libcs */
+        SCMP_SYS(renameat2),
+        SCMP_SYS(memfd_create),   /* a screenshot, written by QEMU, then copied to the caller */
+        SCMP_SYS(pread64),
         SCMP_SYS(getdents64),     /* not seen: the flight recorder lists QEMU's threads after a failed start */
 
         SCMP_SYS(pidfd_send_signal), /* Stop and kills; the pidfd comes from the launcher */
@@ -161,7 +166,7 @@ static const int supervisor_syscalls[] = {
 };
 
 /* With argument rules, in sandbox_seccomp_new(). */
-#define SUPERVISOR_SYSCALLS_WITH_ARGS 4
+#define SUPERVISOR_SYSCALLS_WITH_ARGS 5
 
 size_t sandbox_seccomp_allowlist_size(void) {
         return ELEMENTSOF(supervisor_syscalls) + SUPERVISOR_SYSCALLS_WITH_ARGS;
@@ -192,6 +197,10 @@ int sandbox_seccomp_new(SeccompMode mode, scmp_filter_ctx *ret) {
         }
         /* Local sockets only: the agent, sd_notify(). */
         r = seccomp_rule_add(ctx, SCMP_ACT_ALLOW, SCMP_SYS(socket), 1, SCMP_A0(SCMP_CMP_EQ, AF_UNIX));
+        if (r < 0)
+                goto fail;
+        /* Local pairs only: the serial stream, console sessions, VNC viewers. */
+        r = seccomp_rule_add(ctx, SCMP_ACT_ALLOW, SCMP_SYS(socketpair), 1, SCMP_A0(SCMP_CMP_EQ, AF_UNIX));
         if (r < 0)
                 goto fail;
         /* sd-bus asks how much a received message holds (FIONREAD); the flight recorder asks

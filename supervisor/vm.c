@@ -378,6 +378,8 @@ static void vm_cleanup_run(Vm *vm) {
         vm->start_timer = sd_event_source_disable_unref(vm->start_timer);
         vm->qmp_lost_timer = sd_event_source_disable_unref(vm->qmp_lost_timer);
         vm->qmp = qmp_client_free(vm->qmp);
+        if (vm->console)
+                console_detach(vm->console);
         vm_start_diag_close(vm);
         vm_agent_detach(vm);
         vm->pid = 0;
@@ -521,12 +523,59 @@ static int vm_agent_connect(Vm *vm) {
         return qga_client_attach(vm->qga, fd, false);
 }
 
+static void on_serial_reply(QmpClient *c, int error, json_t *result, const char *err_class,
+                            const char *err_desc, void *userdata) {
+        Vm *vm = userdata;
+
+        if (error < 0) {
+                log_warning("VM %s: cannot take over the serial port, it stays in QEMU's ring buffer: %s",
+                            vm->config->name, err_desc ?: strerror(-error));
+                if (vm->console)
+                        console_detach(vm->console);
+        }
+}
+
+/* The first serial port starts in a ring buffer (config.c); while the VM is still paused
+ * it is switched to one end of a socket pair whose other end the console reads, so
+ * nothing the guest writes is missed. QEMU answers in order: "cont" comes after. */
+static int vm_serial_attach(Vm *vm, QmpClient *c) {
+        _cleanup_(json_decrefp) json_t *getfd = NULL, *change = NULL;
+        int pair[2], r;
+
+        if (!vm->console)
+                return 0;
+        if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, pair) < 0)
+                return -errno;
+        r = console_attach(vm->console, pair[0]);
+        if (r < 0) {
+                safe_close(pair[1]);
+                return r;
+        }
+        getfd = json_pack("{s:s}", "fdname", VMSUP_SERIAL_ID);
+        change = json_pack("{s:s, s:{s:s, s:{s:{s:s, s:{s:s}}, s:b}}}", "id", VMSUP_SERIAL_ID, "backend", "type",
+                           "socket", "data", "addr", "type", "fd", "data", "str", VMSUP_SERIAL_ID, "server", 0);
+        if (!getfd || !change) {
+                safe_close(pair[1]);
+                return -ENOMEM;
+        }
+        r = qmp_send_fd(c, "getfd", getfd, pair[1], 0, on_serial_reply, vm, NULL);
+        if (r < 0)
+                return r;
+        return qmp_send(c, "chardev-change", change, 0, on_serial_reply, vm, NULL);
+}
+
 static void on_qmp_ready(QmpClient *c, void *userdata) {
         Vm *vm = userdata;
         int r;
 
         log_debug("VM %s: QMP negotiated", vm->config->name);
         vm_start_diag_close(vm);
+
+        r = vm_serial_attach(vm, c);
+        if (r < 0) {
+                log_warning_errno(r, "VM %s: cannot take over the serial port: %m", vm->config->name);
+                console_detach(vm->console);
+        }
         set_string(&vm->qemu_version, qmp_client_version(c));
         vm_emit_properties_changed(vm, "QemuVersion");
         r = vm_agent_connect(vm);
@@ -1041,6 +1090,15 @@ int vm_new(sd_event *event, VmConfig *config, AclEntry *host_acl, size_t n_host_
         /* An existing directory may have other permissions: nobody else may reach the sockets. */
         if (chmod(vm->runtime_dir, 0700) < 0)
                 return log_error_errno(errno, "Failed to restrict %s: %m", vm->runtime_dir);
+        if (!streq(config->machine, "none")) {
+                _cleanup_free_ char *log_path = NULL;
+
+                if (asprintf(&log_path, "%s/console.log", vm->runtime_dir) < 0)
+                        return -ENOMEM;
+                r = console_new(event, config->name, log_path, config->console_log_kib * 1024U, &vm->console);
+                if (r < 0)
+                        return r;
+        }
         if (vm_config_has_agent_device(config)) {
                 r = qga_client_new(event, &qga_callbacks, vm, &vm->qga);
                 if (r < 0)
@@ -1072,6 +1130,7 @@ Vm *vm_free(Vm *vm) {
         vm_start_diag_close(vm);
         qmp_client_free(vm->qmp);
         qga_client_free(vm->qga);
+        console_free(vm->console);
         vm_config_free(vm->config);
         free(vm->host_acl);
         free(vm->runtime_dir);

@@ -7,6 +7,7 @@
 #include <systemd/sd-event.h>
 
 #include "config.h"
+#include "console.h"
 #include "list.h"
 #include "qga.h"
 #include "qmp.h"
@@ -88,6 +89,7 @@ struct Vm {
         bool flight_noted;  /* this run's failure was recorded */
         bool flight_dumped; /* and written out */
         QgaClient *qga;
+        Console *console; /* NULL for machine none (no serial port) */
         bool agent_connected;
         bool agent_port_open; /* the guest opened its end (VSERPORT_CHANGE) */
         /* Counts the moments the guest's agent, or the guest, started afresh: what the

@@ -1,8 +1,9 @@
 #!/bin/bash
 # Builds the tiny test guest: a Debian cloud kernel and an initramfs whose
-# /init (tests/guest/init) brings up virtio-serial and runs qemu-ga, nothing
-# else.  Under TCG it answers the agent a few seconds after QEMU starts, and it
-# powers off on guest-shutdown and on the ACPI power button.
+# /init (tests/guest/init) brings up virtio-serial and runs qemu-ga and a root
+# shell on ttyS0 (the serial console), nothing else.  Under TCG it answers the
+# agent a few seconds after QEMU starts, and it powers off on guest-shutdown
+# and on the ACPI power button.
 #
 #   tests/guest/build-guest.sh        -> $VMSUP_GUEST_DIR/{vmlinuz,initrd.img}
 #

@@ -87,6 +87,9 @@ static const BadCase bad_cases[] = {
         { "{\"qemu\":{}, \"autostart\":null}", "$.autostart: must be true or false" },
         { "{\"qemu\":{}, \"shutdown_timeout_sec\":0}", "$.shutdown_timeout_sec: must be an integer from 1 to 3600" },
         { "{\"qemu\":{}, \"shutdown_timeout_sec\":3601}", "$.shutdown_timeout_sec: must be an integer from 1 to 3600" },
+        { "{\"qemu\":{}, \"console_log_kib\":1048577}", "$.console_log_kib: must be an integer from 0 to 1048576" },
+        { "{\"qemu\":{}, \"console_log_kib\":-1}", "$.console_log_kib: must be an integer from 0 to 1048576" },
+        { "{\"qemu\":{}, \"console_log_kib\":\"1M\"}", "$.console_log_kib: must be an integer from 0 to 1048576" },
         { "{\"qemu\":{}, \"run_as\":\"nobody\"}", "$.run_as: must be an object" },
         { "{\"qemu\":{}, \"run_as\":{}}", "$.run_as: missing key \"user\"" },
         { "{\"qemu\":{}, \"run_as\":{\"user\":\"no-such-user-vmsup\"}}",
@@ -169,6 +172,7 @@ static void test_defaults(void **state) {
         assert_int_equal(c->on_poweroff, VM_ACTION_DESTROY);
         assert_int_equal(c->on_reboot, VM_ACTION_RESTART);
         assert_int_equal(c->on_crash, VM_ACTION_DESTROY);
+        assert_int_equal(c->console_log_kib, 1024);
         assert_false(c->has_run_as); /* until vm_config_load() applies the default user */
         assert_false(c->run_as_root);
         assert_int_equal(c->n_acl, 0);
@@ -222,7 +226,7 @@ static const char full_def[] =
         "\"drives\":[{\"file\":\"/var/lib/a,b.img\",\"format\":\"qcow2\",\"interface\":\"virtio\",\"readonly\":true}],"
         "\"extra_args\":[\"-device\",\"virtio-rng-pci\"]},"
         "\"run_as\":{\"user\":\"nobody\",\"group\":\"nogroup\"},\"agent\":true,\"sandbox\":true,\"autostart\":false,"
-        "\"shutdown_timeout_sec\":7,\"on_poweroff\":\"restart\",\"on_reboot\":\"destroy\",\"on_crash\":\"preserve\","
+        "\"shutdown_timeout_sec\":7,\"on_poweroff\":\"restart\",\"on_reboot\":\"destroy\",\"on_crash\":\"preserve\",\"console_log_kib\":0,"
         "\"acl\":[{\"user\":\"nobody\",\"privileges\":[\"VM.Audit\",\"VM.PowerMgmt\"]},"
         "{\"group\":\"1500\",\"privileges\":[\"VM.Monitor\",\"Sys.Modify\"]}]}";
 
@@ -246,6 +250,7 @@ static void test_full_definition_and_argv(void **state) {
         assert_int_equal(c->on_poweroff, VM_ACTION_RESTART);
         assert_int_equal(c->on_reboot, VM_ACTION_DESTROY);
         assert_int_equal(c->on_crash, VM_ACTION_PRESERVE);
+        assert_int_equal(c->console_log_kib, 0);
         assert_false(c->autostart);
         assert_int_equal(c->n_acl, 2);
         assert_int_equal(c->acl[0].subject, ACL_SUBJECT_USER);
@@ -274,6 +279,11 @@ static void test_full_definition_and_argv(void **state) {
         assert_true(argv_has_pair(argv, "-kernel", "/k"));
         assert_true(argv_has_pair(argv, "-append", "console=ttyS0 quiet"));
         assert_true(argv_has_pair(argv, "-device", "virtio-rng-pci"));
+        /* A display for the console: VNC listening nowhere, a standard VGA; the serial port in
+         * a ring buffer until the supervisor moves it onto its own socket. */
+        assert_true(argv_has_pair(argv, "-vnc", "none"));
+        assert_true(argv_has_pair(argv, "-vga", "std"));
+        assert_true(argv_has_pair(argv, "-serial", "chardev:vmsup-serial0"));
         /* Started paused: the supervisor continues it after QMP is negotiated. */
         bool has_S = false;
         for (char **a = argv; *a; a++)
@@ -295,6 +305,7 @@ static void test_machine_none_has_no_agent_device(void **state) {
                 assert_null(strstr(*a, "vmsup-qga"));
                 assert_string_not_equal(*a, "-sandbox");
                 assert_string_not_equal(*a, "-smp");
+                assert_string_not_equal(*a, "-vnc");
         }
 }
 

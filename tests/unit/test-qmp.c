@@ -12,6 +12,7 @@
 #include <signal.h>
 #include <sys/prctl.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
 
@@ -431,6 +432,53 @@ static void test_arguments(void **state) {
         assert_int_equal(qmp_send(f->client, "query-status", empty, 0, NULL, NULL, &id), 0);
         assert_int_equal(peer_expect(f, "query-status", NULL), id);
         reply_done(&r);
+}
+
+/* A descriptor travels with the first byte of its command, not before, not later. */
+static void test_send_fd(void **state) {
+        Fixture *f = *state;
+        char buf[4096];
+        size_t len = 0, fd_at = SIZE_MAX, first_end;
+        int p[2], got_fd = -1, n_fds = 0;
+        struct stat st;
+
+        assert_int_equal(pipe2(p, O_CLOEXEC), 0);
+        assert_int_equal(qmp_send(f->client, "query-status", NULL, 0, NULL, NULL, NULL), 0);
+        assert_int_equal(qmp_send_fd(f->client, "getfd", NULL, p[1], 0, NULL, NULL, NULL), 0);
+        assert_int_equal(qmp_send(f->client, "query-name", NULL, 0, NULL, NULL, NULL), 0);
+        assert_int_equal(qmp_send_fd(f->client, "getfd", NULL, -1, 0, NULL, NULL, NULL), -EINVAL);
+        run_for(f, 20 * USEC_PER_MSEC);
+        for (;;) {
+                union {
+                        struct cmsghdr h;
+                        char c[CMSG_SPACE(sizeof(int) * 4)];
+                } control;
+                /* One byte at a time: the kernel hands a descriptor over with the first byte read of
+                 * the write that carried it, so its position shows. */
+                struct iovec iov = { .iov_base = buf + len, .iov_len = len + 1 < sizeof buf ? 1 : 0 };
+                struct msghdr mh = { .msg_iov = &iov, .msg_iovlen = 1, .msg_control = &control,
+                                     .msg_controllen = sizeof control };
+                ssize_t k = recvmsg(f->peer, &mh, MSG_DONTWAIT | MSG_CMSG_CLOEXEC);
+                if (k <= 0)
+                        break;
+                for (struct cmsghdr *c = CMSG_FIRSTHDR(&mh); c; c = CMSG_NXTHDR(&mh, c))
+                        if (c->cmsg_level == SOL_SOCKET && c->cmsg_type == SCM_RIGHTS) {
+                                n_fds += (int) ((c->cmsg_len - CMSG_LEN(0)) / sizeof(int));
+                                memcpy(&got_fd, CMSG_DATA(c), sizeof(int));
+                                fd_at = len;
+                        }
+                len += (size_t) k;
+        }
+        buf[len] = '\0';
+        assert_non_null(strstr(buf, "query-name"));
+        first_end = (size_t) (strchr(buf, '\n') - buf) + 1;
+        assert_int_equal(n_fds, 1);
+        assert_int_equal(fd_at, first_end);
+        assert_true(strncmp(buf + first_end, "{\"execute\":\"getfd\"", 18) == 0);
+        assert_int_equal(fstat(got_fd, &st), 0);
+        assert_true(S_ISFIFO(st.st_mode));
+        close(got_fd);
+        close(p[0]);
 }
 
 static void test_send_invalid(void **state) {
@@ -1528,6 +1576,7 @@ int main(void) {
                 cmocka_unit_test_setup_teardown(test_out_of_order, setup_ready, teardown),
                 cmocka_unit_test_setup_teardown(test_in_order, setup_ready, teardown),
                 cmocka_unit_test_setup_teardown(test_arguments, setup_ready, teardown),
+                cmocka_unit_test_setup_teardown(test_send_fd, setup_ready, teardown),
                 cmocka_unit_test_setup_teardown(test_send_invalid, setup_ready, teardown),
                 cmocka_unit_test_setup_teardown(test_error_reply, setup_ready, teardown),
                 cmocka_unit_test_setup_teardown(test_error_wrong_types, setup_ready, teardown),
