@@ -14,6 +14,7 @@
 #include "bus-fds.h"
 #include "config.h"
 #include "launch.h"
+#include "reattach.h"
 #include "log.h"
 #include "policy.h"
 #include "sandbox.h"
@@ -235,7 +236,8 @@ int main(int argc, char *argv[]) {
         _cleanup_(sd_bus_flush_close_unrefp) sd_bus *bus = NULL;
         _cleanup_(vm_config_freep) VmConfig *config = NULL;
         _cleanup_free_ AclEntry *host_acl = NULL;
-        _cleanup_free_ char *error = NULL, *bus_name = NULL;
+        _cleanup_free_ char *error = NULL, *bus_name = NULL, *vm_runtime_dir = NULL;
+        Reattach reattach;
         _cleanup_(vm_freep) Vm *vm = NULL;
         size_t n_host_acl = 0;
         sigset_t ss;
@@ -274,7 +276,20 @@ int main(int argc, char *argv[]) {
 
         /* Before the loop, the bus and the confinement: QEMU must not start from a process
          * carrying the supervisor's system call filter or its reduced capabilities. */
-        r = launcher_fork(config);
+        /* A QEMU the previous supervisor of this VM left running (a crash, a kill, an
+         * upgrade) is adopted together with its launcher; otherwise we fork our own. */
+        if (asprintf(&vm_runtime_dir, "%s/%s", arg_runtime_dir, config->name) < 0)
+                return log_oom(), EXIT_FAILURE;
+        if ((mkdir(arg_runtime_dir, 0755) < 0 && errno != EEXIST) ||
+            (mkdir(vm_runtime_dir, 0700) < 0 && errno != EEXIST) || chmod(vm_runtime_dir, 0700) < 0)
+                return log_error_errno(errno, "Failed to create %s: %m", vm_runtime_dir), EXIT_FAILURE;
+        reattach_prepare(vm_runtime_dir, config->name, &reattach);
+        if (reattach.verdict == ADOPT_ATTACH)
+                r = launcher_use(&reattach.launcher);
+        else {
+                launch_adoption_release(&reattach.launcher);
+                r = launcher_fork(config, vm_runtime_dir);
+        }
         if (r < 0)
                 return log_error_errno(r, "Failed to start the QEMU launcher: %m"), EXIT_FAILURE;
 
@@ -328,7 +343,12 @@ int main(int argc, char *argv[]) {
         if (confine(vm->config) < 0)
                 return EXIT_FAILURE;
 
-        if (vm->config->autostart) {
+        if (reattach.verdict != ADOPT_NOTHING)
+                reattach_apply(vm, &reattach);
+        if (vm->adopting)
+                ; /* settled once QEMU says whether the VM runs */
+        else if (vm->config->autostart && reattach.verdict == ADOPT_NOTHING) {
+                /* Not after a refused run record: its QEMU may still run, on the same disks. */
                 r = vm_start(vm, NULL);
                 if (r < 0) {
                         log_warning_errno(r, "VM %s: autostart failed: %m", vm->config->name);

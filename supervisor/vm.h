@@ -121,6 +121,9 @@ struct Vm {
         /* Called when the VM reached stopped/crashed (readiness, exit). */
         void (*on_settled)(Vm *vm);
         bool ready_notified;
+        /* Taking over a QEMU a previous supervisor left (vm_adopt()): until QEMU said
+         * whether it runs. */
+        bool adopting;
 };
 
 int vm_new(sd_event *event, VmConfig *config, AclEntry *host_acl, size_t n_host_acl,
@@ -136,6 +139,14 @@ bool vm_is_running(Vm *vm);
 /* Launches QEMU. m (may be NULL) is answered when running or when the start failed.
  * Returns 0, -EBUSY (already running) or -errno. */
 int vm_start(Vm *vm, sd_bus_message *m);
+struct LaunchAdoption;
+/* Takes over the QEMU a previous supervisor left running (its launcher's descriptors, which
+ * are taken): resynchronizes QMP, reconnects the agent, asks QEMU whether the VM runs and
+ * settles in running or paused with the reason "reattached". Returns 0 or -errno. */
+int vm_adopt(Vm *vm, struct LaunchAdoption *a, const char *version);
+/* QEMU ended while no supervisor ran: the final state as if we had seen it end. */
+void vm_adopt_exited(Vm *vm, pid_t pid, int code, int status);
+
 /* Hard stop; m (may be NULL) is answered when the process is reaped. -ESRCH if not running. */
 int vm_stop(Vm *vm, sd_bus_message *m);
 /* Graceful shutdown; m answered on exit, or with Timeout (force=false) after timeout_sec. */
