@@ -116,6 +116,7 @@ $(eval $(call unit_test,policy,policy))
 $(eval $(call unit_test,config,policy supervisor/config.c))
 $(eval $(call unit_test,seccomp,supervisor/sandbox.c))
 $(eval $(call unit_test,vm-state,supervisor/vm-state.c))
+$(eval $(call unit_test,reattach,supervisor/state-file.c supervisor/adopt.c))
 
 $(BUILD)/tests/helpers/%.o: tests/helpers/%.c
 	@mkdir -p $(dir $@)
