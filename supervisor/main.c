@@ -208,6 +208,28 @@ static void on_settled(Vm *vm) {
                 (void) sd_event_exit(vm->event, 0);
 }
 
+/* The supervisor hands its VM over to the next one (an upgrade: systemd restarts the unit
+ * with the binary now installed, which adopts QEMU): it exits with EXIT_HANDOVER, leaving
+ * QEMU running under its launcher. Refused while QEMU is starting or stopping. */
+#define EXIT_HANDOVER 3
+static bool handing_over = false;
+
+static int on_handover(sd_event_source *s, const struct signalfd_siginfo *si, void *userdata) {
+        Vm *vm = userdata;
+
+        if (vm->exit_when_stopped || vm->adopting ||
+            IN_SET(vm->state, VM_STARTING, VM_STOPPING, VM_SHUTTING_DOWN)) {
+                log_warning("VM %s: %s: not handing over while the VM is %s.", vm->config->name,
+                            strsignal((int) si->ssi_signo), vm->exit_when_stopped ? "being shut down" : vm_state_to_string(vm->state));
+                return 0;
+        }
+        log_notice("VM %s: %s: handing the VM over to the next supervisor (QEMU pid %d keeps running).",
+                   vm->config->name, strsignal((int) si->ssi_signo), (int) vm->pid);
+        handing_over = true;
+        (void) sd_notify(false, "STATUS=Handing over to the next supervisor");
+        return sd_event_exit(vm->event, 0);
+}
+
 static int on_signal(sd_event_source *s, const struct signalfd_siginfo *si, void *userdata) {
         Vm *vm = userdata;
 
@@ -269,6 +291,7 @@ int main(int argc, char *argv[]) {
         sigaddset(&ss, SIGTERM);
         sigaddset(&ss, SIGINT);
         sigaddset(&ss, SIGCHLD);
+        sigaddset(&ss, SIGUSR2);
         if (sigprocmask(SIG_BLOCK, &ss, NULL) < 0)
                 return log_error_errno(errno, "Failed to block signals: %m"), EXIT_FAILURE;
         (void) signal(SIGPIPE, SIG_IGN);
@@ -311,6 +334,8 @@ int main(int argc, char *argv[]) {
         r = sd_event_add_signal(event, NULL, SIGTERM, on_signal, vm);
         if (r >= 0)
                 r = sd_event_add_signal(event, NULL, SIGINT, on_signal, vm);
+        if (r >= 0)
+                r = sd_event_add_signal(event, NULL, SIGUSR2, on_handover, vm);
         if (r < 0)
                 return log_error_errno(r, "Failed to watch signals: %m"), EXIT_FAILURE;
 
@@ -370,5 +395,6 @@ int main(int argc, char *argv[]) {
         }
 
         vm_bus_detach(vm);
-        return EXIT_SUCCESS;
+        /* A failure status, so that Restart=on-failure starts the next supervisor. */
+        return handing_over ? EXIT_HANDOVER : EXIT_SUCCESS;
 }

@@ -3,6 +3,7 @@
 # QEMU through its launcher (same pid, StateReason reattached, the agent answers, a file
 # written into the guest before is read back after, a paused VM stays paused, Stop works).
 # QEMU killed while no supervisor runs: the next one reports crashed with the real signal.
+# SIGUSR2 hands the VM over to the next supervisor (the upgrade command).
 # A run record pointing at a reused pid, another executable, or corrupt: refused, nothing
 # adopted, nothing killed.
 source "$(dirname "$0")/lib.sh"
@@ -56,6 +57,20 @@ kill9 ra
 check_here "a third supervisor" vmsupd_start ra
 check "reattached again: running" wait_state ra running 60
 check_eq "still the same QEMU" "$pid" "$(vmprop_value ra Pid)"
+# The upgrade command: SIGUSR2 hands the VM over (exit status 3, so that systemd's
+# Restart=on-failure starts the new binary), and the next supervisor adopts it.
+sup=${VMSUPD_PID[ra]}
+kill -USR2 "$sup"
+wait "$sup"
+check_eq "SIGUSR2: the supervisor hands over and exits with status 3" 3 "$?"
+unset "VMSUPD_PID[ra]"
+check "QEMU keeps running across the handover" alive "$pid"
+check_here "the next supervisor after the handover" vmsupd_start ra
+check "reattached after the handover: running" wait_state ra running 60
+check_eq "same QEMU, reattached" "$pid reattached" "$(vmprop_value ra Pid) $(vmprop_value ra StateReason)"
+check "the agent answers after the handover" wait_prop ra AgentConnected true 60
+check "read-file after the handover" ctl read-file ra /tmp/reattach "$T/back2"
+check_eq "the file is still there" "survives the supervisor" "$(cat "$T/back2" 2>/dev/null)"
 check "Stop works after the reattach" vmcall ra VM1 Stop
 check_eq "stopped" stopped "$(vmprop_value ra State)"
 check "QEMU is gone" bash -c "! kill -0 $pid 2>/dev/null"
