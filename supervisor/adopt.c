@@ -38,6 +38,8 @@ void adopt_decide(const AdoptInput *in, AdoptDecision *ret) {
                 DECIDE(ADOPT_REFUSE, "the launcher's child is not the recorded QEMU");
         if (in->qemu_proc_error < 0)
                 DECIDE(ADOPT_REFUSE, "the recorded QEMU cannot be read in /proc");
+        if (in->qemu_ppid != r->launcher_pid)
+                DECIDE(ADOPT_REFUSE, "the recorded QEMU is not the launcher's child");
         if (in->qemu_start != r->qemu_start)
                 DECIDE(ADOPT_REFUSE, "the recorded QEMU's start time differs (pid reused)");
         if (!in->qemu_exe || !streq(in->qemu_exe, r->qemu_exe))

@@ -4,7 +4,8 @@
 /* Whether a starting supervisor adopts the QEMU a previous one left: a pure function of the
  * run record, what the launcher said over its socket, and what /proc says. It reads only its
  * arguments. A pid alone is no proof: the process must also have the recorded start time and
- * executable, and the launcher (reached over a socket of the supervisor's user, its peer
+ * executable, be the child of the launcher (which, not having reaped it, keeps its pid from
+ * being reused), and the launcher (reached over a socket of the supervisor's user, its peer
  * credentials naming the recorded launcher) must report it as its child. Anything else is
  * refused: nothing is adopted and nothing is killed. */
 
@@ -37,7 +38,8 @@ typedef struct AdoptInput {
 
         int qemu_proc_error;         /* /proc/QEMU read: 0 or -errno */
         uint64_t qemu_start;
-        const char *qemu_exe;        /* /proc/PID/exe, or NULL when it could not be read */
+        pid_t qemu_ppid;             /* its parent: the launcher, which has not reaped it */
+        const char *qemu_exe;        /* argv[0] of /proc/PID/cmdline, or NULL when unreadable */
 } AdoptInput;
 
 typedef struct AdoptDecision {

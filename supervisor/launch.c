@@ -20,6 +20,7 @@
 #define LAUNCH_MAGIC 0x766d7375U /* "vmsu" */
 #define LAUNCH_OP_START 1U
 #define LAUNCH_OP_ADOPT 2U
+#define LAUNCH_OP_RECORD 3U /* QEMU is up (its final exec done): record what runs; no answer */
 #define LAUNCH_FDS_MAX 3
 
 typedef struct LaunchRequest {
@@ -292,7 +293,7 @@ static bool fd_is(int fd, mode_t type) {
         return fstat(fd, &st) == 0 && (st.st_mode & S_IFMT) == type;
 }
 
-static void launcher_record(const char *runtime_dir, const VmConfig *c, pid_t pid);
+static void launcher_record(const char *runtime_dir, const VmConfig *c, pid_t pid, bool execed);
 
 /* A new supervisor asks for what the last one had: the running QEMU's pidfd, a fresh exit
  * pipe and the QMP connection; or how QEMU ended while nobody was there. */
@@ -354,6 +355,11 @@ static int launcher_handle(const VmConfig *c, int sock, LauncherChild *child, co
                 if (child->pid <= 0 && runtime_dir)
                         run_record_remove(runtime_dir); /* its end was told */
                 return 0;
+        } else if ((size_t) k == sizeof req && req.magic == LAUNCH_MAGIC && req.op == LAUNCH_OP_RECORD &&
+                   req.n_fds == 0 && n_fds == 0) {
+                if (child->pid > 0 && !child->exited)
+                        launcher_record(runtime_dir, c, child->pid, true);
+                return 0;
         } else if ((size_t) k != sizeof req || req.magic != LAUNCH_MAGIC || req.op != LAUNCH_OP_START ||
                  req.n_fds != n_fds || !IN_SET(n_fds, 1U, 2U) || !fd_is(fds[0], S_IFIFO) ||
                  (n_fds == 2 && !fd_is(fds[1], S_IFSOCK)))
@@ -378,7 +384,7 @@ static int launcher_handle(const VmConfig *c, int sock, LauncherChild *child, co
                 (void) send_with_fds(sock, &reply, sizeof reply, NULL, 0);
                 return 0;
         }
-        launcher_record(runtime_dir, c, child->pid);
+        launcher_record(runtime_dir, c, child->pid, false);
         child->exit_w = pipefd[1];
         child->qmp = fcntl(qmp[0], F_DUPFD_CLOEXEC, 3);
         reply.pid = child->pid;
@@ -424,21 +430,25 @@ static void launcher_reap(LauncherChild *child, bool supervised) {
 }
 
 /* The run record for the QEMU just started (see state-file.h): what the next supervisor
- * checks before it adopts QEMU. */
-static void launcher_record(const char *runtime_dir, const VmConfig *c, pid_t pid) {
-        _cleanup_free_ char *binary = NULL, *real = NULL;
+ * checks before it adopts QEMU. Written at the fork with the binary QEMU is about to exec as
+ * its executable, and again once QEMU is up (execed) with what its command line says (a
+ * wrapper script execs the real binary). */
+static void launcher_record(const char *runtime_dir, const VmConfig *c, pid_t pid, bool execed) {
+        _cleanup_free_ char *binary = NULL;
         RunRecord rec = { .qemu_pid = pid, .launcher_pid = getpid() };
         int r;
 
         if (!runtime_dir)
                 return;
-        r = launch_resolve_binary(c, &binary);
-        if (r >= 0) {
-                real = realpath(binary, NULL);
-                r = real ? 0 : -errno;
+        if (execed)
+                r = proc_exe_argv0(pid, rec.qemu_exe, sizeof rec.qemu_exe);
+        else {
+                r = launch_resolve_binary(c, &binary);
+                if (r >= 0 && strlen(binary) >= sizeof rec.qemu_exe)
+                        r = -ENAMETOOLONG;
+                if (r >= 0)
+                        strcpy(rec.qemu_exe, binary);
         }
-        if (r >= 0 && strlen(real) < sizeof rec.qemu_exe)
-                strcpy(rec.qemu_exe, real);
         if (r >= 0)
                 r = proc_start_time(pid, &rec.qemu_start);
         if (r >= 0)
@@ -774,6 +784,13 @@ int launch_qemu(int qga_listen_fd, LaunchResult *ret) {
                 .stderr_fd = TAKE_FD(pipe_r),
         };
         return 0;
+}
+
+void launch_note_running(void) {
+        LaunchRequest req = { .magic = LAUNCH_MAGIC, .op = LAUNCH_OP_RECORD };
+
+        if (launcher_sock >= 0)
+                (void) send_with_fds(launcher_sock, &req, sizeof req, NULL, 0);
 }
 
 int launch_read_exit(int exit_fd, siginfo_t *ret) {

@@ -90,6 +90,10 @@ int launcher_attach(sd_event *e);
  * no launcher. Exec failures show up as exit status 127 with the reason on the pipe. */
 int launch_qemu(int qga_listen_fd, LaunchResult *ret);
 
+/* QEMU is up: the launcher records what runs (the run record's executable after any
+ * wrapper's exec). Nothing is answered. */
+void launch_note_running(void);
+
 /* Reads QEMU's exit from exit_fd into ret (si_code CLD_EXITED/CLD_KILLED/CLD_DUMPED, si_status).
  * The end of the pipe without a record means the launcher died, and QEMU with it (SIGKILL).
  * Returns 1 when ret is filled, 0 when nothing is there yet, -errno on failure. */

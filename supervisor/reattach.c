@@ -43,7 +43,9 @@ void reattach_prepare(const char *runtime_dir, const char *name, Reattach *ret) 
                 in.exit_status = ret->launcher.status;
                 if (in.qemu_alive) {
                         in.qemu_proc_error = proc_start_time(in.qemu_pid, &in.qemu_start);
-                        if (in.qemu_proc_error >= 0 && proc_exe(in.qemu_pid, exe, sizeof exe) >= 0)
+                        if (in.qemu_proc_error >= 0)
+                                in.qemu_proc_error = proc_parent(in.qemu_pid, &in.qemu_ppid);
+                        if (in.qemu_proc_error >= 0 && proc_exe_argv0(in.qemu_pid, exe, sizeof exe) >= 0)
                                 in.qemu_exe = exe;
                 }
         }

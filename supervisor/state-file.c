@@ -113,9 +113,12 @@ int run_record_parse(const char *buf, size_t len, RunRecord *ret, const char **r
         return 0;
 }
 
-int proc_stat_start_time(const char *buf, size_t len, uint64_t *ret) {
+int proc_stat_field(const char *buf, size_t len, unsigned want, uint64_t *ret) {
         const char *p = NULL, *end = buf + len;
         unsigned field = 2; /* the last ')' ends field 2 */
+
+        if (want < 4)
+                return -EINVAL; /* the state (3) is a letter */
 
         for (const char *q = buf; q < end; q++)
                 if (*q == ')')
@@ -132,7 +135,7 @@ int proc_stat_start_time(const char *buf, size_t len, uint64_t *ret) {
                         p++;
                 if (s == p)
                         break;
-                if (++field == 22)
+                if (++field == want)
                         return parse_u64(s, (size_t) (p - s), UINT64_MAX, ret) ? 0 : -EBADMSG;
                 if (p < end && *p == '\n')
                         break;
@@ -221,34 +224,68 @@ void run_record_remove(const char *dir) {
                 (void) unlink(path);
 }
 
-int proc_start_time(pid_t pid, uint64_t *ret) {
-        char path[64], text[2048];
+int proc_stat_start_time(const char *buf, size_t len, uint64_t *ret) {
+        return proc_stat_field(buf, len, 22, ret);
+}
+
+int proc_cmdline_argv0(const char *buf, size_t len, char *out, size_t size) {
+        const char *nul = memchr(buf, '\0', len);
+        size_t n = nul ? (size_t) (nul - buf) : len;
+
+        if (!nul || n == 0 || n >= size)
+                return -EBADMSG; /* a changed or truncated command line is no proof */
+        memcpy(out, buf, n);
+        out[n] = '\0';
+        return 0;
+}
+
+static ssize_t proc_read(pid_t pid, const char *what, char *buf, size_t size) {
+        char path[64];
         _cleanup_close_ int fd = -EBADF;
         ssize_t k;
 
-        (void) snprintf(path, sizeof path, "/proc/%d/stat", (int) pid);
+        (void) snprintf(path, sizeof path, "/proc/%d/%s", (int) pid, what);
         fd = open(path, O_RDONLY | O_CLOEXEC);
         if (fd < 0)
                 return errno == ENOENT ? -ESRCH : -errno;
         do
-                k = read(fd, text, sizeof text);
+                k = read(fd, buf, size);
         while (k < 0 && errno == EINTR);
         if (k < 0)
                 return errno == ESRCH ? -ESRCH : -errno;
+        return k;
+}
+
+int proc_parent(pid_t pid, pid_t *ret) {
+        char text[2048];
+        uint64_t v;
+        ssize_t k = proc_read(pid, "stat", text, sizeof text);
+        int r;
+
+        if (k < 0)
+                return (int) k;
+        r = proc_stat_field(text, (size_t) k, 4, &v);
+        if (r < 0)
+                return r;
+        *ret = (pid_t) v;
+        return 0;
+}
+
+int proc_exe_argv0(pid_t pid, char *buf, size_t size) {
+        char text[RUN_RECORD_EXE_MAX + 1];
+        ssize_t k = proc_read(pid, "cmdline", text, sizeof text);
+
+        if (k < 0)
+                return (int) k;
+        return proc_cmdline_argv0(text, (size_t) k, buf, size);
+}
+
+int proc_start_time(pid_t pid, uint64_t *ret) {
+        char text[2048];
+        ssize_t k = proc_read(pid, "stat", text, sizeof text);
+
+        if (k < 0)
+                return (int) k;
         return proc_stat_start_time(text, (size_t) k, ret);
 }
 
-int proc_exe(pid_t pid, char *buf, size_t size) {
-        static const char deleted[] = " (deleted)";
-        char path[64];
-        ssize_t k;
-
-        (void) snprintf(path, sizeof path, "/proc/%d/exe", (int) pid);
-        k = readlink(path, buf, size - 1);
-        if (k < 0)
-                return errno == ENOENT ? -ESRCH : -errno;
-        buf[k] = '\0';
-        if ((size_t) k > sizeof deleted - 1 && streq(buf + k - (sizeof deleted - 1), deleted))
-                buf[k - (sizeof deleted - 1)] = '\0';
-        return 0;
-}

@@ -11,7 +11,7 @@
  *   vmsup-run 1
  *   qemu_pid 1234
  *   qemu_start 5678             (field 22 of /proc/PID/stat: clock ticks since boot)
- *   qemu_exe /usr/bin/qemu-system-x86_64
+ *   qemu_exe /usr/bin/qemu-system-x86_64   (argv[0], as /proc/PID/cmdline shows it)
  *   launcher_pid 1233
  *   launcher_start 5600
  *
@@ -43,6 +43,11 @@ int run_record_format(const RunRecord *r, char *buf, size_t size);
  * is wrong. Nothing is stored in ret on failure. */
 int run_record_parse(const char *buf, size_t len, RunRecord *ret, const char **ret_error);
 
+/* Pure. Field want (≥ 4, numeric) of the text of /proc/PID/stat: 4 is the parent's pid. */
+int proc_stat_field(const char *buf, size_t len, unsigned want, uint64_t *ret);
+/* Pure. argv[0] from the text of /proc/PID/cmdline. 0 or -EBADMSG. */
+int proc_cmdline_argv0(const char *buf, size_t len, char *out, size_t size);
+
 /* Pure. The start time (field 22) from the text of /proc/PID/stat; the command name in
  * parentheses may hold anything, so fields are counted after its last ')'. 0 or -EBADMSG. */
 int proc_stat_start_time(const char *buf, size_t len, uint64_t *ret);
@@ -57,6 +62,8 @@ void run_record_remove(const char *dir);
 
 /* /proc/PID/stat's start time: 0, -ESRCH when there is no such process, -errno. */
 int proc_start_time(pid_t pid, uint64_t *ret);
-/* /proc/PID/exe (without a " (deleted)" suffix), into buf. 0 or -errno (-EACCES for a
- * process of another user: the supervisor has no CAP_SYS_PTRACE). */
-int proc_exe(pid_t pid, char *buf, size_t size);
+/* The parent's pid (/proc/PID/stat). 0, -ESRCH, -errno. */
+int proc_parent(pid_t pid, pid_t *ret);
+/* The executable as argv[0] of /proc/PID/cmdline: readable without CAP_SYS_PTRACE, which
+ * /proc/PID/exe of another user's process needs and the supervisor does not have. */
+int proc_exe_argv0(pid_t pid, char *buf, size_t size);

@@ -467,6 +467,7 @@ static void on_qmp_ready(QmpClient *c, void *userdata) {
                 return;
         }
         log_debug("VM %s: QMP negotiated", vm->config->name);
+        launch_note_running();
         vm_start_diag_close(vm);
         set_string(&vm->qemu_version, qmp_client_version(c));
         vm_emit_properties_changed(vm, "QemuVersion");

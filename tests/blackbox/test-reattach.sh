@@ -3,9 +3,9 @@
 # QEMU through its launcher (same pid, StateReason reattached, the agent answers, a file
 # written into the guest before is read back after, a paused VM stays paused, Stop works).
 # QEMU killed while no supervisor runs: the next one reports crashed with the real signal.
-# SIGUSR2 hands the VM over to the next supervisor (the upgrade command).
 # A run record pointing at a reused pid, another executable, or corrupt: refused, nothing
-# adopted, nothing killed.
+# adopted, nothing killed. SIGUSR2 hands the VM over to the next supervisor (the upgrade
+# command). A wrapper script as binary: the record names what it execed.
 source "$(dirname "$0")/lib.sh"
 
 [[ -r $GUEST_DIR/vmlinuz ]] || { echo "not ok 1 - tiny guest missing: run tests/guest/build-guest.sh"; exit 1; }
@@ -93,6 +93,22 @@ check "running" wait_state ra running 60
 vmsupd_stop ra
 check_eq "SIGTERM: the VM is shut down and vmsupd exits 0" 0 "$VMSUPD_RC"
 check "no run record after a clean stop" test ! -e "$T/run/ra/run-state"
+
+# A binary that is a wrapper script: the record names what it execed, and the adoption works.
+printf '#!/bin/sh\nexec %s "$@"\n' "$QEMU" > "$T/qemu-wrap"
+chmod 755 "$T/qemu-wrap"
+define_vm rw "{ \"qemu\": { \"binary\": \"$T/qemu-wrap\", \"machine\": \"none\", \"accel\": \"tcg\", \"memory_mib\": 32 },
+  \"run_as\": { \"user\": \"root\" }, \"autostart\": true, \"shutdown_timeout_sec\": 2 }"
+check_here "a VM whose binary is a wrapper script" vmsupd_start rw
+check "running" wait_state rw running 60
+wpid=$(vmprop_value rw Pid)
+check_eq "the run record names the binary the wrapper execed" "$QEMU" \
+        "$(awk '$1 == "qemu_exe" { print $2 }' "$T/run/rw/run-state")"
+kill9 rw
+check_here "a new supervisor for the wrapped QEMU" vmsupd_start rw
+check "reattached: running" wait_state rw running 60
+check_eq "wrapped QEMU: same pid, reattached" "$wpid reattached" "$(vmprop_value rw Pid) $(vmprop_value rw StateReason)"
+vmsupd_stop rw
 
 # Hostile and stale run records: refused, nothing adopted, nothing killed.
 define_vm rb "$(guest_kernel_def '"autostart": false')"

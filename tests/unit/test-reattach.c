@@ -159,9 +159,29 @@ static void test_proc_stat(void **state) {
         assert_int_equal(proc_stat_start_time(bad1, strlen(bad1), &v), -EBADMSG);
         assert_int_equal(proc_stat_start_time(bad2, strlen(bad2), &v), -EBADMSG);
         assert_int_equal(proc_stat_start_time(bad3, strlen(bad3), &v), -EBADMSG);
+        assert_int_equal(proc_stat_field(stat1, strlen(stat1), 4, &v), 0);
+        assert_int_equal(v, 1);
+        assert_int_equal(proc_stat_field(stat2, strlen(stat2), 4, &v), 0);
+        assert_int_equal(v, 1);
+        assert_int_equal(proc_stat_field(stat1, strlen(stat1), 3, &v), -EINVAL);
+        assert_int_equal(proc_stat_field(stat1, strlen(stat1), 60, &v), -EBADMSG);
+        pid_t pp = 0;
+        assert_int_equal(proc_parent(getpid(), &pp), 0);
+        assert_int_equal(pp, getppid());
         /* Our own, for real. */
         assert_int_equal(proc_start_time(getpid(), &v), 0);
         assert_true(v > 0);
+}
+
+static void test_cmdline(void **state) {
+        char out[16];
+
+        assert_int_equal(proc_cmdline_argv0("/usr/bin/q\0-x\0", 15, out, sizeof out), 0);
+        assert_string_equal(out, "/usr/bin/q");
+        assert_int_equal(proc_cmdline_argv0("/usr/bin/q", 10, out, sizeof out), -EBADMSG); /* no NUL */
+        assert_int_equal(proc_cmdline_argv0("\0x\0", 3, out, sizeof out), -EBADMSG);     /* empty */
+        assert_int_equal(proc_cmdline_argv0("/a/very/long/path/q\0", 20, out, sizeof out), -EBADMSG);
+        assert_int_equal(proc_exe_argv0(getpid(), out, 2), -EBADMSG);
 }
 
 /* ---- the decision ---- */
@@ -172,7 +192,7 @@ static const RunRecord rec = { .qemu_pid = 100, .qemu_start = 1000, .qemu_exe = 
 static AdoptInput good_input(void) {
         return (AdoptInput) {
                 .record = &rec, .launcher_reached = true, .launcher_uid = 0, .launcher_pid = 99, .our_uid = 0,
-                .launcher_start = 990, .qemu_alive = true, .qemu_pid = 100, .qemu_start = 1000,
+                .launcher_start = 990, .qemu_alive = true, .qemu_pid = 100, .qemu_start = 1000, .qemu_ppid = 99,
                 .qemu_exe = "/usr/bin/qemu",
         };
 }
@@ -209,6 +229,8 @@ static void test_decide(void **state) {
         assert_int_equal(decide(&in), ADOPT_REFUSE);
         in = good_input(); in.qemu_pid = 101;
         assert_int_equal(decide(&in), ADOPT_REFUSE);
+        in = good_input(); in.qemu_ppid = 1; /* reparented: not the launcher's child */
+        assert_int_equal(decide(&in), ADOPT_REFUSE);
         in = good_input(); in.qemu_start = 1001; /* reused pid */
         assert_int_equal(decide(&in), ADOPT_REFUSE);
         in = good_input(); in.qemu_proc_error = -ESRCH;
@@ -241,6 +263,7 @@ int main(void) {
                 cmocka_unit_test(test_format_refuses),
                 cmocka_unit_test(test_file),
                 cmocka_unit_test(test_proc_stat),
+                cmocka_unit_test(test_cmdline),
                 cmocka_unit_test(test_decide),
         };
         return cmocka_run_group_tests(tests, NULL, NULL);
