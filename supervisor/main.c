@@ -16,6 +16,7 @@
 #include "launch.h"
 #include "reattach.h"
 #include "log.h"
+#include "machined.h"
 #include "policy.h"
 #include "sandbox.h"
 #include "vm-dbus.h"
@@ -199,6 +200,9 @@ static void notify_state(Vm *vm) {
 }
 
 static void on_settled(Vm *vm) {
+        /* QEMU runs (started, or adopted): out of the service's cgroup with it. */
+        if (vm_is_running(vm))
+                machined_register(vm->bus, vm->config->name, vm->pid);
         if (!vm->ready_notified) {
                 vm->ready_notified = true;
                 (void) sd_notify(false, "READY=1");
@@ -394,6 +398,7 @@ int main(int argc, char *argv[]) {
                 return EXIT_FAILURE;
         }
 
+        machined_forget();
         vm_bus_detach(vm);
         /* A failure status, so that Restart=on-failure starts the next supervisor. */
         return handing_over ? EXIT_HANDOVER : EXIT_SUCCESS;

@@ -245,8 +245,23 @@ check_reattached() {
 
 # check_machined NAME: the running VM registered with systemd-machined (class vm,
 # leader QEMU, machine-NAME.scope under machine.slice).
+machine_listed() { sys machinectl list --no-legend --no-pager 2>/dev/null | grep -Eq "^$1 +vm "; }
 check_machined() {
-        skip "vmsup@$1: the VM appears in machinectl list" "machined registration not implemented"
+        local pid
+        pid=$(vmprop "$1" Pid)
+        if sys_wait 30 machine_listed "$1"; then
+                ok "vmsup@$1: the VM appears in machinectl list (class vm)"
+        else
+                not_ok "vmsup@$1: the VM appears in machinectl list (class vm)"
+                sys machinectl list --no-pager 2>&1 | sed 's/^/#   /'
+                journal "$1" | tail -5 | sed 's/^/#   /'
+        fi
+        check_match "vmsup@$1: machinectl status names QEMU $pid as its leader" "Leader: $pid " \
+                "$(sys machinectl status --no-pager "$1" 2>&1)"
+        check_match "vmsup@$1: QEMU lives in machine-$1.scope under machine.slice, not the service's cgroup" \
+                "^0::/machine.slice/machine-$1.scope$" "$(sys grep "^0::" "/proc/$pid/cgroup" 2>&1)"
+        check_match "vmsup@$1: the scope keeps the unit's device policy" '^DevicePolicy=closed$' \
+                "$(sys systemctl show -p DevicePolicy "machine-$1.scope" 2>&1)"
 }
 
 # restart_after SIGNAL WHAT: signals the supervisor, waits for systemd to restart it,
@@ -302,6 +317,8 @@ t_stop_none() {
                 "$(sys_unit_prop "$unit" ActiveState) $(sys_unit_prop "$unit" Result)"
         check_eq "no QEMU left in the container" "" "$(qemu_pids)"
         check_match "journal: QEMU quit on the supervisor's request" "VM $VM_NONE: .* -> stopped" "$(journal "$VM_NONE")"
+        scope_gone() { ! sys systemctl is-active --quiet "machine-$VM_NONE.scope" && ! machine_listed "$VM_NONE"; }
+        check "the machine and its scope are gone after the stop" sys_wait 30 scope_gone
 }
 
 # serial_has NAME REGEX: the guest's console (the serial ring buffer, read through
