@@ -67,6 +67,7 @@ guest_def() {
             "kernel": "$GUEST_DIR/vmlinuz", "initrd": "$GUEST_DIR/initrd.img",
             "append": "console=ttyS0 quiet" },
   "agent": $1,
+  "agent_file_paths": [ "/tmp" ],
   "shutdown_timeout_sec": 60,
   "acl": [ { "user": "$U_POWER", "privileges": [ "VM.Audit", "VM.PowerMgmt" ] } ] }
 JSON
@@ -358,6 +359,41 @@ guest_stop() {
         check "$name: QEMU $pid is gone" gone "$pid"
 }
 
+# guest_survives NAME SIGNAL WHAT: a file written into the guest, the supervisor
+# signalled (systemctl kill --kill-whom=main), systemd restarts it; the same QEMU and
+# guest, adopted, its agent answering, the file read back.
+guest_survives() {
+        local name=$1 sig=$2 what=$3 unit="vmsup@$1.service" pid n0 t0 back
+        pid=$(vmprop "$name" Pid)
+        n0=$(sys_unit_prop "$unit" NRestarts)
+        printf 'written before %s\n' "$what" | sys_write /root/payload 0600
+        check "$name: write-file into the guest before $what" \
+                sys vmsupctl write-file "$name" /root/payload /tmp/survivor
+        t0=$(now_ms)
+        check "$name: systemctl kill -s $sig --kill-whom=main" \
+                sys systemctl kill --kill-whom=main -s "$sig" "$unit"
+        restarted() {
+                [[ $(sys_unit_prop "$unit" NRestarts) -gt $n0 && $(sys_unit_prop "$unit" ActiveState) == active ]]
+        }
+        if ! sys_wait 60 restarted; then
+                not_ok "$name: after $what systemd restarts the supervisor"
+                journal "$name" | tail -15 | sed 's/^/#   /'
+                return 1
+        fi
+        ok "$name: after $what systemd restarts the supervisor"
+        check_eq "$name: after $what the same QEMU runs, adopted" "$pid running reattached" \
+                "$(vmprop "$name" Pid) $(vmprop "$name" State) $(vmprop "$name" StateReason)"
+        if sys_wait 60 agent_up "$name"; then
+                ok "$name: after $what the guest's agent answers"
+        else
+                not_ok "$name: after $what the guest's agent answers"
+        fi
+        diag "$name: $what: agent answering again $(($(now_ms) - t0)) ms after the signal (RestartSec included)"
+        back=$(sys sh -c "vmsupctl read-file '$name' /tmp/survivor /root/back >/dev/null && cat /root/back" 2>&1)
+        check_eq "$name: after $what the file written before is read back" "written before $what" "$back"
+        check "$name: after $what machinectl still lists the VM" machine_listed "$name"
+}
+
 t_guest() {
         local t0
         if [[ ! -r $GUEST_DIR/vmlinuz ]]; then
@@ -377,6 +413,8 @@ t_guest() {
         check_match "$VM_GUEST: root: the agent answers guest-ping" '^s "\{\}"$' \
                 "$(sys busctl --system call "$(bus_name "$VM_GUEST")" /org/vmsup/VM org.vmsup.Agent1 Command s \
                         '{"execute":"guest-ping"}' 2>&1)"
+        guest_survives "$VM_GUEST" KILL "kill -9"
+        guest_survives "$VM_GUEST" USR2 "the upgrade command (SIGUSR2)"
         guest_stop "$VM_GUEST" host-qga-guest-shutdown
         # The guest without an agent port says so once its init (and acpid) runs.
         if sys_wait 300 serial_has "$VM_ACPI" 'no agent port, idling'; then
