@@ -30,9 +30,9 @@ lau=$(launcher_pid ra)
 
 # kill -9 of the supervisor: QEMU and its launcher stay.
 kill9 ra
-check "QEMU survives kill -9 of vmsupd" alive "$pid"
-check "its launcher survives too" alive "$lau"
 check_here "a new supervisor" vmsupd_start ra
+check "QEMU survived kill -9 of vmsupd" alive "$pid"
+check "its launcher survived too" alive "$lau"
 check "reattached: running" wait_state ra running 60
 check_eq "same QEMU pid, StateReason reattached" "$pid reattached" "$(vmprop_value ra Pid) $(vmprop_value ra StateReason)"
 check "the agent answers again" wait_prop ra AgentConnected true 60
