@@ -311,6 +311,8 @@ int main(int argc, char *argv[]) {
             (mkdir(vm_runtime_dir, 0700) < 0 && errno != EEXIST) || chmod(vm_runtime_dir, 0700) < 0)
                 return log_error_errno(errno, "Failed to create %s: %m", vm_runtime_dir), EXIT_FAILURE;
         reattach_prepare(vm_runtime_dir, config->name, &reattach);
+        if (reattach.busy)
+                return EXIT_FAILURE; /* its launcher and socket are not ours to replace */
         if (reattach.verdict == ADOPT_ATTACH)
                 r = launcher_use(&reattach.launcher);
         else {

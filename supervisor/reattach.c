@@ -33,6 +33,14 @@ void reattach_prepare(const char *runtime_dir, const char *name, Reattach *ret) 
         in.launcher_reached = r >= 0 || r == -EPERM;
         in.launcher_pid = ret->launcher.launcher_pid;
         in.launcher_uid = ret->launcher.launcher_uid;
+        if (r == -ETIMEDOUT) {
+                /* It accepts only while it has no supervisor. */
+                log_error("VM %s: the launcher in %s does not answer: another supervisor serves this VM.",
+                          name, runtime_dir);
+                ret->busy = true;
+                ret->verdict = ADOPT_REFUSE;
+                return;
+        }
         if (r < 0 && r != -EPERM)
                 log_debug_errno(r, "VM %s: no launcher answers in %s: %m", name, runtime_dir);
         if (r >= 0) {

@@ -14,6 +14,7 @@ typedef struct Reattach {
         AdoptVerdict verdict;
         LaunchAdoption launcher;
         RunRecord record;
+        bool busy; /* a launcher is there but answers no one: another supervisor serves the VM */
 } Reattach;
 
 /* Fills ret; never fails (a refusal or an error is logged and ends as ADOPT_REFUSE or

@@ -57,6 +57,14 @@ kill9 ra
 check_here "a third supervisor" vmsupd_start ra
 check "reattached again: running" wait_state ra running 60
 check_eq "still the same QEMU" "$pid" "$(vmprop_value ra Pid)"
+# A second supervisor for the same VM while one serves it: the launcher answers no one
+# else; the second exits without touching the launcher's socket (the handover below
+# still finds it).
+"$VMSUPD" --config-dir "$T/vms" --runtime-dir "$T/run" --acl "$T/acl.json" --bus "$BUS" ra >> "$T/logs/ra2.log" 2>&1
+check_eq "a second supervisor for a served VM exits with status 1" 1 "$?"
+check "it says why" grep -q "another supervisor serves this VM" "$T/logs/ra2.log"
+check_eq "the first one still serves the same QEMU" "$pid running" "$(vmprop_value ra Pid) $(vmprop_value ra State)"
+
 # The upgrade command: SIGUSR2 hands the VM over (exit status 3, so that systemd's
 # Restart=on-failure starts the new binary), and the next supervisor adopts it.
 sup=${VMSUPD_PID[ra]}
