@@ -21,8 +21,12 @@ void adopt_decide(const AdoptInput *in, AdoptDecision *ret) {
                 DECIDE(ADOPT_NOTHING, "no run record");
         if (in->record_error < 0 || !r)
                 DECIDE(ADOPT_REFUSE, "the run record is corrupt or not ours");
-        if (!in->launcher_reached)
+        if (!in->launcher_reached) {
+                /* QEMU dies with its launcher: when neither is there, it ended unseen. */
+                if (in->qemu_proc_error == -ESRCH)
+                        DECIDE(ADOPT_CRASHED, "QEMU and its launcher are gone");
                 DECIDE(ADOPT_REFUSE, "the recorded QEMU's launcher does not answer");
+        }
         if (in->launcher_uid != in->our_uid)
                 DECIDE(ADOPT_REFUSE, "the launcher's socket belongs to another user");
         if (in->launcher_pid != r->launcher_pid)

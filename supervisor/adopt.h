@@ -18,7 +18,8 @@
 typedef enum AdoptVerdict {
         ADOPT_NOTHING, /* no record: start afresh */
         ADOPT_ATTACH,  /* adopt the running QEMU */
-        ADOPT_CRASHED, /* QEMU ended while no supervisor ran: report its exit */
+        ADOPT_CRASHED, /* QEMU ended while no supervisor ran: report its exit (when the launcher
+                        * is gone too, exit_code is 0: nobody saw how) */
         ADOPT_REFUSE,  /* the record or what it points at cannot be trusted */
 } AdoptVerdict;
 
@@ -36,7 +37,8 @@ typedef struct AdoptInput {
         pid_t qemu_pid;              /* the launcher's child */
         int exit_code, exit_status;  /* when !qemu_alive: CLD_EXITED/KILLED/DUMPED and status */
 
-        int qemu_proc_error;         /* /proc/QEMU read: 0 or -errno */
+        int qemu_proc_error;         /* /proc/QEMU read: 0 or -errno (-ESRCH: no such process); without
+                                      * a launcher, of the recorded pid */
         uint64_t qemu_start;
         pid_t qemu_ppid;             /* its parent: the launcher, which has not reaped it */
         const char *qemu_exe;        /* argv[0] of /proc/PID/cmdline, or NULL when unreadable */

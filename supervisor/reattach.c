@@ -41,8 +41,12 @@ void reattach_prepare(const char *runtime_dir, const char *name, Reattach *ret) 
                 ret->verdict = ADOPT_REFUSE;
                 return;
         }
-        if (r < 0 && r != -EPERM)
+        if (r < 0 && r != -EPERM) {
+                uint64_t t;
                 log_debug_errno(r, "VM %s: no launcher answers in %s: %m", name, runtime_dir);
+                in.qemu_proc_error = proc_start_time(ret->record.qemu_pid, &t);
+                ret->launcher.pid = ret->record.qemu_pid;
+        }
         if (r >= 0) {
                 in.launcher_start_error = proc_start_time(in.launcher_pid, &in.launcher_start);
                 in.qemu_alive = ret->launcher.alive;

@@ -904,6 +904,12 @@ fail:
 void vm_adopt_exited(Vm *vm, pid_t pid, int code, int status) {
         VmExitOutcome end;
 
+        if (code == 0) {
+                log_warning("VM %s: QEMU (pid %d) ended with its launcher while no supervisor ran", vm->config->name,
+                            (int) pid);
+                vm_set_state(vm, VM_CRASHED, "lost-with-its-launcher");
+                return;
+        }
         vm_state_exit(&(VmExitInput) { .state = VM_RUNNING, .code = code, .status = status }, &end);
         log_warning("VM %s: QEMU (pid %d) %s while no supervisor ran", vm->config->name, (int) pid, end.status);
         vm_set_state(vm, end.state, end.reason);

@@ -100,6 +100,11 @@ launchers_of_tests() {
         for name in "${!VMSUPD_PID[@]}"; do
                 pgrep -P "${VMSUPD_PID[$name]}" -x vmsupd-launcher
         done
+        # Also one a refused adoption left behind (its record since replaced): a launcher's
+        # command line is its supervisor's, naming this test directory.
+        for pid in $(pgrep -f -- "--runtime-dir $T/run "); do
+                [[ $(cat "/proc/$pid/comm" 2>/dev/null) == vmsupd-launcher ]] && echo "$pid"
+        done
         for f in "$T"/run/*/run-state; do
                 [[ -f $f ]] || continue
                 pid=$(awk '$1 == "launcher_pid" { print $2 }' "$f")

@@ -150,5 +150,13 @@ record "$victim" "$vstart" /usr/bin/sleep "$victim" 1
 chmod 644 "$T/run/rb/run-state"
 refused_case "a run record readable by others"
 kill "$victim"
+wait "$victim" 2>/dev/null
+# Neither the recorded QEMU nor its launcher exists (both killed): crashed, said so.
+record "$victim" "$vstart" "$QEMU" 1 1
+: > "$T/logs/rb.log"
+check_here "a record whose QEMU and launcher are gone: the supervisor starts" vmsupd_start rb
+check_eq "crashed, lost-with-its-launcher" "crashed lost-with-its-launcher" "$(vmprop_value rb State) $(vmprop_value rb StateReason)"
+check "the stale record is removed" test ! -e "$T/run/rb/run-state"
+vmsupd_stop rb
 
 finish

@@ -219,6 +219,10 @@ static void test_decide(void **state) {
         assert_int_equal(decide(&in), ADOPT_REFUSE);
         in = good_input(); in.launcher_reached = false;
         assert_int_equal(decide(&in), ADOPT_REFUSE);
+        in.qemu_proc_error = -ESRCH; /* neither is there: it ended unseen */
+        assert_int_equal(decide(&in), ADOPT_CRASHED);
+        in.qemu_proc_error = -EACCES;
+        assert_int_equal(decide(&in), ADOPT_REFUSE);
         in = good_input(); in.launcher_uid = 1000;
         assert_int_equal(decide(&in), ADOPT_REFUSE);
         in = good_input(); in.launcher_pid = 98;
