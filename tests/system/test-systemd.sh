@@ -357,6 +357,8 @@ guest_stop() {
         check_eq "$name: stopped cleanly (inactive, Result=success)" "inactive success" \
                 "$(sys_unit_prop "$unit" ActiveState) $(sys_unit_prop "$unit" Result)"
         check "$name: QEMU $pid is gone" gone "$pid"
+        machine_gone() { ! machine_listed "$name" && ! sys systemctl is-active --quiet "machine-$name.scope"; }
+        check "$name: its machine and machine-$name.scope are gone" sys_wait 30 machine_gone
 }
 
 # guest_survives NAME SIGNAL WHAT: a file written into the guest, the supervisor
