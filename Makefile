@@ -5,6 +5,8 @@
 #   make check SANITIZE=1  the same with ASan+UBSan (build-san/)
 #   make bench             benchmarks
 #   make stress ROUNDS=N   N rounds of 100 concurrent VM starts and stops; counts failures
+#   make fuzz FUZZ_SECONDS=N   build the libFuzzer harnesses with clang (build-fuzz/)
+#                          and run each N seconds over its corpus (tests/fuzz/)
 #   make demo              a guided session with the bundled tiny guest
 #   make install DESTDIR=... PREFIX=...  (ships a sysusers.d entry for the user QEMU runs
 #                                          as by default, vmsup-qemu: run systemd-sysusers)
@@ -28,13 +30,29 @@ COMPLETIONDIR ?= $(DATADIR)/bash-completion/completions
 INTERFACESDIR ?= $(DATADIR)/dbus-1/interfaces
 
 SANITIZE ?= 0
-ifeq ($(SANITIZE),1)
+FUZZ ?= 0
+ifeq ($(FUZZ),1)
+# libFuzzer needs clang; the harnesses link with -fsanitize=fuzzer, everything else is
+# instrumented for coverage (fuzzer-no-link) and checked by ASan and UBSan.
+BUILD ?= build-fuzz
+CC = clang
+# Warnings are gcc's business (the normal build): clang's differ, and a test build must
+# not fail on them.
+SANFLAGS = -fsanitize=fuzzer-no-link,address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all \
+           -Wno-error
+FUZZ_LINK = -fsanitize=fuzzer
+FUZZ_DRIVER =
+else ifeq ($(SANITIZE),1)
 BUILD ?= build-san
 SANFLAGS = -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all
 else
 BUILD ?= build
 SANFLAGS =
 endif
+# Without libFuzzer a harness replays the files it is given (make check).
+FUZZ_LINK ?=
+FUZZ_DRIVER ?= $(BUILD)/tests/fuzz/replay.o
+FUZZ_SECONDS ?= 60
 
 PKGS     = libsystemd jansson libseccomp libcap-ng
 # pkg-config is asked when a recipe first needs its answer (then remembered), not
@@ -66,6 +84,8 @@ HELPER_SRCS = $(wildcard tests/helpers/*.c)
 HELPER_BINS = $(HELPER_SRCS:tests/helpers/%.c=$(BUILD)/tests/%)
 BENCH_SRCS = $(wildcard tests/bench/*.c)
 CTL_OBJS  = $(patsubst %.c,$(BUILD)/%.o,$(wildcard ctl/*.c))
+FUZZ_SRCS = $(wildcard tests/fuzz/fuzz-*.c)
+FUZZ_BINS = $(FUZZ_SRCS:tests/fuzz/%.c=$(BUILD)/fuzz/%)
 
 BINS = $(BUILD)/vmsupd $(BUILD)/vmsupctl
 MANS = $(BUILD)/man/vmsupd.8 $(BUILD)/man/vmsupctl.1 $(BUILD)/man/vmsup.json.5
@@ -117,6 +137,7 @@ $(eval $(call unit_test,config,policy supervisor/config.c))
 $(eval $(call unit_test,seccomp,supervisor/sandbox.c))
 $(eval $(call unit_test,vm-state,supervisor/vm-state.c))
 $(eval $(call unit_test,reattach,supervisor/state-file.c supervisor/adopt.c))
+$(eval $(call unit_test,bus-util,policy monitor agent supervisor))
 
 $(BUILD)/tests/helpers/%.o: tests/helpers/%.c
 	@mkdir -p $(dir $@)
@@ -139,7 +160,18 @@ $(BUILD)/tests/vmsup-gdbus-client: tests/gdbus/vmsup-gdbus-client.c $(BUILD)/gdb
 	        $(call pkg_config,$(GIO_PKGS),--cflags) -I$(BUILD)/gdbus $(LDFLAGS) -o $@ $^ \
 	        $(call pkg_config,$(GIO_PKGS),--libs)
 
-tests: $(UNIT_BINS) $(HELPER_BINS) $(BUILD)/tests/vmsup-gdbus-client
+$(FUZZ_BINS): $(BUILD)/fuzz/%: $(BUILD)/tests/fuzz/%.o $(BUILD)/tests/fuzz/peer.o $(FUZZ_DRIVER) $(BUILD)/libvmsup.a
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS) $(FUZZ_LINK) -o $@ $^ $(LDLIBS)
+
+tests: $(UNIT_BINS) $(HELPER_BINS) $(FUZZ_BINS) $(BUILD)/tests/vmsup-gdbus-client
+
+# Not part of check (which replays each corpus once): FUZZ_SECONDS per harness.
+fuzz: deps
+	+@$(MAKE) --no-print-directory FUZZ=1 fuzz-build
+	FUZZ_SECONDS=$(FUZZ_SECONDS) tests/fuzz/run.sh build-fuzz
+
+fuzz-build: $(FUZZ_BINS)
 
 guest:
 	tests/guest/build-guest.sh
@@ -195,8 +227,8 @@ install: all
 	install -m 0644 $(BUILD)/man/vmsupd.8 $(DESTDIR)$(MANDIR)/man8/vmsupd.8
 
 clean:
-	rm -rf build build-san
+	rm -rf build build-san build-fuzz
 
-.PHONY: all tests guest check check-run check-unit bench bench-run stress stress-run demo demo-run deps install clean
+.PHONY: all tests guest check check-run check-unit bench bench-run stress stress-run demo demo-run deps install clean fuzz fuzz-build
 
 -include $(shell find $(BUILD) -name '*.d' 2>/dev/null)

@@ -7,6 +7,7 @@
 #include <sys/socket.h>
 
 #include "json-wire.h"
+#include "list.h"
 #include "log.h"
 #include "qga-file.h"
 #include "qga.h"
@@ -37,6 +38,7 @@ typedef enum QgaCommandState {
 
 typedef struct QgaCommand QgaCommand;
 
+/* A list.h list that counts its items. */
 typedef struct QgaList {
         QgaCommand *head, *tail;
         size_t n;
@@ -45,7 +47,7 @@ typedef struct QgaList {
 struct QgaCommand {
         QgaClient *client;
         QgaList *list; /* queue or done; NULL while in flight */
-        QgaCommand *prev, *next;
+        LIST_FIELDS(QgaCommand);
 
         uint64_t id;
         QgaCommandState state;
@@ -115,13 +117,7 @@ static size_t size_max(size_t a, size_t b) {
 
 static void qga_list_append(QgaList *l, QgaCommand *cmd) {
         cmd->list = l;
-        cmd->next = NULL;
-        cmd->prev = l->tail;
-        if (l->tail)
-                l->tail->next = cmd;
-        else
-                l->head = cmd;
-        l->tail = cmd;
+        LIST_APPEND(l, cmd);
         l->n++;
 }
 
@@ -130,15 +126,7 @@ static void qga_list_remove(QgaCommand *cmd) {
 
         if (!l)
                 return;
-        if (cmd->prev)
-                cmd->prev->next = cmd->next;
-        else
-                l->head = cmd->next;
-        if (cmd->next)
-                cmd->next->prev = cmd->prev;
-        else
-                l->tail = cmd->prev;
-        cmd->prev = cmd->next = NULL;
+        LIST_REMOVE(l, cmd);
         cmd->list = NULL;
         l->n--;
 }
@@ -153,18 +141,6 @@ static QgaCommand *qga_command_free(QgaCommand *cmd) {
         return NULL;
 }
 
-/* Copies guest text for a caller: printable ASCII only, truncated with "...". */
-static void qga_sanitize(char *dst, size_t dst_size, const char *src, size_t src_len) {
-        size_t max = dst_size - 1, n = size_min(src_len, max);
-
-        for (size_t i = 0; i < n; i++) {
-                unsigned char ch = (unsigned char) src[i];
-                dst[i] = ch >= 0x20 && ch < 0x7f ? (char) ch : '?';
-        }
-        if (src_len > max && max >= 3)
-                memcpy(dst + max - 3, "...", 3);
-        dst[n] = '\0';
-}
 
 static void qga_client_release(QgaClient *c);
 
@@ -515,8 +491,11 @@ static void qga_handle_reply(QgaClient *c, QgaCommand *cmd, const char *line, si
 
         if (resync)
                 qga_desync(c);
-        qga_sanitize(cmd->err_class, sizeof cmd->err_class, json_string_value(cls), json_string_length(cls));
-        qga_sanitize(cmd->err_desc, sizeof cmd->err_desc, json_string_value(desc), json_string_length(desc));
+        /* Guest text for a caller: printable ASCII only, truncated with "...". */
+        text_sanitize(cmd->err_class, sizeof cmd->err_class, json_string_value(cls), json_string_length(cls),
+                      TEXT_MARK_CUT);
+        text_sanitize(cmd->err_desc, sizeof cmd->err_desc, json_string_value(desc), json_string_length(desc),
+                      TEXT_MARK_CUT);
         qga_command_finish(c, cmd, -EREMOTEIO, NULL);
 }
 
@@ -568,7 +547,9 @@ static void qga_input_process(QgaClient *c) {
                 size_t n = c->in_len - pos;
                 char *nl = memchr(p, '\n', n);
                 size_t span = nl ? (size_t) (nl - p) : n;
-                char *ff = memchr(p, 0xFF, span);
+                /* The last one: one pass over a span however many 0xFF it holds (a line of
+                 * them must not cost a newline search each). */
+                char *ff = memrchr(p, 0xFF, span);
                 size_t end;
 
                 if (ff) {
@@ -1092,12 +1073,14 @@ int qga_send_file_write(QgaClient *c, int64_t handle, const void *data, size_t s
 }
 
 static QgaCommand *qga_find(QgaClient *c, uint64_t id) {
+        QgaCommand *cmd;
+
         if (c->active && c->active->id == id)
                 return c->active;
-        for (QgaCommand *cmd = c->queue.head; cmd; cmd = cmd->next)
+        LIST_FOREACH(cmd, &c->queue)
                 if (cmd->id == id)
                         return cmd;
-        for (QgaCommand *cmd = c->done.head; cmd; cmd = cmd->next)
+        LIST_FOREACH(cmd, &c->done)
                 if (cmd->id == id)
                         return cmd;
         return NULL;

@@ -38,15 +38,16 @@
 #include <systemd/sd-event.h>
 
 #include "macro.h"
+#include "qga-file.h"
 
-/* The longest agent line accepted: a full 48 MiB guest-file-read reply in
- * base64 plus slack. Longer: dropped, channel re-synced, call fails -EPROTO. */
-#define QGA_LINE_MAX ((48U * 1024U * 1024U) / 3U * 4U + 64U * 1024U)
+/* The longest agent line accepted: a full guest-file-read reply
+ * (QGA_FILE_READ_CHUNK_MAX) in base64 plus slack. Longer: dropped, channel
+ * re-synced, call fails -EPROTO. */
+#define QGA_LINE_MAX (QGA_FILE_READ_CHUNK_MAX / 3U * 4U + 64U * 1024U)
 /* Commands waiting behind the one in flight; more is -EBUSY. */
 #define QGA_QUEUE_MAX 16U
 #define QGA_DEFAULT_TIMEOUT_USEC (10U * 1000000U)
 #define QGA_SYNC_TIMEOUT_USEC (5U * 1000000U)
-#define QGA_FSFREEZE_TIMEOUT_USEC (60U * 1000000U)
 /* How long a QGA_REPLY_NONE command waits for an error reply before it counts
  * as successful. */
 #define QGA_REPLY_NONE_GRACE_USEC (1U * 1000000U)

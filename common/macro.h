@@ -118,3 +118,20 @@ static inline int negative_errno(void) {
 int safe_atou64(const char *s, uint64_t *ret);
 
 uint64_t now_usec(int clock_id);
+
+/* A QAPI name (QMP command names): letters, digits, '-', '_' and '.', 1 to max characters. */
+bool qapi_name_is_valid(const char *s, size_t max);
+
+/* The one rule for text from QEMU, the guest or a caller that goes into a message or a log
+ * line: printable ASCII stays, anything else becomes '?'. */
+typedef enum TextFlags {
+        TEXT_NO_SPACE = 1 << 0, /* a space becomes '?' too (names) */
+        TEXT_MARK_CUT = 1 << 1, /* a text that does not fit ends in "..." */
+} TextFlags;
+static inline char text_char(char c, TextFlags flags) {
+        unsigned char u = (unsigned char) c;
+        return u >= ((flags & TEXT_NO_SPACE) ? 0x21 : 0x20) && u < 0x7f ? c : '?';
+}
+/* Copies src[0..src_len) (src may be NULL: empty) by that rule into dst: at most
+ * dst_size - 1 bytes, NUL-terminated (dst_size 0: nothing is written). Returns dst. */
+char *text_sanitize(char *dst, size_t dst_size, const char *src, size_t src_len, TextFlags flags);

@@ -203,3 +203,30 @@ int log_internal(int level, int error, const char *file, int line, const char *f
         errno = saved_errno;
         return -error;
 }
+
+char *text_sanitize(char *dst, size_t dst_size, const char *src, size_t src_len, TextFlags flags) {
+        size_t max, n;
+
+        if (dst_size == 0)
+                return dst;
+        max = dst_size - 1;
+        n = src ? (src_len < max ? src_len : max) : 0;
+        for (size_t i = 0; i < n; i++)
+                dst[i] = text_char(src[i], flags);
+        if ((flags & TEXT_MARK_CUT) && src && src_len > max && max >= 3)
+                memcpy(dst + max - 3, "...", 3);
+        dst[n] = '\0';
+        return dst;
+}
+
+bool qapi_name_is_valid(const char *s, size_t max) {
+        size_t n = 0;
+
+        if (!s)
+                return false;
+        for (; *s; s++, n++)
+                if (n >= max || !((*s >= 'a' && *s <= 'z') || (*s >= 'A' && *s <= 'Z') || (*s >= '0' && *s <= '9') ||
+                                  *s == '-' || *s == '_' || *s == '.'))
+                        return false;
+        return n > 0;
+}

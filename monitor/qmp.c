@@ -8,6 +8,7 @@
 #include <time.h>
 
 #include "json-wire.h"
+#include "list.h"
 #include "log.h"
 #include "macro.h"
 #include "qmp.h"
@@ -21,7 +22,6 @@
 #define QMP_OUTPUT_INITIAL (4U * 1024U)
 #define QMP_OUTPUT_KEEP (64U * 1024U)
 /* QAPI names: letters, digits, '-', '_' and '.' (downstream "__org.example_cmd"). */
-#define QMP_COMMAND_NAME_MAX 128U
 /* Request ids are random below 2^53, so that every JSON implementation keeps them
  * exact and nothing that reaches QEMU can name another request's id. */
 #define QMP_ID_MASK ((UINT64_C(1) << 53) - 1)
@@ -52,7 +52,7 @@ struct QmpRequest {
         /* Reported (timed out or cancelled) but not answered by QEMU yet: kept, without
          * callback or timer, so that its late reply is recognized as its own. */
         bool orphan;
-        QmpRequest *prev, *next;
+        LIST_FIELDS(QmpRequest);
 };
 
 struct QmpClient {
@@ -94,7 +94,7 @@ struct QmpClient {
          * QEMU answers in this order (no out-of-band execution is negotiated), and every
          * line written is one well-formed object (json_wire_check_line()), which earns
          * exactly one reply: a reply with no usable id belongs to the head. */
-        QmpRequest *requests_head, *requests_tail;
+        LIST_HEAD(QmpRequest) requests; /* in the order sent */
         size_t n_requests; /* live ones, without the internal request */
         size_t n_orphans;
         bool orphans_forgotten; /* some owed replies can no longer be placed */
@@ -125,14 +125,7 @@ static void qmp_client_unref(QmpClient *c) {
 static void qmp_request_unlink_free(QmpRequest *req) {
         QmpClient *c = req->client;
 
-        if (req->prev)
-                req->prev->next = req->next;
-        else
-                c->requests_head = req->next;
-        if (req->next)
-                req->next->prev = req->prev;
-        else
-                c->requests_tail = req->prev;
+        LIST_REMOVE(&c->requests, req);
         if (req->orphan)
                 c->n_orphans--;
         else if (!req->internal)
@@ -154,7 +147,9 @@ static void qmp_request_orphan(QmpRequest *req) {
         c->n_orphans++;
         if (c->n_orphans > QMP_ORPHANS_MAX) {
                 /* QEMU has not answered thousands of requests: it is stuck. */
-                for (QmpRequest *o = c->requests_head; o; o = o->next)
+                QmpRequest *o;
+
+                LIST_FOREACH(o, &c->requests)
                         if (o->orphan) {
                                 qmp_request_unlink_free(o);
                                 break;
@@ -181,7 +176,9 @@ static void qmp_request_complete(QmpRequest *req, int error, json_t *result, con
 
 /* Live requests and orphans. */
 static QmpRequest *qmp_find_request(QmpClient *c, uint64_t id) {
-        for (QmpRequest *req = c->requests_head; req; req = req->next)
+        QmpRequest *req;
+
+        LIST_FOREACH(req, &c->requests)
                 if (req->id == id)
                         return req;
         return NULL;
@@ -191,8 +188,8 @@ static QmpRequest *qmp_find_request(QmpClient *c, uint64_t id) {
  * still listed will never be answered, and an orphan's answer goes nowhere. Returns
  * req when it is live (the caller completes it), NULL when it was an orphan. */
 static QmpRequest *qmp_request_answered(QmpClient *c, QmpRequest *req) {
-        while (c->requests_head != req) {
-                QmpRequest *o = c->requests_head;
+        while (c->requests.head != req) {
+                QmpRequest *o = c->requests.head;
                 if (!o->orphan)
                         break; /* a live one: leave it to its timeout */
                 log_debug("QMP request %" PRIu64 " was never answered", o->id);
@@ -209,7 +206,7 @@ static void qmp_fail_requests(QmpClient *c) {
         QmpRequest *req;
 
         /* Callbacks cannot add requests: the client is DISCONNECTED, qmp_send() says -ENOTCONN. */
-        while ((req = c->requests_head))
+        while ((req = c->requests.head))
                 if (req->orphan)
                         qmp_request_unlink_free(req);
                 else
@@ -307,20 +304,6 @@ static int qmp_output_reserve(QmpClient *c, size_t n) {
         c->out = p;
         c->out_alloc = a;
         return 0;
-}
-
-static bool qmp_command_name_valid(const char *s) {
-        size_t n = 0;
-
-        if (!s || !*s)
-                return false;
-        for (; *s; s++, n++) {
-                bool ok = (*s >= 'a' && *s <= 'z') || (*s >= 'A' && *s <= 'Z') || (*s >= '0' && *s <= '9') ||
-                          *s == '-' || *s == '_' || *s == '.';
-                if (!ok || n >= QMP_COMMAND_NAME_MAX)
-                        return false;
-        }
-        return true;
 }
 
 /* Queues {"execute":"NAME","arguments":{...},"id":ID}\n. QEMU 7.2 reads its QMP socket
@@ -435,12 +418,7 @@ static int qmp_submit(QmpClient *c, const char *execute, json_t *arguments, uint
                 return r;
         }
 
-        req->prev = c->requests_tail;
-        if (c->requests_tail)
-                c->requests_tail->next = req;
-        else
-                c->requests_head = req;
-        c->requests_tail = req;
+        LIST_APPEND(&c->requests, req);
         if (!internal)
                 c->n_requests++;
 
@@ -632,7 +610,7 @@ static void qmp_sanitize(char *dst, size_t size, const char *src) {
 static int qmp_handle_idless_error(QmpClient *c, json_t *error) {
         json_t *cls = json_object_get(error, "class"), *desc = json_object_get(error, "desc");
         char shown[128];
-        QmpRequest *req = c->requests_head;
+        QmpRequest *req = c->requests.head;
 
         char what[256];
 
@@ -650,7 +628,7 @@ static int qmp_handle_idless_error(QmpClient *c, json_t *error) {
                 if (gone)
                         return 0;
         }
-        req = c->requests_head; /* the callback may have cancelled it */
+        req = c->requests.head; /* the callback may have cancelled it */
         if (!req)
                 return 0;
         req = qmp_request_answered(c, req);
@@ -710,9 +688,9 @@ static int qmp_dispatch_line(QmpClient *c, const char *line, size_t len) {
                 json_int_t id_value;
                 if (!msg && json_error_code(&err) == json_error_out_of_memory)
                         return -ENOMEM;
-                if (!msg || !json_is_object(msg) || !c->requests_head ||
+                if (!msg || !json_is_object(msg) || !c->requests.head ||
                     !qmp_json_uint(json_object_get(msg, "id"), &id_value) ||
-                    (uint64_t) id_value != c->requests_head->id) {
+                    (uint64_t) id_value != c->requests.head->id) {
                         log_debug("QMP: resynchronizing, dropping a line of %zu bytes", len);
                         return 0;
                 }
@@ -775,14 +753,14 @@ static int qmp_input_dispatch(QmpClient *c) {
                  * slow, not hostile); the connection stays. Anything else this long, with
                  * no reply owed, is a violation. */
                 if (c->state != QMP_STATE_RESYNC &&
-                    (c->state != QMP_STATE_READY || (!c->requests_head && !c->orphans_forgotten) ||
-                     (c->requests_head && c->requests_head->internal))) {
+                    (c->state != QMP_STATE_READY || (!c->requests.head && !c->orphans_forgotten) ||
+                     (c->requests.head && c->requests.head->internal))) {
                         log_debug("QMP line longer than %u bytes", QMP_LINE_MAX);
                         return -EPROTO;
                 }
                 log_debug("QMP reply longer than %u bytes, dropping it", QMP_LINE_MAX);
                 c->in_discarding = true;
-                c->in_discard_id = c->requests_head && c->state == QMP_STATE_READY ? c->requests_head->id : 0;
+                c->in_discard_id = c->requests.head && c->state == QMP_STATE_READY ? c->requests.head->id : 0;
                 c->in_len = c->in_scanned = 0;
                 free(c->in);
                 c->in = NULL;
@@ -941,10 +919,8 @@ int qmp_client_adopt(sd_event *event, int fd, const char *version, const QmpCall
          * 0xFF byte, which resets QEMU's JSON lexer should the previous owner have left a
          * request half written, and a query-status whose reply marks the end of whatever
          * was owed to the previous owner. */
-        req = c->requests_head;
-        sd_event_source_disable_unref(req->timer);
-        c->requests_head = c->requests_tail = NULL;
-        free(req);
+        req = c->requests.head;
+        qmp_request_unlink_free(req);
         c->out_start = c->out_end = 0;
         c->caps_len = 0;
         r = qmp_output_reserve(c, 1);
@@ -981,7 +957,7 @@ int qmp_send(QmpClient *c, const char *execute, json_t *arguments, uint64_t time
         QmpRequest *req;
         int r;
 
-        if (!c || !qmp_command_name_valid(execute) || (arguments && !json_is_object(arguments)))
+        if (!c || !qapi_name_is_valid(execute, QMP_COMMAND_NAME_MAX) || (arguments && !json_is_object(arguments)))
                 return -EINVAL;
         if (c->state == QMP_STATE_DISCONNECTED)
                 return -ENOTCONN;

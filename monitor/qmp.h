@@ -35,6 +35,8 @@
  * timed out or were cancelled are remembered until QEMU answers them, so that a late
  * reply never answers a later request. */
 #define QMP_LINE_MAX (16U * 1024U * 1024U)
+/* The longest command name sent (a QAPI name); anything else is never written. */
+#define QMP_COMMAND_NAME_MAX 128U
 /* Bytes queued for writing to QEMU at most (commands are small). */
 #define QMP_OUTPUT_MAX (4U * 1024U * 1024U)
 /* Requests in flight at most; more is -EBUSY. */

@@ -245,7 +245,7 @@ static void md_qga(MdBuf *b) {
                   "## Guest agent: `org.vmsup.Agent1.Command`\n"
                   "\n"
                   "1. Validation, the same shape as for QMP. `guest-file-read` with a `count`\n"
-                  "   that is not an integer from 0 to %u (48 MiB) is refused, and so is\n"
+                  "   that is not an integer from 0 to %u (%u MiB) is refused, and so is\n"
                   "   `guest-file-open` with a `mode` that is not one of the agent's.\n"
                   "2. `guest-sync` and `guest-sync-delimited` are the supervisor's: refused to\n"
                   "   everyone, root included.\n"
@@ -293,7 +293,8 @@ static void md_qga(MdBuf *b) {
                   "\n"
                   "| command | privileges (any one) | reply | timeout | note |\n"
                   "|---|---|---|---|---|\n",
-                  QGA_FILE_READ_MAX, POLICY_GUEST_PATH_MAX, seconds(POLICY_QGA_TIMEOUT_DEFAULT_USEC, t));
+                  QGA_FILE_READ_MAX, QGA_FILE_READ_MAX / (1024U * 1024U), POLICY_GUEST_PATH_MAX,
+                  seconds(POLICY_QGA_TIMEOUT_DEFAULT_USEC, t));
 
         for (size_t i = 0; i < policy_qga_commands_count; i++) {
                 const QgaCommand *c = &policy_qga_commands[i];
@@ -409,6 +410,21 @@ static void roff_hmp(MdBuf *b) {
                 const HmpCommand *c = &policy_hmp_commands[i];
                 roff_item(b, c->name, hmp_tier_to_string(c->tier), c->reason);
         }
+        md_printf(b,
+                  ".SS \"HMP info subcommands\"\n"
+                  "\\fBinfo\\fR followed by a subcommand has the subcommand's tier, read as QEMU reads it.\n"
+                  "QEMU 7.2's %zu subcommands; any other, and \\fBinfo\\fR with a path, is root-only.\n",
+                  policy_hmp_info_commands_count);
+        for (size_t i = 0; i < policy_hmp_info_commands_count; i++) {
+                const HmpCommand *c = &policy_hmp_info_commands[i];
+                _cleanup_free_ char *name = NULL;
+
+                if (asprintf(&name, "info %s", c->name) < 0) {
+                        b->oom = true;
+                        return;
+                }
+                roff_item(b, name, hmp_tier_to_string(c->tier), c->reason);
+        }
 }
 
 static void roff_qmp(MdBuf *b) {
@@ -446,9 +462,9 @@ static void roff_qga(MdBuf *b) {
                   "Any one of the listed privileges grants the command.\n"
                   "\\fBguest\\-file\\-open\\fR needs \\fBVM.GuestAgent.FileRead\\fR for mode \\fBr\\fR or \\fBrb\\fR\n"
                   "(the default) and \\fBVM.GuestAgent.FileWrite\\fR for a mode that can write.\n"
-                  "\\fBguest\\-file\\-read\\fR with a \\fBcount\\fR above %u (48 MiB) is refused.\n"
+                  "\\fBguest\\-file\\-read\\fR with a \\fBcount\\fR above %u (%u MiB) is refused.\n"
                   "The supervisor waits %s for the agent unless the entry says otherwise.\n",
-                  QGA_FILE_READ_MAX, seconds(POLICY_QGA_TIMEOUT_DEFAULT_USEC, t));
+                  QGA_FILE_READ_MAX, QGA_FILE_READ_MAX / (1024U * 1024U), seconds(POLICY_QGA_TIMEOUT_DEFAULT_USEC, t));
         for (size_t i = 0; i < policy_qga_commands_count; i++) {
                 const QgaCommand *c = &policy_qga_commands[i];
                 MdBuf who = {};

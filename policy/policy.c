@@ -106,15 +106,9 @@ int policy_msg(int r, char *msg, size_t msgsz, const char *fmt, ...) {
 }
 
 const char *policy_name_sanitize(const char *name, size_t len, char buf[static POLICY_NAME_BUFSZ]) {
-        size_t n = len < POLICY_NAME_SHOWN_MAX ? len : POLICY_NAME_SHOWN_MAX, i;
-
-        for (i = 0; i < n; i++)
-                buf[i] = policy_char_is_graphic((unsigned char) name[i]) ? name[i] : '?';
-        if (len > POLICY_NAME_SHOWN_MAX) {
-                memcpy(buf + i, "...", 3);
-                i += 3;
-        }
-        buf[i] = '\0';
+        text_sanitize(buf, POLICY_NAME_SHOWN_MAX + 1, name, len, TEXT_NO_SPACE);
+        if (len > POLICY_NAME_SHOWN_MAX) /* shown in full up to the cut, then marked */
+                strcpy(buf + POLICY_NAME_SHOWN_MAX, "...");
         return buf;
 }
 

@@ -27,6 +27,10 @@
 
 #include <jansson.h>
 
+#include "qga-file.h"
+#include "qga.h"
+#include "qmp.h"
+
 typedef enum Privilege {
         PRIV_VM_AUDIT,
         PRIV_VM_POWERMGMT,
@@ -194,8 +198,8 @@ extern const size_t policy_qmp_commands_count;
 /* "VM.Monitor", "Sys.Modify", "root", "reserved"; NULL out of range. */
 const char *qmp_tier_to_string(QmpTier t);
 
-/* The longest command name the QMP client sends (monitor/qmp.c). */
-#define POLICY_QMP_NAME_MAX 128U
+/* The longest command name the QMP client sends (qmp.h). */
+#define POLICY_QMP_NAME_MAX QMP_COMMAND_NAME_MAX
 
 /* Unknown (or NULL) → QMP_TIER_ROOT. human-monitor-command is QMP_TIER_ROOT
  * here; policy_check_qmp() judges it by its HMP command line instead. */
@@ -218,10 +222,12 @@ int policy_check_qmp(json_t *cmd, const Caller *caller, PrivSet privs, char *msg
 
 /* ---- Guest agent (org.vmsup.Agent1.Command) ---- */
 
-/* guest-file-read count limit (CVE-2018-12617). */
-#define QGA_FILE_READ_MAX (48U * 1024U * 1024U)
+/* guest-file-read count limit (CVE-2018-12617): what qemu-ga reads at most, and the
+ * largest reply the agent client frames (qga-file.h). */
+#define QGA_FILE_READ_MAX QGA_FILE_READ_CHUNK_MAX
 
-#define POLICY_QGA_TIMEOUT_DEFAULT_USEC  (UINT64_C(10) * UINT64_C(1000000))
+/* An agent command without its own timeout waits as long as the agent client's default. */
+#define POLICY_QGA_TIMEOUT_DEFAULT_USEC ((uint64_t) QGA_DEFAULT_TIMEOUT_USEC)
 /* Freezing waits for every file system to sync; thawing runs the guest's hook. */
 #define POLICY_QGA_TIMEOUT_FSFREEZE_USEC (UINT64_C(60) * UINT64_C(1000000))
 /* A full discard of a large or thin-provisioned volume takes minutes; the

@@ -63,20 +63,6 @@ invalid:
                           "human-monitor-command takes a string \"command-line\" and an optional integer \"cpu-index\".");
 }
 
-/* QEMU's command names are QAPI names, and the QMP client sends nothing else.
- * Judging any other name by tier first would answer AccessDenied to one caller
- * and InvalidArgs (from the client) to root for the same malformed request. */
-static bool qmp_name_is_qapi(const char *s) {
-        size_t n = 0;
-
-        for (; *s; s++, n++)
-                if (n >= POLICY_QMP_NAME_MAX ||
-                    !((*s >= 'a' && *s <= 'z') || (*s >= 'A' && *s <= 'Z') || (*s >= '0' && *s <= '9') ||
-                      *s == '-' || *s == '_' || *s == '.'))
-                        return false;
-        return n > 0;
-}
-
 int policy_check_qmp(json_t *cmd, const Caller *caller, PrivSet privs, char *msg, size_t msgsz) {
         char shown[POLICY_NAME_BUFSZ];
         const char *execute, *line = NULL;
@@ -90,7 +76,10 @@ int policy_check_qmp(json_t *cmd, const Caller *caller, PrivSet privs, char *msg
         r = policy_json_request(cmd, &execute, &arguments, msg, msgsz);
         if (r < 0)
                 return r;
-        if (!qmp_name_is_qapi(execute))
+        /* QEMU's command names are QAPI names, and the QMP client sends nothing else (the
+         * same check). Judging any other name by tier first would answer AccessDenied to one
+         * caller and InvalidArgs (from the client) to root for the same malformed request. */
+        if (!qapi_name_is_valid(execute, POLICY_QMP_NAME_MAX))
                 return policy_msg(-EINVAL, msg, msgsz,
                                   "\"execute\" must be a QMP command name: letters, digits, '-', '_' and '.', "
                                   "at most %u.", POLICY_QMP_NAME_MAX);

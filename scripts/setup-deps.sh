@@ -11,8 +11,9 @@ packages=(
         qemu-system-x86 qemu-guest-agent qemu-utils
         dbus dbus-daemon dbus-bin systemd util-linux passwd procps
         busybox-static cpio kmod
-        libxml2-utils python3-dbus socat systemd-container clang
+        libxml2-utils python3-dbus python3-gi socat systemd-container clang
         jq groff-base man-db libglib2.0-dev libglib2.0-dev-bin
+        libclang-rt-14-dev
 )
 
 missing=()

@@ -1,5 +1,7 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 #include "bus-creds.h"
+#include "bus-errors.h"
+#include "list.h"
 #include "log.h"
 
 #define CREDS_BUCKETS 1024U
@@ -15,21 +17,25 @@ typedef struct CredsEntry {
         sd_bus_slot *gone_match; /* NameOwnerChanged for this name only; kept entries only */
         sd_bus_message **held;   /* messages waiting for this entry */
         size_t n_held;
-        struct CredsEntry *next; /* bucket chain */
-        struct CredsEntry *lru_prev, *lru_next; /* kept entries, most recently used first */
+        size_t n_requeued;       /* held messages back in sd-bus's read queue, not yet through the gate */
+        struct CredsEntry *bucket_next;
+        LIST_FIELDS(struct CredsEntry); /* on the LRU list when kept */
         CredsCache *cache;
 } CredsEntry;
 
 struct CredsCache {
         sd_bus *bus;
-        creds_dispatch_t dispatch;
         creds_keep_t keep;
         void *userdata;
         CredsEntry *buckets[CREDS_BUCKETS];
         size_t n_entries;
         size_t n_held;
-        CredsEntry *lru_head, *lru_tail;
+        LIST_HEAD(CredsEntry) lru; /* kept entries, most recently used first */
         size_t n_kept;
+        /* An entry that is not kept, out of the table, whose last call is being handled:
+         * freed when the next call reaches the gate (handlers look the caller up only while
+         * they run). */
+        CredsEntry *retired;
 };
 
 static unsigned hash_name(const char *s) {
@@ -40,7 +46,7 @@ static unsigned hash_name(const char *s) {
 }
 
 static CredsEntry *entry_find(CredsCache *c, const char *name) {
-        for (CredsEntry *e = c->buckets[hash_name(name)]; e; e = e->next)
+        for (CredsEntry *e = c->buckets[hash_name(name)]; e; e = e->bucket_next)
                 if (streq(e->name, name))
                         return e;
         return NULL;
@@ -49,27 +55,13 @@ static CredsEntry *entry_find(CredsCache *c, const char *name) {
 static void lru_unlink(CredsCache *c, CredsEntry *e) {
         if (!e->kept)
                 return;
-        if (e->lru_prev)
-                e->lru_prev->lru_next = e->lru_next;
-        else
-                c->lru_head = e->lru_next;
-        if (e->lru_next)
-                e->lru_next->lru_prev = e->lru_prev;
-        else
-                c->lru_tail = e->lru_prev;
-        e->lru_prev = e->lru_next = NULL;
+        LIST_REMOVE(&c->lru, e);
         e->kept = false;
         c->n_kept--;
 }
 
 static void lru_push_front(CredsCache *c, CredsEntry *e) {
-        e->lru_prev = NULL;
-        e->lru_next = c->lru_head;
-        if (c->lru_head)
-                c->lru_head->lru_prev = e;
-        else
-                c->lru_tail = e;
-        c->lru_head = e;
+        LIST_PREPEND(&c->lru, e);
         e->kept = true;
         c->n_kept++;
 }
@@ -96,10 +88,10 @@ static void entry_free(CredsEntry *e, bool answer_held) {
 static void entry_remove(CredsCache *c, const char *name, bool answer_held) {
         CredsEntry **p = &c->buckets[hash_name(name)];
 
-        for (; *p; p = &(*p)->next)
+        for (; *p; p = &(*p)->bucket_next)
                 if (streq((*p)->name, name)) {
                         CredsEntry *e = *p;
-                        *p = e->next;
+                        *p = e->bucket_next;
                         c->n_entries--;
                         entry_free(e, answer_held);
                         return;
@@ -199,8 +191,8 @@ static bool entry_keep(CredsCache *c, CredsEntry *e) {
 
         if (!c->keep || !c->keep(&caller, c->userdata))
                 return false;
-        while (c->n_kept >= CREDS_KEPT_MAX && c->lru_tail)
-                entry_remove(c, c->lru_tail->name, false);
+        while (c->n_kept >= CREDS_KEPT_MAX && c->lru.tail)
+                entry_remove(c, c->lru.tail->name, false);
         /* Only this caller's departure: a bus-wide match would wake every supervisor for every
          * connection on the bus. A caller gone before the match is installed leaves a stale entry
          * behind, harmless (unique names are never reused) and evicted in its turn. */
@@ -217,7 +209,6 @@ static int on_creds_reply(sd_bus_message *reply, void *userdata, sd_bus_error *r
         CredsEntry *e = userdata;
         CredsCache *c = e->cache;
         _cleanup_free_ sd_bus_message **held = NULL;
-        _cleanup_free_ char *name = NULL;
         size_t n_held;
         int r;
 
@@ -232,33 +223,46 @@ static int on_creds_reply(sd_bus_message *reply, void *userdata, sd_bus_error *r
                 return 0;
         }
         e->ready = true;
-        name = strdup(e->name);
-        if (!name) {
-                entry_remove(c, e->name, true);
-                return 0;
-        }
 
-        /* Dispatch what waited. Handlers look the entry up while they run; none removes it. */
+        /* What waited goes back to sd-bus, in the order it came: the read queue is dispatched
+         * first in, first out, before anything read from the socket after. */
         held = TAKE_PTR(e->held);
         n_held = e->n_held;
         e->n_held = 0;
         c->n_held -= n_held;
         for (size_t i = 0; i < n_held; i++) {
-                _cleanup_(sd_bus_error_free) sd_bus_error error = SD_BUS_ERROR_NULL;
-                r = c->dispatch(held[i], c->userdata, &error);
-                if (r < 0 || sd_bus_error_is_set(&error)) {
-                        if (!sd_bus_error_is_set(&error))
-                                sd_bus_error_set_errno(&error, r);
-                        (void) sd_bus_reply_method_error(held[i], &error);
+                r = sd_bus_message_rewind(held[i], true);
+                if (r >= 0)
+                        r = sd_bus_enqueue_for_read(c->bus, held[i]);
+                if (r >= 0)
+                        e->n_requeued++;
+                else {
+                        log_debug_errno(r, "Cannot dispatch a call of %s again: %m", e->name);
+                        (void) sd_bus_reply_method_errno(held[i], r, NULL);
                 }
                 sd_bus_message_unref(held[i]);
         }
         /* A caller with no right here is not remembered: it costs no match rule and no memory
-         * between its calls, only a credentials query per call. */
-        e = entry_find(c, name);
-        if (e && e->ready && !e->kept && !entry_keep(c, e))
-                entry_remove(c, name, false);
+         * between its calls, only a credentials query per call. Its entry lives until the calls
+         * that waited for it have been handled (creds_cache_gate() retires it). */
+        if (!entry_keep(c, e) && e->n_requeued == 0)
+                entry_remove(c, e->name, false);
         return 0;
+}
+
+/* Takes e out of the table; it stays readable as c->retired until the next call. */
+static void entry_retire(CredsCache *c, CredsEntry *e) {
+        CredsEntry **p = &c->buckets[hash_name(e->name)];
+
+        for (; *p; p = &(*p)->bucket_next)
+                if (*p == e) {
+                        *p = e->bucket_next;
+                        c->n_entries--;
+                        break;
+                }
+        if (c->retired)
+                entry_free(c->retired, false);
+        c->retired = e;
 }
 
 int creds_cache_gate(CredsCache *c, sd_bus_message *m) {
@@ -267,23 +271,30 @@ int creds_cache_gate(CredsCache *c, sd_bus_message *m) {
         sd_bus_message **nh;
         int r;
 
+        if (c->retired) { /* the call it was kept for has been handled */
+                entry_free(c->retired, false);
+                c->retired = NULL;
+        }
         if (!sender)
                 return -EPERM; /* peer-to-peer: no bus to ask */
         e = entry_find(c, sender);
         if (e && e->ready) {
-                if (e->kept && c->lru_head != e) {
+                if (e->kept && c->lru.head != e) {
                         lru_unlink(c, e);
                         lru_push_front(c, e);
-                }
+                } else if (!e->kept && e->n_requeued > 0 && --e->n_requeued == 0)
+                        /* The last call that waited for a caller not kept: forget the caller
+                         * once this call has been handled. */
+                        entry_retire(c, e);
                 return 0;
         }
         if (c->n_held >= CREDS_PENDING_MAX) {
-                (void) sd_bus_reply_method_errorf(m, "org.vmsup.Error.Busy", "Too many calls waiting, try again.");
+                (void) sd_bus_reply_method_errorf(m, VMSUP_ERROR_BUSY, "Too many calls waiting, try again.");
                 return 1;
         }
         if (!e) {
                 if (c->n_entries >= CREDS_CACHE_MAX) {
-                        (void) sd_bus_reply_method_errorf(m, "org.vmsup.Error.Busy", "Too many callers, try again.");
+                        (void) sd_bus_reply_method_errorf(m, VMSUP_ERROR_BUSY, "Too many callers, try again.");
                         return 1;
                 }
                 e = calloc(1, sizeof *e);
@@ -305,7 +316,7 @@ int creds_cache_gate(CredsCache *c, sd_bus_message *m) {
                 }
                 e->cache = c;
                 unsigned b = hash_name(sender);
-                e->next = c->buckets[b];
+                e->bucket_next = c->buckets[b];
                 c->buckets[b] = e;
                 c->n_entries++;
         }
@@ -325,6 +336,8 @@ int creds_cache_lookup(CredsCache *c, sd_bus_message *m, Caller *ret) {
         if (!sender)
                 return -ENOENT;
         e = entry_find(c, sender);
+        if (!e && c->retired && streq(c->retired->name, sender))
+                e = c->retired;
         if (!e || !e->ready)
                 return -ENOENT;
         *ret = (Caller) {
@@ -340,14 +353,13 @@ size_t creds_cache_size(CredsCache *c) {
         return c->n_entries;
 }
 
-int creds_cache_new(sd_bus *bus, creds_dispatch_t dispatch, creds_keep_t keep, void *userdata, CredsCache **ret) {
+int creds_cache_new(sd_bus *bus, creds_keep_t keep, void *userdata, CredsCache **ret) {
         CredsCache *c;
 
         c = calloc(1, sizeof *c);
         if (!c)
                 return -ENOMEM;
         c->bus = sd_bus_ref(bus);
-        c->dispatch = dispatch;
         c->keep = keep;
         c->userdata = userdata;
         *ret = c;
@@ -360,9 +372,11 @@ CredsCache *creds_cache_free(CredsCache *c) {
         for (size_t b = 0; b < CREDS_BUCKETS; b++)
                 while (c->buckets[b]) {
                         CredsEntry *e = c->buckets[b];
-                        c->buckets[b] = e->next;
+                        c->buckets[b] = e->bucket_next;
                         entry_free(e, false);
                 }
+        if (c->retired)
+                entry_free(c->retired, false);
         sd_bus_unref(c->bus);
         free(c);
         return NULL;

@@ -7,8 +7,12 @@
  * GetConnectionCredentials round trip. sd_bus_query_sender_creds() makes that
  * call synchronously. Instead: the object's message callback (which sd-bus runs
  * before the vtable) looks the sender up in a cache; on a miss it holds the
- * message, asks the bus asynchronously, and dispatches the message itself when
- * the answer arrives. Unique names are never reused on a bus and a connection's
+ * message, asks the bus asynchronously, and when the answer arrives puts the
+ * message back in sd-bus's read queue (sd_bus_enqueue_for_read(), as systemd's
+ * bus-polkit.c does once an authorization is known): it then goes through
+ * sd-bus's own dispatch (signature check, vtables, properties) like any other
+ * call, passing the gate this time. Messages held for one sender go back in the
+ * order they came. Unique names are never reused on a bus and a connection's
  * credentials never change, so the cache is exact.
  *
  * Only callers with some right here are remembered between calls (creds_keep_t),
@@ -35,19 +39,16 @@
 
 typedef struct CredsCache CredsCache;
 
-/* Dispatches a method call whose sender's credentials are now cached.
- * Returns like an sd-bus method handler (error set or negative → error reply). */
-typedef int (*creds_dispatch_t)(sd_bus_message *m, void *userdata, sd_bus_error *error);
-
 /* Whether a caller is worth remembering between its calls (it holds some right here). */
 typedef bool (*creds_keep_t)(const Caller *caller, void *userdata);
 
-int creds_cache_new(sd_bus *bus, creds_dispatch_t dispatch, creds_keep_t keep, void *userdata, CredsCache **ret);
+int creds_cache_new(sd_bus *bus, creds_keep_t keep, void *userdata, CredsCache **ret);
 CredsCache *creds_cache_free(CredsCache *c);
 DEFINE_TRIVIAL_CLEANUP_FUNC(CredsCache *, creds_cache_free);
 
 /* For the object callback: returns 0 when m's sender is cached (continue normal
- * dispatch), 1 when m was taken (it will be dispatched or answered later),
+ * dispatch), 1 when m was taken (it comes back through sd-bus's dispatch, or is
+ * answered with an error, later),
  * negative on error. */
 int creds_cache_gate(CredsCache *c, sd_bus_message *m);
 

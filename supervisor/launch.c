@@ -21,7 +21,6 @@
 #define LAUNCH_OP_START 1U
 #define LAUNCH_OP_ADOPT 2U
 #define LAUNCH_OP_RECORD 3U /* QEMU is up (its final exec done): record what runs; no answer */
-#define LAUNCH_FDS_MAX 3
 
 typedef struct LaunchRequest {
         uint32_t magic;
@@ -116,8 +115,8 @@ static int send_with_fds(int sock, const void *buf, size_t len, const int *fds, 
 }
 
 /* Receives one datagram of at most len bytes and at most max_fds descriptors (close-on-exec).
- * Returns the datagram's size (0 at EOF) or -errno; a truncated datagram or descriptor list is
- * -EBADMSG, and then no descriptor is returned. */
+ * Returns the datagram's size (0 at EOF) or -errno; a truncated datagram or descriptor list, or
+ * an empty datagram with descriptors, is -EBADMSG, and then no descriptor is returned. */
 static ssize_t recv_with_fds(int sock, void *buf, size_t len, int flags, int *fds, size_t max_fds,
                              size_t *ret_n_fds) {
         union {
@@ -156,7 +155,8 @@ static ssize_t recv_with_fds(int sock, void *buf, size_t len, int flags, int *fd
                         }
                 }
         }
-        if (bad || (mh.msg_flags & (MSG_TRUNC | MSG_CTRUNC)) || (size_t) k > len) {
+        /* An empty datagram reads like the end of the stream, but the end carries no descriptors. */
+        if (bad || (mh.msg_flags & (MSG_TRUNC | MSG_CTRUNC)) || (size_t) k > len || (k == 0 && n > 0)) {
                 for (size_t i = 0; i < n; i++)
                         safe_close(fds[i]);
                 *ret_n_fds = 0;
@@ -333,45 +333,82 @@ static void launcher_adopt(int sock, LauncherChild *child) {
         child->exit_w = pipefd[1];
 }
 
+/* Any request: returns the number of descriptors (0 for ADOPT and RECORD) with *ret_op,
+ * -ECONNRESET at the end of the stream, -EAGAIN, -EBADMSG (its descriptors closed). */
+static int launch_request_recv_op(int sock, int fds[static LAUNCH_FDS_MAX], uint32_t *ret_op) {
+        LaunchRequest req;
+        size_t n_fds = 0;
+        ssize_t k;
+
+        k = recv_with_fds(sock, &req, sizeof req, MSG_DONTWAIT, fds, LAUNCH_FDS_MAX, &n_fds);
+        if (k == 0)
+                return -ECONNRESET;
+        if (k < 0)
+                return (int) k;
+        if ((size_t) k == sizeof req && req.magic == LAUNCH_MAGIC &&
+            IN_SET(req.op, LAUNCH_OP_ADOPT, LAUNCH_OP_RECORD) && req.n_fds == 0 && n_fds == 0) {
+                *ret_op = req.op;
+                return 0;
+        }
+        if ((size_t) k != sizeof req || req.magic != LAUNCH_MAGIC || req.op != LAUNCH_OP_START ||
+            req.n_fds != n_fds || !IN_SET(n_fds, 1U, 2U) || !fd_is(fds[0], S_IFIFO) ||
+            (n_fds == 2 && !fd_is(fds[1], S_IFSOCK))) {
+                for (size_t i = 0; i < n_fds; i++)
+                        safe_close(fds[i]);
+                return -EBADMSG;
+        }
+        *ret_op = req.op;
+        return (int) n_fds;
+}
+
+int launch_request_recv(int sock, int fds[static LAUNCH_FDS_MAX]) {
+        uint32_t op = 0;
+        int r = launch_request_recv_op(sock, fds, &op);
+
+        if (r == -ECONNRESET)
+                return 0;
+        if (r >= 0 && op != LAUNCH_OP_START)
+                return -EBADMSG;
+        return r;
+}
+
 /* One request: validated completely before anything is started. */
 static int launcher_handle(const VmConfig *c, int sock, LauncherChild *child, const char *runtime_dir) {
-        LaunchRequest req;
         LaunchReply reply = { .magic = LAUNCH_MAGIC };
         int fds[LAUNCH_FDS_MAX], pipefd[2] = { -EBADF, -EBADF }, qmp[2] = { -EBADF, -EBADF };
         size_t n_fds = 0;
-        ssize_t k;
         int r;
 
-        k = recv_with_fds(sock, &req, sizeof req, MSG_DONTWAIT, fds, ELEMENTSOF(fds), &n_fds);
-        if (k == -EAGAIN)
+        uint32_t op = 0;
+
+        r = launch_request_recv_op(sock, fds, &op);
+        if (r == -EAGAIN)
                 return 0;
-        if (k == 0)
-                return -ECONNRESET; /* the supervisor closed its end */
-        if (k < 0)
-                r = (int) k;
-        else if ((size_t) k == sizeof req && req.magic == LAUNCH_MAGIC && req.op == LAUNCH_OP_ADOPT &&
-                 req.n_fds == 0 && n_fds == 0) {
+        if (r == -ECONNRESET)
+                return r; /* the supervisor closed its end */
+        if (r >= 0 && op == LAUNCH_OP_ADOPT) {
                 launcher_adopt(sock, child);
                 if (child->pid <= 0 && runtime_dir)
                         run_record_remove(runtime_dir); /* its end was told */
                 return 0;
-        } else if ((size_t) k == sizeof req && req.magic == LAUNCH_MAGIC && req.op == LAUNCH_OP_RECORD &&
-                   req.n_fds == 0 && n_fds == 0) {
+        }
+        if (r >= 0 && op == LAUNCH_OP_RECORD) {
                 if (child->pid > 0 && !child->exited)
                         launcher_record(runtime_dir, c, child->pid, true);
                 return 0;
-        } else if ((size_t) k != sizeof req || req.magic != LAUNCH_MAGIC || req.op != LAUNCH_OP_START ||
-                 req.n_fds != n_fds || !IN_SET(n_fds, 1U, 2U) || !fd_is(fds[0], S_IFIFO) ||
-                 (n_fds == 2 && !fd_is(fds[1], S_IFSOCK)))
-                r = -EBADMSG;
-        else if (child->pid > 0)
-                r = -EBUSY; /* one QEMU at a time: the supervisor starts after the last one was reaped */
-        else if (pipe2(pipefd, O_CLOEXEC | O_NONBLOCK) < 0)
-                r = -errno;
-        else if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, qmp) < 0)
-                r = -errno;
-        else
-                r = launcher_spawn(c, qmp[1], n_fds == 2 ? fds[1] : -1, fds[0], &child->pid, &child->pidfd);
+        }
+        if (r > 0) {
+                n_fds = (size_t) r;
+                if (child->pid > 0)
+                        r = -EBUSY; /* one QEMU at a time: the supervisor starts after the last one was reaped */
+                else if (pipe2(pipefd, O_CLOEXEC | O_NONBLOCK) < 0)
+                        r = -errno;
+                else if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, qmp) < 0)
+                        r = -errno;
+                else
+                        r = launcher_spawn(c, qmp[1], n_fds == 2 ? fds[1] : -1, fds[0], &child->pid,
+                                           &child->pidfd);
+        }
         for (size_t i = 0; i < n_fds; i++)
                 safe_close(fds[i]);
         safe_close(qmp[1]);

@@ -12,6 +12,9 @@
 #define LAUNCH_QMP_FD 3
 #define LAUNCH_QGA_FD 4
 
+/* The most descriptors one request carries. */
+#define LAUNCH_FDS_MAX 3
+
 /* How long the supervisor waits for the launcher's answer to a start request. */
 #define LAUNCH_REPLY_TIMEOUT_MSEC 10000
 
@@ -78,6 +81,13 @@ int launch_adopt(const char *runtime_dir, LaunchAdoption *ret);
 void launch_adoption_release(LaunchAdoption *a);
 /* Makes the adopted launcher this supervisor's (instead of launcher_fork()). */
 int launcher_use(LaunchAdoption *a);
+
+/* The launcher's reading of one request from sock: the datagram and its descriptors are
+ * validated completely (size, magic, operation, descriptor count and types) before anything
+ * is started. Returns the number of descriptors (1 or 2: the stderr pipe, then the agent's listening socket if any; close-on-exec, now the caller's)
+ * stored in fds; 0 at the end of the stream; -EAGAIN when nothing is there; -EBADMSG for a
+ * malformed or truncated request (its descriptors closed); else -errno. */
+int launch_request_recv(int sock, int fds[static LAUNCH_FDS_MAX]);
 
 /* Watches the launcher on the loop: if it dies, the supervisor can start nothing any more,
  * so the loop exits with -ECHILD (the service manager restarts the supervisor). */

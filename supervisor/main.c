@@ -12,6 +12,7 @@
 #include <systemd/sd-event.h>
 
 #include "bus-fds.h"
+#include "bus-object.h"
 #include "config.h"
 #include "launch.h"
 #include "reattach.h"
@@ -19,7 +20,6 @@
 #include "machined.h"
 #include "policy.h"
 #include "sandbox.h"
-#include "vm-dbus.h"
 #include "vm.h"
 
 #define VMSUP_VERSION "0.1"
@@ -264,6 +264,9 @@ int main(int argc, char *argv[]) {
         _cleanup_free_ AclEntry *host_acl = NULL;
         _cleanup_free_ char *error = NULL, *bus_name = NULL, *vm_runtime_dir = NULL;
         Reattach reattach;
+        /* Declared before the VM, so freed after it: freeing the VM ends the calls still in
+         * flight, and their replies use the object's state. */
+        _cleanup_(bus_object_freep) BusObject *object = NULL;
         _cleanup_(vm_freep) Vm *vm = NULL;
         size_t n_host_acl = 0;
         sigset_t ss;
@@ -358,7 +361,7 @@ int main(int argc, char *argv[]) {
         r = bus_fds_setup(bus);
         if (r < 0)
                 return log_error_errno(r, "Failed to set up the handling of callers' descriptors: %m"), EXIT_FAILURE;
-        r = vm_bus_attach(vm, bus);
+        r = bus_object_new(vm, bus, &object);
         if (r < 0)
                 return log_error_errno(r, "Failed to register the D-Bus objects: %m"), EXIT_FAILURE;
 
@@ -396,12 +399,10 @@ int main(int argc, char *argv[]) {
          * Restart=on-failure brings the supervisor back. */
         if (r != 0) {
                 log_error("VM %s: the bus connection was lost, exiting.", vm->config->name);
-                vm_bus_detach(vm);
                 return EXIT_FAILURE;
         }
 
         machined_forget();
-        vm_bus_detach(vm);
         /* A failure status, so that Restart=on-failure starts the next supervisor. */
         return handing_over ? EXIT_HANDOVER : EXIT_SUCCESS;
 }

@@ -16,10 +16,11 @@
 #include <sys/un.h>
 #include <sys/wait.h>
 
+#include "bus-errors.h"
 #include "launch.h"
 #include "state-file.h"
-#include "vm-dbus.h"
 #include "log.h"
+#include "vm-dbus.h"
 #include "vm-state.h"
 #include "vm.h"
 
@@ -71,6 +72,19 @@ static void vm_set_state(Vm *vm, VmState state, const char *reason) {
         vm_emit_state_changed(vm);
 }
 
+void vm_set_bus(Vm *vm, sd_bus *bus) {
+        sd_bus_unref(vm->bus);
+        vm->bus = sd_bus_ref(bus);
+}
+
+void vm_note_pause_requested(Vm *vm) {
+        vm->pause_requested = true;
+}
+
+void vm_note_resume_requested(Vm *vm) {
+        vm->resume_requested = true;
+}
+
 static void set_string(char **p, const char *s) {
         char *c = s ? strdup(s) : NULL;
         if (s && !c) {
@@ -83,17 +97,21 @@ static void set_string(char **p, const char *s) {
 
 /* ---- waiters: method calls answered later ---- */
 
+/* Answers a waiter's call (none: nothing to do); error NULL = success. */
+static void waiter_reply(sd_bus_message *m, const char *error, const char *message) {
+        if (!m)
+                return;
+        if (error)
+                (void) sd_bus_reply_method_errorf(m, error, "%.511s", message);
+        else
+                (void) sd_bus_reply_method_return(m, NULL);
+}
+
 static VmWaiter *waiter_free(VmWaiter *w) {
         if (!w)
                 return NULL;
-        if (w->vm) {
-                if (w->prev)
-                        w->prev->next = w->next;
-                else
-                        w->vm->waiters = w->next;
-                if (w->next)
-                        w->next->prev = w->prev;
-        }
+        if (w->vm)
+                LIST_REMOVE(&w->vm->waiters, w);
         sd_event_source_disable_unref(w->timer);
         sd_bus_message_unref(w->message);
         free(w);
@@ -125,31 +143,26 @@ static int waiter_add(Vm *vm, VmWaitKind kind, sd_bus_message *m, uint64_t timeo
                 }
         }
         w->vm = vm;
-        w->next = vm->waiters;
-        if (w->next)
-                w->next->prev = w;
-        vm->waiters = w;
+        LIST_PREPEND(&vm->waiters, w);
         return 0;
 }
 
 /* Answers every waiter of the given kinds. error NULL = success. */
 static void waiters_answer(Vm *vm, unsigned kinds_mask, const char *error, const char *message) {
-        VmWaiter *w = vm->waiters, *next;
+        VmWaiter *w, *next;
 
-        for (; w; w = next) {
-                next = w->next;
+        LIST_FOREACH_SAFE(w, next, &vm->waiters) {
                 if (!(kinds_mask & (1U << w->kind)))
                         continue;
-                if (error)
-                        vm_reply_error(w->message, error, "%s", message);
-                else
-                        vm_reply_ok(w->message);
+                waiter_reply(w->message, error, message);
                 waiter_free(w);
         }
 }
 
 static bool have_waiters(Vm *vm, VmWaitKind kind) {
-        for (VmWaiter *w = vm->waiters; w; w = w->next)
+        VmWaiter *w;
+
+        LIST_FOREACH(w, &vm->waiters)
                 if (w->kind == kind)
                         return true;
         return false;
@@ -166,7 +179,7 @@ static int shutdown_waiter_timeout(sd_event_source *s, uint64_t usec, void *user
                 vm_begin_hard_stop(vm);
                 return 0;
         }
-        vm_reply_error(w->message, SD_BUS_ERROR_TIMEOUT, "The guest did not shut down in time.");
+        waiter_reply(w->message, SD_BUS_ERROR_TIMEOUT, "The guest did not shut down in time.");
         waiter_free(w);
         /* Nobody waits any more and the guest ignored the request: the VM simply runs on. */
         if (vm->state == VM_SHUTTING_DOWN && !vm->shutdown_reason && !have_waiters(vm, VM_WAIT_SHUTDOWN) &&
@@ -198,10 +211,8 @@ static void stderr_consume(Vm *vm, const char *buf, size_t n) {
                         vm->stderr_len = 0;
                         continue;
                 }
-                if ((unsigned char) ch < 0x20 || (unsigned char) ch >= 0x7f)
-                        ch = '?';
                 if (vm->stderr_len < sizeof vm->stderr_tail - 1)
-                        vm->stderr_tail[vm->stderr_len++] = ch;
+                        vm->stderr_tail[vm->stderr_len++] = text_char(ch, 0);
         }
 }
 
@@ -233,7 +244,7 @@ static int on_stderr(sd_event_source *s, int fd, uint32_t revents, void *userdat
 
 static void vm_agent_detach(Vm *vm) {
         vm->agent_port_open = false;
-        vm_agent_handles_reset(vm);
+        vm->agent_generation++;
         if (vm->qga)
                 qga_client_detach(vm->qga);
         if (vm->agent_connected) {
@@ -392,7 +403,7 @@ static int on_child_exit(sd_event_source *s, const siginfo_t *si, void *userdata
         else if (end.state == VM_CRASHED)
                 vm_flight_dump(vm, "crashed");
         vm_set_state(vm, end.state, end.reason);
-        waiters_answer(vm, 1U << VM_WAIT_START, "org.vmsup.Error.QemuError",
+        waiters_answer(vm, 1U << VM_WAIT_START, VMSUP_ERROR_QEMU_ERROR,
                        end.start_failed ? end.reason : "QEMU exited before the VM ran.");
         waiters_answer(vm, 1U << VM_WAIT_EXIT | 1U << VM_WAIT_SHUTDOWN, NULL, NULL);
         vm->stderr_last[0] = '\0';
@@ -527,7 +538,7 @@ static void on_qmp_event(QmpClient *c, const char *name, json_t *data, uint64_t 
         if (e.clear_resume_requested)
                 vm->resume_requested = false;
         if (e.agent_handles_reset)
-                vm_agent_handles_reset(vm);
+                vm->agent_generation++; /* the agent numbers its handles afresh */
         if (e.agent_port >= 0) {
                 vm->agent_port_open = e.agent_port;
                 if (vm->agent_port_open)
@@ -1078,9 +1089,9 @@ int vm_new(sd_event *event, VmConfig *config, AclEntry *host_acl, size_t n_host_
 Vm *vm_free(Vm *vm) {
         if (!vm)
                 return NULL;
-        while (vm->waiters) {
-                vm_reply_error(vm->waiters->message, "org.vmsup.Error.NotRunning", "The supervisor is exiting.");
-                waiter_free(vm->waiters);
+        while (!LIST_IS_EMPTY(&vm->waiters)) {
+                waiter_reply(vm->waiters.head->message, VMSUP_ERROR_NOT_RUNNING, "The supervisor is exiting.");
+                waiter_free(vm->waiters.head);
         }
         /* A running QEMU stays with its launcher: the next supervisor adopts it. */
         vm->child_source = sd_event_source_disable_unref(vm->child_source);

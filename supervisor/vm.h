@@ -7,13 +7,9 @@
 #include <systemd/sd-event.h>
 
 #include "config.h"
+#include "list.h"
 #include "qga.h"
 #include "qmp.h"
-
-#define VM_OBJECT_PATH "/org/vmsup/VM"
-#define VM_INTERFACE "org.vmsup.VM1"
-#define MONITOR_INTERFACE "org.vmsup.Monitor1"
-#define AGENT_INTERFACE "org.vmsup.Agent1"
 
 /* How long QEMU may take from exec to a negotiated QMP and "cont". */
 #define VM_START_TIMEOUT_USEC (30U * USEC_PER_SEC)
@@ -53,23 +49,12 @@ typedef struct VmWaiter {
         sd_bus_message *message;
         sd_event_source *timer;
         bool force;
-        struct VmWaiter *prev, *next;
+        LIST_FIELDS(struct VmWaiter);
 } VmWaiter;
-
-struct CredsCache;
-
-/* Agent file handles opened through Agent1.Command, and who opened them. */
-#define AGENT_HANDLES_MAX 256U
-typedef struct AgentHandle {
-        int64_t handle;
-        uid_t owner;
-} AgentHandle;
 
 struct Vm {
         sd_event *event;
-        sd_bus *bus;
-        struct CredsCache *creds;
-        sd_bus_slot *object_slot, *vm_slot, *monitor_slot, *agent_slot;
+        sd_bus *bus; /* where the signals go (vm-dbus.h); NULL before vm_set_bus() */
         VmConfig *config;
         AclEntry *host_acl;
         size_t n_host_acl;
@@ -99,9 +84,9 @@ struct Vm {
         QgaClient *qga;
         bool agent_connected;
         bool agent_port_open; /* the guest opened its end (VSERPORT_CHANGE) */
-        AgentHandle agent_handles[AGENT_HANDLES_MAX];
-        unsigned n_transfers; /* ReadFile/WriteFile under way */
-        size_t n_agent_handles;
+        /* Counts the moments the guest's agent, or the guest, started afresh: what the
+         * agent numbered before (file handles) means nothing after. */
+        uint64_t agent_generation;
 
         /* Facts about the current run that decide the final state. */
         char *shutdown_reason; /* from the SHUTDOWN event */
@@ -114,7 +99,7 @@ struct Vm {
         sd_event_source *start_timer;
         sd_event_source *qmp_lost_timer;
 
-        VmWaiter *waiters;
+        LIST_HEAD(VmWaiter) waiters;
 
         /* Set by SIGTERM: leave the loop once the VM is down. */
         bool exit_when_stopped;
@@ -152,14 +137,9 @@ int vm_stop(Vm *vm, sd_bus_message *m);
 /* Graceful shutdown; m answered on exit, or with Timeout (force=false) after timeout_sec. */
 int vm_shutdown(Vm *vm, unsigned timeout_sec, bool force, sd_bus_message *m);
 
-/* The D-Bus side (vm-dbus.c). */
-int vm_bus_attach(Vm *vm, sd_bus *bus);
-void vm_emit_state_changed(Vm *vm);
-void vm_emit_properties_changed(Vm *vm, const char *property);
-void vm_emit_event(Vm *vm, const char *name, json_t *data, uint64_t timestamp_usec);
-void vm_bus_detach(Vm *vm);
-/* Sanitizes text from QEMU or the guest for a message: printable ASCII, at most max bytes. */
-void sanitize_text(const char *in, char *out, size_t max);
-/* Replies to a waiting method call (m may be NULL: nothing to do) with a D-Bus error name and message. */
-void vm_reply_error(sd_bus_message *m, const char *name, const char *fmt, ...) _printf_(3, 4);
-void vm_reply_ok(sd_bus_message *m);
+/* The bus the VM's signals go to (referenced). */
+void vm_set_bus(Vm *vm, sd_bus *bus);
+/* A caller asked QEMU to pause / resume: the STOP / RESUME event that follows says
+ * host-qmp-stop / host-qmp-cont rather than paused / resumed. */
+void vm_note_pause_requested(Vm *vm);
+void vm_note_resume_requested(Vm *vm);

@@ -18,10 +18,11 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "bus-errors.h"
 #include "bench.h"
 #include "qga-file.h"
 
-/* supervisor/vm-file.c FILE_CHUNK: what one guest-file-read asks for. */
+/* supervisor/agent-file.c FILE_CHUNK: what one guest-file-read asks for. */
 #define SUP_FILE_CHUNK (8U * 1024U * 1024U)
 #define GUEST_FILE "/tmp/big"
 #define PEAK_READ_BYTES (48U * 1024U * 1024U)
@@ -423,7 +424,7 @@ void bench_readfile(void) {
                                    (int64_t) json_integer_value(h), PEAK_READ_BYTES);
                         int rr = bus_agent_command(bus, dest, cmd, NULL, &err);
                         /* The only right answer. */
-                        r = rr < 0 && err && startswith(err, "org.vmsup.Error.ResponseTooLarge") ? 0 : -EBADMSG;
+                        r = rr < 0 && err && startswith(err, VMSUP_ERROR_RESPONSE_TOO_LARGE) ? 0 : -EBADMSG;
                 }
                 if (r >= 0)
                         r = proc_status_kib(pid, "VmHWM", &hwm);
@@ -498,7 +499,7 @@ void bench_readfile(void) {
                 note_add("ReadFile: supervisor VmHWM over the %u MiB transfers: %.1f MiB.", cfg.readfile_mib,
                          hwm_all / 1024.0);
                 note_add("ReadFile raw side: guest-sync-delimited before each guest-file-open/read/close (the "
-                         "supervisor's default, one sync per command), %u MiB reads (supervisor/vm-file.c "
+                         "supervisor's default, one sync per command), %u MiB reads (supervisor/agent-file.c "
                          "FILE_CHUNK), jansson parse + the supervisor's qga_file_read_parse(); both sides write into "
                          "a 1 MiB pipe drained by a thread that CRCs every byte.",
                          SUP_FILE_CHUNK >> 20);
