@@ -35,6 +35,8 @@
 typedef enum QmpState {
         QMP_STATE_GREETING,    /* waiting for {"QMP": ...}; nothing is written yet */
         QMP_STATE_NEGOTIATING, /* only the qmp_capabilities line may be written */
+        QMP_STATE_RESYNC,      /* adopted: only the resync request may be written, and every
+                                * line before its reply is dropped */
         QMP_STATE_READY,
         QMP_STATE_DISCONNECTED,
 } QmpState;
@@ -532,6 +534,27 @@ static void qmp_on_capabilities(QmpClient *c, int error, json_t *result, const c
                 c->callbacks.on_ready(c, c->userdata);
 }
 
+/* The reply to the resynchronizing request: the stream is ours from here on. */
+static void qmp_on_resync(QmpClient *c, int error, json_t *result, const char *err_class,
+                          const char *err_desc, void *userdata) {
+        int r;
+
+        if (error == -ECONNRESET)
+                return;
+        if (error < 0 && error != -EREMOTEIO) {
+                qmp_client_disconnect(c, error);
+                return;
+        }
+        c->state = QMP_STATE_READY;
+        r = qmp_output_flush(c);
+        if (r < 0) {
+                qmp_client_disconnect(c, r);
+                return;
+        }
+        if (c->callbacks.on_ready)
+                c->callbacks.on_ready(c, c->userdata);
+}
+
 /* ---- classification ---- */
 
 static bool qmp_json_uint(json_t *v, json_int_t *ret) {
@@ -700,6 +723,20 @@ static int qmp_dispatch_line(QmpClient *c, const char *line, size_t len) {
          * strings use their length or stop at the NUL. No JSON_DECODE_ANY: a top-level
          * scalar is invalid, and so is trailing garbage. */
         msg = json_loadb(line, len, JSON_REJECT_DUPLICATES | JSON_ALLOW_NUL, &err);
+        if (c->state == QMP_STATE_RESYNC) {
+                /* What the previous owner left half read, events and replies owed to it:
+                 * nothing but the reply to our own request counts. */
+                json_int_t id_value;
+                if (!msg && json_error_code(&err) == json_error_out_of_memory)
+                        return -ENOMEM;
+                if (!msg || !json_is_object(msg) || !c->requests.head ||
+                    !qmp_json_uint(json_object_get(msg, "id"), &id_value) ||
+                    (uint64_t) id_value != c->requests.head->id) {
+                        log_debug("QMP: resynchronizing, dropping a line of %zu bytes", len);
+                        return 0;
+                }
+                return qmp_handle_reply(c, msg, json_object_get(msg, "error"));
+        }
         if (!msg) {
                 if (json_error_code(&err) == json_error_out_of_memory)
                         return -ENOMEM;
@@ -756,15 +793,15 @@ static int qmp_input_dispatch(QmpClient *c) {
                  * that request alone (or, when it already timed out, nothing: QEMU was
                  * slow, not hostile); the connection stays. Anything else this long, with
                  * no reply owed, is a violation. */
-                if (c->state != QMP_STATE_READY ||
-                    (!c->requests.head && !c->orphans_forgotten) ||
-                    (c->requests.head && c->requests.head->internal)) {
+                if (c->state != QMP_STATE_RESYNC &&
+                    (c->state != QMP_STATE_READY || (!c->requests.head && !c->orphans_forgotten) ||
+                     (c->requests.head && c->requests.head->internal))) {
                         log_debug("QMP line longer than %u bytes", QMP_LINE_MAX);
                         return -EPROTO;
                 }
                 log_debug("QMP reply longer than %u bytes, dropping it", QMP_LINE_MAX);
                 c->in_discarding = true;
-                c->in_discard_id = c->requests.head ? c->requests.head->id : 0;
+                c->in_discard_id = c->requests.head && c->state == QMP_STATE_READY ? c->requests.head->id : 0;
                 c->in_len = c->in_scanned = 0;
                 free(c->in);
                 c->in = NULL;
@@ -906,6 +943,40 @@ int qmp_client_new(sd_event *event, int fd, const QmpCallbacks *cb, void *userda
                 return r;
         c->caps_len = c->out_end;
 
+        *ret = TAKE_PTR(c);
+        return 0;
+}
+
+int qmp_client_adopt(sd_event *event, int fd, const char *version, const QmpCallbacks *cb, void *userdata,
+                     QmpClient **ret) {
+        _cleanup_(qmp_client_freep) QmpClient *c = NULL;
+        QmpRequest *req;
+        int r;
+
+        r = qmp_client_new(event, fd, cb, userdata, &c);
+        if (r < 0)
+                return r;
+        /* Replace the queued qmp_capabilities (the session is negotiated already) by one
+         * 0xFF byte, which resets QEMU's JSON lexer should the previous owner have left a
+         * request half written, and a query-status whose reply marks the end of whatever
+         * was owed to the previous owner. */
+        req = c->requests.head;
+        qmp_request_unlink_free(req);
+        c->out_start = c->out_end = 0;
+        c->caps_len = 0;
+        r = qmp_output_reserve(c, 1);
+        if (r < 0)
+                return r;
+        c->out[c->out_end++] = (char) 0xff;
+        r = qmp_submit(c, "query-status", NULL, QMP_DEFAULT_TIMEOUT_USEC, qmp_on_resync, NULL, true, &req);
+        if (r < 0)
+                return r;
+        c->state = QMP_STATE_RESYNC;
+        c->out_gate = c->out_end - c->out_start;
+        (void) snprintf(c->version, sizeof c->version, "%s", version ?: "");
+        r = qmp_output_flush(c);
+        if (r < 0)
+                return r;
         *ret = TAKE_PTR(c);
         return 0;
 }

@@ -80,6 +80,15 @@ typedef struct QmpCallbacks {
  * Returns 0 or -errno; on failure fd is closed. */
 int qmp_client_new(sd_event *event, int fd, const QmpCallbacks *cb, void *userdata, QmpClient **ret);
 
+/* Takes over a connection another client negotiated (a previous supervisor's, handed on by
+ * the launcher): no greeting comes. The stream may hold the tail of a line the previous
+ * owner half read, replies and events owed to it, and QEMU's parser may hold a request it
+ * half wrote. The client writes one 0xFF byte (QEMU's lexer resets on it) and a
+ * query-status with a fresh id, drops every line until that reply, then calls on_ready.
+ * version (may be NULL) is what qmp_client_version() will report. Takes ownership of fd. */
+int qmp_client_adopt(sd_event *event, int fd, const char *version, const QmpCallbacks *cb, void *userdata,
+                     QmpClient **ret);
+
 /* Fails every pending request with -ECONNRESET (callbacks run), closes the fd. Accepts NULL. */
 QmpClient *qmp_client_free(QmpClient *c);
 

@@ -5,6 +5,8 @@
 #include <poll.h>
 #include <signal.h>
 #include <sys/prctl.h>
+#include <sys/signalfd.h>
+#include <sys/un.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
@@ -13,9 +15,12 @@
 #include "launch.h"
 #include "log.h"
 #include "sandbox.h"
+#include "state-file.h"
 
 #define LAUNCH_MAGIC 0x766d7375U /* "vmsu" */
 #define LAUNCH_OP_START 1U
+#define LAUNCH_OP_ADOPT 2U
+#define LAUNCH_OP_RECORD 3U /* QEMU is up (its final exec done): record what runs; no answer */
 
 typedef struct LaunchRequest {
         uint32_t magic;
@@ -28,6 +33,16 @@ typedef struct LaunchReply {
         int32_t error; /* 0 or a positive errno */
         int32_t pid;
 } LaunchReply;
+
+/* The answer to LAUNCH_OP_ADOPT. */
+typedef struct LaunchAdoptReply {
+        uint32_t magic;
+        int32_t error;  /* 0 or a positive errno */
+        int32_t pid;    /* QEMU's pid (also when it has exited) */
+        int32_t alive;  /* 1: QEMU runs, and SCM_RIGHTS carries its pidfd, an exit pipe, the QMP socket */
+        int32_t code;   /* when alive is 0: how it ended, as in LaunchExit */
+        int32_t status;
+} LaunchAdoptReply;
 
 typedef struct LaunchExit {
         int32_t code;   /* CLD_EXITED, CLD_KILLED, CLD_DUMPED */
@@ -234,6 +249,9 @@ typedef struct LauncherChild {
         pid_t pid;    /* 0: none */
         int pidfd;
         int exit_w;   /* the exit pipe's write end */
+        int qmp;      /* a copy of the supervisor's end of QMP, for the next supervisor */
+        bool exited;  /* QEMU ended while no supervisor was there: kept for the next one */
+        LaunchExit exit;
 } LauncherChild;
 
 /* Forks QEMU. Returns 0 with the child's pid and pidfd, or -errno. */
@@ -275,14 +293,63 @@ static bool fd_is(int fd, mode_t type) {
         return fstat(fd, &st) == 0 && (st.st_mode & S_IFMT) == type;
 }
 
-int launch_request_recv(int sock, int fds[static LAUNCH_FDS_MAX]) {
+static void launcher_record(const char *runtime_dir, const VmConfig *c, pid_t pid, bool execed);
+
+/* A new supervisor asks for what the last one had: the running QEMU's pidfd, a fresh exit
+ * pipe and the QMP connection; or how QEMU ended while nobody was there. */
+static void launcher_adopt(int sock, LauncherChild *child) {
+        LaunchAdoptReply reply = { .magic = LAUNCH_MAGIC };
+        int pipefd[2];
+        int r;
+
+        if (child->exited) {
+                reply.code = child->exit.code;
+                reply.status = child->exit.status;
+                reply.pid = child->pid;
+                (void) send_with_fds(sock, &reply, sizeof reply, NULL, 0);
+                child->exited = false;
+                child->pid = 0;
+                return;
+        }
+        if (child->pid <= 0 || child->qmp < 0) {
+                reply.error = ESRCH;
+                (void) send_with_fds(sock, &reply, sizeof reply, NULL, 0);
+                return;
+        }
+        if (pipe2(pipefd, O_CLOEXEC | O_NONBLOCK) < 0) {
+                reply.error = errno;
+                (void) send_with_fds(sock, &reply, sizeof reply, NULL, 0);
+                return;
+        }
+        reply.pid = child->pid;
+        reply.alive = 1;
+        r = send_with_fds(sock, &reply, sizeof reply, (int[]) { child->pidfd, pipefd[0], child->qmp }, 3);
+        safe_close(pipefd[0]);
+        if (r < 0) {
+                safe_close(pipefd[1]);
+                return;
+        }
+        safe_close(child->exit_w);
+        child->exit_w = pipefd[1];
+}
+
+/* Any request: returns the number of descriptors (0 for ADOPT and RECORD) with *ret_op,
+ * -ECONNRESET at the end of the stream, -EAGAIN, -EBADMSG (its descriptors closed). */
+static int launch_request_recv_op(int sock, int fds[static LAUNCH_FDS_MAX], uint32_t *ret_op) {
         LaunchRequest req;
         size_t n_fds = 0;
         ssize_t k;
 
         k = recv_with_fds(sock, &req, sizeof req, MSG_DONTWAIT, fds, LAUNCH_FDS_MAX, &n_fds);
-        if (k <= 0)
+        if (k == 0)
+                return -ECONNRESET;
+        if (k < 0)
                 return (int) k;
+        if ((size_t) k == sizeof req && req.magic == LAUNCH_MAGIC &&
+            IN_SET(req.op, LAUNCH_OP_ADOPT, LAUNCH_OP_RECORD) && req.n_fds == 0 && n_fds == 0) {
+                *ret_op = req.op;
+                return 0;
+        }
         if ((size_t) k != sizeof req || req.magic != LAUNCH_MAGIC || req.op != LAUNCH_OP_START ||
             req.n_fds != n_fds || !IN_SET(n_fds, 1U, 2U) || !fd_is(fds[0], S_IFIFO) ||
             (n_fds == 2 && !fd_is(fds[1], S_IFSOCK))) {
@@ -290,21 +357,46 @@ int launch_request_recv(int sock, int fds[static LAUNCH_FDS_MAX]) {
                         safe_close(fds[i]);
                 return -EBADMSG;
         }
+        *ret_op = req.op;
         return (int) n_fds;
 }
 
+int launch_request_recv(int sock, int fds[static LAUNCH_FDS_MAX]) {
+        uint32_t op = 0;
+        int r = launch_request_recv_op(sock, fds, &op);
+
+        if (r == -ECONNRESET)
+                return 0;
+        if (r >= 0 && op != LAUNCH_OP_START)
+                return -EBADMSG;
+        return r;
+}
+
 /* One request: validated completely before anything is started. */
-static void launcher_handle(const VmConfig *c, int sock, LauncherChild *child) {
+static int launcher_handle(const VmConfig *c, int sock, LauncherChild *child, const char *runtime_dir) {
         LaunchReply reply = { .magic = LAUNCH_MAGIC };
         int fds[LAUNCH_FDS_MAX], pipefd[2] = { -EBADF, -EBADF }, qmp[2] = { -EBADF, -EBADF };
         size_t n_fds = 0;
         int r;
 
-        r = launch_request_recv(sock, fds);
+        uint32_t op = 0;
+
+        r = launch_request_recv_op(sock, fds, &op);
         if (r == -EAGAIN)
-                return;
-        if (r == 0)
-                _exit(EXIT_SUCCESS); /* the supervisor closed its end */
+                return 0;
+        if (r == -ECONNRESET)
+                return r; /* the supervisor closed its end */
+        if (r >= 0 && op == LAUNCH_OP_ADOPT) {
+                launcher_adopt(sock, child);
+                if (child->pid <= 0 && runtime_dir)
+                        run_record_remove(runtime_dir); /* its end was told */
+                return 0;
+        }
+        if (r >= 0 && op == LAUNCH_OP_RECORD) {
+                if (child->pid > 0 && !child->exited)
+                        launcher_record(runtime_dir, c, child->pid, true);
+                return 0;
+        }
         if (r > 0) {
                 n_fds = (size_t) r;
                 if (child->pid > 0)
@@ -327,9 +419,11 @@ static void launcher_handle(const VmConfig *c, int sock, LauncherChild *child) {
                 safe_close(qmp[0]);
                 reply.error = -r;
                 (void) send_with_fds(sock, &reply, sizeof reply, NULL, 0);
-                return;
+                return 0;
         }
+        launcher_record(runtime_dir, c, child->pid, false);
         child->exit_w = pipefd[1];
+        child->qmp = fcntl(qmp[0], F_DUPFD_CLOEXEC, 3);
         reply.pid = child->pid;
         r = send_with_fds(sock, &reply, sizeof reply, (int[]) { child->pidfd, pipefd[0], qmp[0] }, 3);
         safe_close(pipefd[0]);
@@ -339,9 +433,10 @@ static void launcher_handle(const VmConfig *c, int sock, LauncherChild *child) {
                 log_error_errno(r, "launcher: cannot answer the supervisor, killing QEMU: %m");
                 (void) kill(child->pid, SIGKILL);
         }
+        return 0;
 }
 
-static void launcher_reap(LauncherChild *child) {
+static void launcher_reap(LauncherChild *child, bool supervised) {
         siginfo_t si = {};
         LaunchExit ex;
 
@@ -356,25 +451,74 @@ static void launcher_reap(LauncherChild *child) {
         if (si.si_pid == 0)
                 return; /* not yet */
         ex = (LaunchExit) { .code = si.si_code, .status = si.si_status };
+        child->pidfd = safe_close(child->pidfd);
+        child->qmp = safe_close(child->qmp);
+        if (!supervised) {
+                /* Nobody to tell: keep it for the next supervisor. */
+                child->exit_w = safe_close(child->exit_w);
+                child->exited = true;
+                child->exit = ex;
+                return;
+        }
         if (write(child->exit_w, &ex, sizeof ex) != (ssize_t) sizeof ex)
                 log_warning_errno(errno, "launcher: cannot report QEMU's exit: %m");
         child->exit_w = safe_close(child->exit_w);
-        child->pidfd = safe_close(child->pidfd);
         child->pid = 0;
 }
 
-_noreturn_ static void launcher_run(const VmConfig *c, int sock, pid_t supervisor) {
-        LauncherChild child = { .pidfd = -EBADF, .exit_w = -EBADF };
+/* The run record for the QEMU just started (see state-file.h): what the next supervisor
+ * checks before it adopts QEMU. Written at the fork with the binary QEMU is about to exec as
+ * its executable, and again once QEMU is up (execed) with what its command line says (a
+ * wrapper script execs the real binary). */
+static void launcher_record(const char *runtime_dir, const VmConfig *c, pid_t pid, bool execed) {
+        _cleanup_free_ char *binary = NULL;
+        RunRecord rec = { .qemu_pid = pid, .launcher_pid = getpid() };
+        int r;
+
+        if (!runtime_dir)
+                return;
+        if (execed)
+                r = proc_exe_argv0(pid, rec.qemu_exe, sizeof rec.qemu_exe);
+        else {
+                r = launch_resolve_binary(c, &binary);
+                if (r >= 0 && strlen(binary) >= sizeof rec.qemu_exe)
+                        r = -ENAMETOOLONG;
+                if (r >= 0)
+                        strcpy(rec.qemu_exe, binary);
+        }
+        if (r >= 0)
+                r = proc_start_time(pid, &rec.qemu_start);
+        if (r >= 0)
+                r = proc_start_time(getpid(), &rec.launcher_start);
+        if (r >= 0)
+                r = run_record_write(runtime_dir, &rec);
+        if (r < 0)
+                log_warning_errno(r, "launcher: cannot write the run record, QEMU cannot be adopted after a supervisor's crash: %m");
+}
+
+/* Peer credentials: only the supervisor's user may take over. */
+static bool peer_is_ours(int fd) {
+        struct ucred uc;
+        socklen_t l = sizeof uc;
+
+        return getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &uc, &l) == 0 && uc.uid == geteuid();
+}
+
+_noreturn_ static void launcher_run(const VmConfig *c, int sock, int listen_fd, const char *runtime_dir) {
+        LauncherChild child = { .pidfd = -EBADF, .exit_w = -EBADF, .qmp = -EBADF };
         SandboxPolicy policy = {
                 .who = "launcher",
                 .caps = sandbox_launcher_caps(c),
                 .seccomp = SECCOMP_MODE_OFF, /* QEMU would inherit it */
         };
+        bool terminating = false;
+        sigset_t ss;
+        int sfd;
 
-        if (prctl(PR_SET_PDEATHSIG, SIGKILL) < 0)
-                _exit(EXIT_FAILURE);
-        if (getppid() != supervisor)
-                _exit(EXIT_FAILURE);
+        /* No parent-death signal: the launcher and QEMU outlive a supervisor that crashes,
+         * is killed or is replaced; the next one adopts them through listen_fd. An explicit
+         * stop reaches QEMU through the supervisor, or (with no supervisor) through SIGTERM
+         * to the launcher. */
         (void) prctl(PR_SET_NAME, "vmsupd-launcher");
         /* Not dumpable: the supervisor runs as the same uid, and a compromised supervisor must
          * not write the launcher's memory through /proc/PID/mem (or attach to it) to start
@@ -382,22 +526,33 @@ _noreturn_ static void launcher_run(const VmConfig *c, int sock, pid_t superviso
          * past this now. QEMU is dumpable again after its exec. */
         if (prctl(PR_SET_DUMPABLE, 0) < 0)
                 _exit(EXIT_FAILURE);
-        /* Nothing of the supervisor's but stdin/stdout/stderr and our socket. */
-        sock = move_fd_high(sock, 3);
-        if (sock < 0 || dup2(sock, 3) < 0)
+        /* Nothing of the supervisor's but stdin/stdout/stderr, our socket and the listener. */
+        sock = move_fd_high(sock, 5);
+        listen_fd = move_fd_high(listen_fd, 5);
+        if (sock < 0 || listen_fd < 0 || dup2(sock, 3) < 0 || dup2(listen_fd, 4) < 0)
                 _exit(EXIT_FAILURE);
         sock = 3;
-        if (syscall(SYS_close_range, 4, ~0U, 0) < 0)
+        listen_fd = 4;
+        if (syscall(SYS_close_range, 5, ~0U, 0) < 0 || listen(listen_fd, 1) < 0)
                 _exit(EXIT_FAILURE);
-        /* SIGTERM and SIGINT stay blocked (the supervisor's mask): the supervisor decides when
-         * QEMU ends, and the launcher ends with the supervisor. */
+        /* SIGTERM and SIGINT stay blocked (the supervisor's mask): while a supervisor is
+         * there, it decides when QEMU ends. Without one, SIGTERM ends QEMU (and then us). */
+        sigemptyset(&ss);
+        sigaddset(&ss, SIGTERM);
+        sigaddset(&ss, SIGINT);
+        sfd = signalfd(-1, &ss, SFD_CLOEXEC | SFD_NONBLOCK);
+        if (sfd < 0)
+                _exit(EXIT_FAILURE);
         if (sandbox_apply(&policy) < 0)
                 _exit(EXIT_FAILURE);
 
         for (;;) {
-                struct pollfd p[2] = {
+                bool running = child.pid > 0 && !child.exited;
+                struct pollfd p[4] = {
                         { .fd = sock, .events = POLLIN },
-                        { .fd = child.pid > 0 ? child.pidfd : -1, .events = POLLIN },
+                        { .fd = running ? child.pidfd : -1, .events = POLLIN },
+                        { .fd = sock < 0 ? listen_fd : -1, .events = POLLIN },
+                        { .fd = sock < 0 ? sfd : -1, .events = POLLIN },
                 };
 
                 if (poll(p, ELEMENTSOF(p), -1) < 0) {
@@ -406,21 +561,71 @@ _noreturn_ static void launcher_run(const VmConfig *c, int sock, pid_t superviso
                         _exit(EXIT_FAILURE);
                 }
                 /* An exit first: a start request may follow right after it was reported. */
-                if (p[1].revents)
-                        launcher_reap(&child);
-                if (p[0].revents & POLLIN)
-                        launcher_handle(c, sock, &child);
-                else if (p[0].revents & (POLLHUP | POLLERR | POLLNVAL))
-                        _exit(EXIT_SUCCESS);
+                if (p[1].revents) {
+                        launcher_reap(&child, sock >= 0);
+                        if (sock >= 0 && runtime_dir)
+                                run_record_remove(runtime_dir);
+                        if (terminating)
+                                _exit(EXIT_SUCCESS);
+                }
+                if (sock >= 0 && (p[0].revents & POLLIN)) {
+                        if (launcher_handle(c, sock, &child, runtime_dir) == -ECONNRESET)
+                                p[0].revents |= POLLHUP;
+                        else
+                                continue;
+                }
+                if (sock >= 0 && (p[0].revents & (POLLHUP | POLLERR | POLLNVAL))) {
+                        sock = safe_close(sock);
+                        if (child.pid <= 0)
+                                _exit(EXIT_SUCCESS); /* nothing left to keep */
+                        log_warning("launcher: the supervisor is gone; QEMU (pid %d) keeps running until the next one takes over.",
+                                    (int) child.pid);
+                        child.exit_w = safe_close(child.exit_w);
+                        continue;
+                }
+                if (sock < 0 && (p[2].revents & POLLIN)) {
+                        int fd = accept4(listen_fd, NULL, NULL, SOCK_CLOEXEC);
+                        if (fd >= 0 && !peer_is_ours(fd)) {
+                                log_warning("launcher: refusing a connection from another user.");
+                                fd = safe_close(fd);
+                        }
+                        if (fd >= 0)
+                                sock = fd;
+                }
+                if (sock < 0 && (p[3].revents & POLLIN)) {
+                        struct signalfd_siginfo si;
+                        if (read(sfd, &si, sizeof si) == (ssize_t) sizeof si) {
+                                if (!running)
+                                        _exit(EXIT_SUCCESS);
+                                log_info("launcher: %s with no supervisor: terminating QEMU.", strsignal((int) si.ssi_signo));
+                                (void) syscall(SYS_pidfd_send_signal, child.pidfd, SIGTERM, NULL, 0);
+                                terminating = true;
+                        }
+                }
         }
 }
 
-int launcher_fork(const VmConfig *c) {
-        int pair[2];
-        pid_t supervisor = getpid(), pid;
+int launcher_fork(const VmConfig *c, const char *runtime_dir) {
+        _cleanup_close_ int listen_fd = -EBADF;
+        struct sockaddr_un sa = { .sun_family = AF_UNIX };
+        int pair[2], k;
+        pid_t pid;
 
         if (launcher_sock >= 0)
                 return -EBUSY;
+        /* Where the next supervisor finds the launcher should this one die. */
+        k = snprintf(sa.sun_path, sizeof sa.sun_path, "%s/" LAUNCH_SOCKET, runtime_dir);
+        if (k < 0 || (size_t) k >= sizeof sa.sun_path)
+                return -ENAMETOOLONG;
+        listen_fd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0);
+        if (listen_fd < 0)
+                return -errno;
+        if (unlink(sa.sun_path) < 0 && errno != ENOENT)
+                return -errno;
+        /* listen() in the launcher: a connecting supervisor's SO_PEERCRED names the process
+         * that called it. */
+        if (bind(listen_fd, (struct sockaddr *) &sa, sizeof sa) < 0 || chmod(sa.sun_path, 0600) < 0)
+                return -errno;
         if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, pair) < 0)
                 return -errno;
         /* Flush what stdio holds, or the child would write it a second time. */
@@ -434,11 +639,92 @@ int launcher_fork(const VmConfig *c) {
         }
         if (pid == 0) {
                 safe_close(pair[0]);
-                launcher_run(c, pair[1], supervisor);
+                launcher_run(c, pair[1], listen_fd, runtime_dir);
         }
         safe_close(pair[1]);
         launcher_sock = pair[0];
         launcher_pid = pid;
+        return 0;
+}
+
+int launch_adopt(const char *runtime_dir, LaunchAdoption *ret) {
+        _cleanup_close_ int fd = -EBADF;
+        struct sockaddr_un sa = { .sun_family = AF_UNIX };
+        LaunchRequest req = { .magic = LAUNCH_MAGIC, .op = LAUNCH_OP_ADOPT };
+        LaunchAdoptReply reply;
+        int fds[LAUNCH_FDS_MAX];
+        size_t n_fds = 0;
+        struct ucred uc;
+        socklen_t l = sizeof uc;
+        struct pollfd p;
+        ssize_t k;
+        int r;
+
+        *ret = (LaunchAdoption) { .sock = -EBADF, .pidfd = -EBADF, .exit_fd = -EBADF, .qmp_fd = -EBADF };
+        r = snprintf(sa.sun_path, sizeof sa.sun_path, "%s/" LAUNCH_SOCKET, runtime_dir);
+        if (r < 0 || (size_t) r >= sizeof sa.sun_path)
+                return -ENAMETOOLONG;
+        fd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0);
+        if (fd < 0)
+                return -errno;
+        if (connect(fd, (struct sockaddr *) &sa, sizeof sa) < 0)
+                return -errno;
+        if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &uc, &l) < 0)
+                return -errno;
+        ret->launcher_pid = uc.pid;
+        ret->launcher_uid = uc.uid;
+        if (uc.uid != geteuid())
+                return -EPERM; /* tell it nothing */
+        r = send_with_fds(fd, &req, sizeof req, NULL, 0);
+        if (r < 0)
+                return r;
+        p = (struct pollfd) { .fd = fd, .events = POLLIN };
+        do
+                r = poll(&p, 1, LAUNCH_REPLY_TIMEOUT_MSEC);
+        while (r < 0 && errno == EINTR);
+        if (r < 0)
+                return -errno;
+        if (r == 0)
+                return -ETIMEDOUT;
+        k = recv_with_fds(fd, &reply, sizeof reply, MSG_DONTWAIT, fds, ELEMENTSOF(fds), &n_fds);
+        if (k == 0)
+                return -ECONNRESET;
+        if (k < 0)
+                return (int) k;
+        if ((size_t) k != sizeof reply || reply.magic != LAUNCH_MAGIC || reply.error < 0 ||
+            (reply.error == 0 && reply.alive && (n_fds != 3 || reply.pid <= 0)) ||
+            ((reply.error > 0 || !reply.alive) && n_fds != 0)) {
+                for (size_t i = 0; i < n_fds; i++)
+                        safe_close(fds[i]);
+                return -EBADMSG;
+        }
+        if (reply.error > 0)
+                return -reply.error;
+        ret->sock = TAKE_FD(fd);
+        ret->alive = reply.alive;
+        ret->pid = reply.pid;
+        ret->code = reply.code;
+        ret->status = reply.status;
+        if (reply.alive) {
+                ret->pidfd = fds[0];
+                ret->exit_fd = fds[1];
+                ret->qmp_fd = fds[2];
+        }
+        return 0;
+}
+
+void launch_adoption_release(LaunchAdoption *a) {
+        a->sock = safe_close(a->sock);
+        a->pidfd = safe_close(a->pidfd);
+        a->exit_fd = safe_close(a->exit_fd);
+        a->qmp_fd = safe_close(a->qmp_fd);
+}
+
+int launcher_use(LaunchAdoption *a) {
+        if (launcher_sock >= 0 || a->sock < 0)
+                return -EBUSY;
+        launcher_sock = TAKE_FD(a->sock);
+        launcher_pid = a->launcher_pid;
         return 0;
 }
 
@@ -535,6 +821,13 @@ int launch_qemu(int qga_listen_fd, LaunchResult *ret) {
                 .stderr_fd = TAKE_FD(pipe_r),
         };
         return 0;
+}
+
+void launch_note_running(void) {
+        LaunchRequest req = { .magic = LAUNCH_MAGIC, .op = LAUNCH_OP_RECORD };
+
+        if (launcher_sock >= 0)
+                (void) send_with_fds(launcher_sock, &req, sizeof req, NULL, 0);
 }
 
 int launch_read_exit(int exit_fd, siginfo_t *ret) {

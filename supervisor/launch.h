@@ -55,7 +55,32 @@ int launch_resolve_binary(const VmConfig *c, char **ret);
  * open '…': Permission denied") is the start failure's reason.
  *
  * Call once, early, from a single-threaded process. Returns 0 or -errno. */
-int launcher_fork(const VmConfig *c);
+int launcher_fork(const VmConfig *c, const char *runtime_dir);
+
+/* The launcher's listening socket in the VM's runtime directory (0600). It accepts a
+ * connection only while no supervisor is connected, and only from the supervisor's user. */
+#define LAUNCH_SOCKET "launcher.sock"
+
+/* What a launcher left by a previous supervisor says (launch_adopt()). */
+typedef struct LaunchAdoption {
+        int sock;            /* the connection, which becomes the launcher's socket (launcher_use()) */
+        pid_t launcher_pid;  /* its peer credentials */
+        uid_t launcher_uid;
+        bool alive;          /* QEMU runs: the descriptors below are set */
+        pid_t pid;
+        int code, status;    /* when !alive: how QEMU ended (CLD_*, status or signal) */
+        int pidfd, exit_fd, qmp_fd;
+} LaunchAdoption;
+
+/* Connects to RUNTIME/LAUNCH_SOCKET and asks the launcher found there for its QEMU. Blocks
+ * at most LAUNCH_REPLY_TIMEOUT_MSEC: call it at start-up, before the loop. Returns 0 and
+ * fills ret; -errno when there is no launcher (-ENOENT, -ECONNREFUSED), -EPERM when the
+ * socket's peer is another user (launcher_pid/uid are filled), -ESRCH when it has no QEMU.
+ * Closing ret->sock (launch_adoption_release()) leaves QEMU running, unsupervised. */
+int launch_adopt(const char *runtime_dir, LaunchAdoption *ret);
+void launch_adoption_release(LaunchAdoption *a);
+/* Makes the adopted launcher this supervisor's (instead of launcher_fork()). */
+int launcher_use(LaunchAdoption *a);
 
 /* The launcher's reading of one request from sock: the datagram and its descriptors are
  * validated completely (size, magic, operation, descriptor count and types) before anything
@@ -74,6 +99,10 @@ int launcher_attach(sd_event *e);
  * after its fork(). Returns 0, or -errno: -ENOENT for a missing binary, -ECHILD when there is
  * no launcher. Exec failures show up as exit status 127 with the reason on the pipe. */
 int launch_qemu(int qga_listen_fd, LaunchResult *ret);
+
+/* QEMU is up: the launcher records what runs (the run record's executable after any
+ * wrapper's exec). Nothing is answered. */
+void launch_note_running(void);
 
 /* Reads QEMU's exit from exit_fd into ret (si_code CLD_EXITED/CLD_KILLED/CLD_DUMPED, si_status).
  * The end of the pipe without a record means the launcher died, and QEMU with it (SIGKILL).

@@ -15,7 +15,9 @@
 #include "bus-object.h"
 #include "config.h"
 #include "launch.h"
+#include "reattach.h"
 #include "log.h"
+#include "machined.h"
 #include "policy.h"
 #include "sandbox.h"
 #include "vm.h"
@@ -198,6 +200,9 @@ static void notify_state(Vm *vm) {
 }
 
 static void on_settled(Vm *vm) {
+        /* QEMU runs (started, or adopted): out of the service's cgroup with it. */
+        if (vm_is_running(vm))
+                machined_register(vm->bus, vm->config->name, vm->pid);
         if (!vm->ready_notified) {
                 vm->ready_notified = true;
                 (void) sd_notify(false, "READY=1");
@@ -205,6 +210,28 @@ static void on_settled(Vm *vm) {
         notify_state(vm);
         if (vm->exit_when_stopped && !vm_is_active(vm))
                 (void) sd_event_exit(vm->event, 0);
+}
+
+/* The supervisor hands its VM over to the next one (an upgrade: systemd restarts the unit
+ * with the binary now installed, which adopts QEMU): it exits with EXIT_HANDOVER, leaving
+ * QEMU running under its launcher. Refused while QEMU is starting or stopping. */
+#define EXIT_HANDOVER 3
+static bool handing_over = false;
+
+static int on_handover(sd_event_source *s, const struct signalfd_siginfo *si, void *userdata) {
+        Vm *vm = userdata;
+
+        if (vm->exit_when_stopped || vm->adopting ||
+            IN_SET(vm->state, VM_STARTING, VM_STOPPING, VM_SHUTTING_DOWN)) {
+                log_warning("VM %s: %s: not handing over while the VM is %s.", vm->config->name,
+                            strsignal((int) si->ssi_signo), vm->exit_when_stopped ? "being shut down" : vm_state_to_string(vm->state));
+                return 0;
+        }
+        log_notice("VM %s: %s: handing the VM over to the next supervisor (QEMU pid %d keeps running).",
+                   vm->config->name, strsignal((int) si->ssi_signo), (int) vm->pid);
+        handing_over = true;
+        (void) sd_notify(false, "STATUS=Handing over to the next supervisor");
+        return sd_event_exit(vm->event, 0);
 }
 
 static int on_signal(sd_event_source *s, const struct signalfd_siginfo *si, void *userdata) {
@@ -235,7 +262,8 @@ int main(int argc, char *argv[]) {
         _cleanup_(sd_bus_flush_close_unrefp) sd_bus *bus = NULL;
         _cleanup_(vm_config_freep) VmConfig *config = NULL;
         _cleanup_free_ AclEntry *host_acl = NULL;
-        _cleanup_free_ char *error = NULL, *bus_name = NULL;
+        _cleanup_free_ char *error = NULL, *bus_name = NULL, *vm_runtime_dir = NULL;
+        Reattach reattach;
         /* Declared before the VM, so freed after it: freeing the VM ends the calls still in
          * flight, and their replies use the object's state. */
         _cleanup_(bus_object_freep) BusObject *object = NULL;
@@ -270,6 +298,7 @@ int main(int argc, char *argv[]) {
         sigaddset(&ss, SIGTERM);
         sigaddset(&ss, SIGINT);
         sigaddset(&ss, SIGCHLD);
+        sigaddset(&ss, SIGUSR2);
         if (sigprocmask(SIG_BLOCK, &ss, NULL) < 0)
                 return log_error_errno(errno, "Failed to block signals: %m"), EXIT_FAILURE;
         (void) signal(SIGPIPE, SIG_IGN);
@@ -277,7 +306,22 @@ int main(int argc, char *argv[]) {
 
         /* Before the loop, the bus and the confinement: QEMU must not start from a process
          * carrying the supervisor's system call filter or its reduced capabilities. */
-        r = launcher_fork(config);
+        /* A QEMU the previous supervisor of this VM left running (a crash, a kill, an
+         * upgrade) is adopted together with its launcher; otherwise we fork our own. */
+        if (asprintf(&vm_runtime_dir, "%s/%s", arg_runtime_dir, config->name) < 0)
+                return log_oom(), EXIT_FAILURE;
+        if ((mkdir(arg_runtime_dir, 0755) < 0 && errno != EEXIST) ||
+            (mkdir(vm_runtime_dir, 0700) < 0 && errno != EEXIST) || chmod(vm_runtime_dir, 0700) < 0)
+                return log_error_errno(errno, "Failed to create %s: %m", vm_runtime_dir), EXIT_FAILURE;
+        reattach_prepare(vm_runtime_dir, config->name, &reattach);
+        if (reattach.busy)
+                return EXIT_FAILURE; /* its launcher and socket are not ours to replace */
+        if (reattach.verdict == ADOPT_ATTACH)
+                r = launcher_use(&reattach.launcher);
+        else {
+                launch_adoption_release(&reattach.launcher);
+                r = launcher_fork(config, vm_runtime_dir);
+        }
         if (r < 0)
                 return log_error_errno(r, "Failed to start the QEMU launcher: %m"), EXIT_FAILURE;
 
@@ -299,6 +343,8 @@ int main(int argc, char *argv[]) {
         r = sd_event_add_signal(event, NULL, SIGTERM, on_signal, vm);
         if (r >= 0)
                 r = sd_event_add_signal(event, NULL, SIGINT, on_signal, vm);
+        if (r >= 0)
+                r = sd_event_add_signal(event, NULL, SIGUSR2, on_handover, vm);
         if (r < 0)
                 return log_error_errno(r, "Failed to watch signals: %m"), EXIT_FAILURE;
 
@@ -331,7 +377,12 @@ int main(int argc, char *argv[]) {
         if (confine(vm->config) < 0)
                 return EXIT_FAILURE;
 
-        if (vm->config->autostart) {
+        if (reattach.verdict != ADOPT_NOTHING)
+                reattach_apply(vm, &reattach);
+        if (vm->adopting)
+                ; /* settled once QEMU says whether the VM runs */
+        else if (vm->config->autostart && reattach.verdict == ADOPT_NOTHING) {
+                /* Not after a refused run record: its QEMU may still run, on the same disks. */
                 r = vm_start(vm, NULL);
                 if (r < 0) {
                         log_warning_errno(r, "VM %s: autostart failed: %m", vm->config->name);
@@ -351,5 +402,7 @@ int main(int argc, char *argv[]) {
                 return EXIT_FAILURE;
         }
 
-        return EXIT_SUCCESS;
+        machined_forget();
+        /* A failure status, so that Restart=on-failure starts the next supervisor. */
+        return handing_over ? EXIT_HANDOVER : EXIT_SUCCESS;
 }

@@ -18,6 +18,7 @@
 
 #include "bus-errors.h"
 #include "launch.h"
+#include "state-file.h"
 #include "log.h"
 #include "vm-dbus.h"
 #include "vm-state.h"
@@ -383,6 +384,7 @@ static void vm_cleanup_run(Vm *vm) {
         vm_start_diag_close(vm);
         vm_agent_detach(vm);
         vm->pid = 0;
+        vm->adopting = false;
         vm->stop_phase = 0;
         vm->start_paused = false;
         vm->host_stop_requested = false;
@@ -564,11 +566,18 @@ static int vm_serial_attach(Vm *vm, QmpClient *c) {
         return qmp_send(c, "chardev-change", change, 0, on_serial_reply, vm, NULL);
 }
 
+static void vm_adopt_ready(Vm *vm);
+
 static void on_qmp_ready(QmpClient *c, void *userdata) {
         Vm *vm = userdata;
         int r;
 
+        if (vm->adopting) {
+                vm_adopt_ready(vm);
+                return;
+        }
         log_debug("VM %s: QMP negotiated", vm->config->name);
+        launch_note_running();
         vm_start_diag_close(vm);
 
         r = vm_serial_attach(vm, c);
@@ -786,7 +795,12 @@ static int on_start_timeout(sd_event_source *s, uint64_t usec, void *userdata) {
         Vm *vm = userdata;
 
         vm->start_timer = sd_event_source_disable_unref(vm->start_timer);
-        if (vm->state == VM_STARTING) {
+        if (vm->state == VM_STARTING && vm->adopting) {
+                /* A QEMU whose monitor does not answer cannot be managed: stop it, and say why. */
+                log_warning("VM %s: the adopted QEMU does not answer on QMP, killing it", vm->config->name);
+                set_string(&vm->kill_reason, "reattach-failed: QMP does not answer");
+                vm_kill(vm, SIGKILL);
+        } else if (vm->state == VM_STARTING) {
                 log_warning("VM %s: QEMU did not come up in time, killing it", vm->config->name);
                 vm_flight_dump(vm, "start timed out");
                 set_string(&vm->kill_reason, "timeout waiting for QMP");
@@ -893,6 +907,143 @@ fail:
         } else
                 set_string(&vm->kill_reason, "start-failed: internal error");
         return r;
+}
+
+/* ---- adoption of a QEMU a previous supervisor left ---- */
+
+static void on_adopt_version(QmpClient *c, int error, json_t *result, const char *err_class,
+                             const char *err_desc, void *userdata) {
+        Vm *vm = userdata;
+        json_t *q = json_object_get(result, "qemu");
+        char v[64];
+
+        if (error < 0 || !json_is_object(q))
+                return;
+        (void) snprintf(v, sizeof v, "%lld.%lld.%lld", (long long) json_integer_value(json_object_get(q, "major")),
+                        (long long) json_integer_value(json_object_get(q, "minor")),
+                        (long long) json_integer_value(json_object_get(q, "micro")));
+        set_string(&vm->qemu_version, v);
+        vm_emit_properties_changed(vm, "QemuVersion");
+}
+
+static void on_adopt_status(QmpClient *c, int error, json_t *result, const char *err_class,
+                            const char *err_desc, void *userdata) {
+        Vm *vm = userdata;
+        const char *st = json_string_value(json_object_get(result, "status"));
+        VmState state;
+
+        if (!vm->adopting)
+                return;
+        if (error < 0 || !st) {
+                log_error("VM %s: the adopted QEMU does not say whether it runs (%s), stopping it",
+                          vm->config->name, err_desc ?: strerror(-error));
+                set_string(&vm->kill_reason, "reattach-failed");
+                vm_kill(vm, SIGKILL);
+                return;
+        }
+        vm->adopting = false;
+        vm->start_timer = sd_event_source_disable_unref(vm->start_timer);
+        if (streq(st, "running"))
+                state = VM_RUNNING;
+        else if (streq(st, "suspended"))
+                state = VM_SUSPENDED;
+        else if (streq(st, "shutdown"))
+                state = VM_SHUTTING_DOWN;
+        else
+                state = json_is_true(json_object_get(result, "running")) ? VM_RUNNING : VM_PAUSED;
+        log_info("VM %s: reattached to QEMU pid %d, %s (QEMU says %s)", vm->config->name, (int) vm->pid,
+                 vm_state_to_string(state), st);
+        vm_set_state(vm, state, "reattached");
+        if (vm->on_settled)
+                vm->on_settled(vm);
+}
+
+static void vm_adopt_ready(Vm *vm) {
+        int r;
+
+        /* The guest's agent had opened its port long ago: no VSERPORT_CHANGE will say so. */
+        if (vm->qga) {
+                int fd = connect_socket(vm->runtime_dir, "qga.sock");
+                if (fd >= 0) {
+                        vm->agent_port_open = true;
+                        r = qga_client_attach(vm->qga, fd, true);
+                } else
+                        r = fd;
+                if (r < 0)
+                        log_warning_errno(r, "VM %s: cannot reconnect the agent channel: %m", vm->config->name);
+        }
+        /* The serial port's socket went with the previous supervisor: a fresh one, as at start. */
+        r = vm_serial_attach(vm, vm->qmp);
+        if (r < 0)
+                log_warning_errno(r, "VM %s: cannot take over the serial port again: %m", vm->config->name);
+        (void) qmp_send(vm->qmp, "query-version", NULL, 0, on_adopt_version, vm, NULL);
+        r = qmp_send(vm->qmp, "query-status", NULL, 0, on_adopt_status, vm, NULL);
+        if (r < 0)
+                on_adopt_status(vm->qmp, r, NULL, NULL, NULL, vm);
+}
+
+int vm_adopt(Vm *vm, LaunchAdoption *a, const char *version) {
+        uint64_t start_ticks;
+        int r;
+
+        if (vm_is_active(vm) || !a->alive)
+                return -EBUSY;
+        vm->pid = a->pid;
+        vm->pidfd = TAKE_FD(a->pidfd);
+        vm->adopting = true;
+        vm->started_at_mono = now_usec(CLOCK_MONOTONIC);
+        vm->started_at_usec = now_usec(CLOCK_REALTIME);
+        if (proc_start_time(vm->pid, &start_ticks) >= 0) {
+                /* When QEMU really started: boot time + ticks. */
+                struct timespec bt;
+                long hz = sysconf(_SC_CLK_TCK);
+                if (hz > 0 && clock_gettime(CLOCK_BOOTTIME, &bt) == 0) {
+                        uint64_t up = (uint64_t) bt.tv_sec * USEC_PER_SEC + (uint64_t) bt.tv_nsec / 1000;
+                        uint64_t since = start_ticks * (USEC_PER_SEC / (uint64_t) hz);
+                        if (since <= up) {
+                                vm->started_at_usec -= up - since;
+                                if (vm->started_at_mono > up - since)
+                                        vm->started_at_mono -= up - since;
+                        }
+                }
+        }
+        r = sd_event_add_io(vm->event, &vm->child_source, a->exit_fd, EPOLLIN, on_exit_report, vm);
+        if (r < 0)
+                goto fail;
+        (void) sd_event_source_set_io_fd_own(vm->child_source, true);
+        a->exit_fd = -EBADF;
+        r = qmp_client_adopt(vm->event, TAKE_FD(a->qmp_fd), version, &qmp_callbacks, vm, &vm->qmp);
+        if (r < 0)
+                goto fail;
+        r = sd_event_add_time_relative(vm->event, &vm->start_timer, CLOCK_MONOTONIC, VM_START_TIMEOUT_USEC, 0,
+                                       on_start_timeout, vm);
+        if (r < 0)
+                goto fail;
+        log_info("VM %s: taking over QEMU pid %d from the previous supervisor", vm->config->name, (int) vm->pid);
+        vm_set_state(vm, VM_STARTING, "reattaching");
+        vm_emit_properties_changed(vm, "Pid");
+        vm_emit_properties_changed(vm, "StartedAtUSec");
+        return 0;
+fail:
+        /* Leave QEMU alone: closing our descriptors hands it back to its launcher. */
+        log_error_errno(r, "VM %s: cannot take over QEMU: %m", vm->config->name);
+        vm->adopting = false;
+        vm_cleanup_run(vm);
+        return r;
+}
+
+void vm_adopt_exited(Vm *vm, pid_t pid, int code, int status) {
+        VmExitOutcome end;
+
+        if (code == 0) {
+                log_warning("VM %s: QEMU (pid %d) ended with its launcher while no supervisor ran", vm->config->name,
+                            (int) pid);
+                vm_set_state(vm, VM_CRASHED, "lost-with-its-launcher");
+                return;
+        }
+        vm_state_exit(&(VmExitInput) { .state = VM_RUNNING, .code = code, .status = status }, &end);
+        log_warning("VM %s: QEMU (pid %d) %s while no supervisor ran", vm->config->name, (int) pid, end.status);
+        vm_set_state(vm, end.state, end.reason);
 }
 
 /* ---- stop and shutdown ---- */
@@ -1118,8 +1269,7 @@ Vm *vm_free(Vm *vm) {
                 waiter_reply(vm->waiters.head->message, VMSUP_ERROR_NOT_RUNNING, "The supervisor is exiting.");
                 waiter_free(vm->waiters.head);
         }
-        if (vm_is_active(vm))
-                vm_kill(vm, SIGKILL); /* the launcher reaps it */
+        /* A running QEMU stays with its launcher: the next supervisor adopts it. */
         vm->child_source = sd_event_source_disable_unref(vm->child_source);
         vm->stderr_source = sd_event_source_disable_unref(vm->stderr_source);
         vm->stop_timer = sd_event_source_disable_unref(vm->stop_timer);

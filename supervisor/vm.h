@@ -119,6 +119,9 @@ struct Vm {
         /* Called when the VM reached stopped/crashed (readiness, exit). */
         void (*on_settled)(Vm *vm);
         bool ready_notified;
+        /* Taking over a QEMU a previous supervisor left (vm_adopt()): until QEMU said
+         * whether it runs. */
+        bool adopting;
 };
 
 int vm_new(sd_event *event, VmConfig *config, AclEntry *host_acl, size_t n_host_acl,
@@ -140,6 +143,14 @@ int vm_start_with(Vm *vm, sd_bus_message *m, bool paused);
  * power-down and a fresh QEMU. m answered once the VM runs again, or with Timeout.
  * -ESRCH: not running; -EBUSY: not in a state that can reboot (paused, shutting down). */
 int vm_reboot(Vm *vm, unsigned timeout_sec, sd_bus_message *m);
+struct LaunchAdoption;
+/* Takes over the QEMU a previous supervisor left running (its launcher's descriptors, which
+ * are taken): resynchronizes QMP, reconnects the agent, asks QEMU whether the VM runs and
+ * settles in running or paused with the reason "reattached". Returns 0 or -errno. */
+int vm_adopt(Vm *vm, struct LaunchAdoption *a, const char *version);
+/* QEMU ended while no supervisor ran: the final state as if we had seen it end. */
+void vm_adopt_exited(Vm *vm, pid_t pid, int code, int status);
+
 /* Hard stop; m (may be NULL) is answered when the process is reaped. -ESRCH if not running. */
 int vm_stop(Vm *vm, sd_bus_message *m);
 /* Graceful shutdown; m answered on exit, or with Timeout (force=false) after timeout_sec. */

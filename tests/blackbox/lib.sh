@@ -93,12 +93,35 @@ check_match() {
         fi
 }
 
+# launchers_of_tests: the QEMU launchers this test directory left: children of its
+# supervisors, and those named by run records (they outlive a killed supervisor).
+launchers_of_tests() {
+        local name pid f
+        for name in "${!VMSUPD_PID[@]}"; do
+                pgrep -P "${VMSUPD_PID[$name]}" -x vmsupd-launcher
+        done
+        # Also one a refused adoption left behind (its record since replaced): a launcher's
+        # command line is its supervisor's, naming this test directory.
+        for pid in $(pgrep -f -- "--runtime-dir $T/run "); do
+                [[ $(cat "/proc/$pid/comm" 2>/dev/null) == vmsupd-launcher ]] && echo "$pid"
+        done
+        for f in "$T"/run/*/run-state; do
+                [[ -f $f ]] || continue
+                pid=$(awk '$1 == "launcher_pid" { print $2 }' "$f")
+                [[ -n $pid && $(cat "/proc/$pid/comm" 2>/dev/null) == vmsupd-launcher ]] && echo "$pid"
+        done
+        return 0
+}
+
 cleanup() {
-        local name pid
+        local name pid launchers
+        launchers=$(launchers_of_tests)
         for name in "${!VMSUPD_PID[@]}"; do
                 pid=${VMSUPD_PID[$name]}
                 kill -KILL "$pid" 2>/dev/null
         done
+        # A launcher outlives its supervisor; QEMU dies with its launcher.
+        [[ -n $launchers ]] && kill -KILL $launchers 2>/dev/null
         [[ -n $BUS_PID ]] && kill "$BUS_PID" 2>/dev/null
         # Subscribers and anything else started in the background.
         local jobs_left

@@ -5,7 +5,7 @@
 # capabilities, its own -sandbox, exactly the descriptors passed). Then what the confinement
 # is for: QEMU as run_as cannot read a root-only file, spawn=deny stops a helper program,
 # QEMU never carries the supervisor's filter, nothing of the same uid writes the launcher's
-# memory, and the launcher lives and dies with the supervisor.
+# memory, and QEMU dies with its launcher (which outlives a killed supervisor: test-reattach.sh).
 source "$(dirname "$0")/lib.sh"
 
 ensure_user vmsupt-qemu
@@ -70,8 +70,10 @@ check_eq "launcher: Seccomp 0 (QEMU must not inherit a filter)" 0 "$(status "$la
 check_eq "launcher: NoNewPrivs 1" 1 "$(status "$lau" NoNewPrivs)"
 check_eq "launcher: CapEff is CAP_KILL|CAP_SETGID|CAP_SETUID|CAP_SETPCAP" 00000000000001e0 "$(status "$lau" CapEff)"
 check_eq "launcher: CapBnd is CAP_KILL|CAP_SETGID|CAP_SETUID|CAP_SETPCAP" 00000000000001e0 "$(status "$lau" CapBnd)"
-check_eq "launcher: descriptors 0-2 and its socket" "0 1 2 3" "$(fds "$lau" | cut -d' ' -f1 | xargs)"
+check_eq "launcher: descriptors 0-2, its socket, its listener, its signalfd" "0 1 2 3 4 5" "$(fds "$lau" | cut -d' ' -f1 | xargs)"
 check_match "launcher: fd 3 is a socket" '^socket:' "$(fds "$lau" | awk '$1 == 3 { print $2 }')"
+check_match "launcher: fd 4 is a socket" '^socket:' "$(fds "$lau" | awk '$1 == 4 { print $2 }')"
+check_match "launcher: fd 5 is its signalfd" 'signalfd' "$(fds "$lau" | awk '$1 == 5 { print $2 }')"
 
 # --- QEMU as run_as
 check "Start (run_as)" vmcall conf VM1 Start
@@ -223,12 +225,16 @@ qpid=$(vmprop_value nosb Pid)
 kill -KILL "$sup"
 wait "$sup" 2>/dev/null
 unset "VMSUPD_PID[nosb]"
+check "SIGKILL of vmsupd: QEMU stays (the next supervisor adopts it)" kill -0 "$qpid"
+check "SIGKILL of vmsupd: its launcher stays" kill -0 "$lau"
+# With no supervisor, SIGTERM to the launcher (a unit's stop) ends QEMU, then the launcher.
+kill -TERM "$lau"
 gone=no
-for i in $(seq 100); do
+for i in $(seq 200); do
         if ! kill -0 "$qpid" 2>/dev/null && ! kill -0 "$lau" 2>/dev/null; then gone=yes; break; fi
         sleep 0.05
 done
-check_eq "SIGKILL of vmsupd: the launcher and QEMU die with it" yes "$gone"
+check_eq "SIGTERM to an unsupervised launcher: QEMU and the launcher end" yes "$gone"
 
 # --- the debug switch
 out=$("$VMSUPD" --seccomp=bogus x 2>&1); rc=$?

@@ -245,15 +245,19 @@ wait_for_line "$T/notify.out" '^STOPPING=1' 5 && ok "STOPPING=1 sent on SIGTERM"
 { wait "${VMSUPD_PID[vm4]}"; } 2>/dev/null
 unset "VMSUPD_PID[vm4]"
 
-# --- SIGKILL of the supervisor: QEMU does not linger
+# --- SIGKILL of the supervisor: QEMU stays for the next one (test-reattach.sh), and
+# SIGTERM to its launcher (no supervisor there) ends it: nothing lingers.
 check_here "supervisor restarted" vmsupd_start vm1
 check "Start" vmcall vm1 VM1 Start
 pid=$(vmprop_value vm1 Pid)
+lau=$(awk '$1 == "launcher_pid" { print $2 }' "$T/run/vm1/run-state")
 kill -KILL "${VMSUPD_PID[vm1]}"
 { wait "${VMSUPD_PID[vm1]}"; } 2>/dev/null
 unset "VMSUPD_PID[vm1]"
+check "SIGKILL of vmsupd: QEMU keeps running" kill -0 "$pid"
+kill -TERM "$lau"
 gone=no
-for i in $(seq 100); do kill -0 "$pid" 2>/dev/null || { gone=yes; break; }; sleep 0.05; done
-check_eq "SIGKILL of vmsupd: QEMU dies with it" yes "$gone"
+for i in $(seq 200); do kill -0 "$pid" 2>/dev/null || kill -0 "$lau" 2>/dev/null || { gone=yes; break; }; sleep 0.05; done
+check_eq "then SIGTERM to the unsupervised launcher: QEMU and the launcher end" yes "$gone"
 
 finish

@@ -67,6 +67,7 @@ guest_def() {
             "kernel": "$GUEST_DIR/vmlinuz", "initrd": "$GUEST_DIR/initrd.img",
             "append": "console=ttyS0 quiet" },
   "agent": $1,
+  "agent_file_paths": [ "/tmp" ],
   "shutdown_timeout_sec": 60,
   "acl": [ { "user": "$U_POWER", "privileges": [ "VM.Audit", "VM.PowerMgmt" ] } ] }
 JSON
@@ -238,14 +239,30 @@ t_security() {
 # check_reattached OLD_QEMU_PID WHAT: what must hold once the supervisor comes back
 # after WHAT: the same QEMU process and guest, adopted by the new supervisor.
 check_reattached() {
-        skip "after $2: the new supervisor adopts QEMU $1 (same pid, StateReason reattached)" \
-                "reattach not implemented"
+        check_eq "after $2: the new supervisor adopts QEMU $1 (same pid, StateReason reattached)" \
+                "$1 running reattached" "$(vmprop "$VM_NONE" Pid) $(vmprop "$VM_NONE" State) $(vmprop "$VM_NONE" StateReason)"
+        check_match "after $2: journal: the adoption" "VM $VM_NONE: reattached to QEMU pid $1" "$(journal "$VM_NONE")"
 }
 
 # check_machined NAME: the running VM registered with systemd-machined (class vm,
 # leader QEMU, machine-NAME.scope under machine.slice).
+machine_listed() { sys machinectl list --no-legend --no-pager 2>/dev/null | grep -Eq "^$1 +vm "; }
 check_machined() {
-        skip "vmsup@$1: the VM appears in machinectl list" "machined registration not implemented"
+        local pid
+        pid=$(vmprop "$1" Pid)
+        if sys_wait 30 machine_listed "$1"; then
+                ok "vmsup@$1: the VM appears in machinectl list (class vm)"
+        else
+                not_ok "vmsup@$1: the VM appears in machinectl list (class vm)"
+                sys machinectl list --no-pager 2>&1 | sed 's/^/#   /'
+                journal "$1" | tail -5 | sed 's/^/#   /'
+        fi
+        check_match "vmsup@$1: machinectl status names QEMU $pid as its leader" "Leader: $pid " \
+                "$(sys machinectl status --no-pager "$1" 2>&1)"
+        check_match "vmsup@$1: QEMU lives in machine-$1.scope under machine.slice, not the service's cgroup" \
+                "^0::/machine.slice/machine-$1.scope$" "$(sys grep "^0::" "/proc/$pid/cgroup" 2>&1)"
+        check_match "vmsup@$1: the scope keeps the unit's device policy" '^DevicePolicy=closed$' \
+                "$(sys systemctl show -p DevicePolicy "machine-$1.scope" 2>&1)"
 }
 
 # restart_after SIGNAL WHAT: signals the supervisor, waits for systemd to restart it,
@@ -276,10 +293,7 @@ restart_after() {
         [[ $newmain != "$main" ]] || diag "MainPID unchanged: $main"
         sys_wait 30 state_is "$name" running
         newqemu=$(vmprop "$name" Pid)
-        check_eq "$what: the VM runs again (autostart)" running "$(vmprop "$name" State)"
-        # Today the VM dies with its supervisor (parent-death signal), and autostart starts
-        # a new QEMU: what check_reattached asserts replaces this check.
-        check "$what: today, the old QEMU ($qemu) is gone" gone "$qemu"
+        check_eq "$what: the VM runs again" running "$(vmprop "$name" State)"
         diag "$what: supervisor $main -> $newmain, QEMU $qemu -> $newqemu"
         check_reattached "$qemu" "$what"
 }
@@ -304,6 +318,8 @@ t_stop_none() {
                 "$(sys_unit_prop "$unit" ActiveState) $(sys_unit_prop "$unit" Result)"
         check_eq "no QEMU left in the container" "" "$(qemu_pids)"
         check_match "journal: QEMU quit on the supervisor's request" "VM $VM_NONE: .* -> stopped" "$(journal "$VM_NONE")"
+        scope_gone() { ! sys systemctl is-active --quiet "machine-$VM_NONE.scope" && ! machine_listed "$VM_NONE"; }
+        check "the machine and its scope are gone after the stop" sys_wait 30 scope_gone
 }
 
 # serial_has NAME REGEX: the guest's console (its log, which the supervisor keeps in
@@ -335,6 +351,43 @@ guest_stop() {
         check_eq "$name: stopped cleanly (inactive, Result=success)" "inactive success" \
                 "$(sys_unit_prop "$unit" ActiveState) $(sys_unit_prop "$unit" Result)"
         check "$name: QEMU $pid is gone" gone "$pid"
+        machine_gone() { ! machine_listed "$name" && ! sys systemctl is-active --quiet "machine-$name.scope"; }
+        check "$name: its machine and machine-$name.scope are gone" sys_wait 30 machine_gone
+}
+
+# guest_survives NAME SIGNAL WHAT: a file written into the guest, the supervisor
+# signalled (systemctl kill --kill-whom=main), systemd restarts it; the same QEMU and
+# guest, adopted, its agent answering, the file read back.
+guest_survives() {
+        local name=$1 sig=$2 what=$3 unit="vmsup@$1.service" pid n0 t0 back
+        pid=$(vmprop "$name" Pid)
+        n0=$(sys_unit_prop "$unit" NRestarts)
+        printf 'written before %s\n' "$what" | sys_write /root/payload 0600
+        check "$name: write-file into the guest before $what" \
+                sys vmsupctl write-file "$name" /root/payload /tmp/survivor
+        t0=$(now_ms)
+        check "$name: systemctl kill -s $sig --kill-whom=main" \
+                sys systemctl kill --kill-whom=main -s "$sig" "$unit"
+        restarted() {
+                [[ $(sys_unit_prop "$unit" NRestarts) -gt $n0 && $(sys_unit_prop "$unit" ActiveState) == active ]]
+        }
+        if ! sys_wait 60 restarted; then
+                not_ok "$name: after $what systemd restarts the supervisor"
+                journal "$name" | tail -15 | sed 's/^/#   /'
+                return 1
+        fi
+        ok "$name: after $what systemd restarts the supervisor"
+        check_eq "$name: after $what the same QEMU runs, adopted" "$pid running reattached" \
+                "$(vmprop "$name" Pid) $(vmprop "$name" State) $(vmprop "$name" StateReason)"
+        if sys_wait 60 agent_up "$name"; then
+                ok "$name: after $what the guest's agent answers"
+        else
+                not_ok "$name: after $what the guest's agent answers"
+        fi
+        diag "$name: $what: agent answering again $(($(now_ms) - t0)) ms after the signal (RestartSec included)"
+        back=$(sys sh -c "vmsupctl read-file '$name' /tmp/survivor /root/back >/dev/null && cat /root/back" 2>&1)
+        check_eq "$name: after $what the file written before is read back" "written before $what" "$back"
+        check "$name: after $what machinectl still lists the VM" machine_listed "$name"
 }
 
 t_guest() {
@@ -356,6 +409,8 @@ t_guest() {
         check_match "$VM_GUEST: root: the agent answers guest-ping" '^s "\{\}"$' \
                 "$(sys busctl --system call "$(bus_name "$VM_GUEST")" /org/vmsup/VM org.vmsup.Agent1 Command s \
                         '{"execute":"guest-ping"}' 2>&1)"
+        guest_survives "$VM_GUEST" KILL "kill -9"
+        guest_survives "$VM_GUEST" USR2 "the upgrade command (SIGUSR2)"
         guest_stop "$VM_GUEST" host-qga-guest-shutdown
         # The guest without an agent port says so once its init (and acpid) runs.
         if sys_wait 300 serial_has "$VM_ACPI" 'no agent port, idling'; then

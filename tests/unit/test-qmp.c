@@ -1569,9 +1569,87 @@ static void test_real_qemu(void **state) {
         reply_done(&quit);
 }
 
+/* Taking over a negotiated connection: a half-read line, stale replies and events, and
+ * garbage before the reply to the client's own resynchronizing request are dropped; a
+ * 0xFF byte goes first (it resets QEMU's lexer); requests made meanwhile wait; afterwards
+ * the client works as usual. */
+static void test_adopt(void **state) {
+        Fixture *f = calloc(1, sizeof *f);
+        Reply r = { .f = f };
+        int fds[2];
+        uint64_t id;
+
+        *state = f;
+        assert_non_null(f);
+        assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, fds), 0);
+        assert_int_equal(fcntl(fds[1], F_SETFL, O_NONBLOCK), 0);
+        f->peer = fds[1];
+        assert_int_equal(sd_event_new(&f->event), 0);
+        /* What the previous owner left unread. */
+        peer_write(f, "us\": \"running\"}, \"id\": 12}\r\n");
+        peer_write(f, "{\"event\": \"STOP\", \"data\": {}, \"timestamp\": {\"seconds\": 1, \"microseconds\": 2}}\r\n");
+        peer_write(f, "{\"return\": {}, \"id\": 13}\r\n");
+        assert_int_equal(qmp_client_adopt(f->event, fds[0], "7.2.22", &callbacks, f, &f->client), 0);
+        assert_string_equal(qmp_client_version(f->client), "7.2.22");
+        assert_false(qmp_client_is_ready(f->client));
+        assert_int_equal(qmp_send(f->client, "query-kvm", NULL, 0, reply_cb, &r, NULL), 0);
+
+        /* 0xFF, then the resynchronizing request alone. */
+        RUN_UNTIL(f, peer_fill(f) > 0 || f->plen > 0);
+        assert_int_equal((unsigned char) f->pbuf[0], 0xff);
+        memmove(f->pbuf, f->pbuf + 1, --f->plen);
+        id = peer_expect(f, "query-status", NULL);
+        peer_expect_silence(f);
+        /* More of the old session, an error without id for the old half request, then ours. */
+        peer_write(f, "{\"error\": {\"class\": \"GenericError\", \"desc\": \"JSON parse error\"}}\r\n");
+        peer_write(f, "not json at all\r\n");
+        peer_write(f, "{\"return\": {}, \"id\": 14}\r\n");
+        assert_int_equal(f->ready, 0);
+        peer_writef(f, "{\"return\": {\"status\": \"paused\", \"running\": false}, \"id\": %" PRIu64 "}\r\n", id);
+        RUN_UNTIL(f, f->ready == 1);
+        assert_true(qmp_client_is_ready(f->client));
+        assert_int_equal(f->n_events, 0);
+        assert_int_equal(f->disconnects, 0);
+
+        /* Now the queued request, and events count again. */
+        id = peer_expect(f, "query-kvm", NULL);
+        peer_writef(f, "{\"return\": {\"enabled\": false}, \"id\": %" PRIu64 "}\r\n", id);
+        RUN_UNTIL(f, r.calls == 1);
+        assert_int_equal(r.error, 0);
+        assert_string_equal(r.result, "{\"enabled\":false}");
+        peer_write(f, "{\"event\": \"RESUME\", \"timestamp\": {\"seconds\": 1, \"microseconds\": 2}}\r\n");
+        RUN_UNTIL(f, f->n_events == 1);
+        assert_string_equal(f->events[0].name, "RESUME");
+        reply_done(&r);
+}
+
+/* A line longer than QMP_LINE_MAX while resynchronizing is dropped, not fatal. */
+static void test_adopt_long_line(void **state) {
+        Fixture *f = calloc(1, sizeof *f);
+        int fds[2];
+        uint64_t id;
+
+        *state = f;
+        assert_non_null(f);
+        assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, fds), 0);
+        assert_int_equal(fcntl(fds[1], F_SETFL, O_NONBLOCK), 0);
+        f->peer = fds[1];
+        assert_int_equal(sd_event_new(&f->event), 0);
+        assert_int_equal(qmp_client_adopt(f->event, fds[0], NULL, &callbacks, f, &f->client), 0);
+        RUN_UNTIL(f, peer_fill(f) > 0 || f->plen > 0);
+        memmove(f->pbuf, f->pbuf + 1, --f->plen);
+        id = peer_expect(f, "query-status", NULL);
+        peer_write_long_line(f, "\"}, \"id\": 5}\r\n");
+        peer_writef(f, "{\"return\": {\"status\": \"running\", \"running\": true}, \"id\": %" PRIu64 "}\r\n", id);
+        RUN_UNTIL(f, f->ready == 1);
+        assert_int_equal(f->disconnects, 0);
+}
+
 int main(void) {
         const struct CMUnitTest tests[] = {
                 cmocka_unit_test_setup_teardown(test_negotiate, setup, teardown),
+                cmocka_unit_test_teardown(test_adopt, teardown),
+                cmocka_unit_test_teardown(test_adopt_long_line, teardown),
                 cmocka_unit_test_setup_teardown(test_queued_before_ready, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_out_of_order, setup_ready, teardown),
                 cmocka_unit_test_setup_teardown(test_in_order, setup_ready, teardown),
