@@ -34,6 +34,8 @@ typedef struct CtlArgs {
         bool append;
         uint64_t hold_ms;
         bool names_only;
+        uint64_t since;
+        bool have_since;
 } CtlArgs;
 extern CtlArgs arg;
 

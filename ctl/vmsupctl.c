@@ -22,6 +22,7 @@ enum {
         OPT_APPEND = 1 << 6,
         OPT_HOLD = 1 << 7,
         OPT_NAME = 1 << 8,
+        OPT_SINCE = 1 << 9,
 };
 
 typedef struct Verb {
@@ -55,8 +56,9 @@ static const Verb verbs[] = {
           2, 3, OPT_JSON, verb_qmp, NULL },
         { "agent", "agent NAME COMMAND [ARGUMENTS_JSON] | agent NAME QGA_JSON",
           "one guest-agent command; prints its return", 2, 3, OPT_JSON, verb_agent, NULL },
-        { "events", "events NAME [--count N] [--timeout SEC]",
-          "print StateChanged and Event signals as they come", 1, 1, OPT_JSON | OPT_COUNT | OPT_TIMEOUT,
+        { "events", "events NAME [--since SEQ] [--count N] [--timeout SEC]",
+          "subscribe; print StateChanged and Event as they come (--since: the buffered ones after SEQ first)", 1, 1,
+          OPT_JSON | OPT_COUNT | OPT_TIMEOUT | OPT_SINCE,
           verb_events, NULL },
         { "read-file", "read-file NAME GUEST_PATH LOCAL_FILE [--offset N] [--length N]",
           "copy a guest file out through the agent", 3, 3, OPT_JSON | OPT_OFFSET | OPT_LENGTH, verb_read_file, NULL },
@@ -91,6 +93,7 @@ static const struct {
         { OPT_JSON, "--json" },     { OPT_COUNT, "--count" },   { OPT_TIMEOUT, "--timeout" },
         { OPT_FORCE, "--force" },   { OPT_OFFSET, "--offset" }, { OPT_LENGTH, "--length" },
         { OPT_APPEND, "--append" }, { OPT_HOLD, "--hold-ms" },  { OPT_NAME, "--name" },
+        { OPT_SINCE, "--since" },
 };
 
 int main(int argc, char *argv[]) {
@@ -105,6 +108,7 @@ int main(int argc, char *argv[]) {
                 ARG_APPEND,
                 ARG_HOLD,
                 ARG_NAME,
+                ARG_SINCE,
                 ARG_VERSION,
         };
         static const struct option options[] = {
@@ -118,6 +122,7 @@ int main(int argc, char *argv[]) {
                 { "append", no_argument, NULL, ARG_APPEND },
                 { "hold-ms", required_argument, NULL, ARG_HOLD },
                 { "name", no_argument, NULL, ARG_NAME },
+                { "since", required_argument, NULL, ARG_SINCE },
                 { "help", no_argument, NULL, 'h' },
                 { "version", no_argument, NULL, ARG_VERSION },
                 {},
@@ -168,6 +173,11 @@ int main(int argc, char *argv[]) {
                 case ARG_NAME:
                         arg.names_only = true;
                         given |= OPT_NAME;
+                        break;
+                case ARG_SINCE:
+                        target = &arg.since;
+                        arg.have_since = true;
+                        given |= OPT_SINCE;
                         break;
                 case 'h':
                         help();
