@@ -13,7 +13,7 @@ _vmsupctl() {
                 case $w in
                 --bus) bus=(--bus "${COMP_WORDS[i + 1]}"); ((i++)) ;;
                 --bus=*) bus=("$w") ;;
-                --timeout | --count | --offset | --length | --hold-ms) ((i++)) ;;
+                --timeout | --count | --since | --offset | --length | --hold-ms) ((i++)) ;;
                 -*) ;;
                 *) if [[ -z $verb ]]; then verb=$w; else ((nargs++)); fi ;;
                 esac
@@ -24,7 +24,7 @@ _vmsupctl() {
                 COMPREPLY=($(compgen -W "system session" -- "$cur"))
                 return
                 ;;
-        --timeout | --count | --offset | --length | --hold-ms)
+        --timeout | --count | --since | --offset | --length | --hold-ms)
                 COMPREPLY=()
                 return
                 ;;
@@ -36,7 +36,7 @@ _vmsupctl() {
                 list) opts+=" --name" ;;
                 shutdown) opts+=" --timeout --force" ;;
                 sendkey) opts+=" --hold-ms" ;;
-                events) opts+=" --count --timeout" ;;
+                events) opts+=" --since --count --timeout" ;;
                 read-file) opts+=" --offset --length" ;;
                 write-file) opts+=" --append" ;;
                 esac
