@@ -94,6 +94,9 @@ int bus_object_new(Vm *vm, sd_bus *bus, BusObject **ret) {
         r = creds_cache_new(bus, caller_has_rights, &o->base, &o->base.creds);
         if (r < 0)
                 return r;
+        r = bus_quota_new(&o->base.quota);
+        if (r < 0)
+                return r;
         r = vm_events_new(bus, vm_bus_may_audit, &o->base, &o->events);
         if (r < 0)
                 return r;
@@ -132,6 +135,7 @@ BusObject *bus_object_free(BusObject *o) {
         o->object_slot = sd_bus_slot_unref(o->object_slot);
         vm_events_free(o->events);
         creds_cache_free(o->base.creds);
+        bus_quota_free(o->base.quota);
         sd_bus_unref(o->base.bus);
         free(o);
         return NULL;
