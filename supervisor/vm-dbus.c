@@ -479,7 +479,21 @@ void vm_emit_event(Vm *vm, const char *name, json_t *data, uint64_t timestamp_us
                 return;
         s = json_dumps(data, JSON_COMPACT | JSON_ENCODE_ANY | JSON_ENSURE_ASCII);
         text_sanitize(safe_name, sizeof safe_name, name, name ? strlen(name) : 0, 0);
+        uint64_t dropped = 0, last_dropped = 0;
+
         (void) vm_events_record(vm->events, safe_name, s ?: "{}", timestamp_usec);
+        if (!vm_events_signal_budget(vm->events, now_usec(CLOCK_MONOTONIC), vm_events_last_seq(vm->events),
+                                     &dropped, &last_dropped))
+                return;
+        if (dropped > 0) {
+                char notice[96];
+
+                snprintf(notice, sizeof notice, "{\"count\":%" PRIu64 ",\"last_seq\":%" PRIu64 "}", dropped,
+                         last_dropped);
+                vm_events_send(vm->events, build_vm_signal,
+                               &(SignalArgs) { .vm = vm, .member = "Event", .name = VM_EVENTS_DROPPED_NAME,
+                                               .data = notice, .timestamp_usec = now_realtime() });
+        }
         vm_events_send(vm->events, build_vm_signal,
                        &(SignalArgs) { .vm = vm, .member = "Event", .name = safe_name, .data = s ?: "{}",
                                        .timestamp_usec = timestamp_usec });

@@ -33,6 +33,11 @@ struct VmEvents {
 
         Subscriber *subscribers[VM_EVENTS_SUBSCRIBERS_MAX];
         size_t n_subscribers;
+
+        /* The Event signals' token bucket. */
+        uint64_t tokens_milli; /* thousandths of a signal */
+        uint64_t refilled_usec;
+        uint64_t dropped, last_dropped;
 };
 
 static void record_clear(VmEventRecord *r) {
@@ -97,6 +102,27 @@ int vm_events_append(VmEvents *ev, sd_bus_message *m, uint64_t since) {
                         return r;
         }
         return sd_bus_message_close_container(m);
+}
+
+bool vm_events_signal_budget(VmEvents *ev, uint64_t now_usec, uint64_t seq, uint64_t *ret_dropped,
+                             uint64_t *ret_last_dropped) {
+        const uint64_t cap = (uint64_t) VM_EVENTS_SIGNAL_BURST * 1000U;
+
+        if (now_usec > ev->refilled_usec) {
+                uint64_t add = (now_usec - ev->refilled_usec) * VM_EVENTS_SIGNAL_RATE / 1000U;
+                ev->tokens_milli = add >= cap - ev->tokens_milli ? cap : ev->tokens_milli + add;
+                ev->refilled_usec = now_usec;
+        }
+        if (ev->tokens_milli < 1000U) {
+                ev->dropped++;
+                ev->last_dropped = seq;
+                return false;
+        }
+        ev->tokens_milli -= 1000U;
+        *ret_dropped = ev->dropped;
+        *ret_last_dropped = ev->last_dropped;
+        ev->dropped = 0;
+        return true;
 }
 
 /* ---- subscribers ---- */
@@ -258,6 +284,7 @@ int vm_events_new(sd_bus *bus, vm_events_allowed_t allowed, void *userdata, VmEv
         if (!ev)
                 return -ENOMEM;
         ev->bus = sd_bus_ref(bus);
+        ev->tokens_milli = (uint64_t) VM_EVENTS_SIGNAL_BURST * 1000U;
         ev->allowed = allowed;
         ev->userdata = userdata;
         *ret = ev;

@@ -18,7 +18,16 @@
  * a timestamp: at most VM_EVENTS_RING_MAX events and VM_EVENTS_RING_BYTES of names and
  * data, the oldest dropped first. VM1.GetEvents(since) returns those after since, so a
  * caller who read the state (GetStatus's event-seq says which event it reflects) and then
- * subscribes (Subscribe returns the last sequence number) fills the gap between the two. */
+ * subscribes (Subscribe returns the last sequence number) fills the gap between the two.
+ *
+ * A QEMU that floods events (a guest can cause some at will) must not turn into a flood of
+ * signals to every subscriber, nor a write queue that grows without bound: Event signals
+ * are sent at most VM_EVENTS_SIGNAL_RATE per second (a token bucket holding
+ * VM_EVENTS_SIGNAL_BURST); the events beyond are kept in the ring only, and the next Event
+ * signal sent is preceded by one named VM_EVENTS_DROPPED_NAME with data
+ * {"count":N,"last_seq":S}: N events were not signalled, the last of them numbered S
+ * (GetEvents has those the ring still holds). StateChanged and PropertiesChanged are
+ * never dropped. */
 
 #include <systemd/sd-bus.h>
 
@@ -28,6 +37,9 @@
 #define VM_EVENTS_SUBSCRIBERS_MAX 64U
 #define VM_EVENTS_RING_MAX 1024U
 #define VM_EVENTS_RING_BYTES (4U * 1024U * 1024U)
+#define VM_EVENTS_SIGNAL_RATE 1000U
+#define VM_EVENTS_SIGNAL_BURST 1000U
+#define VM_EVENTS_DROPPED_NAME "vmsup-events-dropped"
 
 typedef struct VmEvents VmEvents;
 
@@ -54,6 +66,12 @@ int vm_events_subscribe(VmEvents *ev, const char *name, const Caller *caller);
 /* Returns 1 when name was subscribed, 0 otherwise. */
 int vm_events_unsubscribe(VmEvents *ev, const char *name);
 size_t vm_events_subscribers(const VmEvents *ev);
+
+/* Whether an Event signal may be sent now (now_usec: CLOCK_MONOTONIC). When it may and
+ * events were dropped before, *ret_dropped and *ret_last_dropped say how many and the last
+ * one's number (then forgotten); otherwise the event (seq) is counted as dropped. */
+bool vm_events_signal_budget(VmEvents *ev, uint64_t now_usec, uint64_t seq, uint64_t *ret_dropped,
+                             uint64_t *ret_last_dropped);
 
 /* Sends the signal build makes to each subscriber still allowed, addressed to it. */
 void vm_events_send(VmEvents *ev, vm_events_build_t build, void *userdata);
