@@ -113,6 +113,7 @@ $(eval $(call unit_test,policy,policy))
 $(eval $(call unit_test,config,policy supervisor/config.c))
 $(eval $(call unit_test,seccomp,supervisor/sandbox.c))
 $(eval $(call unit_test,vm-state,supervisor/vm-state.c))
+$(eval $(call unit_test,vm-events,policy supervisor/vm-events.c))
 $(eval $(call unit_test,bus-util,policy monitor agent supervisor))
 
 $(BUILD)/tests/helpers/%.o: tests/helpers/%.c
