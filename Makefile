@@ -4,8 +4,12 @@
 #   make check             build and run every test (unit, black-box, unit files)
 #   make check SANITIZE=1  the same with ASan+UBSan (build-san/)
 #   make bench             benchmarks
+#   make stress ROUNDS=N   N rounds of 100 concurrent VM starts and stops; counts failures
+#   make fuzz FUZZ_SECONDS=N   build the libFuzzer harnesses with clang (build-fuzz/)
+#                          and run each N seconds over its corpus (tests/fuzz/)
 #   make demo              a guided session with the bundled tiny guest
-#   make install DESTDIR=... PREFIX=...
+#   make install DESTDIR=... PREFIX=...  (ships a sysusers.d entry for the user QEMU runs
+#                                          as by default, vmsup-qemu: run systemd-sysusers)
 #   make deps              install the Debian packages that are missing (as root;
 #                          demo, check and bench run it first)
 #
@@ -19,19 +23,36 @@ DATADIR     ?= $(PREFIX)/share
 UNITDIR     ?= /lib/systemd/system
 DBUSDIR     ?= $(DATADIR)/dbus-1/system.d
 TMPFILESDIR ?= /usr/lib/tmpfiles.d
+SYSUSERSDIR ?= /usr/lib/sysusers.d
 MANDIR      ?= $(DATADIR)/man
 DOCDIR      ?= $(DATADIR)/doc/vmsup
 COMPLETIONDIR ?= $(DATADIR)/bash-completion/completions
 INTERFACESDIR ?= $(DATADIR)/dbus-1/interfaces
 
 SANITIZE ?= 0
-ifeq ($(SANITIZE),1)
+FUZZ ?= 0
+ifeq ($(FUZZ),1)
+# libFuzzer needs clang; the harnesses link with -fsanitize=fuzzer, everything else is
+# instrumented for coverage (fuzzer-no-link) and checked by ASan and UBSan.
+BUILD ?= build-fuzz
+CC = clang
+# Warnings are gcc's business (the normal build): clang's differ, and a test build must
+# not fail on them.
+SANFLAGS = -fsanitize=fuzzer-no-link,address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all \
+           -Wno-error
+FUZZ_LINK = -fsanitize=fuzzer
+FUZZ_DRIVER =
+else ifeq ($(SANITIZE),1)
 BUILD ?= build-san
 SANFLAGS = -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all
 else
 BUILD ?= build
 SANFLAGS =
 endif
+# Without libFuzzer a harness replays the files it is given (make check).
+FUZZ_LINK ?=
+FUZZ_DRIVER ?= $(BUILD)/tests/fuzz/replay.o
+FUZZ_SECONDS ?= 60
 
 PKGS     = libsystemd jansson libseccomp libcap-ng
 # pkg-config is asked when a recipe first needs its answer (then remembered), not
@@ -63,6 +84,8 @@ HELPER_SRCS = $(wildcard tests/helpers/*.c)
 HELPER_BINS = $(HELPER_SRCS:tests/helpers/%.c=$(BUILD)/tests/%)
 BENCH_SRCS = $(wildcard tests/bench/*.c)
 CTL_OBJS  = $(patsubst %.c,$(BUILD)/%.o,$(wildcard ctl/*.c))
+FUZZ_SRCS = $(wildcard tests/fuzz/fuzz-*.c)
+FUZZ_BINS = $(FUZZ_SRCS:tests/fuzz/%.c=$(BUILD)/fuzz/%)
 
 BINS = $(BUILD)/vmsupd $(BUILD)/vmsupctl
 MANS = $(BUILD)/man/vmsupd.8 $(BUILD)/man/vmsupctl.1 $(BUILD)/man/vmsup.json.5
@@ -137,14 +160,25 @@ $(BUILD)/tests/vmsup-gdbus-client: tests/gdbus/vmsup-gdbus-client.c $(BUILD)/gdb
 	        $(call pkg_config,$(GIO_PKGS),--cflags) -I$(BUILD)/gdbus $(LDFLAGS) -o $@ $^ \
 	        $(call pkg_config,$(GIO_PKGS),--libs)
 
-tests: $(UNIT_BINS) $(HELPER_BINS) $(BUILD)/tests/vmsup-gdbus-client
+$(FUZZ_BINS): $(BUILD)/fuzz/%: $(BUILD)/tests/fuzz/%.o $(BUILD)/tests/fuzz/peer.o $(FUZZ_DRIVER) $(BUILD)/libvmsup.a
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS) $(FUZZ_LINK) -o $@ $^ $(LDLIBS)
+
+tests: $(UNIT_BINS) $(HELPER_BINS) $(FUZZ_BINS) $(BUILD)/tests/vmsup-gdbus-client
+
+# Not part of check (which replays each corpus once): FUZZ_SECONDS per harness.
+fuzz: deps
+	+@$(MAKE) --no-print-directory FUZZ=1 fuzz-build
+	FUZZ_SECONDS=$(FUZZ_SECONDS) tests/fuzz/run.sh build-fuzz
+
+fuzz-build: $(FUZZ_BINS)
 
 guest:
 	tests/guest/build-guest.sh
 
 # demo, check and bench are what a fresh machine runs (README): the packages
 # first, then a second make, which reads pkg-config's answers once they exist.
-demo check bench: deps
+demo check bench stress: deps
 	+@$(MAKE) --no-print-directory $@-run
 
 check-run: all tests guest
@@ -156,6 +190,11 @@ check-unit: all tests
 # Not part of check: minutes of wall time and two TCG guests (tests/bench/run.sh).
 bench-run: all guest $(BUILD)/bench/vmsup-bench
 	BUILD=$(BUILD) tests/bench/run.sh
+
+# Not part of check either: ROUNDS × 100 QEMUs (`machine: none`), about 10 s a round.
+ROUNDS ?= 50
+stress-run: all $(BUILD)/bench/vmsup-bench
+	BUILD=$(BUILD) VMSUP_BENCH_ONLY=stress VMSUP_BENCH_STRESS_ROUNDS=$(ROUNDS) tests/bench/run.sh
 
 $(BUILD)/bench/vmsup-bench: $(BENCH_SRCS) $(wildcard tests/bench/*.h) $(BUILD)/libvmsup.a
 	@mkdir -p $(dir $@)
@@ -169,7 +208,7 @@ deps:
 
 install: all
 	install -d $(DESTDIR)$(SBINDIR) $(DESTDIR)$(BINDIR) $(DESTDIR)$(UNITDIR) \
-	        $(DESTDIR)$(DBUSDIR) $(DESTDIR)$(TMPFILESDIR) $(DESTDIR)$(SYSCONFDIR)/vmsup/vms \
+	        $(DESTDIR)$(DBUSDIR) $(DESTDIR)$(TMPFILESDIR) $(DESTDIR)$(SYSUSERSDIR) $(DESTDIR)$(SYSCONFDIR)/vmsup/vms \
 	        $(DESTDIR)$(DOCDIR) $(DESTDIR)$(MANDIR)/man1 $(DESTDIR)$(MANDIR)/man5 $(DESTDIR)$(MANDIR)/man8 \
 	        $(DESTDIR)$(COMPLETIONDIR) $(DESTDIR)$(INTERFACESDIR)
 	install -m 0755 $(BUILD)/vmsupd $(DESTDIR)$(SBINDIR)/vmsupd
@@ -178,6 +217,7 @@ install: all
 	chmod 0644 $(DESTDIR)$(UNITDIR)/vmsup@.service
 	install -m 0644 units/org.vmsup.VM.conf $(DESTDIR)$(DBUSDIR)/org.vmsup.VM.conf
 	install -m 0644 units/vmsup.tmpfiles $(DESTDIR)$(TMPFILESDIR)/vmsup.conf
+	install -m 0644 units/vmsup.sysusers $(DESTDIR)$(SYSUSERSDIR)/vmsup.conf
 	install -m 0644 units/example.json $(DESTDIR)$(DOCDIR)/example.json
 	install -m 0644 README.md docs/*.md $(DESTDIR)$(DOCDIR)/
 	install -m 0644 completion/vmsupctl.bash $(DESTDIR)$(COMPLETIONDIR)/vmsupctl
@@ -187,8 +227,8 @@ install: all
 	install -m 0644 $(BUILD)/man/vmsupd.8 $(DESTDIR)$(MANDIR)/man8/vmsupd.8
 
 clean:
-	rm -rf build build-san
+	rm -rf build build-san build-fuzz
 
-.PHONY: all tests guest check check-run check-unit bench bench-run demo demo-run deps install clean
+.PHONY: all tests guest check check-run check-unit bench bench-run stress stress-run demo demo-run deps install clean fuzz fuzz-build
 
 -include $(shell find $(BUILD) -name '*.d' 2>/dev/null)

@@ -547,7 +547,9 @@ static void qga_input_process(QgaClient *c) {
                 size_t n = c->in_len - pos;
                 char *nl = memchr(p, '\n', n);
                 size_t span = nl ? (size_t) (nl - p) : n;
-                char *ff = memchr(p, 0xFF, span);
+                /* The last one: one pass over a span however many 0xFF it holds (a line of
+                 * them must not cost a newline search each). */
+                char *ff = memrchr(p, 0xFF, span);
                 size_t end;
 
                 if (ff) {

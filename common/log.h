@@ -35,3 +35,22 @@ int log_internal(int level, int error, const char *file, int line, const char *f
 #define log_error_errno(error, ...) log_full_errno(LOG_ERR, error, __VA_ARGS__)
 
 #define log_oom() log_error_errno(ENOMEM, "Out of memory.")
+
+/* The flight recorder: every message, whatever --log-level lets through, also goes into a
+ * ring of the last LOG_RING_SIZE messages (with their monotonic time, level and origin;
+ * longer texts are cut at LOG_RING_TEXT_MAX bytes). Memory is fixed (about 40 KiB, touched
+ * as it fills), nothing is written until log_ring_dump() is called: when something failed,
+ * the debug-level story of how it came to be is there even though the log level hid it.
+ * The ring is per process (a forked child has its copy), not thread-safe. */
+#define LOG_RING_SIZE 160U
+#define LOG_RING_TEXT_MAX 224U
+
+/* Writes the recorded messages, oldest first, at level, each prefixed "flight recorder:"
+ * and its age relative to now, under a header line naming why; then empties the ring, so
+ * that the next dump starts where this one ended. Dumped lines are not recorded again.
+ * Returns the number of messages written. */
+size_t log_ring_dump(int level, const char *why);
+/* Messages recorded since the last dump (at most LOG_RING_SIZE). */
+size_t log_ring_size(void);
+/* Drops what is recorded. */
+void log_ring_clear(void);

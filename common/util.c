@@ -1,4 +1,5 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
+#include <inttypes.h>
 #include <stdarg.h>
 #include <time.h>
 
@@ -109,27 +110,96 @@ int log_level_from_string(const char *s) {
         return -EINVAL;
 }
 
+/* ---- the flight recorder ---- */
+
+typedef struct LogRingEntry {
+        uint64_t usec; /* CLOCK_MONOTONIC */
+        const char *file, *func; /* __FILE__ and __func__: static strings */
+        int line;
+        int level;
+        char text[LOG_RING_TEXT_MAX];
+} LogRingEntry;
+
+static LogRingEntry log_ring[LOG_RING_SIZE];
+static size_t log_ring_next, log_ring_n;
+
+static void log_ring_add(int level, const char *file, int line, const char *func, const char *text, size_t len) {
+        LogRingEntry *e = &log_ring[log_ring_next];
+
+        e->usec = now_usec(CLOCK_MONOTONIC);
+        e->file = file;
+        e->line = line;
+        e->func = func;
+        e->level = level;
+        if (len >= sizeof e->text)
+                len = sizeof e->text - 1;
+        memcpy(e->text, text, len);
+        e->text[len] = '\0';
+        log_ring_next = (log_ring_next + 1) % LOG_RING_SIZE;
+        if (log_ring_n < LOG_RING_SIZE)
+                log_ring_n++;
+}
+
+size_t log_ring_size(void) {
+        return log_ring_n;
+}
+
+void log_ring_clear(void) {
+        log_ring_n = 0;
+}
+
+static void log_write(int level, const char *text, const char *file, int line, const char *func) {
+        if (log_syslog_prefix)
+                fprintf(stderr, "<%d>%s\n", level, text);
+        else if (log_max_level >= LOG_DEBUG && file)
+                fprintf(stderr, "vmsupd: %s (%s:%d %s)\n", text, file, line, func);
+        else
+                fprintf(stderr, "vmsupd: %s\n", text);
+}
+
+size_t log_ring_dump(int level, const char *why) {
+        static const char level_char[] = "0123WNID"; /* emerg..err as digits, then W/N/I/D */
+        uint64_t now = now_usec(CLOCK_MONOTONIC);
+        size_t n = log_ring_n, first = (log_ring_next + LOG_RING_SIZE - n) % LOG_RING_SIZE;
+        char buf[LOG_RING_TEXT_MAX + 256];
+        int saved_errno = errno;
+
+        (void) snprintf(buf, sizeof buf, "flight recorder: %s: the last %zu messages of every level follow%s", why, n,
+                        n == LOG_RING_SIZE ? " (older ones were overwritten)" : "");
+        log_write(level, buf, NULL, 0, NULL);
+        for (size_t i = 0; i < n; i++) {
+                const LogRingEntry *e = &log_ring[(first + i) % LOG_RING_SIZE];
+                uint64_t age = now >= e->usec ? now - e->usec : 0;
+                const char *base = e->file ? strrchr(e->file, '/') : NULL;
+
+                (void) snprintf(buf, sizeof buf, "flight recorder: -%" PRIu64 ".%06" PRIu64 " s %c %s (%s:%d)",
+                                age / USEC_PER_SEC, age % USEC_PER_SEC,
+                                e->level >= 0 && e->level <= LOG_DEBUG ? level_char[e->level] : '?', e->text,
+                                base ? base + 1 : (e->file ?: "?"), e->line);
+                log_write(level, buf, NULL, 0, NULL);
+        }
+        (void) snprintf(buf, sizeof buf, "flight recorder: end");
+        log_write(level, buf, NULL, 0, NULL);
+        log_ring_clear();
+        errno = saved_errno;
+        return n;
+}
+
 int log_internal(int level, int error, const char *file, int line, const char *func, const char *fmt, ...) {
         int saved_errno = errno;
         char buf[2048];
         va_list ap;
+        int k;
 
         if (error < 0)
                 error = -error;
-        if (level > log_max_level) {
-                errno = saved_errno;
-                return -error;
-        }
         errno = error; /* for %m */
         va_start(ap, fmt);
-        (void) vsnprintf(buf, sizeof buf, fmt, ap);
+        k = vsnprintf(buf, sizeof buf, fmt, ap);
         va_end(ap);
-        if (log_syslog_prefix)
-                fprintf(stderr, "<%d>%s\n", level, buf);
-        else if (log_max_level >= LOG_DEBUG)
-                fprintf(stderr, "vmsupd: %s (%s:%d %s)\n", buf, file, line, func);
-        else
-                fprintf(stderr, "vmsupd: %s\n", buf);
+        log_ring_add(level, file, line, func, buf, k < 0 ? 0 : (size_t) k);
+        if (level <= log_max_level)
+                log_write(level, buf, file, line, func);
         errno = saved_errno;
         return -error;
 }

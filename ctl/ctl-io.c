@@ -4,6 +4,8 @@
 
 #include <fcntl.h>
 #include <inttypes.h>
+#include <signal.h>
+#include <sys/stat.h>
 
 #include <systemd/sd-event.h>
 
@@ -273,15 +275,120 @@ int verb_events(char **args, size_t n) {
 
 /* ---- files ---- */
 
-static int call_file(const char *name, const char *method, const char *guest_path, int fd) {
-        _cleanup_(sd_bus_flush_close_unrefp) sd_bus *bus = NULL;
+/* The supervisor takes only pipes, FIFOs and AF_UNIX stream sockets: those are handed
+ * over as they are, any other local file is copied through a pipe while the call runs.
+ * 1 MiB is the most an unprivileged process may ask for (pipe-max-size's default). */
+#define TRANSFER_PIPE_SIZE (1024 * 1024)
+
+typedef struct Transfer {
+        const char *name;
+        bool reading;     /* ReadFile: pipe → file */
+        int file_fd;
+        int pipe_fd;      /* our end */
+        bool pipe_done;   /* EOF seen (ReadFile) or our end closed (WriteFile) */
+        bool replied;
+        int status;       /* exit status once something failed (> 0) */
+        uint64_t bytes, copied;
+        sd_event_source *io;
+} Transfer;
+
+static void transfer_maybe_done(Transfer *t, sd_event *event) {
+        /* ReadFile: the reply says how much was sent; what is still in the pipe comes after. */
+        if (t->replied && (t->status > 0 || t->pipe_done || (t->reading && t->copied >= t->bytes)))
+                (void) sd_event_exit(event, 0);
+}
+
+static int write_all(int fd, const char *p, size_t n) {
+        while (n > 0) {
+                ssize_t k = write(fd, p, n);
+                if (k < 0) {
+                        if (errno == EINTR)
+                                continue;
+                        return -errno;
+                }
+                p += k;
+                n -= (size_t) k;
+        }
+        return 0;
+}
+
+static int on_pipe(sd_event_source *s, int fd, uint32_t revents, void *userdata) {
+        static char buf[TRANSFER_PIPE_SIZE];
+        Transfer *t = userdata;
+        ssize_t k;
+
+        if (t->reading) {
+                k = read(fd, buf, sizeof buf);
+                if (k < 0 && (errno == EAGAIN || errno == EINTR))
+                        return 0;
+                if (k < 0) {
+                        fprintf(stderr, "vmsupctl: cannot read the pipe: %m\n");
+                        t->status = CTL_EXIT_FAILURE;
+                }
+                if (k > 0) {
+                        int r = write_all(t->file_fd, buf, (size_t) k);
+                        if (r < 0) {
+                                fprintf(stderr, "vmsupctl: cannot write the local file: %s\n", strerror(-r));
+                                t->status = CTL_EXIT_FAILURE;
+                        }
+                        t->copied += (uint64_t) k;
+                }
+                if (k <= 0 || t->status > 0) {
+                        t->pipe_done = true;
+                        t->io = sd_event_source_disable_unref(t->io);
+                        if (!t->replied)
+                                /* Our end closed: the supervisor's next write fails and it answers. */
+                                t->pipe_fd = safe_close(t->pipe_fd);
+                }
+        } else {
+                k = read(t->file_fd, buf, sizeof buf);
+                if (k < 0 && errno == EINTR)
+                        return 0;
+                if (k < 0) {
+                        fprintf(stderr, "vmsupctl: cannot read the local file: %m\n");
+                        t->status = CTL_EXIT_FAILURE;
+                }
+                if (k > 0 && write_all(fd, buf, (size_t) k) < 0)
+                        k = 0; /* the supervisor stopped reading: its reply says why */
+                if (k <= 0) {
+                        t->io = sd_event_source_disable_unref(t->io);
+                        t->pipe_fd = safe_close(t->pipe_fd); /* EOF for the supervisor */
+                        t->pipe_done = true;
+                }
+        }
+        transfer_maybe_done(t, sd_event_source_get_event(s));
+        return 0;
+}
+
+static int on_file_reply(sd_bus_message *reply, void *userdata, sd_bus_error *ret_error) {
+        Transfer *t = userdata;
+        const sd_bus_error *e = sd_bus_message_get_error(reply);
+        int r;
+
+        t->replied = true;
+        if (e) {
+                /* Mapped as ctl_call does; after a local failure, that one was already said. */
+                if (t->status == 0)
+                        t->status = ctl_error_status(t->name, e, -sd_bus_message_get_errno(reply));
+        } else if ((r = sd_bus_message_read(reply, "t", &t->bytes)) < 0 && t->status == 0)
+                t->status = ctl_bus_fail(r, t->name);
+        transfer_maybe_done(t, sd_bus_get_event(sd_bus_message_get_bus(reply)));
+        return 0;
+}
+
+static int print_bytes(uint64_t bytes) {
+        if (arg.json)
+                printf("{\"bytes\":%" PRIu64 "}\n", bytes);
+        else
+                printf("%" PRIu64 "\n", bytes);
+        return 0;
+}
+
+static int call_file_direct(sd_bus *bus, const char *name, const char *method, const char *guest_path, int fd) {
         _cleanup_(sd_bus_message_unrefp) sd_bus_message *reply = NULL;
         uint64_t bytes;
         int r;
 
-        r = ctl_bus_open(&bus);
-        if (r < 0)
-                return -r;
         /* Large files through a slow guest take long: the supervisor bounds each agent call. */
         if (streq(method, "ReadFile"))
                 r = ctl_call(bus, name, AGENT_IFACE, method, UINT64_MAX, &reply, "stth", guest_path, arg.offset,
@@ -294,11 +401,70 @@ static int call_file(const char *name, const char *method, const char *guest_pat
         r = sd_bus_message_read(reply, "t", &bytes);
         if (r < 0)
                 return ctl_bus_fail(r, name);
-        if (arg.json)
-                printf("{\"bytes\":%" PRIu64 "}\n", bytes);
-        else
-                printf("%" PRIu64 "\n", bytes);
-        return 0;
+        return print_bytes(bytes);
+}
+
+static int call_file(const char *name, const char *method, const char *guest_path, int file_fd) {
+        _cleanup_(sd_bus_flush_close_unrefp) sd_bus *bus = NULL;
+        _cleanup_(sd_event_unrefp) sd_event *event = NULL;
+        _cleanup_(sd_bus_message_unrefp) sd_bus_message *m = NULL;
+        _cleanup_free_ char *dest = NULL;
+        Transfer t = { .name = name, .reading = streq(method, "ReadFile"), .file_fd = file_fd, .pipe_fd = -1 };
+        struct stat st;
+        int p[2], r;
+
+        /* A local reader or a supervisor that goes away is an error to report, not a silent death. */
+        (void) signal(SIGPIPE, SIG_IGN);
+        if (fstat(file_fd, &st) < 0)
+                return ctl_bus_fail(-errno, "cannot look at the local file");
+        r = ctl_bus_open(&bus);
+        if (r < 0)
+                return -r;
+        if (S_ISFIFO(st.st_mode) || S_ISSOCK(st.st_mode))
+                /* A kind the supervisor takes (it checks that a socket is an AF_UNIX stream one). */
+                return call_file_direct(bus, name, method, guest_path, file_fd);
+
+        if (asprintf(&dest, VM_BUS_PREFIX "%s", name) < 0)
+                return ctl_bus_fail(-ENOMEM, name);
+        r = sd_event_default(&event);
+        if (r >= 0)
+                r = sd_bus_attach_event(bus, event, 0);
+        if (r < 0)
+                return ctl_bus_fail(r, method);
+        if (pipe2(p, O_CLOEXEC | O_NONBLOCK) < 0)
+                return ctl_bus_fail(-errno, "cannot make a pipe");
+        /* Fewer wake-ups on both sides for large files; the default size where refused. */
+        (void) fcntl(p[0], F_SETPIPE_SZ, TRANSFER_PIPE_SIZE);
+        /* The supervisor gets the other end; ours stays here. Writing, ours blocks: the
+         * supervisor reads as fast as the guest takes it, and closes its end on failure. */
+        t.pipe_fd = t.reading ? p[0] : p[1];
+        if (!t.reading && fcntl(p[1], F_SETFL, 0) < 0) {
+                r = -errno;
+                safe_close(p[0]);
+                safe_close(p[1]);
+                return ctl_bus_fail(r, "cannot set up the pipe");
+        }
+        r = sd_bus_message_new_method_call(bus, &m, dest, VM_OBJECT, AGENT_IFACE, method);
+        if (r >= 0)
+                r = t.reading ? sd_bus_message_append(m, "stth", guest_path, arg.offset, arg.length, p[1])
+                              : sd_bus_message_append(m, "shb", guest_path, p[0], (int) arg.append);
+        safe_close(t.reading ? p[1] : p[0]); /* the message holds its own copy */
+        if (r >= 0)
+                r = sd_event_add_io(event, &t.io, t.pipe_fd, t.reading ? EPOLLIN : EPOLLOUT, on_pipe, &t);
+        /* Large files through a slow guest take long: the supervisor bounds each agent call. */
+        if (r >= 0)
+                r = sd_bus_call_async(bus, NULL, m, on_file_reply, &t, UINT64_MAX);
+        /* Once sent, the message's copy goes: only the supervisor's is left. */
+        m = sd_bus_message_unref(m);
+        if (r >= 0)
+                r = sd_event_loop(event);
+        sd_event_source_disable_unref(t.io);
+        safe_close(t.pipe_fd);
+        if (r < 0)
+                return ctl_bus_fail(r, name);
+        if (t.status > 0)
+                return t.status;
+        return print_bytes(t.bytes);
 }
 
 int verb_read_file(char **args, size_t n) {

@@ -257,8 +257,10 @@ static int qmp_output_flush(QmpClient *c) {
                         return negative_errno();
                 }
                 c->out_start += (size_t) k;
-                if (c->state != QMP_STATE_READY)
+                if (c->state != QMP_STATE_READY) {
                         c->out_gate -= (size_t) k;
+                        log_debug("QMP: negotiating, wrote %zd bytes", k);
+                }
         }
 
         if (c->out_start == c->out_end) {
@@ -759,6 +761,9 @@ static int qmp_input_read(QmpClient *c) {
         }
 
         n = read(c->fd, c->in + c->in_len, c->in_alloc - c->in_len);
+        if (c->state != QMP_STATE_READY)
+                log_debug("QMP: %s, read %zd%s%s", c->state == QMP_STATE_GREETING ? "awaiting the greeting" : "negotiating",
+                          n, n < 0 ? ": " : " bytes", n < 0 ? strerror(errno) : "");
         if (n < 0) {
                 if (errno == EAGAIN || errno == EINTR)
                         return 0;
@@ -850,6 +855,7 @@ int qmp_client_new(sd_event *event, int fd, const QmpCallbacks *cb, void *userda
         r = sd_event_add_io(event, &c->io, c->fd, c->io_events, qmp_on_io, c);
         if (r < 0)
                 return r;
+        log_debug("QMP: watching fd %d for the greeting", c->fd);
 
         /* Queued now, written when the greeting arrives: its timer bounds the wait for the
          * greeting as well as for the answer. */

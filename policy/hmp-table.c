@@ -13,8 +13,16 @@
  *    back-end) are additions. Seed commands that QEMU 7.2 does not have
  *    (Proxmox's backup commands, newer QEMU's one-insn-per-tb and xen-event-*)
  *    stay, so that a newer or patched binary is covered the same way.
- *  - "info" is tier none: each of its 7.2 subcommands only reads (verified one
- *    by one, including that "info ramblock" shows no host addresses in 7.2).
+ *  - "info" is tier none, and each of its subcommands has its own tier
+ *    (policy_hmp_info_commands below): most only read this VM's state; those
+ *    that print host addresses, walk guest page tables without a bound or
+ *    describe the host are stricter.
+ *  - commands whose effect reaches beyond the VM's own state are root-only
+ *    even where the seed says Sys.Modify: host image files (block_resize,
+ *    the internal-snapshot commands), QEMU's stderr and so the host log (log,
+ *    trace-event), host addresses (sync-profile), device MMIO (x, xp, sum, as
+ *    i), secrets (qom-get), the supervisor's own channels (ringbuf_*) and
+ *    settings that outlive the caller's request (migrate_set_*).
  *
  * A command that is not here is root-only. Keep the table sorted in strcmp()
  * order: lookups are a binary search, and the unit test checks the order. */
@@ -25,6 +33,8 @@
 #define NONE(n)    { .name = (n), .tier = HMP_TIER_NONE }
 #define SYSMOD(n)  { .name = (n), .tier = HMP_TIER_SYS_MODIFY }
 #define ROOT(n, r) { .name = (n), .tier = HMP_TIER_ROOT, .reason = (r) }
+/* A Sys.Modify entry whose tier deserves a word. */
+#define SYSMOD_WHY(n, r) { .name = (n), .tier = HMP_TIER_SYS_MODIFY, .reason = (r) }
 
 const HmpCommand policy_hmp_commands[] = {
         SYSMOD("announce_self"),
@@ -36,7 +46,7 @@ const HmpCommand policy_hmp_commands[] = {
         SYSMOD("block_job_pause"),
         SYSMOD("block_job_resume"),
         SYSMOD("block_job_set_speed"),
-        SYSMOD("block_resize"),
+        ROOT("block_resize", "resizes the host image file to any size: shrinking destroys the disk, growing fills the host's file system (a size cap would need the image size read before every call)"),
         SYSMOD("block_set_io_throttle"),
         ROOT("block_stream", "rewrites images from their backing chain, like the other root-only image-chain commands"),
         SYSMOD("boot_set"),
@@ -52,7 +62,7 @@ const HmpCommand policy_hmp_commands[] = {
         ROOT("commit", "writes into backing images, which other VMs may share"),
         SYSMOD("cont"),
         SYSMOD("cpu"),
-        SYSMOD("delvm"),
+        ROOT("delvm", "deletes internal snapshots, root's included; the counterpart of savevm"),
         ROOT("device_add", "adds any device, host pass-through included, like -device"),
         ROOT("device_del", "removes devices, the supervisor's agent port included; the counterpart of device_add"),
         ROOT("drive_add", "opens host files as drives, like -drive"),
@@ -75,8 +85,8 @@ const HmpCommand policy_hmp_commands[] = {
         ROOT("hostfwd_remove", "the counterpart of hostfwd_add"),
         ROOT("i", "reads I/O ports of emulated and passed-through devices"),
         NONE("info"),
-        SYSMOD("loadvm"),
-        SYSMOD("log"),
+        ROOT("loadvm", "reverts the VM to any internal snapshot, root's included; the counterpart of savevm"),
+        ROOT("log", "QEMU's log goes to its stderr, which the supervisor logs: floods the host log and writes host addresses and other callers' requests there"),
         ROOT("logfile", "writes QEMU's log to a host path the caller chooses"),
         ROOT("mce", "injects machine-check exceptions; a KVM bug there could reach the host CPU"),
         ROOT("memsave", "writes guest memory to a host path the caller chooses"),
@@ -86,8 +96,8 @@ const HmpCommand policy_hmp_commands[] = {
         ROOT("migrate_incoming", "reads VM state from any URI, exec: (a host command) included"),
         SYSMOD("migrate_pause"),
         ROOT("migrate_recover", "listens on or connects to any URI"),
-        SYSMOD("migrate_set_capability"),
-        SYSMOD("migrate_set_parameter"),
+        ROOT("migrate_set_capability", "persists into later migrations started by root or VM.Migrate holders; the migration methods set what they need"),
+        ROOT("migrate_set_parameter", "persists into later migrations (e.g. clears tls-creds) started by root or VM.Migrate holders; the migration methods set what they need per migration"),
         SYSMOD("migrate_start_postcopy"),
         SYSMOD("mouse_button"),
         SYSMOD("mouse_move"),
@@ -107,16 +117,16 @@ const HmpCommand policy_hmp_commands[] = {
         ROOT("pmemsave", "writes guest memory to a host path the caller chooses"),
         SYSMOD("print"),
         ROOT("qemu-io", "a debugging tool: raw image I/O, and its abort and sigraise commands kill QEMU"),
-        SYSMOD("qom-get"),
+        ROOT("qom-get", "reads any object property, the data of secret objects (passphrases) included; partial paths and links reach an object by many names, so no path check can single secrets out"),
         SYSMOD("qom-list"),
         ROOT("qom-set", "sets any object property, e.g. host paths of back-ends"),
         ROOT("quit", "ends QEMU behind the supervisor's back; Stop and Shutdown are the doors (QMP quit is reserved)"),
         SYSMOD("replay_break"),
         SYSMOD("replay_delete_break"),
         SYSMOD("replay_seek"),
-        SYSMOD("ringbuf_read"),
-        SYSMOD("ringbuf_write"),
-        SYSMOD("savevm"),
+        ROOT("ringbuf_read", "drains a ring buffer, the supervisor's own serial ring included"),
+        ROOT("ringbuf_write", "writes into a ring buffer, the supervisor's own serial ring included"),
+        ROOT("savevm", "writes the VM's RAM into the host image, with no limit on the number of snapshots, and replaces root's (a cap and ownership would need snapshot state the supervisor does not keep)"),
         ROOT("savevm-end", "the counterpart of savevm-start (Proxmox QEMU)"),
         ROOT("savevm-start", "writes VM state to a host path the caller chooses (Proxmox QEMU)"),
         ROOT("screendump", "writes an image to a host path the caller chooses"),
@@ -126,26 +136,105 @@ const HmpCommand policy_hmp_commands[] = {
         SYSMOD("set_vcpu_dirty_limit"),
         SYSMOD("singlestep"),
         ROOT("snapshot_blkdev", "creates an overlay image at a host path the caller chooses"),
-        SYSMOD("snapshot_blkdev_internal"),
-        SYSMOD("snapshot_delete_blkdev_internal"),
+        ROOT("snapshot_blkdev_internal", "writes an internal snapshot into the host image, with no limit on their number"),
+        ROOT("snapshot_delete_blkdev_internal", "deletes internal snapshots, root's included"),
         SYSMOD("stop"),
         SYSMOD("stopcapture"),
-        SYSMOD("sum"),
-        SYSMOD("sync-profile"),
+        ROOT("sum", "reads guest-physical ranges of any length, device MMIO (side effects) included, holding QEMU's big lock for minutes"),
+        ROOT("sync-profile", "with info sync-profile, prints QEMU's host addresses (mutex and stack pointers), which defeats its ASLR"),
         SYSMOD("system_powerdown"),
         SYSMOD("system_reset"),
         SYSMOD("system_wakeup"),
-        SYSMOD("trace-event"),
+        ROOT("trace-event", "trace output goes to QEMU's stderr, which the supervisor logs: floods the host log and writes host addresses there"),
         ROOT("trace-file", "writes the trace to a host path the caller chooses (simple trace back-end)"),
         ROOT("watchdog_action", "can turn the watchdog into an NMI injector (action inject-nmi)"),
         ROOT("wavcapture", "writes audio to a host path the caller chooses"),
-        SYSMOD("x"),
+        ROOT("x", "reads whatever the guest's page tables map, device MMIO (side effects) included, as i reads ports"),
         SYSMOD("x_colo_lost_heartbeat"),
         ROOT("xen-event-inject", "Xen emulation, which vmsup does not use"),
         ROOT("xen-event-list", "Xen emulation, which vmsup does not use"),
-        SYSMOD("xp"),
+        ROOT("xp", "reads guest-physical addresses, device MMIO (side effects) included, as i reads ports"),
 };
 const size_t policy_hmp_commands_count = ELEMENTSOF(policy_hmp_commands);
+
+/* The subcommands of "info", from QEMU 7.2's "info" listing (the same for
+ * -machine none and q35), each run as root against the binary with a guest and
+ * its output searched for host addresses and host paths: none prints a host
+ * address except those marked root here. "info chardev" and "info block" show
+ * back-end paths and image file names, which the VM's definition already names
+ * (as query-chardev and query-block do). A subcommand that is not here (a
+ * newer QEMU's) is root-only, like an unknown command. Sorted in strcmp()
+ * order. */
+const HmpCommand policy_hmp_info_commands[] = {
+        NONE("balloon"),
+        NONE("block"),
+        NONE("block-jobs"),
+        NONE("blockstats"),
+        NONE("capture"),
+        NONE("chardev"),
+        NONE("cpus"),
+        NONE("dirty_rate"),
+        NONE("dump"),
+        NONE("history"),
+        NONE("hotpluggable-cpus"),
+        NONE("iothreads"),
+        NONE("irq"),
+        NONE("jit"),
+        NONE("kvm"),
+        NONE("lapic"),
+        ROOT("mem", "walks the guest's page tables with no bound: a self-referencing table grows QEMU by gigabytes and holds its big lock for hours"),
+        NONE("memdev"),
+        NONE("memory-devices"),
+        NONE("memory_size_summary"),
+        NONE("mice"),
+        NONE("migrate"),
+        NONE("migrate_capabilities"),
+        NONE("migrate_parameters"),
+        NONE("mtree"),
+        NONE("name"),
+        NONE("network"),
+        NONE("numa"),
+        NONE("opcount"),
+        NONE("pci"),
+        NONE("pic"),
+        NONE("profile"),
+        NONE("qdm"),
+        NONE("qom-tree"),
+        NONE("qtree"),
+        NONE("ramblock"),
+        NONE("rdma"),
+        NONE("registers"),
+        NONE("replay"),
+        NONE("rocker"),
+        NONE("rocker-of-dpa-flows"),
+        NONE("rocker-of-dpa-groups"),
+        NONE("rocker-ports"),
+        NONE("roms"),
+        NONE("sev"),
+        NONE("sgx"),
+        NONE("snapshots"),
+        NONE("spice"),
+        NONE("stats"),
+        NONE("status"),
+        ROOT("sync-profile", "prints QEMU's host addresses (mutex and stack pointers) once profiling is on, which defeats its ASLR"),
+        ROOT("tlb", "walks the guest's page tables with no bound: a self-referencing table grows QEMU by gigabytes and stops it answering"),
+        NONE("tpm"),
+        NONE("trace-events"),
+        NONE("usb"),
+        SYSMOD_WHY("usbhost", "lists the host's USB devices, not this VM's"),
+        NONE("usernet"),
+        NONE("uuid"),
+        NONE("vcpu_dirty_limit"),
+        NONE("version"),
+        NONE("virtio"),
+        NONE("virtio-queue-element"),
+        NONE("virtio-queue-status"),
+        NONE("virtio-status"),
+        ROOT("virtio-vhost-queue-status", "prints the host virtual addresses of the vhost rings, as gpa2hva would"),
+        NONE("vm-generation-id"),
+        NONE("vnc"),
+};
+const size_t policy_hmp_info_commands_count = ELEMENTSOF(policy_hmp_info_commands);
 
 /* QEMU 7.2's help prints these as "cont|c", "help|?", "print|p", "quit|q",
  * "stop|s"; no other command has a second name. */

@@ -21,14 +21,19 @@
  *    matter to the interactive readline, which human-monitor-command does not
  *    use); after the arguments QEMU refuses any non-space remainder
  *    ("extraneous characters"), so "info status\nquit" never runs quit.
- *  - "info" is the only command with a subcommand table; its subcommands are
- *    read with the same rules, and all of them only read.
+ *  - "info" is the only command with a subcommand table. monitor_parse_command()
+ *    skips white space after "info" and, when anything is left, reads the
+ *    subcommand's name with the same rules from there: "info  tlb" and
+ *    "info\ttlb" are info tlb, "info" alone is info's own listing, and
+ *    "info/x" or "info /x" name the empty subcommand (unknown to QEMU, root's
+ *    here). Each subcommand has its own tier.
  *
  * The D-Bus layer hands us a C string (D-Bus strings cannot hold NUL), and
  * QEMU's JSON parser turns \u0000 into the two bytes C0 80, never a NUL; so
  * whatever we see up to the first NUL is what QEMU parses. */
 
 #include <limits.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -128,6 +133,54 @@ const HmpCommand *policy_hmp_lookup(const char *name, size_t len) {
                        hmp_command_compare);
 }
 
+const HmpCommand *policy_hmp_info_lookup(const char *name, size_t len) {
+        NameKey key = { name, len };
+
+        if (!name || len == 0)
+                return NULL;
+        return bsearch(&key, policy_hmp_info_commands, policy_hmp_info_commands_count, sizeof(HmpCommand),
+                       hmp_command_compare);
+}
+
+HmpTier policy_hmp_line_tier(const char *line, const char **ret_sub, size_t *ret_sub_len) {
+        const HmpCommand *c, *sub;
+        const char *name, *p;
+        int len;
+
+        if (ret_sub)
+                *ret_sub = NULL;
+        if (ret_sub_len)
+                *ret_sub_len = 0;
+
+        len = policy_hmp_command_name(line, &name);
+        if (len < 0)
+                return HMP_TIER_ROOT;
+        c = policy_hmp_lookup(name, (size_t) len);
+        if (!c)
+                return HMP_TIER_ROOT;
+        if (!streq(c->name, "info"))
+                return c->tier;
+
+        for (p = name + len; hmp_is_space(*p); p++)
+                ;
+        if (*p == '\0')
+                return c->tier; /* "info" alone: the list of subcommands */
+
+        /* Whatever follows is a subcommand name, possibly empty ("info /x"). */
+        len = policy_hmp_command_name(p, &name);
+        if (len < 0) {
+                if (ret_sub)
+                        *ret_sub = p;
+                return HMP_TIER_ROOT;
+        }
+        if (ret_sub)
+                *ret_sub = name;
+        if (ret_sub_len)
+                *ret_sub_len = (size_t) len;
+        sub = policy_hmp_info_lookup(name, (size_t) len);
+        return sub ? sub->tier : HMP_TIER_ROOT;
+}
+
 HmpTier policy_hmp_tier(const char *name, size_t len) {
         const HmpCommand *c = policy_hmp_lookup(name, len);
 
@@ -148,8 +201,10 @@ const char *hmp_tier_to_string(HmpTier t) {
 }
 
 int policy_check_hmp(const char *line, const Caller *caller, PrivSet privs, char *msg, size_t msgsz) {
-        char shown[POLICY_NAME_BUFSZ];
-        const char *name;
+        char shown[2 * POLICY_NAME_BUFSZ], shown_sub[POLICY_NAME_BUFSZ];
+        const char *name, *sub;
+        size_t sub_len;
+        HmpTier tier;
         bool root;
         int len;
 
@@ -186,18 +241,23 @@ int policy_check_hmp(const char *line, const Caller *caller, PrivSet privs, char
                 return policy_msg(-EACCES, msg, msgsz, "%s privilege required.",
                                   privilege_to_string(PRIV_VM_MONITOR));
 
-        switch (policy_hmp_tier(name, (size_t) len)) {
+        tier = policy_hmp_line_tier(line, &sub, &sub_len);
+        policy_name_sanitize(name, (size_t) len, shown);
+        /* "Command 'info tlb' ...": the subcommand is what decided. */
+        if (sub) {
+                policy_name_sanitize(sub, sub_len, shown_sub);
+                (void) snprintf(shown + strlen(shown), sizeof(shown) - strlen(shown), " %s", shown_sub);
+        }
+        switch (tier) {
         case HMP_TIER_NONE:
                 return policy_allow(msg, msgsz);
         case HMP_TIER_SYS_MODIFY:
                 if (privs & PRIV_BIT(PRIV_SYS_MODIFY))
                         return policy_allow(msg, msgsz);
-                return policy_msg(-EACCES, msg, msgsz, "Command '%s' requires the %s privilege.",
-                                  policy_name_sanitize(name, (size_t) len, shown),
+                return policy_msg(-EACCES, msg, msgsz, "Command '%s' requires the %s privilege.", shown,
                                   privilege_to_string(PRIV_SYS_MODIFY));
         case HMP_TIER_ROOT:
         default:
-                return policy_msg(-EACCES, msg, msgsz, "Command '%s' is root-only.",
-                                  policy_name_sanitize(name, (size_t) len, shown));
+                return policy_msg(-EACCES, msg, msgsz, "Command '%s' is root-only.", shown);
         }
 }

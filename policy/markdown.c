@@ -126,8 +126,18 @@ static void md_hmp(MdBuf *b) {
                   "   One line is one command: QEMU does not split lines on `;` or newlines.\n"
                   "3. Every command needs `VM.Monitor`; then its tier: `none` needs nothing\n"
                   "   more, `Sys.Modify` needs `Sys.Modify`, `root` is for uid 0 only.\n"
-                  "4. `info` is tier `none` with whatever subcommand: in QEMU 7.2 each of its\n"
-                  "   subcommands only reads.\n"
+                  "4. `info` followed by a subcommand has the subcommand's tier (second table\n"
+                  "   below), read the same way: `info  tlb` is `info tlb`; `info` alone lists\n"
+                  "   the subcommands (tier `none`); a subcommand not in the table, or an empty\n"
+                  "   one (`info /x`), is root-only.\n"
+                  "\n"
+                  "Whatever reaches beyond the VM's own state is root-only, even where the seed\n"
+                  "says `Sys.Modify`: host files by path or by resizing and snapshotting the\n"
+                  "images, QEMU's stderr (which the supervisor logs), host addresses, device\n"
+                  "MMIO and I/O ports, secrets, the supervisor's own channels, and settings\n"
+                  "that outlive the caller's request. No command reachable without root prints\n"
+                  "a host address: every `info` subcommand was run against QEMU 7.2 with a\n"
+                  "guest and its output searched for them.\n"
                   "\n"
                   "%zu commands: %zu `none`, %zu `Sys.Modify`, %zu `root`. The seed is Proxmox\n"
                   "VE's HMP permission table; no command is weaker here than there.\n"
@@ -142,12 +152,27 @@ static void md_hmp(MdBuf *b) {
 
         md_printf(b,
                   "\n"
-                  "| command | tier | why root-only |\n"
+                  "| command | tier | why |\n"
                   "|---|---|---|\n");
         for (size_t i = 0; i < policy_hmp_commands_count; i++) {
                 const HmpCommand *c = &policy_hmp_commands[i];
 
                 md_printf(b, "| `%s` | %s |", c->name, hmp_tier_to_string(c->tier));
+                md_last_cell(b, c->reason);
+        }
+        md_printf(b,
+                  "\n"
+                  "### `info` subcommands\n"
+                  "\n"
+                  "QEMU 7.2's %zu subcommands; any other is root-only.\n"
+                  "\n"
+                  "| subcommand | tier | why |\n"
+                  "|---|---|---|\n",
+                  policy_hmp_info_commands_count);
+        for (size_t i = 0; i < policy_hmp_info_commands_count; i++) {
+                const HmpCommand *c = &policy_hmp_info_commands[i];
+
+                md_printf(b, "| `info %s` | %s |", c->name, hmp_tier_to_string(c->tier));
                 md_last_cell(b, c->reason);
         }
         md_printf(b, "\n");
@@ -229,12 +254,47 @@ static void md_qga(MdBuf *b) {
                   "   `VM.GuestAgent.FileWrite` for any mode that can write (`w`, `a` or `+`);\n"
                   "   `VM.GuestAgent.Unrestricted` grants both.\n"
                   "\n"
+                  "**`VM.GuestAgent.FileWrite` is root in the guest.** The agent runs as root\n"
+                  "and writes any file: `/etc/shadow`, a root crontab, an init or power-button\n"
+                  "script. Whoever holds FileWrite (through Command or WriteFile) can make\n"
+                  "themselves root in the guest, so the root-only tier of\n"
+                  "`guest-ssh-add-authorized-keys` and the Unrestricted tier of\n"
+                  "`guest-set-user-password` protect nothing against a FileWrite holder.\n"
+                  "`VM.GuestAgent.FileRead` reads any file the same way (`/etc/shadow`, keys).\n"
+                  "Grant them as you would grant root in the guest, or confine them:\n"
+                  "\n"
+                  "- The definition key `agent_file_paths` (a list of guest path prefixes)\n"
+                  "  confines `guest-file-open` through Command, ReadFile and WriteFile for\n"
+                  "  every caller but root (Unrestricted holders included, though guest-exec\n"
+                  "  reaches every file anyway). Without the key nothing is confined; an empty\n"
+                  "  list allows no guest file to anyone but root.\n"
+                  "- Under confinement a path must be absolute and normalised (at most %u\n"
+                  "  bytes, no empty, `.` or `..` component, no component of only dots and\n"
+                  "  spaces, no trailing `/`, no backslash), else InvalidArgs; it must equal a\n"
+                  "  prefix or lie below one on a component boundary (`/data` allows\n"
+                  "  `/data/x`, not `/database`), else AccessDenied. The check is lexical, on\n"
+                  "  the exact bytes: it is the only check possible from outside the guest.\n"
+                  "- The confinement is advisory against the guest itself: the guest resolves\n"
+                  "  the path and qemu-ga 7.2 opens it with open(), following symlinks (it has\n"
+                  "  no O_NOFOLLOW or openat2() option), so a symlink the guest planted below\n"
+                  "  a prefix leads anywhere. It holds against a caller only where no one who\n"
+                  "  is not root in the guest can create symlinks or rename directories below\n"
+                  "  the prefixes (a directory only root writes).\n"
+                  "- Files that WriteFile (or `guest-file-open` with `w` or `a`) creates are\n"
+                  "  mode 0666 in a Linux guest, whatever the guest's umask: qemu-ga 7.2 sets\n"
+                  "  that mode on every file it creates. An existing file keeps its mode and\n"
+                  "  owner. The supervisor cannot change the mode (the agent has no chmod;\n"
+                  "  guest-exec would need Unrestricted and a second, racy path lookup): create\n"
+                  "  the file in the guest beforehand with the mode it needs, and WriteFile\n"
+                  "  rewrites it in place.\n"
+                  "\n"
                   "Commands that never reply on success answer `{}` once sent. Timeouts are\n"
                   "how long the supervisor waits for the agent (default %s).\n"
                   "\n"
                   "| command | privileges (any one) | reply | timeout | note |\n"
                   "|---|---|---|---|---|\n",
-                  QGA_FILE_READ_MAX, QGA_FILE_READ_MAX / (1024U * 1024U), seconds(POLICY_QGA_TIMEOUT_DEFAULT_USEC, t));
+                  QGA_FILE_READ_MAX, QGA_FILE_READ_MAX / (1024U * 1024U), POLICY_GUEST_PATH_MAX,
+                  seconds(POLICY_QGA_TIMEOUT_DEFAULT_USEC, t));
 
         for (size_t i = 0; i < policy_qga_commands_count; i++) {
                 const QgaCommand *c = &policy_qga_commands[i];
@@ -349,6 +409,21 @@ static void roff_hmp(MdBuf *b) {
         for (size_t i = 0; i < policy_hmp_commands_count; i++) {
                 const HmpCommand *c = &policy_hmp_commands[i];
                 roff_item(b, c->name, hmp_tier_to_string(c->tier), c->reason);
+        }
+        md_printf(b,
+                  ".SS \"HMP info subcommands\"\n"
+                  "\\fBinfo\\fR followed by a subcommand has the subcommand's tier, read as QEMU reads it.\n"
+                  "QEMU 7.2's %zu subcommands; any other, and \\fBinfo\\fR with a path, is root-only.\n",
+                  policy_hmp_info_commands_count);
+        for (size_t i = 0; i < policy_hmp_info_commands_count; i++) {
+                const HmpCommand *c = &policy_hmp_info_commands[i];
+                _cleanup_free_ char *name = NULL;
+
+                if (asprintf(&name, "info %s", c->name) < 0) {
+                        b->oom = true;
+                        return;
+                }
+                roff_item(b, name, hmp_tier_to_string(c->tier), c->reason);
         }
 }
 

@@ -105,7 +105,7 @@ typedef enum HmpTier {
 typedef struct HmpCommand {
         const char *name;
         HmpTier tier;
-        const char *reason; /* why root-only (NULL for other tiers) */
+        const char *reason; /* why root-only (NULL for none; optional for Sys.Modify) */
 } HmpCommand;
 
 typedef struct HmpAlias {
@@ -116,6 +116,10 @@ typedef struct HmpAlias {
 /* The permission table (policy/hmp-table.c), sorted by name in strcmp() order. */
 extern const HmpCommand policy_hmp_commands[];
 extern const size_t policy_hmp_commands_count;
+/* The subcommands of "info" (policy/hmp-table.c), sorted by name in strcmp()
+ * order; a subcommand that is not here is root-only. */
+extern const HmpCommand policy_hmp_info_commands[];
+extern const size_t policy_hmp_info_commands_count;
 /* QEMU's short names ("quit|q" in its help), sorted by alias. */
 extern const HmpAlias policy_hmp_aliases[];
 extern const size_t policy_hmp_aliases_count;
@@ -146,6 +150,16 @@ HmpTier policy_hmp_tier(const char *name, size_t len);
 /* The table entry for a name (alias resolved), or NULL when unknown. */
 const HmpCommand *policy_hmp_lookup(const char *name, size_t len);
 
+/* The info table entry for a subcommand name of len bytes, or NULL. */
+const HmpCommand *policy_hmp_info_lookup(const char *name, size_t len);
+
+/* The tier of a whole line, as QEMU's parser dispatches it: the command's
+ * tier, except for "info" followed by a subcommand, which has the
+ * subcommand's tier (unknown or empty subcommand → HMP_TIER_ROOT; "info"
+ * alone → HMP_TIER_NONE). When ret_sub is not NULL it is set to the
+ * subcommand's name and *ret_sub_len to its length (0 when there is none). */
+HmpTier policy_hmp_line_tier(const char *line, const char **ret_sub, size_t *ret_sub_len);
+
 /* Full decision for a HumanCommand line from caller with privileges privs, in
  * this order:
  *   1. validation, for everyone: at most POLICY_HMP_LINE_MAX bytes; for
@@ -154,8 +168,8 @@ const HmpCommand *policy_hmp_lookup(const char *name, size_t len);
  *      for x and xp a count of at most POLICY_HMP_DUMP_MAX → -EINVAL;
  *   2. root → 0;
  *   3. VM.Monitor → else -EACCES;
- *   4. the command's tier: none → 0, Sys.Modify → needs Sys.Modify (-EACCES),
- *      root → -EACCES ("root-only"). */
+ *   4. the line's tier (policy_hmp_line_tier()): none → 0, Sys.Modify → needs
+ *      Sys.Modify (-EACCES), root → -EACCES ("root-only"). */
 int policy_check_hmp(const char *line, const Caller *caller, PrivSet privs, char *msg, size_t msgsz);
 
 /* ---- QMP (org.vmsup.Monitor1.Execute) ---- */
@@ -257,6 +271,49 @@ int policy_check_qga(json_t *cmd, const Caller *caller, PrivSet privs, char *msg
  * VM.GuestAgent.Unrestricted grants both (it may open, read and write any guest file through
  * Command anyway). A refusal names the specific privilege. */
 int policy_check_file_transfer(bool write, const Caller *caller, PrivSet privs, char *msg, size_t msgsz);
+
+/* ---- Guest file paths (the definition's "agent_file_paths") ----
+ *
+ * A VM may confine the guest files non-root callers open (guest-file-open
+ * through Command, ReadFile, WriteFile) to a list of path prefixes. The check
+ * is lexical, and it is all that can be checked from outside the guest: the
+ * guest resolves the path, and qemu-ga 7.2 opens it with plain open(), which
+ * follows symlinks (there is no O_NOFOLLOW or openat2() RESOLVE_BENEATH
+ * option). A symlink that the guest itself put below a prefix leads wherever
+ * the guest wants; the confinement holds against the caller, not against the
+ * guest. */
+
+#define POLICY_GUEST_PATH_MAX 4096U
+/* Most prefixes a definition may list. */
+#define POLICY_GUEST_PATH_PREFIXES_MAX 64U
+
+/* True when path is what the confinement accepts: 1 to POLICY_GUEST_PATH_MAX
+ * bytes, absolute ('/' first), and normalised: no empty component ("//", a
+ * trailing '/' except for "/" itself), no component made only of dots and
+ * spaces (".", "..", "...", ". ": Windows strips trailing dots and spaces, so
+ * ".. " would be ".." there), no backslash (a separator on Windows). Any
+ * other byte, non-UTF-8 included, is part of a name. NULL → false. */
+bool policy_guest_path_is_normal(const char *path);
+
+/* True when path (normal) is prefix (normal) or lies below it: equal, or
+ * prefix followed by '/' in path. "/" contains every normal path; "/data"
+ * does not contain "/database". */
+bool policy_guest_path_within(const char *path, const char *prefix);
+
+/* Whether caller may open path in the guest. prefixes is the VM's list (a
+ * NULL-terminated array), or NULL when the VM does not confine file access.
+ *   root, or prefixes NULL → 0;
+ *   path not normal → -EINVAL;
+ *   path within one of the prefixes → 0; otherwise (an empty list included)
+ *   → -EACCES. */
+int policy_check_guest_path(const char *path, char *const *prefixes, const Caller *caller, char *msg,
+                            size_t msgsz);
+
+/* policy_check_qga(), then for guest-file-open policy_check_guest_path() on
+ * its "path" (under confinement a missing path, or one that is not a string
+ * without NUL, is -EINVAL). Agent1.Command decides with this. */
+int policy_check_qga_confined(json_t *cmd, const Caller *caller, PrivSet privs, char *const *prefixes, char *msg,
+                              size_t msgsz);
 
 /* guest-shutdown and guest-suspend-* never reply on success. NULL/unknown → false. */
 bool policy_qga_no_reply(const char *execute);

@@ -182,3 +182,86 @@ int policy_check_file_transfer(bool write, const Caller *caller, PrivSet privs, 
                 return 0;
         return policy_check_privilege(write ? PRIV_GA_FILEWRITE : PRIV_GA_FILEREAD, caller, privs, msg, msgsz);
 }
+
+/* ---- guest path confinement ---- */
+
+bool policy_guest_path_is_normal(const char *path) {
+        size_t n;
+
+        if (!path || path[0] != '/')
+                return false;
+        n = strnlen(path, POLICY_GUEST_PATH_MAX + 1);
+        if (n > POLICY_GUEST_PATH_MAX)
+                return false;
+        if (n == 1)
+                return true; /* "/" */
+        if (strchr(path, '\\'))
+                return false;
+
+        /* Each component: from after a '/' to the next '/' or the end. */
+        for (const char *c = path + 1;;) {
+                const char *end = strchrnul(c, '/');
+                bool only_dots_spaces = true;
+
+                if (end == c)
+                        return false; /* "//" or a trailing '/' */
+                for (const char *p = c; p < end; p++)
+                        if (*p != '.' && *p != ' ') {
+                                only_dots_spaces = false;
+                                break;
+                        }
+                if (only_dots_spaces)
+                        return false;
+                if (*end == '\0')
+                        return true;
+                c = end + 1;
+        }
+}
+
+bool policy_guest_path_within(const char *path, const char *prefix) {
+        size_t n;
+
+        if (!path || !prefix)
+                return false;
+        if (streq(prefix, "/"))
+                return path[0] == '/';
+        n = strlen(prefix);
+        return strncmp(path, prefix, n) == 0 && (path[n] == '\0' || path[n] == '/');
+}
+
+int policy_check_guest_path(const char *path, char *const *prefixes, const Caller *caller, char *msg,
+                            size_t msgsz) {
+        if (!caller)
+                return policy_msg(-EINVAL, msg, msgsz, "No caller given.");
+        if (caller_is_root(caller) || !prefixes)
+                return policy_allow(msg, msgsz);
+
+        if (!policy_guest_path_is_normal(path))
+                return policy_msg(-EINVAL, msg, msgsz,
+                                  "The guest path must be absolute and normalised: no empty, '.' or '..' component, "
+                                  "no trailing '/', no backslash, at most %u bytes.",
+                                  POLICY_GUEST_PATH_MAX);
+        for (char *const *p = prefixes; *p; p++)
+                if (policy_guest_path_within(path, *p))
+                        return policy_allow(msg, msgsz);
+        return policy_msg(-EACCES, msg, msgsz, "The guest path is outside the paths this VM allows for file access.");
+}
+
+int policy_check_qga_confined(json_t *cmd, const Caller *caller, PrivSet privs, char *const *prefixes, char *msg,
+                              size_t msgsz) {
+        json_t *path;
+        int r;
+
+        r = policy_check_qga(cmd, caller, privs, msg, msgsz);
+        if (r < 0)
+                return r;
+        if (caller_is_root(caller) || !prefixes)
+                return r;
+        if (!streq(json_string_value(json_object_get(cmd, "execute")), "guest-file-open"))
+                return r;
+
+        path = json_object_get(json_object_get(cmd, "arguments"), "path");
+        if (!json_is_string(path) || !policy_json_string_is_whole(path))
+                return policy_msg(-EINVAL, msg, msgsz, "guest-file-open needs a string \"path\".");
+        return policy_check_guest_path(json_string_value(path), prefixes, caller, msg, msgsz);
+}

@@ -8,11 +8,12 @@ set -euo pipefail
 packages=(
         gcc make pkg-config
         libsystemd-dev libjansson-dev libseccomp-dev libcap-ng-dev libcmocka-dev
-        qemu-system-x86 qemu-guest-agent
+        qemu-system-x86 qemu-guest-agent qemu-utils
         dbus dbus-daemon dbus-bin systemd util-linux passwd procps
         busybox-static cpio kmod
         libxml2-utils python3-dbus python3-gi socat systemd-container clang
         jq groff-base man-db libglib2.0-dev libglib2.0-dev-bin
+        libclang-rt-14-dev
 )
 
 missing=()

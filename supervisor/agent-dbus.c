@@ -164,7 +164,7 @@ static int method_command(sd_bus_message *m, void *userdata, sd_bus_error *error
         r = bus_caller(a->bus, m, &caller, &privs, error);
         if (r < 0)
                 goto finish;
-        r = policy_check_qga(cmd, &caller, privs, msg, sizeof msg);
+        r = policy_check_qga_confined(cmd, &caller, privs, a->bus->vm->config->agent_file_paths, msg, sizeof msg);
         if (r < 0) {
                 r = bus_policy_error(error, r, msg);
                 goto finish;
@@ -237,10 +237,10 @@ finish:
 
 /* ---- ReadFile, WriteFile (agent-file.c moves the data) ---- */
 
-/* Authorizes a transfer and takes its caller's share: *ret_ticket (NULL for root) is the
- * transfer's once it started, the caller's to release otherwise. */
-static int require_file_privilege(AgentBus *a, sd_bus_message *m, bool write, BusTicket **ret_ticket,
-                                  sd_bus_error *error) {
+/* Authorizes a transfer of path and takes its caller's share: *ret_ticket (NULL for root) is
+ * the transfer's once it started, the caller's to release otherwise. */
+static int require_file_privilege(AgentBus *a, sd_bus_message *m, bool write, const char *path,
+                                  BusTicket **ret_ticket, sd_bus_error *error) {
         char msg[256];
         Caller caller;
         PrivSet privs;
@@ -250,6 +250,8 @@ static int require_file_privilege(AgentBus *a, sd_bus_message *m, bool write, Bu
         if (r < 0)
                 return r;
         r = policy_check_file_transfer(write, &caller, privs, msg, sizeof msg);
+        if (r >= 0)
+                r = policy_check_guest_path(path, a->bus->vm->config->agent_file_paths, &caller, msg, sizeof msg);
         if (r < 0)
                 return bus_policy_error(error, r, msg);
         r = agent_available(a->bus->vm, error);
@@ -273,7 +275,7 @@ static int method_read_file(sd_bus_message *m, void *userdata, sd_bus_error *err
         r = agent_file_check_fd(fd, false, error);
         if (r < 0)
                 return r;
-        r = require_file_privilege(a, m, false, &ticket, error);
+        r = require_file_privilege(a, m, false, path, &ticket, error);
         if (r < 0)
                 return r;
         r = agent_file_read(a->bus->vm, m, path, fd, offset, length, &a->n_transfers, ticket, error);
@@ -294,7 +296,7 @@ static int method_write_file(sd_bus_message *m, void *userdata, sd_bus_error *er
         r = agent_file_check_fd(fd, true, error);
         if (r < 0)
                 return r;
-        r = require_file_privilege(a, m, true, &ticket, error);
+        r = require_file_privilege(a, m, true, path, &ticket, error);
         if (r < 0)
                 return r;
         r = agent_file_write(a->bus->vm, m, path, fd, append, &a->n_transfers, ticket, error);

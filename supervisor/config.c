@@ -527,8 +527,14 @@ static int parse_run_as(ParseCtx *ctx, json_t *o, VmConfig *c) {
         if (r < 0)
                 return r;
         c->run_as_uid = id;
-        if (id == 0)
-                return fail(ctx, "$.run_as.user", "must not be root (leave run_as out to keep the supervisor's identity)");
+        if (id == 0) {
+                /* The explicit choice of root: QEMU keeps the supervisor's identity (uid 0, no
+                 * capabilities), with no group of its own to name. */
+                if (json_object_get(o, "group") || json_object_get(o, "groups"))
+                        return fail(ctx, "$.run_as", "with user root QEMU keeps the supervisor's identity: no group or groups");
+                c->run_as_root = true;
+                return 0;
+        }
         r = get_string(ctx, o, "$.run_as", "group", false, &group);
         if (r < 0)
                 return r;
@@ -572,9 +578,38 @@ static int parse_run_as(ParseCtx *ctx, json_t *o, VmConfig *c) {
         return 0;
 }
 
+/* "agent_file_paths": guest path prefixes, each absolute and normalised as the
+ * lexical check needs it (policy_guest_path_is_normal()). An empty list is
+ * allowed: no guest file for anyone but root. */
+static int parse_agent_file_paths(ParseCtx *ctx, json_t *arr, VmConfig *c) {
+        char p[64];
+        size_t i;
+        json_t *v;
+
+        if (!json_is_array(arr))
+                return fail(ctx, "$.agent_file_paths", "must be an array of guest paths");
+        if (json_array_size(arr) > POLICY_GUEST_PATH_PREFIXES_MAX)
+                return fail(ctx, "$.agent_file_paths", "has more than %u paths", POLICY_GUEST_PATH_PREFIXES_MAX);
+        c->agent_file_paths = calloc(1, sizeof(char *));
+        if (!c->agent_file_paths)
+                return -ENOMEM;
+        json_array_foreach(arr, i, v) {
+                snprintf(p, sizeof p, "$.agent_file_paths[%zu]", i);
+                if (!json_is_string(v) || json_string_length(v) != strlen(json_string_value(v)))
+                        return fail(ctx, p, "must be a string");
+                if (!policy_guest_path_is_normal(json_string_value(v)))
+                        return fail(ctx, p,
+                                    "must be an absolute, normalised guest path (no empty, '.' or '..' component, "
+                                    "no trailing '/', no backslash, at most %u bytes)", POLICY_GUEST_PATH_MAX);
+                if (strv_extend(&c->agent_file_paths, json_string_value(v)) < 0)
+                        return -ENOMEM;
+        }
+        return 0;
+}
+
 static int parse_root(ParseCtx *ctx, json_t *root, VmConfig *c) {
         static const char * const keys[] = { "qemu",      "run_as", "agent", "sandbox", "autostart",
-                                             "shutdown_timeout_sec", "acl", NULL };
+                                             "shutdown_timeout_sec", "acl", "agent_file_paths", NULL };
         uint64_t v;
         json_t *o;
         int r;
@@ -608,6 +643,12 @@ static int parse_root(ParseCtx *ctx, json_t *root, VmConfig *c) {
         o = json_object_get(root, "acl");
         if (o) {
                 r = parse_acl(ctx, o, "$.acl", &c->acl, &c->n_acl);
+                if (r < 0)
+                        return r;
+        }
+        o = json_object_get(root, "agent_file_paths");
+        if (o) {
+                r = parse_agent_file_paths(ctx, o, c);
                 if (r < 0)
                         return r;
         }
@@ -731,7 +772,41 @@ int vm_config_load(const char *dir, const char *name, VmConfig **ret, char **ret
         r = read_file(path, &text, &len, ret_error);
         if (r < 0)
                 return r;
-        return vm_config_parse(path, name, text, len, ret, ret_error);
+        r = vm_config_parse(path, name, text, len, ret, ret_error);
+        if (r < 0)
+                return r;
+        r = vm_config_apply_default_user(*ret, VM_QEMU_DEFAULT_USER, ret_error);
+        if (r < 0)
+                *ret = vm_config_free(*ret);
+        return r;
+}
+
+int vm_config_apply_default_user(VmConfig *c, const char *user, char **ret_error) {
+        struct passwd *pw;
+
+        if (c->has_run_as || c->run_as_root)
+                return 0;
+        errno = 0;
+        pw = getpwnam(user);
+        if (!pw) {
+                if (asprintf(ret_error,
+                             "%s: $.run_as: absent, so QEMU runs as the system user \"%s\", which does not exist: "
+                             "create it (make install ships a sysusers.d entry: systemd-sysusers) or set run_as "
+                             "(\"root\" to keep the supervisor's identity)",
+                             c->path ?: "definition", user) < 0)
+                        *ret_error = NULL;
+                return errno > 0 ? -errno : -ENOENT;
+        }
+        if (pw->pw_uid == 0 || pw->pw_gid == 0) {
+                if (asprintf(ret_error, "%s: $.run_as: the default QEMU user \"%s\" is root or in the root group",
+                             c->path ?: "definition", user) < 0)
+                        *ret_error = NULL;
+                return -EINVAL;
+        }
+        c->run_as_uid = pw->pw_uid;
+        c->run_as_gid = pw->pw_gid;
+        c->has_run_as = true;
+        return 0;
 }
 
 VmConfig *vm_config_free(VmConfig *c) {
@@ -751,6 +826,7 @@ VmConfig *vm_config_free(VmConfig *c) {
         }
         free(c->drives);
         strv_free(c->extra_args);
+        strv_free(c->agent_file_paths);
         free(c->run_as_groups);
         free(c->acl);
         free(c);
@@ -867,7 +943,8 @@ int vm_config_build_argv(const VmConfig *c, const char *binary, const QemuFds *f
                 ADD("on,obsolete=deny,elevateprivileges=deny,spawn=deny,resourcecontrol=deny");
         }
         ADD("-chardev");
-        ADDF("socket,id=" VMSUP_QMP_ID ",fd=%d,server=on,wait=off", fds->qmp_listen_fd);
+        /* A connection made before exec, not a listener: see vm_start() for why. */
+        ADDF("socket,id=" VMSUP_QMP_ID ",fd=%d,server=off", fds->qmp_fd);
         ADD("-mon");
         ADD("chardev=" VMSUP_QMP_ID ",mode=control");
         if (!streq(c->machine, "none")) {

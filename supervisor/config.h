@@ -37,6 +37,10 @@ typedef struct VmDrive {
         bool readonly;
 } VmDrive;
 
+/* QEMU's user when a definition has no run_as: a system user of its own, with its own group
+ * (units/vmsup.sysusers, installed by make install). */
+#define VM_QEMU_DEFAULT_USER "vmsup-qemu"
+
 typedef struct VmConfig {
         char *name;
         char *path; /* the definition file */
@@ -53,7 +57,11 @@ typedef struct VmConfig {
         size_t n_drives;
         char **extra_args;
 
+        /* QEMU's identity: run_as's ids when has_run_as (VM_QEMU_DEFAULT_USER's when the
+         * definition has no run_as, see vm_config_load()); the supervisor's own (uid 0, no
+         * capabilities) only when run_as names root, which sets run_as_root. */
         bool has_run_as;
+        bool run_as_root;
         uid_t run_as_uid;
         gid_t run_as_gid;
         gid_t *run_as_groups; /* supplementary groups: only those listed in run_as.groups */
@@ -66,14 +74,25 @@ typedef struct VmConfig {
 
         AclEntry *acl;
         size_t n_acl;
+
+        /* Guest path prefixes non-root callers may open files under (guest-file-open,
+         * ReadFile, WriteFile): a NULL-terminated list, possibly empty; NULL when the
+         * definition has no "agent_file_paths" (no confinement). */
+        char **agent_file_paths;
 } VmConfig;
 
 /* True when name matches ^[A-Za-z_][A-Za-z0-9_-]{0,63}$. */
 bool vm_name_is_valid(const char *name);
 
 /* Loads DIR/NAME.json. Returns 0, or -errno with a one-line message
- * "FILE: $.json.path: what is wrong" in *ret_error (malloc'd). */
+ * "FILE: $.json.path: what is wrong" in *ret_error (malloc'd). Without run_as, QEMU's
+ * identity is VM_QEMU_DEFAULT_USER's (vm_config_apply_default_user()): a host without that
+ * user cannot load the definition. */
 int vm_config_load(const char *dir, const char *name, VmConfig **ret, char **ret_error);
+/* For a definition without run_as: QEMU runs as user, with the group of its passwd entry and
+ * no supplementary groups. Does nothing when run_as was given (root included). Returns 0, or
+ * -ENOENT/-EINVAL with a message naming the user in *ret_error. */
+int vm_config_apply_default_user(VmConfig *c, const char *user, char **ret_error);
 /* Parses a definition from memory; path is only used in messages. */
 int vm_config_parse(const char *path, const char *name, const char *text, size_t len, VmConfig **ret,
                     char **ret_error);
@@ -87,7 +106,7 @@ int acl_file_parse(const char *path, const char *text, size_t len, AclEntry **re
 
 /* The descriptors the launcher hands QEMU, by their number in QEMU's process. */
 typedef struct QemuFds {
-        int qmp_listen_fd;
+        int qmp_fd;        /* QEMU's end of a connected stream socket pair: the monitor's only connection */
         int qga_listen_fd; /* -1 without agent */
 } QemuFds;
 

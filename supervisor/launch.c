@@ -16,12 +16,11 @@
 
 #define LAUNCH_MAGIC 0x766d7375U /* "vmsu" */
 #define LAUNCH_OP_START 1U
-#define LAUNCH_FDS_MAX 3
 
 typedef struct LaunchRequest {
         uint32_t magic;
         uint32_t op;
-        uint32_t n_fds; /* 2: QMP listener, stderr pipe; 3: and the agent listener */
+        uint32_t n_fds; /* 1: stderr pipe; 2: and the agent listener */
 } LaunchRequest;
 
 typedef struct LaunchReply {
@@ -101,8 +100,8 @@ static int send_with_fds(int sock, const void *buf, size_t len, const int *fds, 
 }
 
 /* Receives one datagram of at most len bytes and at most max_fds descriptors (close-on-exec).
- * Returns the datagram's size (0 at EOF) or -errno; a truncated datagram or descriptor list is
- * -EBADMSG, and then no descriptor is returned. */
+ * Returns the datagram's size (0 at EOF) or -errno; a truncated datagram or descriptor list, or
+ * an empty datagram with descriptors, is -EBADMSG, and then no descriptor is returned. */
 static ssize_t recv_with_fds(int sock, void *buf, size_t len, int flags, int *fds, size_t max_fds,
                              size_t *ret_n_fds) {
         union {
@@ -141,7 +140,8 @@ static ssize_t recv_with_fds(int sock, void *buf, size_t len, int flags, int *fd
                         }
                 }
         }
-        if (bad || (mh.msg_flags & (MSG_TRUNC | MSG_CTRUNC)) || (size_t) k > len) {
+        /* An empty datagram reads like the end of the stream, but the end carries no descriptors. */
+        if (bad || (mh.msg_flags & (MSG_TRUNC | MSG_CTRUNC)) || (size_t) k > len || (k == 0 && n > 0)) {
                 for (size_t i = 0; i < n; i++)
                         safe_close(fds[i]);
                 *ret_n_fds = 0;
@@ -219,6 +219,12 @@ _noreturn_ static void child_exec(const VmConfig *c, char **argv, pid_t parent, 
         /* No capabilities, run_as's ids and groups, NO_NEW_PRIVS. Messages go to the pipe. */
         if (sandbox_apply(&policy) < 0)
                 child_fail(EPERM, "confinement");
+        /* The kernel clears the parent-death signal when the ids change: set it again, as
+         * QEMU's user, or a QEMU with run_as would outlive the launcher. */
+        if (prctl(PR_SET_PDEATHSIG, SIGKILL) < 0)
+                child_fail(errno, "PR_SET_PDEATHSIG");
+        if (getppid() != parent)
+                _exit(1);
 
         execv(argv[0], argv);
         child_fail(errno, argv[0]);
@@ -235,7 +241,7 @@ static int launcher_spawn(const VmConfig *c, int qmp_fd, int qga_fd, int out_fd,
         _cleanup_strv_free_ char **argv = NULL;
         _cleanup_free_ char *binary = NULL;
         QemuFds fds = {
-                .qmp_listen_fd = LAUNCH_QMP_FD,
+                .qmp_fd = LAUNCH_QMP_FD,
                 .qga_listen_fd = qga_fd >= 0 ? LAUNCH_QGA_FD : -1,
         };
         pid_t parent = getpid(), pid;
@@ -269,46 +275,65 @@ static bool fd_is(int fd, mode_t type) {
         return fstat(fd, &st) == 0 && (st.st_mode & S_IFMT) == type;
 }
 
-/* One request: validated completely before anything is started. */
-static void launcher_handle(const VmConfig *c, int sock, LauncherChild *child) {
+int launch_request_recv(int sock, int fds[static LAUNCH_FDS_MAX]) {
         LaunchRequest req;
-        LaunchReply reply = { .magic = LAUNCH_MAGIC };
-        int fds[LAUNCH_FDS_MAX], pipefd[2] = { -EBADF, -EBADF };
         size_t n_fds = 0;
         ssize_t k;
+
+        k = recv_with_fds(sock, &req, sizeof req, MSG_DONTWAIT, fds, LAUNCH_FDS_MAX, &n_fds);
+        if (k <= 0)
+                return (int) k;
+        if ((size_t) k != sizeof req || req.magic != LAUNCH_MAGIC || req.op != LAUNCH_OP_START ||
+            req.n_fds != n_fds || !IN_SET(n_fds, 1U, 2U) || !fd_is(fds[0], S_IFIFO) ||
+            (n_fds == 2 && !fd_is(fds[1], S_IFSOCK))) {
+                for (size_t i = 0; i < n_fds; i++)
+                        safe_close(fds[i]);
+                return -EBADMSG;
+        }
+        return (int) n_fds;
+}
+
+/* One request: validated completely before anything is started. */
+static void launcher_handle(const VmConfig *c, int sock, LauncherChild *child) {
+        LaunchReply reply = { .magic = LAUNCH_MAGIC };
+        int fds[LAUNCH_FDS_MAX], pipefd[2] = { -EBADF, -EBADF }, qmp[2] = { -EBADF, -EBADF };
+        size_t n_fds = 0;
         int r;
 
-        k = recv_with_fds(sock, &req, sizeof req, MSG_DONTWAIT, fds, ELEMENTSOF(fds), &n_fds);
-        if (k == -EAGAIN)
+        r = launch_request_recv(sock, fds);
+        if (r == -EAGAIN)
                 return;
-        if (k == 0)
+        if (r == 0)
                 _exit(EXIT_SUCCESS); /* the supervisor closed its end */
-        if (k < 0)
-                r = (int) k;
-        else if ((size_t) k != sizeof req || req.magic != LAUNCH_MAGIC || req.op != LAUNCH_OP_START ||
-                 req.n_fds != n_fds || !IN_SET(n_fds, 2U, 3U) || !fd_is(fds[0], S_IFSOCK) ||
-                 !fd_is(fds[1], S_IFIFO) || (n_fds == 3 && !fd_is(fds[2], S_IFSOCK)))
-                r = -EBADMSG;
-        else if (child->pid > 0)
-                r = -EBUSY; /* one QEMU at a time: the supervisor starts after the last one was reaped */
-        else if (pipe2(pipefd, O_CLOEXEC | O_NONBLOCK) < 0)
-                r = -errno;
-        else
-                r = launcher_spawn(c, fds[0], n_fds == 3 ? fds[2] : -1, fds[1], &child->pid, &child->pidfd);
+        if (r > 0) {
+                n_fds = (size_t) r;
+                if (child->pid > 0)
+                        r = -EBUSY; /* one QEMU at a time: the supervisor starts after the last one was reaped */
+                else if (pipe2(pipefd, O_CLOEXEC | O_NONBLOCK) < 0)
+                        r = -errno;
+                else if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, qmp) < 0)
+                        r = -errno;
+                else
+                        r = launcher_spawn(c, qmp[1], n_fds == 2 ? fds[1] : -1, fds[0], &child->pid,
+                                           &child->pidfd);
+        }
         for (size_t i = 0; i < n_fds; i++)
                 safe_close(fds[i]);
+        safe_close(qmp[1]);
 
         if (r < 0) {
                 safe_close(pipefd[0]);
                 safe_close(pipefd[1]);
+                safe_close(qmp[0]);
                 reply.error = -r;
                 (void) send_with_fds(sock, &reply, sizeof reply, NULL, 0);
                 return;
         }
         child->exit_w = pipefd[1];
         reply.pid = child->pid;
-        r = send_with_fds(sock, &reply, sizeof reply, (int[]) { child->pidfd, pipefd[0] }, 2);
+        r = send_with_fds(sock, &reply, sizeof reply, (int[]) { child->pidfd, pipefd[0], qmp[0] }, 3);
         safe_close(pipefd[0]);
+        safe_close(qmp[0]);
         if (r < 0) {
                 /* Nobody would manage it. */
                 log_error_errno(r, "launcher: cannot answer the supervisor, killing QEMU: %m");
@@ -351,6 +376,12 @@ _noreturn_ static void launcher_run(const VmConfig *c, int sock, pid_t superviso
         if (getppid() != supervisor)
                 _exit(EXIT_FAILURE);
         (void) prctl(PR_SET_NAME, "vmsupd-launcher");
+        /* Not dumpable: the supervisor runs as the same uid, and a compromised supervisor must
+         * not write the launcher's memory through /proc/PID/mem (or attach to it) to start
+         * something else than QEMU with the launcher's capabilities. Only CAP_SYS_PTRACE gets
+         * past this now. QEMU is dumpable again after its exec. */
+        if (prctl(PR_SET_DUMPABLE, 0) < 0)
+                _exit(EXIT_FAILURE);
         /* Nothing of the supervisor's but stdin/stdout/stderr and our socket. */
         sock = move_fd_high(sock, 3);
         if (sock < 0 || dup2(sock, 3) < 0)
@@ -444,7 +475,7 @@ int launcher_attach(sd_event *e) {
         return sd_event_add_io(e, &launcher_source, launcher_sock, EPOLLIN, on_launcher_event, NULL);
 }
 
-int launch_qemu(int qmp_listen_fd, int qga_listen_fd, LaunchResult *ret) {
+int launch_qemu(int qga_listen_fd, LaunchResult *ret) {
         _cleanup_close_ int pipe_r = -EBADF, pipe_w = -EBADF;
         LaunchRequest req = { .magic = LAUNCH_MAGIC, .op = LAUNCH_OP_START };
         LaunchReply reply;
@@ -464,7 +495,6 @@ int launch_qemu(int qmp_listen_fd, int qga_listen_fd, LaunchResult *ret) {
         if (fcntl(pipe_w, F_SETFL, 0) < 0)
                 return -errno;
 
-        send_fds[req.n_fds++] = qmp_listen_fd;
         send_fds[req.n_fds++] = pipe_w;
         if (qga_listen_fd >= 0)
                 send_fds[req.n_fds++] = qga_listen_fd;
@@ -489,17 +519,19 @@ int launch_qemu(int qmp_listen_fd, int qga_listen_fd, LaunchResult *ret) {
         if (k < 0)
                 return (int) k;
         if ((size_t) k != sizeof reply || reply.magic != LAUNCH_MAGIC || reply.error < 0 ||
-            (reply.error == 0 && (n_fds != 2 || reply.pid <= 0)) || (reply.error > 0 && n_fds != 0)) {
+            (reply.error == 0 && (n_fds != 3 || reply.pid <= 0)) || (reply.error > 0 && n_fds != 0)) {
                 for (size_t i = 0; i < n_fds; i++)
                         safe_close(fds[i]);
                 return -EBADMSG;
         }
         if (reply.error > 0)
                 return -reply.error;
+        log_debug("launcher: QEMU is pid %d", (int) reply.pid);
         *ret = (LaunchResult) {
                 .pid = reply.pid,
                 .pidfd = fds[0],
                 .exit_fd = fds[1],
+                .qmp_fd = fds[2],
                 .stderr_fd = TAKE_FD(pipe_r),
         };
         return 0;

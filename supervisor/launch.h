@@ -12,6 +12,9 @@
 #define LAUNCH_QMP_FD 3
 #define LAUNCH_QGA_FD 4
 
+/* The most descriptors one request carries. */
+#define LAUNCH_FDS_MAX 3
+
 /* How long the supervisor waits for the launcher's answer to a start request. */
 #define LAUNCH_REPLY_TIMEOUT_MSEC 10000
 
@@ -19,6 +22,7 @@ typedef struct LaunchResult {
         pid_t pid;
         int pidfd;      /* QEMU's pidfd, for signals (the launcher is QEMU's parent); owned by the caller */
         int exit_fd;    /* readable once QEMU has exited, see launch_read_exit(); owned by the caller */
+        int qmp_fd;     /* our end of QEMU's monitor connection (a stream socket pair), owned by the caller */
         int stderr_fd;  /* read end of QEMU's stdout+stderr, non-blocking, owned by the caller */
 } LaunchResult;
 
@@ -31,9 +35,13 @@ int launch_resolve_binary(const VmConfig *c, char **ret);
  * definition it inherited at fork, and reads one kind of request on a SOCK_SEQPACKET pair:
  *
  *   supervisor → launcher  LaunchRequest { magic, LAUNCH_OP_START, n_fds }
- *                          + SCM_RIGHTS { QMP listener, stderr pipe [, agent listener] }
+ *                          + SCM_RIGHTS { stderr pipe [, agent listener] }
  *   launcher → supervisor  LaunchReply { magic, error (errno or 0), pid }
- *                          + SCM_RIGHTS { QEMU's pidfd, exit pipe } when error is 0
+ *                          + SCM_RIGHTS { QEMU's pidfd, exit pipe, QMP socket } when error is 0
+ *
+ * The QMP socket is one end of a connected stream socket pair the launcher makes for each
+ * start (the supervisor's system call filter has no socketpair()); QEMU gets the other end
+ * as an already connected chardev, never a listener (see vm_start()).
  *
  * The launcher is QEMU's parent: it reaps it and writes one LaunchExit record (waitid()'s
  * si_code and si_status) to the exit pipe, then closes it. QEMU runs with everything
@@ -49,16 +57,23 @@ int launch_resolve_binary(const VmConfig *c, char **ret);
  * Call once, early, from a single-threaded process. Returns 0 or -errno. */
 int launcher_fork(const VmConfig *c);
 
+/* The launcher's reading of one request from sock: the datagram and its descriptors are
+ * validated completely (size, magic, operation, descriptor count and types) before anything
+ * is started. Returns the number of descriptors (1 or 2: the stderr pipe, then the agent's listening socket if any; close-on-exec, now the caller's)
+ * stored in fds; 0 at the end of the stream; -EAGAIN when nothing is there; -EBADMSG for a
+ * malformed or truncated request (its descriptors closed); else -errno. */
+int launch_request_recv(int sock, int fds[static LAUNCH_FDS_MAX]);
+
 /* Watches the launcher on the loop: if it dies, the supervisor can start nothing any more,
  * so the loop exits with -ECHILD (the service manager restarts the supervisor). */
 int launcher_attach(sd_event *e);
 
-/* Has the launcher start QEMU with qmp_listen_fd and qga_listen_fd (may be -1) at
- * LAUNCH_QMP_FD and LAUNCH_QGA_FD, stdin from /dev/null and stdout+stderr into a pipe.
+/* Has the launcher start QEMU with its end of a new QMP connection and qga_listen_fd (may be
+ * -1) at LAUNCH_QMP_FD and LAUNCH_QGA_FD, stdin from /dev/null and stdout+stderr into a pipe.
  * Waits (at most LAUNCH_REPLY_TIMEOUT_MSEC) for the launcher's answer, which comes right
  * after its fork(). Returns 0, or -errno: -ENOENT for a missing binary, -ECHILD when there is
  * no launcher. Exec failures show up as exit status 127 with the reason on the pipe. */
-int launch_qemu(int qmp_listen_fd, int qga_listen_fd, LaunchResult *ret);
+int launch_qemu(int qga_listen_fd, LaunchResult *ret);
 
 /* Reads QEMU's exit from exit_fd into ret (si_code CLD_EXITED/CLD_KILLED/CLD_DUMPED, si_status).
  * The end of the pipe without a record means the launcher died, and QEMU with it (SIGKILL).

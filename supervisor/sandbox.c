@@ -19,6 +19,7 @@
 
 #include <cap-ng.h>
 #include <linux/capability.h>
+#include <linux/sockios.h>
 
 #include "log.h"
 #include "sandbox.h"
@@ -66,7 +67,7 @@ uint64_t sandbox_supervisor_caps(const VmConfig *c) {
 
         /* Signals to QEMU (Stop's SIGTERM/SIGKILL, kills on protocol errors) go through its
          * pidfd, but pidfd_send_signal() checks permission like kill(): a QEMU running as
-         * run_as is another user's process. Without run_as QEMU is uid 0 like the supervisor. */
+         * run_as is another user's process. With run_as root QEMU is uid 0 like the supervisor. */
         if (c->has_run_as)
                 caps |= SANDBOX_CAP(CAP_KILL);
         /* Nothing else: the supervisor's files (its runtime directory and sockets) are its own,
@@ -75,13 +76,16 @@ uint64_t sandbox_supervisor_caps(const VmConfig *c) {
 }
 
 uint64_t sandbox_launcher_caps(const VmConfig *c) {
-        /* Without run_as, QEMU keeps the launcher's identity, uid 0 without capabilities, and
+        /* With run_as root, QEMU keeps the launcher's identity, uid 0 without capabilities, and
          * the launcher needs nothing to start it. */
         if (!c->has_run_as)
                 return 0;
         /* QEMU's child: setgroups() and setresgid() (CAP_SETGID), setresuid() (CAP_SETUID), and
-         * emptying the bounding set before that (CAP_SETPCAP). */
-        return SANDBOX_CAP(CAP_SETUID) | SANDBOX_CAP(CAP_SETGID) | SANDBOX_CAP(CAP_SETPCAP);
+         * emptying the bounding set before that (CAP_SETPCAP). CAP_KILL: QEMU's parent-death
+         * signal is sent with the dying launcher's credentials and checked like kill(), so
+         * without it a QEMU of another uid would outlive the launcher; the launcher's own
+         * SIGKILL of a QEMU nobody would manage needs it too. */
+        return SANDBOX_CAP(CAP_SETUID) | SANDBOX_CAP(CAP_SETGID) | SANDBOX_CAP(CAP_SETPCAP) | SANDBOX_CAP(CAP_KILL);
 }
 
 /* ---- the supervisor's system calls ----
@@ -124,8 +128,8 @@ static const int supervisor_syscalls[] = {
         SCMP_SYS(sendmsg),        /* D-Bus (with SCM_RIGHTS), the launcher's requests */
         SCMP_SYS(recvmsg),        /* D-Bus (with SCM_RIGHTS), the launcher's answers */
         SCMP_SYS(sendto),         /* send() to QMP and the agent; sd_notify() */
-        SCMP_SYS(connect),        /* the QMP and agent sockets at each Start */
-        SCMP_SYS(bind),           /* the QMP and agent listening sockets at each Start */
+        SCMP_SYS(connect),        /* the agent socket at each Start */
+        SCMP_SYS(bind),           /* the agent's listening socket at each Start */
         SCMP_SYS(listen),
         SCMP_SYS(setsockopt),     /* sd_notify(): SO_SNDBUF */
         SCMP_SYS(getsockopt),
@@ -135,6 +139,7 @@ static const int supervisor_syscalls[] = {
         SCMP_SYS(openat),
         SCMP_SYS(unlink),         /* a stale socket before bind() */
         SCMP_SYS(chmod),          /* the new sockets: 0600 */
+        SCMP_SYS(getdents64),     /* not seen: the flight recorder lists QEMU's threads after a failed start */
 
         SCMP_SYS(pidfd_send_signal), /* Stop and kills; the pidfd comes from the launcher */
 
@@ -156,7 +161,7 @@ static const int supervisor_syscalls[] = {
 };
 
 /* With argument rules, in sandbox_seccomp_new(). */
-#define SUPERVISOR_SYSCALLS_WITH_ARGS 3
+#define SUPERVISOR_SYSCALLS_WITH_ARGS 4
 
 size_t sandbox_seccomp_allowlist_size(void) {
         return ELEMENTSOF(supervisor_syscalls) + SUPERVISOR_SYSCALLS_WITH_ARGS;
@@ -185,12 +190,17 @@ int sandbox_seccomp_new(SeccompMode mode, scmp_filter_ctx *ret) {
                 if (r < 0)
                         goto fail;
         }
-        /* Local sockets only: QMP, the agent, sd_notify(). */
+        /* Local sockets only: the agent, sd_notify(). */
         r = seccomp_rule_add(ctx, SCMP_ACT_ALLOW, SCMP_SYS(socket), 1, SCMP_A0(SCMP_CMP_EQ, AF_UNIX));
         if (r < 0)
                 goto fail;
-        /* sd-bus asks how much a received message holds (FIONREAD); no other ioctl. */
+        /* sd-bus asks how much a received message holds (FIONREAD); the flight recorder asks
+         * the same of the QMP socket after a failed start, and how much QEMU left unread
+         * (SIOCOUTQ); no other ioctl. */
         r = seccomp_rule_add(ctx, SCMP_ACT_ALLOW, SCMP_SYS(ioctl), 1, SCMP_A1(SCMP_CMP_EQ, FIONREAD));
+        if (r < 0)
+                goto fail;
+        r = seccomp_rule_add(ctx, SCMP_ACT_ALLOW, SCMP_SYS(ioctl), 1, SCMP_A1(SCMP_CMP_EQ, SIOCOUTQ));
         if (r < 0)
                 goto fail;
         /* Memory, never executable: the supervisor loads no code after start-up (no mprotect()

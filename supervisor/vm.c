@@ -3,9 +3,13 @@
  * machine that QMP events and the process exit drive. Everything runs on the one
  * sd_event loop; nothing here blocks. */
 
+#include <dirent.h>
 #include <fcntl.h>
+#include <poll.h>
 #include <signal.h>
 #include <stdarg.h>
+#include <linux/sockios.h>
+#include <sys/ioctl.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
@@ -248,6 +252,109 @@ static void vm_agent_detach(Vm *vm) {
         }
 }
 
+static void vm_start_diag_close(Vm *vm) {
+        vm->start_qmp_fd = safe_close(vm->start_qmp_fd);
+}
+
+/* Reads a /proc/PID file's first line into buf; returns buf or "?". */
+static const char *proc_line(pid_t pid, const char *what, const char *key, char *buf, size_t size) {
+        _cleanup_fclose_ FILE *f = NULL;
+        char path[64];
+
+        (void) snprintf(path, sizeof path, "/proc/%d/%s", (int) pid, what);
+        f = fopen(path, "re");
+        if (!f)
+                return "?";
+        while (fgets(buf, (int) size, f)) {
+                if (key && !startswith(buf, key))
+                        continue;
+                buf[strcspn(buf, "\n")] = '\0';
+                return buf;
+        }
+        return "?";
+}
+
+/* Each of QEMU's threads: name, state and where in the kernel it sleeps. */
+static void log_qemu_threads(Vm *vm) {
+        _cleanup_free_ char *dir = NULL;
+        DIR *d;
+        struct dirent *de;
+        unsigned n = 0;
+
+        if (asprintf(&dir, "/proc/%d/task", (int) vm->pid) < 0)
+                return;
+        d = opendir(dir);
+        if (!d)
+                return;
+        while ((de = readdir(d)) && n < 32) {
+                _cleanup_free_ char *comm = NULL, *wchan = NULL, *stat = NULL;
+                char c[64] = "?", w[128] = "?", st[512] = "", *p;
+
+                if (de->d_name[0] == '.')
+                        continue;
+                if (asprintf(&comm, "task/%s/comm", de->d_name) < 0 || asprintf(&wchan, "task/%s/wchan", de->d_name) < 0 ||
+                    asprintf(&stat, "task/%s/stat", de->d_name) < 0)
+                        break;
+                (void) proc_line(vm->pid, comm, NULL, c, sizeof c);
+                (void) proc_line(vm->pid, wchan, NULL, w, sizeof w);
+                (void) proc_line(vm->pid, stat, NULL, st, sizeof st);
+                p = strrchr(st, ')'); /* "TID (comm) S ..." */
+                log_debug("VM %s: QEMU thread %s \"%s\": state %c, sleeping in %s", vm->config->name, de->d_name, c,
+                          p && p[1] == ' ' ? p[2] : '?', w[0] && !streq(w, "0") ? w : "-");
+                n++;
+        }
+        closedir(d);
+}
+
+/* Records what the sockets and QEMU's process say now (once per run: at the first failure,
+ * while QEMU still lives). */
+static void vm_flight_note(Vm *vm) {
+        char a[256], b[256];
+
+        if (vm->flight_noted)
+                return;
+        vm->flight_noted = true;
+        if (vm->start_qmp_fd >= 0) {
+                struct pollfd p = { .fd = vm->start_qmp_fd, .events = POLLIN };
+                int ours = -1, theirs = -1;
+                (void) poll(&p, 1, 0);
+                if (ioctl(vm->start_qmp_fd, FIONREAD, &ours) < 0)
+                        ours = -errno;
+                /* The buffer space of what we sent and QEMU has not read yet (not the bytes). */
+                if (ioctl(vm->start_qmp_fd, SIOCOUTQ, &theirs) < 0)
+                        theirs = -errno;
+                log_debug("VM %s: QMP connection: %d bytes from QEMU unread by us (poll revents 0x%x); "
+                          "%s", vm->config->name, ours, (unsigned) p.revents,
+                          theirs == 0 ? "QEMU read all we sent" : theirs > 0 ? "QEMU left some of what we sent unread" : "");
+        }
+        if (vm->pid > 0)
+                log_debug("VM %s: QEMU pid %d: %s, %s, %s", vm->config->name, (int) vm->pid,
+                          proc_line(vm->pid, "status", "State:", a, sizeof a),
+                          proc_line(vm->pid, "status", "Threads:", b, sizeof b),
+                          vm->qmp ? (qmp_client_is_ready(vm->qmp) ? "QMP ready" :
+                                     qmp_client_version(vm->qmp) ? "QMP greeting received" : "no QMP greeting")
+                                  : "no QMP client");
+        if (vm->pid > 0)
+                log_qemu_threads(vm);
+}
+
+/* A start or run failed: records the state of things, and writes the flight recorder out
+ * (once per run). While starting, QEMU's exit follows (it was killed, or it fails on its own,
+ * and then its last words on stderr often arrive after its monitor went away): the record
+ * is written when that exit ends the start, with those words in it. */
+static void vm_flight_dump(Vm *vm, const char *why) {
+        _cleanup_free_ char *header = NULL;
+
+        if (vm->pid > 0)
+                vm_flight_note(vm);
+        if (vm->flight_dumped || (vm->state == VM_STARTING && vm->pid > 0))
+                return;
+        vm->flight_dumped = true;
+        if (asprintf(&header, "VM %s: %s", vm->config->name, why) < 0)
+                header = NULL;
+        (void) log_ring_dump(LOG_WARNING, header ?: why);
+}
+
 /* Releases everything that belonged to the run that just ended. */
 static void vm_cleanup_run(Vm *vm) {
         vm->child_source = sd_event_source_disable_unref(vm->child_source);
@@ -258,6 +365,7 @@ static void vm_cleanup_run(Vm *vm) {
         vm->start_timer = sd_event_source_disable_unref(vm->start_timer);
         vm->qmp_lost_timer = sd_event_source_disable_unref(vm->qmp_lost_timer);
         vm->qmp = qmp_client_free(vm->qmp);
+        vm_start_diag_close(vm);
         vm_agent_detach(vm);
         vm->pid = 0;
         vm->stop_phase = 0;
@@ -288,6 +396,10 @@ static int on_child_exit(sd_event_source *s, const siginfo_t *si, void *userdata
 
         /* The state first, then the answers: a caller's reply never overtakes the
          * StateChanged signal that explains it. */
+        if (end.start_failed)
+                vm_flight_dump(vm, "start failed");
+        else if (end.state == VM_CRASHED)
+                vm_flight_dump(vm, "crashed");
         vm_set_state(vm, end.state, end.reason);
         waiters_answer(vm, 1U << VM_WAIT_START, VMSUP_ERROR_QEMU_ERROR,
                        end.start_failed ? end.reason : "QEMU exited before the VM ran.");
@@ -357,6 +469,8 @@ static void on_qmp_ready(QmpClient *c, void *userdata) {
         Vm *vm = userdata;
         int r;
 
+        log_debug("VM %s: QMP negotiated", vm->config->name);
+        vm_start_diag_close(vm);
         set_string(&vm->qemu_version, qmp_client_version(c));
         vm_emit_properties_changed(vm, "QemuVersion");
         r = vm_agent_connect(vm);
@@ -444,6 +558,7 @@ static int on_qmp_lost_timeout(sd_event_source *s, uint64_t usec, void *userdata
         if (!vm_is_active(vm))
                 return 0;
         log_warning("VM %s: QMP connection lost but QEMU keeps running, killing it", vm->config->name);
+        vm_flight_dump(vm, "QMP lost");
         if (!vm->shutdown_reason && vm->state != VM_STARTING)
                 set_string(&vm->kill_reason, "qmp-connection-lost");
         vm_kill(vm, SIGKILL);
@@ -459,6 +574,7 @@ static void on_qmp_disconnect(QmpClient *c, int error, void *userdata) {
         if (error < 0) {
                 /* A protocol violation: QEMU cannot be trusted to be managed any more. */
                 log_warning_errno(error, "VM %s: QMP protocol error, killing QEMU: %m", vm->config->name);
+                vm_flight_dump(vm, "QMP failed");
                 if (!vm->shutdown_reason && vm->state != VM_STARTING)
                         set_string(&vm->kill_reason, "qmp-protocol-error");
                 vm_kill(vm, SIGKILL);
@@ -561,6 +677,7 @@ static int on_start_timeout(sd_event_source *s, uint64_t usec, void *userdata) {
         vm->start_timer = sd_event_source_disable_unref(vm->start_timer);
         if (vm->state == VM_STARTING) {
                 log_warning("VM %s: QEMU did not come up in time, killing it", vm->config->name);
+                vm_flight_dump(vm, "start timed out");
                 set_string(&vm->kill_reason, "timeout waiting for QMP");
                 vm_kill(vm, SIGKILL);
         }
@@ -568,8 +685,8 @@ static int on_start_timeout(sd_event_source *s, uint64_t usec, void *userdata) {
 }
 
 int vm_start(Vm *vm, sd_bus_message *m) {
-        _cleanup_close_ int qmp_listen = -EBADF, qga_listen = -EBADF, qmp_fd = -EBADF;
-        LaunchResult lr = { .pidfd = -EBADF, .exit_fd = -EBADF, .stderr_fd = -EBADF };
+        _cleanup_close_ int qga_listen = -EBADF, qmp_fd = -EBADF;
+        LaunchResult lr = { .pidfd = -EBADF, .exit_fd = -EBADF, .qmp_fd = -EBADF, .stderr_fd = -EBADF };
         int r;
 
         if (vm->state == VM_STARTING)
@@ -577,40 +694,52 @@ int vm_start(Vm *vm, sd_bus_message *m) {
         if (vm_is_active(vm))
                 return -EBUSY;
 
-        qmp_listen = make_listen_socket(vm->runtime_dir, "qmp.sock");
-        if (qmp_listen < 0)
-                return log_error_errno(qmp_listen, "Failed to create the QMP socket in %s: %m", vm->runtime_dir);
         if (vm->qga && vm_config_has_agent_device(vm->config)) {
                 qga_listen = make_listen_socket(vm->runtime_dir, "qga.sock");
                 if (qga_listen < 0)
                         return log_error_errno(qga_listen, "Failed to create the agent socket: %m");
         }
-        qmp_fd = connect_socket(vm->runtime_dir, "qmp.sock");
-        if (qmp_fd < 0)
-                return log_error_errno(qmp_fd, "Failed to connect the QMP socket: %m");
 
         /* Forget the previous run's facts. */
+        vm->flight_dumped = vm->flight_noted = false;
+        vm_start_diag_close(vm);
         vm->shutdown_reason = mfree(vm->shutdown_reason);
         vm->kill_reason = mfree(vm->kill_reason);
         vm->guest_panicked = false;
         vm->stderr_len = 0;
         vm->stderr_last[0] = '\0';
 
-        r = launch_qemu(qmp_listen, qga_listen, &lr);
+        /* QMP runs on a socket pair the launcher connects before QEMU exists: QEMU's monitor
+         * gets a connection, not a listener. With a listener and our connection already in
+         * its backlog (as this was done before), QEMU 7.2 watches the listener from its main
+         * loop until the monitor's I/O thread takes it over; on a loaded host both threads
+         * could see it readable, one accepted our connection and the other blocked in
+         * accept() for good. When the main thread was the one blocked, QEMU greeted (from the
+         * I/O thread) but never executed qmp_capabilities, and the start timed out. A
+         * connected chardev is set up before the monitor exists and never accepted, so no
+         * thread races for it. */
+        r = launch_qemu(qga_listen, &lr);
         if (r < 0) {
                 _cleanup_free_ char *why = NULL;
                 if (asprintf(&why, "start-failed: %s%s", r == -ENOENT ? "QEMU binary not found: " : "",
                              r == -ENOENT ? vm->config->binary :
                              r == -ECHILD ? "the QEMU launcher is gone" : strerror(-r)) < 0)
                         why = NULL;
+                log_error_errno(r, "Failed to launch QEMU: %m");
+                vm_flight_dump(vm, "launch failed");
                 vm_set_state(vm, VM_STOPPED, why ?: "start-failed");
-                return log_error_errno(r, "Failed to launch QEMU: %m");
+                return r;
         }
+        qmp_fd = lr.qmp_fd;
+        log_debug("VM %s: QMP connection fd %d", vm->config->name, qmp_fd);
         vm->pid = lr.pid;
         vm->pidfd = lr.pidfd;
         vm->stderr_fd = lr.stderr_fd;
         vm->started_at_usec = now_usec(CLOCK_REALTIME);
         vm->started_at_mono = now_usec(CLOCK_MONOTONIC);
+        /* Until QMP is negotiated: what either side left unread on it tells, if the start
+         * fails, which side stopped talking. */
+        vm->start_qmp_fd = fcntl(qmp_fd, F_DUPFD_CLOEXEC, 3);
 
         r = sd_event_add_io(vm->event, &vm->child_source, lr.exit_fd, EPOLLIN, on_exit_report, vm);
         if (r < 0)
@@ -786,6 +915,7 @@ int vm_new(sd_event *event, VmConfig *config, AclEntry *host_acl, size_t n_host_
         vm->event = sd_event_ref(event);
         vm->pidfd = -EBADF;
         vm->stderr_fd = -EBADF;
+        vm->start_qmp_fd = -EBADF;
         vm->state = VM_STOPPED;
         vm->state_reason = strdup("");
         if (asprintf(&vm->runtime_dir, "%s/%s", runtime_root, config->name) < 0 || !vm->state_reason)
@@ -825,6 +955,7 @@ Vm *vm_free(Vm *vm) {
         vm->qmp_lost_timer = sd_event_source_disable_unref(vm->qmp_lost_timer);
         safe_close(vm->pidfd);
         safe_close(vm->stderr_fd);
+        vm_start_diag_close(vm);
         qmp_client_free(vm->qmp);
         qga_client_free(vm->qga);
         vm_config_free(vm->config);

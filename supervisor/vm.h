@@ -77,6 +77,11 @@ struct Vm {
         size_t stderr_len;
 
         QmpClient *qmp;
+        /* While starting, for the flight recorder's account of a start that fails: a
+         * duplicate of our end of the QMP connection (what is unread on either side?). */
+        int start_qmp_fd;
+        bool flight_noted;  /* this run's failure was recorded */
+        bool flight_dumped; /* and written out */
         QgaClient *qga;
         bool agent_connected;
         bool agent_port_open; /* the guest opened its end (VSERPORT_CHANGE) */

@@ -1,6 +1,7 @@
 #!/bin/bash
-# Runs every test: the cmocka unit tests, the unit-file checks, the black-box
-# suites and the system suites (tests/system: vmsup under a real systemd in a
+# Runs every test: the cmocka unit tests, the fuzz corpora (each harness replays
+# its seeds and past crashes once), the unit-file checks, the black-box suites
+# and the system suites (tests/system: vmsup under a real systemd in a
 # container); ends with one line "N passed, N failed, N skipped" (exit status 1
 # on any failure). A test that did not run (cmocka's skip(), a suite's "# SKIP") is
 # counted as skipped, never as passed.
@@ -41,6 +42,29 @@ run_unit() {
                 passed=$((passed + n_pass))
                 failed=$((failed + n_fail))
                 skipped=$((skipped + n_skip))
+        done
+}
+
+# Each fuzz harness (built without libFuzzer: it replays the files it is given)
+# over its corpus and the inputs that once crashed it; one check per harness.
+run_fuzz_corpora() {
+        local t name out rc inputs
+        for t in "$BUILD"/fuzz/fuzz-*; do
+                [[ -x $t && ! -d $t ]] || continue
+                name=${t##*/fuzz-}
+                inputs=(tests/fuzz/corpus/"$name")
+                [[ -d tests/fuzz/crashes/$name ]] && inputs+=(tests/fuzz/crashes/"$name")
+                out=$("$t" "${inputs[@]}" 2>&1)
+                rc=$?
+                if [[ $rc -eq 0 ]]; then
+                        note "ok - fuzz corpus $name: ${out##*: }"
+                        passed=$((passed + 1))
+                else
+                        note "not ok - fuzz corpus $name (exit $rc)"
+                        printf '%s\n' "$out" | tail -20
+                        failed=$((failed + 1))
+                        failures+=("fuzz-$name")
+                fi
         done
 }
 
@@ -119,10 +143,10 @@ run_suites() {
 }
 
 case ${VMSUP_ONLY:-all} in
-unit) run_unit; run_units_check; run_man_check ;;
+unit) run_unit; run_fuzz_corpora; run_units_check; run_man_check ;;
 blackbox) run_suites blackbox ;;
 system) run_suites system ;;
-*) run_unit; run_units_check; run_man_check; run_suites blackbox; run_suites system ;;
+*) run_unit; run_fuzz_corpora; run_units_check; run_man_check; run_suites blackbox; run_suites system ;;
 esac
 
 if [[ ${#failures[@]} -gt 0 ]]; then

@@ -265,26 +265,26 @@ int raw_qemu_prepare(const char *name, RawQemu *ret) {
 }
 
 int raw_qemu_launch(RawQemu *q) {
-        _cleanup_close_ int qmp_listen = -EBADF, qga_listen = -EBADF, qmp_fd = -EBADF, logfd = -EBADF;
+        _cleanup_close_ int qemu_qmp = -EBADF, qga_listen = -EBADF, qmp_fd = -EBADF, logfd = -EBADF;
         _cleanup_strv_free_ char **argv = NULL;
         _cleanup_free_ char *log = strf("%s/logs/raw-%s.log", cfg.dir, q->config->name);
         bool agent = q->config->agent && vm_config_has_agent_device(q->config);
-        QemuFds fds = { .qmp_listen_fd = LAUNCH_QMP_FD, .qga_listen_fd = agent ? LAUNCH_QGA_FD : -1 };
+        QemuFds fds = { .qmp_fd = LAUNCH_QMP_FD, .qga_listen_fd = agent ? LAUNCH_QGA_FD : -1 };
+        int pair[2];
         pid_t parent = getpid();
         json_auto_t *ret = NULL;
         int r;
 
-        qmp_listen = listen_socket(q->sockdir, "qmp.sock");
-        if (qmp_listen < 0)
-                return qmp_listen;
+        /* As the supervisor does: a connected pair, QEMU's end at LAUNCH_QMP_FD. */
+        if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, pair) < 0)
+                return -errno;
+        qmp_fd = pair[0];
+        qemu_qmp = pair[1];
         if (agent) {
                 qga_listen = listen_socket(q->sockdir, "qga.sock");
                 if (qga_listen < 0)
                         return qga_listen;
         }
-        qmp_fd = connect_socket(q->sockdir, "qmp.sock");
-        if (qmp_fd < 0)
-                return qmp_fd;
         r = vm_config_build_argv(q->config, q->binary, &fds, &argv);
         if (r < 0)
                 return r;
@@ -299,7 +299,7 @@ int raw_qemu_launch(RawQemu *q) {
                 (void) prctl(PR_SET_PDEATHSIG, SIGKILL);
                 if (getppid() != parent)
                         _exit(1);
-                int a = fcntl(qmp_listen, F_DUPFD, 10), b = agent ? fcntl(qga_listen, F_DUPFD, 10) : -1;
+                int a = fcntl(qemu_qmp, F_DUPFD, 10), b = agent ? fcntl(qga_listen, F_DUPFD, 10) : -1;
                 int l = fcntl(logfd, F_DUPFD, 10), nullfd = open("/dev/null", O_RDONLY);
                 if (a < 0 || l < 0 || nullfd < 0 || (agent && b < 0))
                         _exit(127);
@@ -311,6 +311,7 @@ int raw_qemu_launch(RawQemu *q) {
                 _exit(127);
         }
         child_track(q->pid);
+        qemu_qmp = safe_close(qemu_qmp);
 
         r = raw_qmp_handshake(&q->qmp, TAKE_FD(qmp_fd));
         if (r < 0)

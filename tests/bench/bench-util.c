@@ -243,10 +243,13 @@ void child_track(pid_t pid) {
                 }
 }
 
+static void ready_forget(pid_t pid);
+
 void child_untrack(pid_t pid) {
         for (size_t i = 0; i < CHILDREN_MAX; i++)
                 if (children[i] == pid)
                         children[i] = 0;
+        ready_forget(pid);
 }
 
 /* Async-signal-safe: also used from the SIGINT/SIGTERM handler. */
@@ -303,6 +306,18 @@ static void *notify_reader(void *userdata) {
                 pthread_cond_broadcast(&notify_cond);
                 pthread_mutex_unlock(&notify_lock);
         }
+}
+
+/* A reaped child's readiness goes with it: its pid may be a later child's, and rounds of
+ * starts (make stress) would fill the list. */
+static void ready_forget(pid_t pid) {
+        pthread_mutex_lock(&notify_lock);
+        for (size_t i = 0; i < n_ready_pids;)
+                if (ready_pids[i] == pid)
+                        ready_pids[i] = ready_pids[--n_ready_pids];
+                else
+                        i++;
+        pthread_mutex_unlock(&notify_lock);
 }
 
 static int notify_open(void) {

@@ -45,6 +45,7 @@ typedef struct BenchConfig {
         unsigned starts;         /* Start row: timed starts per side */
         unsigned fleet;          /* VMs in the fleet rows */
         unsigned fleet_rounds;   /* listing rounds */
+        unsigned stress_rounds;  /* stress: rounds of cfg.fleet concurrent starts */
         unsigned readfile_runs;  /* ReadFile: transfers per side */
         unsigned readfile_mib;   /* ReadFile: size of the guest file */
         unsigned guest_mib;      /* ReadFile: guest RAM */
@@ -224,4 +225,5 @@ void memory_row(const char *id, const char *figure, pid_t sup, pid_t qemu);
 void bench_latency(void);     /* State, HumanCommand, GetStatus, 16 clients, idle memory */
 void bench_start(void);       /* Start vs exec → QMP negotiated */
 void bench_fleet(void);       /* 100 supervisors */
+void bench_stress(void);      /* rounds of 100 concurrent starts and stops (only when named) */
 void bench_readfile(void);    /* ReadFile vs the agent socket, peak RSS */

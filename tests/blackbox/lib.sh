@@ -161,6 +161,8 @@ CONF
 ensure_user() {
         id "$1" >/dev/null 2>&1 || useradd --system --no-create-home --user-group --shell /usr/sbin/nologin "$1"
 }
+# QEMU's identity when a definition has no run_as (units/vmsup.sysusers at install).
+ensure_user vmsup-qemu
 ensure_group() {
         getent group "$1" >/dev/null 2>&1 || groupadd --system "$1"
 }

@@ -17,7 +17,8 @@ mkdir -m 1777 "$U"
 MiB=1048576
 
 # /tmp in the guest is a tmpfs of 90% of RAM: 768 MiB holds two 200 MiB files.
-define_vm ga "$(guest_kernel_def '"autostart": false, "shutdown_timeout_sec": 60,
+# Non-root callers may open guest files under /tmp only (agent_file_paths).
+define_vm ga "$(guest_kernel_def '"autostart": false, "shutdown_timeout_sec": 60, "agent_file_paths": [ "/tmp" ],
   "acl": [ { "user": "vmsupa-audit", "privileges": [ "VM.GuestAgent.Audit" ] },
            { "user": "vmsupa-read", "privileges": [ "VM.GuestAgent.FileRead" ] },
            { "user": "vmsupa-write", "privileges": [ "VM.GuestAgent.FileWrite" ] },
@@ -200,6 +201,57 @@ deny vmsupa-unres '{"execute":"guest-no-such-command"}' "Command 'guest-no-such-
 
 deny vmsupa-power "$ping" "VM.GuestAgent.Audit"
 deny vmsupa-power '{"execute":"guest-exec","arguments":{"path":"/bin/true"}}' "VM.GuestAgent.Unrestricted"
+
+# --- agent_file_paths: FileWrite is root in the guest unless confined. Under
+# "/tmp" a FileWrite caller cannot reach /etc/shadow by any spelling, through
+# Command or WriteFile, and a FileRead caller cannot read outside it.
+SHADOW0=$(guest_sha /etc/shadow)
+check_match "the guest has an /etc/shadow to protect" '^[0-9a-f]{64}$' "$SHADOW0"
+NOTNORMAL="InvalidArgs: The guest path must be absolute and normalised"
+for path in /etc/shadow /tmpx/f /tmp2 / /etc; do
+        deny vmsupa-write "{\"execute\":\"guest-file-open\",\"arguments\":{\"path\":\"$path\",\"mode\":\"w\"}}" \
+                "The guest path is outside the paths this VM allows" "$path"
+done
+for path in /tmp/../etc/shadow /tmp/./x /tmp//x /tmp/ tmp/x '' /tmp/.. '/tmp/.. ' '/tmp\\..\\etc' //tmp/x; do
+        check_fails "vmsupa-write: guest-file-open $(printf '%q' "$path") is InvalidArgs" "$NOTNORMAL" \
+                acmd vmsupa-write "{\"execute\":\"guest-file-open\",\"arguments\":{\"path\":\"$path\",\"mode\":\"w\"}}"
+done
+check_fails "vmsupa-write: guest-file-open without a path is InvalidArgs" 'InvalidArgs: guest-file-open needs a string "path"' \
+        acmd vmsupa-write '{"execute":"guest-file-open","arguments":{"mode":"w"}}'
+check_fails "vmsupa-write: guest-file-open with a \\u0000 in the path is InvalidArgs" 'InvalidArgs' \
+        acmd vmsupa-write '{"execute":"guest-file-open","arguments":{"path":"/tmp/x\u0000/../../etc/shadow","mode":"w"}}'
+deny vmsupa-unres '{"execute":"guest-file-open","arguments":{"path":"/etc/shadow","mode":"a"}}' \
+        "The guest path is outside the paths this VM allows" "Unrestricted is confined too"
+deny vmsupa-none '{"execute":"guest-file-open","arguments":{"path":"/tmp/x","mode":"w"}}' "requires the VM.GuestAgent.FileWrite privilege" "no privilege: privilege first"
+check_fails "vmsupa-write: WriteFile to /etc/shadow is refused" "AccessDenied: The guest path is outside" \
+        as vmsupa-write "$VMSUPCTL" --bus "$BUS" write-file ga "$U/part2" /etc/shadow
+check_fails "vmsupa-write: WriteFile to /tmp/../etc/shadow is InvalidArgs" "$NOTNORMAL" \
+        as vmsupa-write "$VMSUPCTL" --bus "$BUS" write-file ga "$U/part2" /tmp/../etc/shadow
+check_fails "vmsupa-write: WriteFile to /etc/motd is refused" "AccessDenied: The guest path is outside" \
+        as vmsupa-write "$VMSUPCTL" --bus "$BUS" write-file ga "$U/part2" /etc/motd
+check_eq "/etc/shadow is unchanged" "$SHADOW0" "$(guest_sha /etc/shadow)"
+check_eq "no /etc/motd was created" absent "$(guest_sh 'test -e /etc/motd && echo present || echo absent')"
+rm -f "$U/shadow.read"
+check_fails "vmsupa-read: ReadFile of /etc/shadow is refused" "AccessDenied: The guest path is outside" \
+        as vmsupa-read "$VMSUPCTL" --bus "$BUS" read-file ga /etc/shadow "$U/shadow.read"
+check_fails "vmsupa-read: ReadFile of /tmp/../etc/shadow is InvalidArgs" "$NOTNORMAL" \
+        as vmsupa-read "$VMSUPCTL" --bus "$BUS" read-file ga /tmp/../etc/shadow "$U/shadow.read"
+deny vmsupa-read '{"execute":"guest-file-open","arguments":{"path":"/etc/shadow"}}' "The guest path is outside the paths this VM allows" "read"
+check "nothing of /etc/shadow reached the caller" bash -c "! test -s '$U/shadow.read'"
+check_eq "root is not confined: ReadFile /etc/shadow" "$(guest_sh 'wc -c < /etc/shadow' | tr -d ' \n')" \
+        "$("$VMSUPCTL" --bus "$BUS" read-file ga /etc/shadow "$T/shadow.root" 2>&1)"
+# Inside the prefix: allowed. A file the agent creates is 0666 whatever the
+# guest's umask (qemu-ga 7.2); an existing file keeps its mode.
+check_eq "vmsupa-write: WriteFile creates /tmp/created" 1000 "$(as vmsupa-write "$VMSUPCTL" --bus "$BUS" write-file ga "$U/part2" /tmp/created 2>&1)"
+check_eq "a file the agent creates is 0666 (documented)" "666" "$(guest_sh 'stat -c %a /tmp/created' | tr -d '\n')"
+guest_sh 'umask 077; echo x > /tmp/private; chmod 600 /tmp/private' >/dev/null
+check_eq "vmsupa-write: WriteFile rewrites /tmp/private" 1000 "$(as vmsupa-write "$VMSUPCTL" --bus "$BUS" write-file ga "$U/part2" /tmp/private 2>&1)"
+check_eq "an existing file keeps its mode (600)" "600" "$(guest_sh 'stat -c %a /tmp/private' | tr -d '\n')"
+# Advisory against the guest: a symlink the guest itself planted below the prefix is followed.
+guest_sh 'ln -sf /etc/shadow /tmp/hostlink' >/dev/null
+check_eq "a guest-planted symlink under the prefix is followed (advisory, documented)" \
+        "$(guest_sh 'wc -c < /etc/shadow' | tr -d ' \n')" \
+        "$(as vmsupa-read "$VMSUPCTL" --bus "$BUS" read-file ga /tmp/hostlink "$U/hostlink" 2>&1)"
 
 deny root '{"execute":"guest-sync","arguments":{"id":1}}' "Command 'guest-sync' is reserved for the supervisor" "root too"
 deny root '{"execute":"guest-sync-delimited","arguments":{"id":1}}' "Command 'guest-sync-delimited' is reserved for the supervisor" "root too"

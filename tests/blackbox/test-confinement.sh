@@ -1,15 +1,18 @@
 #!/bin/bash
 # Confinement as the kernel reports it (/proc/PID/status and /proc/PID/fd) for the three
 # processes: vmsupd (seccomp filter, CAP_KILL at most), its launcher (no filter, only what
-# run_as needs) and QEMU (run_as, no capabilities, its own -sandbox, exactly the descriptors
-# passed). Then what the confinement is for: QEMU as run_as cannot read a root-only file,
-# spawn=deny stops a helper program, QEMU never carries the supervisor's filter, and the
-# launcher lives and dies with the supervisor.
+# run_as needs, not dumpable) and QEMU (run_as, by default the system user vmsup-qemu, no
+# capabilities, its own -sandbox, exactly the descriptors passed). Then what the confinement
+# is for: QEMU as run_as cannot read a root-only file, spawn=deny stops a helper program,
+# QEMU never carries the supervisor's filter, nothing of the same uid writes the launcher's
+# memory, and the launcher lives and dies with the supervisor.
 source "$(dirname "$0")/lib.sh"
 
 ensure_user vmsupt-qemu
 ensure_group vmsupg-qextra
 Q_UID=$(uid_of vmsupt-qemu)
+D_UID=$(uid_of vmsup-qemu)
+D_GID=$(gid_of vmsup-qemu)
 Q_GID=$(gid_of vmsupt-qemu)
 X_GID=$(getent group vmsupg-qextra | cut -d: -f3)
 bus_start || exit 1
@@ -39,6 +42,7 @@ none_def() {
 DEF
 }
 RUN_AS="{ \"user\": \"vmsupt-qemu\", \"groups\": [ \"vmsupg-qextra\" ] }"
+ROOT_AS='{ "user": "root" }' 
 # Files named in extra_args live outside $T: its name contains "vmsup-", which extra_args may
 # not (reserved ids).
 F=$(mktemp -d /tmp/confinement.XXXXXX)
@@ -64,8 +68,8 @@ lau=$(launcher_of "$sup")
 check_match "the launcher is vmsupd's child" '^[0-9]+$' "$lau"
 check_eq "launcher: Seccomp 0 (QEMU must not inherit a filter)" 0 "$(status "$lau" Seccomp)"
 check_eq "launcher: NoNewPrivs 1" 1 "$(status "$lau" NoNewPrivs)"
-check_eq "launcher: CapEff is CAP_SETGID|CAP_SETUID|CAP_SETPCAP" 00000000000001c0 "$(status "$lau" CapEff)"
-check_eq "launcher: CapBnd is CAP_SETGID|CAP_SETUID|CAP_SETPCAP" 00000000000001c0 "$(status "$lau" CapBnd)"
+check_eq "launcher: CapEff is CAP_KILL|CAP_SETGID|CAP_SETUID|CAP_SETPCAP" 00000000000001e0 "$(status "$lau" CapEff)"
+check_eq "launcher: CapBnd is CAP_KILL|CAP_SETGID|CAP_SETUID|CAP_SETPCAP" 00000000000001e0 "$(status "$lau" CapBnd)"
 check_eq "launcher: descriptors 0-2 and its socket" "0 1 2 3" "$(fds "$lau" | cut -d' ' -f1 | xargs)"
 check_match "launcher: fd 3 is a socket" '^socket:' "$(fds "$lau" | awk '$1 == 3 { print $2 }')"
 
@@ -116,9 +120,13 @@ check_fails "Start fails with QEMU's permission error" \
 check_match "StateReason names QEMU's permission error" \
         "^start-failed: .*root-only\.img.*Permission denied" "$(vmprop_value rootfile StateReason)"
 check_eq "stopped after the failed start" stopped "$(vmprop_value rootfile State)"
-define_vm rootfile2 "$(none_def "" true "$drive")"
-check_here "supervisor for the same drive without run_as" vmsupd_start rootfile2
-check "without run_as QEMU (uid 0, no capabilities) opens its own root's file" vmcall rootfile2 VM1 Start
+define_vm rootdef "$(none_def "" true "$drive")"
+check_here "supervisor for the same drive without run_as" vmsupd_start rootdef
+check_fails "without run_as QEMU runs as vmsup-qemu: it cannot open root's file either" \
+        "start-failed: .*root-only\.img.*Permission denied" vmcall rootdef VM1 Start
+define_vm rootfile2 "$(none_def "$ROOT_AS" true "$drive")"
+check_here "supervisor for the same drive with run_as root" vmsupd_start rootfile2
+check "with run_as root QEMU (uid 0, no capabilities) opens its own root's file" vmcall rootfile2 VM1 Start
 check "Stop" vmcall rootfile2 VM1 Stop
 
 # --- spawn=deny: a bridge netdev would run a helper program
@@ -141,21 +149,58 @@ check_fails "Start fails there too (the helper is a fake)" "start-failed: .*brid
         vmcall spawn2 VM1 Start
 check "without -sandbox the helper did run (so the check above could see it)" test -e "$F/helper/ran"
 
-# --- sandbox false: QEMU carries no filter at all, so none is inherited from the supervisor
-define_vm nosb "$(none_def "" false)"
-check_here "supervisor without run_as, sandbox false" vmsupd_start nosb
+# --- without run_as: QEMU is the system user vmsup-qemu, with its own group only
+define_vm dflt "$(none_def)"
+check_here "supervisor without run_as" vmsupd_start dflt
+sup=${VMSUPD_PID[dflt]}
+lau=$(launcher_of "$sup")
+check_eq "vmsupd without run_as: CAP_KILL only (QEMU is another uid)" "0000000000000020 0000000000000020 2" \
+        "$(status "$sup" CapEff) $(status "$sup" CapBnd) $(status "$sup" Seccomp)"
+check_eq "launcher without run_as: CAP_KILL|CAP_SETGID|CAP_SETUID|CAP_SETPCAP" "00000000000001e0 00000000000001e0" \
+        "$(status "$lau" CapEff) $(status "$lau" CapBnd)"
+check "Start" vmcall dflt VM1 Start
+qpid=$(vmprop_value dflt Pid)
+check_eq "QEMU without run_as: Uid is vmsup-qemu" "$D_UID $D_UID $D_UID $D_UID" "$(status "$qpid" Uid | xargs)"
+check_eq "QEMU without run_as: Gid is vmsup-qemu's group, no other group" "$D_GID $D_GID $D_GID $D_GID|" \
+        "$(status "$qpid" Gid | xargs)|$(status "$qpid" Groups | xargs)"
+check_eq "QEMU without run_as: no capabilities, NoNewPrivs" "0000000000000000 0000000000000000 1" \
+        "$(status "$qpid" CapEff) $(status "$qpid" CapBnd) $(status "$qpid" NoNewPrivs)"
+# Its parent-death signal survives the change of ids, and the launcher may send it.
+kill -KILL "$lau"
+gone=no
+for i in $(seq 100); do kill -0 "$qpid" 2>/dev/null || { gone=yes; break; }; sleep 0.05; done
+check_eq "QEMU as vmsup-qemu dies with the launcher too" yes "$gone"
+{ wait "$sup"; } 2>/dev/null
+unset "VMSUPD_PID[dflt]"
+
+# --- run_as root, sandbox false: QEMU carries no filter at all, so none is inherited from the supervisor
+define_vm nosb "$(none_def "$ROOT_AS" false)"
+check_here "supervisor with run_as root, sandbox false" vmsupd_start nosb
 sup=${VMSUPD_PID[nosb]}
 lau=$(launcher_of "$sup")
-check_eq "vmsupd without run_as: no capabilities at all" "0000000000000000 0000000000000000 2" \
+check_eq "vmsupd with run_as root: no capabilities at all" "0000000000000000 0000000000000000 2" \
         "$(status "$sup" CapEff) $(status "$sup" CapBnd) $(status "$sup" Seccomp)"
-check_eq "launcher without run_as: no capabilities" "0000000000000000 0000000000000000" \
+check_eq "launcher with run_as root: no capabilities" "0000000000000000 0000000000000000" \
         "$(status "$lau" CapEff) $(status "$lau" CapBnd)"
 check "Start" vmcall nosb VM1 Start
 qpid=$(vmprop_value nosb Pid)
 check_eq "QEMU without -sandbox: Seccomp 0, no filters" "0 0" \
         "$(status "$qpid" Seccomp) $(status "$qpid" Seccomp_filters)"
-check_eq "QEMU without run_as: uid 0 but no capabilities, NoNewPrivs" "0 0000000000000000 0000000000000000 1" \
+check_eq "QEMU with run_as root: uid 0 but no capabilities, NoNewPrivs" "0 0000000000000000 0000000000000000 1" \
         "$(status "$qpid" Uid | awk '{ print $1 }') $(status "$qpid" CapEff) $(status "$qpid" CapBnd) $(status "$qpid" NoNewPrivs)"
+
+# --- the launcher is not dumpable: a process of its uid (root here, the supervisor's) without
+# CAP_SYS_PTRACE cannot open its memory, while it can open that of a dumpable process alike.
+NOCAPS=(setpriv --inh-caps=-all --ambient-caps=-all --bounding-set=-all --)
+nocaps() { "${NOCAPS[@]}" "$@"; }
+"${NOCAPS[@]}" sleep 60 & # the pid is setpriv's (with root's capabilities), then sleep's
+peer=$!
+for i in $(seq 200); do [[ $(cat /proc/"$peer"/comm 2>/dev/null) == sleep ]] && break; sleep 0.05; done
+check "control: a root process without capabilities opens another one's memory" \
+        nocaps bash -c "exec 3< /proc/$peer/mem"
+check_fails "the launcher's memory stays closed to it" "Permission denied" \
+        nocaps bash -c "exec 3< /proc/$lau/mem"
+kill "$peer" 2>/dev/null; wait "$peer" 2>/dev/null
 
 # --- the launcher lives and dies with the supervisor
 kill -KILL "$lau"

@@ -250,6 +250,27 @@ if [[ -f $GUEST_DIR/vmlinuz ]]; then
                 'the guest agent reported an error \(org.vmsup.Error.AgentError' ctl agent cg guest-file-open '{"path":"/nonexistent"}'
         check_rc "write-file with FileRead only: exit 4" 4 'VM.GuestAgent.FileWrite privilege required' \
                 as vmsupc-all "$VMSUPCTL" --bus "$BUS" write-file cg "$T/local" /tmp/refused
+        # Regular files and devices are copied through a pipe (the supervisor takes no other kind).
+        head -c $((3 * 1024 * 1024 + 17)) /dev/urandom > "$T/big"
+        chmod 644 "$T/big"
+        check_eq "write-file of a regular file larger than the pipe: every byte" $((3 * 1024 * 1024 + 17)) \
+                "$(ctl write-file cg "$T/big" /tmp/big 2>&1)"
+        check_eq "read-file into a regular file larger than the pipe: every byte" $((3 * 1024 * 1024 + 17)) \
+                "$(ctl read-file cg /tmp/big "$T/big.back" 2>&1)"
+        check "read-file brought the same 3 MiB" cmp "$T/big" "$T/big.back"
+        check_eq "read-file --offset --length into a regular file" 1000 \
+                "$(ctl read-file cg /tmp/big "$T/slice" --offset 4096 --length 1000 2>&1)"
+        check "the slice is the right one" cmp "$T/slice" <(tail -c +4097 "$T/big" | head -c 1000)
+        ctl write-file cg "$T/local" /tmp/big --append >/dev/null
+        check_eq "write-file --append from a regular file" $((3 * 1024 * 1024 + 17 + 5)) \
+                "$(ctl read-file cg /tmp/big /dev/null 2>&1)"
+        check_rc "read-file of a missing guest file through the pipe: exit 1 in words" 1 \
+                'the guest agent reported an error \(org.vmsup.Error.AgentError' ctl read-file cg /nonexistent "$T/none"
+        check_rc "read-file into a local file that cannot take it: exit 1" 1 'cannot write the local file' \
+                ctl read-file cg /tmp/big /dev/full
+        jq_ok "the supervisor still answers after that" '. == {}' ctl agent cg guest-ping
+        check_rc "write-file with no rights from a regular file: exit 4" 4 'access denied .*VM.GuestAgent.FileWrite' \
+                as vmsupc-none "$VMSUPCTL" --bus "$BUS" write-file cg "$T/big" /tmp/refused
 else
         ok "the agent verbs with a guest # SKIP no tiny guest in $GUEST_DIR (make guest)"
 fi

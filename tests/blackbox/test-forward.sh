@@ -19,7 +19,7 @@ bus_start || exit 1
 host_acl '{ "acl": [] }'
 U=$T/u # files the unprivileged callers own
 mkdir -m 1777 "$U"
-mkdir -p "$T/fake"
+install -d -o vmsup-qemu -g vmsup-qemu "$T/fake" # the fake QEMU runs as vmsup-qemu
 
 define_vm mon "{ \"qemu\": { \"binary\": \"$QEMU\", \"machine\": \"none\", \"accel\": \"tcg\", \"memory_mib\": 32 },
   \"agent\": false, \"autostart\": true, \"shutdown_timeout_sec\": 2,

@@ -118,12 +118,15 @@ roff_names() {
         sed -n "/^\.SS \"$1/,/^\.SS \"$2/p" "$inst/usr/share/man/man5/vmsup.json.5" |
                 sed -n '/^\.TP$/{n;s/^\.B //;s/\\-/-/g;s/\\e/\\/g;p}'
 }
-hmp_md=$("$ROOT/$BUILD/vmsupd" --list-permissions | sed -n '/^| command | tier | why root-only |$/,/^$/p' |
+hmp_md=$("$ROOT/$BUILD/vmsupd" --list-permissions | sed -n '/^| command | tier | why |$/,/^$/p' |
         sed -n 's/^| `\([^`]*\)` |.*/\1/p' | xargs)
-check_eq "vmsup.json(5): every HMP command of docs/permissions.md" "$hmp_md" "$(roff_names HMP QMP | xargs)"
+check_eq "vmsup.json(5): every HMP command of docs/permissions.md" "$hmp_md" "$(roff_names 'HMP commands' 'HMP info' | xargs)"
+info_md=$("$ROOT/$BUILD/vmsupd" --list-permissions | sed -n '/^| subcommand | tier | why |$/,/^$/p' |
+        sed -n 's/^| `\([^`]*\)` |.*/\1/p' | xargs)
+check_eq "vmsup.json(5): every HMP info subcommand of docs/permissions.md" "$info_md" "$(roff_names 'HMP info' QMP | xargs)"
 check_eq "vmsup.json(5): every QMP command" "$(md_names QMP Guest | sort | xargs)" "$(roff_names QMP Guest | sort | xargs)"
 check_eq "vmsup.json(5): every guest-agent command" "$(md_names Guest XX | xargs)" "$(roff_names Guest XX | xargs)"
 check_eq "... and those are the tables' counts (HMP, QMP, agent)" "$("$ROOT/$BUILD/vmsupd" --list-permissions | sed -n "s/^\([0-9]*\) commands: .*/\1/p") $(md_names QMP Guest | wc -l) $(md_names Guest XX | wc -l)" \
-        "$(roff_names HMP QMP | wc -l) $(roff_names QMP Guest | wc -l) $(roff_names Guest XX | wc -l)"
+        "$(roff_names 'HMP commands' 'HMP info' | wc -l) $(roff_names QMP Guest | wc -l) $(roff_names Guest XX | wc -l)"
 
 finish

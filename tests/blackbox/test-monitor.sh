@@ -15,7 +15,17 @@ U_NONE=vmsupm-none  # no ACL entry
 for u in $U_MON $U_MOD $U_SYS $U_AUD $U_NONE; do ensure_user "$u"; done
 bus_start || exit 1
 host_acl '{ "acl": [] }'
-define_vm mon "{ \"qemu\": { \"binary\": \"$QEMU\", \"machine\": \"none\", \"accel\": \"tcg\", \"memory_mib\": 32 },
+# Where QEMU (vmsup-qemu) may write: the files the refused commands would have made, and
+# root's chardev file.
+W=$T/qemu-writable
+install -d -o vmsup-qemu -g vmsup-qemu -m 0700 "$W"
+# A qcow2 disk (internal snapshots, resizing), a secret object (qom-get) and a
+# ring buffer (ringbuf_*): what the commands that reach beyond the VM act on.
+qemu-img create -q -f qcow2 "$T/disk.qcow2" 16M || not_ok "qemu-img created the test disk"
+chown vmsup-qemu:vmsup-qemu "$T/disk.qcow2"
+define_vm mon "{ \"qemu\": { \"binary\": \"$QEMU\", \"machine\": \"none\", \"accel\": \"tcg\", \"memory_mib\": 32,
+  \"drives\": [ { \"file\": \"$T/disk.qcow2\", \"format\": \"qcow2\", \"interface\": \"none\" } ],
+  \"extra_args\": [ \"-object\", \"secret,id=sec0,data=hunter2-passphrase\", \"-chardev\", \"ringbuf,id=rb0,size=4096\" ] },
   \"agent\": false, \"autostart\": true, \"shutdown_timeout_sec\": 2,
   \"acl\": [ { \"user\": \"$U_MON\", \"privileges\": [ \"VM.Monitor\" ] },
            { \"user\": \"$U_MOD\", \"privileges\": [ \"VM.Monitor\", \"Sys.Modify\" ] },
@@ -69,7 +79,7 @@ intact() {
         chardevs=$(reply_of qmp root '{"execute":"query-chardev"}')
         [[ $chardevs == *'"label":"vmsup-qmp"'* ]] || { echo "query-chardev: $chardevs"; return 1; }
         [[ $chardevs != *'"label":"x"'* ]] || { echo "chardev x exists: $chardevs"; return 1; }
-        for f in "$T/x" "$T/y" "$T/migrated"; do
+        for f in "$W/x" "$W/y" "$W/migrated"; do
                 [[ ! -e $f ]] || { echo "$f exists"; return 1; }
         done
 }
@@ -126,8 +136,8 @@ check_fails "Sys.Modify without VM.Monitor: Execute stop refused" "$NEEDS_MONITO
 check "still running, same QEMU" intact
 
 # --- root-only HMP commands: refused to every non-root caller, QEMU untouched
-root_only=("migrate exec:touch $T/migrated" "dump-guest-memory $T/x" "chardev-add file,id=x,path=$T/y"
-           gdbserver quit q "pmemsave 0 4096 $T/x" "screendump $T/x" 'device_add pci-bridge,id=x'
+root_only=("migrate exec:touch $W/migrated" "dump-guest-memory $W/x" "chardev-add file,id=x,path=$W/y"
+           gdbserver quit q "pmemsave 0 4096 $W/x" "screendump $W/x" 'device_add pci-bridge,id=x'
            'qom-set /machine x y' 'nosuchcommand')
 for cmd in "${root_only[@]}"; do
         check_fails "Sys.Modify: '${cmd%% *}' is root-only" "$ROOT_ONLY" hmp $U_MOD "$cmd"
@@ -217,6 +227,72 @@ fi
 check "no spelling reached QEMU" intact
 check "no STOP event reached the subscriber" no_stop_event
 
+# --- commands whose effect reaches beyond the VM (host image files, QEMU's
+# stderr and so the host log, host addresses, device MMIO, secrets, channels
+# and settings that belong to others) are root-only: refused to the most
+# privileged non-root caller, and checked on QEMU's side
+img_state() { echo "$(stat -c %s "$T/disk.qcow2") $(sha256sum < "$T/disk.qcow2")"; }
+IMG0=$(img_state)
+check "root: ringbuf_write to rb0" hmp root 'ringbuf_write rb0 rootdata'
+MIGPAR0=$(reply_of qmp root '{"execute":"query-migrate-parameters"}')
+MIGCAP0=$(reply_of qmp root '{"execute":"query-migrate-capabilities"}')
+retiered=('block_resize drive0 0' 'block_resize drive0 4T' 'savevm t1' 'loadvm t1' 'delvm t1'
+          'snapshot_blkdev_internal drive0 t1' 'snapshot_delete_blkdev_internal drive0 t1'
+          'trace-event * on' 'log all' 'sum 0 4294967295' 'xp /16xg 0' 'x /16xg 0' 'ringbuf_read rb0 100'
+          'ringbuf_write rb0 forged' 'migrate_set_capability xbzrle on' 'migrate_set_parameter max-bandwidth 1'
+          'migrate_set_parameter tls-creds ""' 'qom-get /objects/sec0 data' 'sync-profile on'
+          'info tlb' 'info mem' 'info sync-profile' 'info virtio-vhost-queue-status /machine 0' 'info  tlb'
+          $'info\ttlb' 'info tlb/x' 'info /x' 'info nosuchsubcommand')
+for cmd in "${retiered[@]}"; do
+        check_fails "Sys.Modify: $(printf '%q' "$cmd") is root-only" "$ROOT_ONLY" hmp $U_MOD "$cmd"
+        check_fails "VM.Monitor: $(printf '%q' "$cmd") is root-only" "$ROOT_ONLY" hmp $U_MON "$cmd"
+        check_fails "Sys.Modify: $(printf '%q' "$cmd") through human-monitor-command is root-only" "$ROOT_ONLY" \
+                qmp $U_MOD "$(jq -cn --arg l "$cmd" '{execute:"human-monitor-command",arguments:{"command-line":$l}}')"
+done
+check_fails "Sys.Modify: info tlb is named in the refusal" "$DENIED: Command 'info tlb' is root-only\\." hmp $U_MOD 'info  tlb'
+for c in '{"execute":"qom-get","arguments":{"path":"/objects/sec0","property":"data"}}' \
+         '{"execute":"x-query-virtio-vhost-queue-status","arguments":{"path":"/machine","queue":0}}' \
+         '{"execute":"block_resize","arguments":{"device":"drive0","size":0}}' \
+         '{"execute":"snapshot-save","arguments":{"job-id":"s","tag":"t","vmstate":"drive0","devices":["drive0"]}}' \
+         '{"execute":"trace-event-set-state","arguments":{"name":"*","enable":true}}' \
+         '{"execute":"ringbuf-read","arguments":{"device":"rb0","size":100}}' \
+         '{"execute":"migrate-set-parameters","arguments":{"max-bandwidth":1}}'; do
+        name=$(jq -r .execute <<<"$c")
+        check_fails "Sys.Modify: Execute $name is root-only" "$DENIED: Command '${name:0:32}[^']*' is root-only" qmp $U_MOD "$c"
+        check_fails "VM.Monitor: Execute $name is root-only" "$ROOT_ONLY" qmp $U_MON "$c"
+done
+out=$(qmp $U_MOD '{"execute":"qom-get","arguments":{"path":"/objects/sec0","property":"data"}}' 2>&1)
+check "the refusal does not carry the secret" bash -c "! grep -q hunter2 <<<'$out'"
+check_eq "root: qom-get reads the secret (what the refusal protects)" '"hunter2-passphrase"' \
+        "$(reply_of qmp root '{"execute":"qom-get","arguments":{"path":"/objects/sec0","property":"data"}}')"
+check_eq "the image is untouched: same size and content" "$IMG0" "$(img_state)"
+check_eq "the image has no internal snapshot" "" "$(qemu-img snapshot -U -l "$T/disk.qcow2")"
+check_match "root: ringbuf_read rb0 still has root's data, not drained, nothing forged" '^rootdata$' \
+        "$(reply_of hmp root 'ringbuf_read rb0 100' | tr -d '\r' | sed '/^$/d')"
+check_eq "migration parameters unchanged" "$MIGPAR0" "$(reply_of qmp root '{"execute":"query-migrate-parameters"}')"
+check_eq "migration capabilities unchanged" "$MIGCAP0" "$(reply_of qmp root '{"execute":"query-migrate-capabilities"}')"
+check_eq "no trace event was enabled" 0 \
+        "$(reply_of qmp root '{"execute":"trace-event-get-state","arguments":{"name":"*"}}' | grep -o '"state":"enabled"' | wc -l)"
+check "no host address in root's info sync-profile: profiling stayed off" \
+        bash -c "! grep -Eq '0x[0-9a-f]{8,}' <<<'$(reply_of hmp root 'info sync-profile')'"
+# What the refusals protect: once root turns profiling on, info sync-profile prints QEMU's addresses.
+check "root: sync-profile on" hmp root 'sync-profile on'
+reply_of qmp root '{"execute":"query-status"}' >/dev/null
+check_match "root: info sync-profile shows host addresses" '0x[0-9a-f]{8,}' "$(reply_of hmp root 'info sync-profile')"
+check_fails "VM.Monitor: info sync-profile is root-only while profiling is on" "$ROOT_ONLY" hmp $U_MON 'info sync-profile'
+check_fails "Sys.Modify: info sync-profile is root-only while profiling is on" "$ROOT_ONLY" hmp $U_MOD 'info sync-profile -n 3'
+check "root: sync-profile off" hmp root 'sync-profile off'
+check "root: sync-profile reset" hmp root 'sync-profile reset'
+# info usbhost describes the host: Sys.Modify, not VM.Monitor alone.
+check_fails "VM.Monitor: info usbhost needs Sys.Modify" "$DENIED: Command 'info usbhost' requires the Sys.Modify privilege" hmp $U_MON 'info usbhost'
+check "Sys.Modify: info usbhost runs" hmp $U_MOD 'info usbhost'
+# The rest of info is VM.Monitor's: spot checks of the reads that stay open.
+for sub in status version chardev block ramblock roms qtree mtree 'qom-tree' 'virtio' 'jit' 'usernet' 'trace-events'; do
+        check "VM.Monitor: info $sub runs" hmp $U_MON "info $sub"
+done
+check_match "VM.Monitor: info alone lists the subcommands" 'info tlb' "$(reply_of hmp $U_MON 'info')"
+check "the re-tiered refusals left QEMU untouched" intact
+
 # --- Sys.Modify: stop and cont through HumanCommand, State follows QEMU's events
 check_match "Sys.Modify: stop" '^   string ""$' "$(hmp $U_MOD stop 2>&1 | sed -n 2p)"
 check "State paused" wait_state mon paused 5
@@ -235,11 +311,12 @@ check "State running after c" wait_state mon running 5
 check "two RESUME events" wait_count "$T/ev" '^Event RESUME' 2
 check_eq "two STOP events" 2 "$(grep -c '^Event STOP' "$T/ev")"
 
-# --- memory dumps: within the limit they run; past it QEMU's one reply would be
-# longer than the supervisor reads (16 MiB), so it is refused to everyone, root too
-out=$(reply_of hmp $U_MOD 'xp /16384xg 0')
-check_eq "Sys.Modify: xp /16384xg dumps 8192 lines" 8192 "$(printf '%s\n' "$out" | grep -c '^[0-9a-f]\{16\}: 0x')"
-check_fails "VM.Monitor: xp is Sys.Modify" "$NEEDS_SYS" hmp $U_MON 'xp /16xg 0'
+# --- memory dumps (root-only: they reach device MMIO): within the limit they
+# run; past it QEMU's one reply would be longer than the supervisor reads
+# (16 MiB), so it is refused to everyone, root too
+out=$(reply_of hmp root 'xp /16384xg 0')
+check_eq "root: xp /16384xg dumps 8192 lines" 8192 "$(printf '%s\n' "$out" | grep -c '^[0-9a-f]\{16\}: 0x')"
+check_fails "Sys.Modify: xp is root-only" "$ROOT_ONLY" hmp $U_MOD 'xp /16xg 0'
 for u in root $U_MOD $U_MON $U_NONE; do
         check_fails "$u: xp /700000xg is InvalidArgs" "$INVALID: x and xp dump at most 16384 units" hmp $u 'xp /700000xg 0'
 done
@@ -255,8 +332,8 @@ chardevs=$(reply_of qmp root '{"execute":"query-chardev"}')
 check "no chardev rootadded yet" test "${chardevs/rootadded/}" = "$chardevs"
 check_match "root: chardev-add null,id=rootadded" '^   string ""$' "$(hmp root 'chardev-add null,id=rootadded' 2>&1 | sed -n 2p)"
 check_match "query-chardev shows rootadded" '"label":"rootadded"' "$(reply_of qmp root '{"execute":"query-chardev"}')"
-check "root: chardev-add of a file" hmp root "chardev-add file,id=rootfile,path=$T/rootfile"
-check "root's chardev created its file (what the refused ones would have done)" test -e "$T/rootfile"
+check "root: chardev-add of a file" hmp root "chardev-add file,id=rootfile,path=$W/rootfile"
+check "root's chardev created its file (what the refused ones would have done)" test -e "$W/rootfile"
 check_match "root: QEMU answers an unknown command itself" "^unknown command: 'QUIT'" "$(reply_of hmp root QUIT)"
 check_match "root: control bytes are QEMU's business (\\v is white space to QEMU)" '^VM status: running' "$(reply_of hmp root $'\vinfo status')"
 check_match "root: one line is one command" 'extraneous characters' "$(reply_of hmp root $'info status\nquit')"
@@ -324,7 +401,7 @@ check_fails "root: bad arguments are QEMU's GenericError" 'QemuError: GenericErr
 # --- human-monitor-command through Execute is judged by the HMP table
 hmc() { printf '{"execute":"human-monitor-command","arguments":{"command-line":"%s"}}' "$1"; }
 check_match "VM.Monitor: human-monitor-command info status" '^"VM status: running\\r\\n"$' "$(reply_of qmp $U_MON "$(hmc 'info status')")"
-check_fails "VM.Monitor: human-monitor-command migrate is root-only" "$DENIED: Command 'migrate' is root-only" qmp $U_MON "$(hmc "migrate exec:touch $T/migrated")"
+check_fails "VM.Monitor: human-monitor-command migrate is root-only" "$DENIED: Command 'migrate' is root-only" qmp $U_MON "$(hmc "migrate exec:touch $W/migrated")"
 check_fails "VM.Monitor: human-monitor-command stop names Sys.Modify" "$NEEDS_SYS" qmp $U_MON "$(hmc stop)"
 check_fails "Sys.Modify: human-monitor-command q is root-only" "$ROOT_ONLY" qmp $U_MOD "$(hmc q)"
 check_fails "Sys.Modify: human-monitor-command \\t-escaped q is root-only" "$ROOT_ONLY" qmp $U_MOD "$(hmc '\tq')"

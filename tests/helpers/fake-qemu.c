@@ -2,7 +2,7 @@
 /* A stand-in for qemu-system-x86_64 that speaks just enough QMP for vmsupd, and
  * misbehaves on cue. Used as a definition's "binary".
  *
- * It takes QEMU's command line, finds the monitor's listening descriptor in
+ * It takes QEMU's command line, finds the monitor's descriptor (connected, or a listener) in
  * "-chardev socket,id=vmsup-qmp,fd=N,...", greets, accepts qmp_capabilities, and
  * answers in order, one command at a time like QEMU: cont (and a RESUME event),
  * stop (STOP), query-status, quit (then exits); {} for anything else. Every
@@ -174,7 +174,14 @@ int main(int argc, char **argv) {
                 fprintf(stderr, "fake-qemu: no -chardev socket,id=vmsup-qmp,fd=N\n");
                 return 1;
         }
-        conn = accept4(lfd, NULL, NULL, SOCK_CLOEXEC);
+        /* The monitor's descriptor is connected (server=off), or a listener to accept on. */
+        int listening = 0;
+        socklen_t sl = sizeof listening;
+        if (getsockopt(lfd, SOL_SOCKET, SO_ACCEPTCONN, &listening, &sl) < 0) {
+                perror("fake-qemu: SO_ACCEPTCONN");
+                return 1;
+        }
+        conn = listening ? accept4(lfd, NULL, NULL, SOCK_CLOEXEC) : lfd;
         if (conn < 0) {
                 perror("fake-qemu: accept");
                 return 1;

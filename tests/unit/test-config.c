@@ -85,7 +85,10 @@ static const BadCase bad_cases[] = {
         { "{\"qemu\":{}, \"run_as\":{\"user\":\"no-such-user-vmsup\"}}",
           "$.run_as.user: user \"no-such-user-vmsup\" does not exist" },
         { "{\"qemu\":{}, \"run_as\":{\"user\":\"4000000000\"}}", "$.run_as.user: user 4000000000 does not exist" },
-        { "{\"qemu\":{}, \"run_as\":{\"user\":\"root\"}}", "$.run_as.user: must not be root" },
+        { "{\"qemu\":{}, \"run_as\":{\"user\":\"root\",\"group\":\"nogroup\"}}",
+          "$.run_as: with user root QEMU keeps the supervisor's identity: no group or groups" },
+        { "{\"qemu\":{}, \"run_as\":{\"user\":\"0\",\"groups\":[]}}",
+          "$.run_as: with user root QEMU keeps the supervisor's identity: no group or groups" },
         { "{\"qemu\":{}, \"run_as\":{\"user\":\"nobody\",\"group\":\"no-such-group-vmsup\"}}",
           "$.run_as.group: group \"no-such-group-vmsup\" does not exist" },
         { "{\"qemu\":{}, \"run_as\":{\"user\":\"nobody\",\"group\":\"root\"}}", "$.run_as.group: must not be the root group" },
@@ -108,6 +111,17 @@ static const BadCase bad_cases[] = {
         { "{\"qemu\":{}, \"acl\":[{\"user\":\"root\",\"privileges\":[1]}]}", "$.acl[0].privileges[0]: must be a string" },
         { "{\"qemu\":{}, \"acl\":[{\"user\":\"\",\"privileges\":[]}]}", "$.acl[0].user: must be a non-empty string" },
         { "{\"qemu\":{}, \"acl\":[{\"user\":\"99999999999\",\"privileges\":[]}]}", "$.acl[0].user: id 99999999999 is out of range" },
+        { "{\"qemu\":{}, \"agent_file_paths\":\"/data\"}", "$.agent_file_paths: must be an array of guest paths" },
+        { "{\"qemu\":{}, \"agent_file_paths\":[1]}", "$.agent_file_paths[0]: must be a string" },
+        { "{\"qemu\":{}, \"agent_file_paths\":[\"/data\\u0000/x\"]}", "invalid JSON: \\u0000 is not allowed" },
+        { "{\"qemu\":{}, \"agent_file_paths\":[\"data\"]}", "$.agent_file_paths[0]: must be an absolute, normalised" },
+        { "{\"qemu\":{}, \"agent_file_paths\":[\"/ok\",\"/data/\"]}", "$.agent_file_paths[1]: must be an absolute" },
+        { "{\"qemu\":{}, \"agent_file_paths\":[\"/data/../etc\"]}", "$.agent_file_paths[0]: must be an absolute" },
+        { "{\"qemu\":{}, \"agent_file_paths\":[\"//data\"]}", "$.agent_file_paths[0]: must be an absolute" },
+        { "{\"qemu\":{}, \"agent_file_paths\":[\"\"]}", "$.agent_file_paths[0]: must be an absolute" },
+        { "{\"qemu\":{}, \"agent_file_paths\":[\"C:\\\\data\"]}", "$.agent_file_paths[0]: must be an absolute" },
+        { "{\"qemu\":{}, \"agent_file_paths\":[\"/a\",\"/a\",\"/a\",\"/a\",\"/a\",\"/a\",\"/a\",\"/a\",\"/a\",\"/a\",\"/a\",\"/a\",\"/a\",\"/a\",\"/a\",\"/a\",\"/a\",\"/a\",\"/a\",\"/a\",\"/a\",\"/a\",\"/a\",\"/a\",\"/a\",\"/a\",\"/a\",\"/a\",\"/a\",\"/a\",\"/a\",\"/a\",\"/a\",\"/a\",\"/a\",\"/a\",\"/a\",\"/a\",\"/a\",\"/a\",\"/a\",\"/a\",\"/a\",\"/a\",\"/a\",\"/a\",\"/a\",\"/a\",\"/a\",\"/a\",\"/a\",\"/a\",\"/a\",\"/a\",\"/a\",\"/a\",\"/a\",\"/a\",\"/a\",\"/a\",\"/a\",\"/a\",\"/a\",\"/a\",\"/a\"]}",
+          "$.agent_file_paths: has more than 64 paths" },
 };
 
 static void test_bad_definitions(void **state) {
@@ -145,9 +159,51 @@ static void test_defaults(void **state) {
         assert_true(c->sandbox);
         assert_true(c->autostart);
         assert_int_equal(c->shutdown_timeout_sec, 60);
-        assert_false(c->has_run_as);
+        assert_false(c->has_run_as); /* until vm_config_load() applies the default user */
+        assert_false(c->run_as_root);
         assert_int_equal(c->n_acl, 0);
         assert_int_equal(c->n_drives, 0);
+        assert_null(c->agent_file_paths); /* absent: no confinement */
+}
+
+/* Without run_as QEMU runs as a system user of its own; root is a choice the definition makes. */
+static void test_default_user_and_root(void **state) {
+        _cleanup_(vm_config_freep) VmConfig *c = NULL, *root = NULL, *given = NULL;
+        char *error = NULL;
+
+        assert_int_equal(vm_config_parse("x.json", "vm1", "{\"qemu\":{}}", 11, &c, &error), 0);
+        assert_int_equal(vm_config_apply_default_user(c, "nobody", &error), 0);
+        assert_null(error);
+        assert_true(c->has_run_as);
+        assert_int_equal(c->run_as_uid, 65534);
+        assert_int_not_equal(c->run_as_gid, 0);
+        assert_int_equal(c->n_run_as_groups, 0);
+
+        c = vm_config_free(c);
+        assert_int_equal(vm_config_parse("x.json", "vm1", "{\"qemu\":{}}", 11, &c, &error), 0);
+        assert_int_not_equal(vm_config_apply_default_user(c, "no-such-user-vmsup", &error), 0);
+        assert_non_null(error);
+        assert_non_null(strstr(error, "x.json: $.run_as: absent, so QEMU runs as the system user \"no-such-user-vmsup\", "
+                                      "which does not exist"));
+        assert_false(c->has_run_as);
+        error = mfree(error);
+        assert_int_not_equal(vm_config_apply_default_user(c, "root", &error), 0);
+        assert_non_null(strstr(error, "is root"));
+        error = mfree(error);
+
+        static const char root_def[] = "{\"qemu\":{}, \"run_as\":{\"user\":\"root\"}}";
+        assert_int_equal(vm_config_parse("x.json", "vm1", root_def, strlen(root_def), &root, &error), 0);
+        assert_true(root->run_as_root);
+        assert_false(root->has_run_as);
+        assert_int_equal(vm_config_apply_default_user(root, "nobody", &error), 0);
+        assert_false(root->has_run_as); /* root stays root */
+
+        static const char given_def[] = "{\"qemu\":{}, \"run_as\":{\"user\":\"nobody\",\"group\":\"nogroup\"}}";
+        assert_int_equal(vm_config_parse("x.json", "vm1", given_def, strlen(given_def), &given, &error), 0);
+        gid_t gid = given->run_as_gid;
+        assert_int_equal(vm_config_apply_default_user(given, "root", &error), 0);
+        assert_int_equal(given->run_as_uid, 65534);
+        assert_int_equal(given->run_as_gid, gid);
 }
 
 static const char full_def[] =
@@ -170,7 +226,7 @@ static bool argv_has_pair(char **argv, const char *a, const char *b) {
 static void test_full_definition_and_argv(void **state) {
         _cleanup_(vm_config_freep) VmConfig *c = NULL;
         _cleanup_strv_free_ char **argv = NULL;
-        QemuFds fds = { .qmp_listen_fd = 3, .qga_listen_fd = 4 };
+        QemuFds fds = { .qmp_fd = 3, .qga_listen_fd = 4 };
         char *error = NULL;
 
         assert_int_equal(vm_config_parse("x.json", "web1", full_def, strlen(full_def), &c, &error), 0);
@@ -193,7 +249,7 @@ static void test_full_definition_and_argv(void **state) {
         assert_true(argv_has_pair(argv, "-smp", "2"));
         assert_true(argv_has_pair(argv, "-m", "768M"));
         assert_true(argv_has_pair(argv, "-sandbox", "on,obsolete=deny,elevateprivileges=deny,spawn=deny,resourcecontrol=deny"));
-        assert_true(argv_has_pair(argv, "-chardev", "socket,id=vmsup-qmp,fd=3,server=on,wait=off"));
+        assert_true(argv_has_pair(argv, "-chardev", "socket,id=vmsup-qmp,fd=3,server=off"));
         assert_true(argv_has_pair(argv, "-mon", "chardev=vmsup-qmp,mode=control"));
         assert_true(argv_has_pair(argv, "-chardev", "socket,id=vmsup-qga,fd=4,server=on,wait=off"));
         assert_true(argv_has_pair(argv, "-device", "virtserialport,bus=vmsup-vserial.0,chardev=vmsup-qga,"
@@ -214,7 +270,7 @@ static void test_machine_none_has_no_agent_device(void **state) {
         _cleanup_(vm_config_freep) VmConfig *c = NULL;
         _cleanup_strv_free_ char **argv = NULL;
         const char def[] = "{\"qemu\":{\"machine\":\"none\",\"accel\":\"tcg\"},\"sandbox\":false}";
-        QemuFds fds = { .qmp_listen_fd = 3, .qga_listen_fd = -1 };
+        QemuFds fds = { .qmp_fd = 3, .qga_listen_fd = -1 };
         char *error = NULL;
 
         assert_int_equal(vm_config_parse("x.json", "n", def, strlen(def), &c, &error), 0);
@@ -244,6 +300,24 @@ static void test_reserved_ids_only_in_ids(void **state) {
                         fail_msg("refused %s: %s", ok[i], error ?: "");
                 vm_config_free(c);
         }
+}
+
+static void test_agent_file_paths(void **state) {
+        _cleanup_(vm_config_freep) VmConfig *c = NULL, *e = NULL;
+        static const char full[] = "{\"qemu\":{}, \"agent_file_paths\":[\"/data\",\"/tmp/allowed\",\"/\"]}";
+        static const char none[] = "{\"qemu\":{}, \"agent_file_paths\":[]}";
+        char *error = NULL;
+
+        assert_int_equal(vm_config_parse("x.json", "vm1", full, strlen(full), &c, &error), 0);
+        assert_int_equal(strv_length(c->agent_file_paths), 3);
+        assert_string_equal(c->agent_file_paths[0], "/data");
+        assert_string_equal(c->agent_file_paths[1], "/tmp/allowed");
+        assert_string_equal(c->agent_file_paths[2], "/");
+        assert_null(c->agent_file_paths[3]);
+        /* An empty list is a list: confined to nothing, not unconfined. */
+        assert_int_equal(vm_config_parse("x.json", "vm1", none, strlen(none), &e, &error), 0);
+        assert_non_null(e->agent_file_paths);
+        assert_null(e->agent_file_paths[0]);
 }
 
 static void test_vm_names(void **state) {
@@ -302,9 +376,11 @@ int main(void) {
         const struct CMUnitTest tests[] = {
                 cmocka_unit_test(test_bad_definitions),
                 cmocka_unit_test(test_defaults),
+                cmocka_unit_test(test_default_user_and_root),
                 cmocka_unit_test(test_full_definition_and_argv),
                 cmocka_unit_test(test_machine_none_has_no_agent_device),
                 cmocka_unit_test(test_reserved_ids_only_in_ids),
+                cmocka_unit_test(test_agent_file_paths),
                 cmocka_unit_test(test_vm_names),
                 cmocka_unit_test(test_acl_file),
                 cmocka_unit_test(test_load_errors),

@@ -187,29 +187,47 @@ static const char *const qemu72_hmp_help[] = {
 static const char *const expect_hmp_none[] = { "help", "info" };
 static const char *const expect_hmp_sysmod[] = {
         "announce_self", "backup_cancel", "balloon", "block_job_cancel", "block_job_complete",
-        "block_job_pause", "block_job_resume", "block_job_set_speed", "block_resize",
-        "block_set_io_throttle", "boot_set", "calc_dirty_rate", "cancel_vcpu_dirty_limit",
-        "chardev-send-break", "cont", "cpu", "delvm", "eject", "exit_preconfig", "expire_password",
-        "gva2gpa", "loadvm", "log", "migrate_cancel", "migrate_continue", "migrate_pause",
-        "migrate_set_capability", "migrate_set_parameter", "migrate_start_postcopy", "mouse_button",
-        "mouse_move", "mouse_set", "one-insn-per-tb", "print", "qom-get", "qom-list", "replay_break",
-        "replay_delete_break", "replay_seek", "ringbuf_read", "ringbuf_write", "savevm", "sendkey",
-        "set_link", "set_password", "set_vcpu_dirty_limit", "singlestep", "snapshot_blkdev_internal",
-        "snapshot_delete_blkdev_internal", "stop", "stopcapture", "sum", "sync-profile",
-        "system_powerdown", "system_reset", "system_wakeup", "trace-event", "x",
-        "x_colo_lost_heartbeat", "xp",
+        "block_job_pause", "block_job_resume", "block_job_set_speed", "block_set_io_throttle",
+        "boot_set", "calc_dirty_rate", "cancel_vcpu_dirty_limit", "chardev-send-break", "cont",
+        "cpu", "eject", "exit_preconfig", "expire_password", "gva2gpa", "migrate_cancel",
+        "migrate_continue", "migrate_pause", "migrate_start_postcopy", "mouse_button", "mouse_move",
+        "mouse_set", "one-insn-per-tb", "print", "qom-list", "replay_break", "replay_delete_break",
+        "replay_seek", "sendkey", "set_link", "set_password", "set_vcpu_dirty_limit", "singlestep",
+        "stop", "stopcapture", "system_powerdown", "system_reset", "system_wakeup",
+        "x_colo_lost_heartbeat",
 };
 static const char *const expect_hmp_root[] = {
-        "backup", "block_stream", "change", "chardev-add", "chardev-change", "chardev-remove",
-        "client_migrate_info", "closefd", "commit", "device_add", "device_del", "drive_add",
-        "drive_backup", "drive_del", "drive_mirror", "dump-guest-memory", "dump-skeys", "dumpdtb",
-        "gdbserver", "getfd", "gpa2hpa", "gpa2hva", "hostfwd_add", "hostfwd_remove", "i", "logfile",
-        "mce", "memsave", "migrate", "migrate_incoming", "migrate_recover", "nbd_server_add",
-        "nbd_server_remove", "nbd_server_start", "nbd_server_stop", "netdev_add", "netdev_del", "nmi",
-        "o", "object_add", "object_del", "pcie_aer_inject_error", "pmemsave", "qemu-io", "qom-set",
-        "quit", "savevm-end", "savevm-start", "screendump", "snapshot_blkdev", "trace-file",
-        "watchdog_action", "wavcapture", "xen-event-inject", "xen-event-list",
+        "backup", "block_resize", "block_stream", "change", "chardev-add", "chardev-change",
+        "chardev-remove", "client_migrate_info", "closefd", "commit", "delvm", "device_add",
+        "device_del", "drive_add", "drive_backup", "drive_del", "drive_mirror", "dump-guest-memory",
+        "dump-skeys", "dumpdtb", "gdbserver", "getfd", "gpa2hpa", "gpa2hva", "hostfwd_add",
+        "hostfwd_remove", "i", "loadvm", "log", "logfile", "mce", "memsave", "migrate",
+        "migrate_incoming", "migrate_recover", "migrate_set_capability", "migrate_set_parameter",
+        "nbd_server_add", "nbd_server_remove", "nbd_server_start", "nbd_server_stop", "netdev_add",
+        "netdev_del", "nmi", "o", "object_add", "object_del", "pcie_aer_inject_error", "pmemsave",
+        "qemu-io", "qom-get", "qom-set", "quit", "ringbuf_read", "ringbuf_write", "savevm",
+        "savevm-end", "savevm-start", "screendump", "snapshot_blkdev", "snapshot_blkdev_internal",
+        "snapshot_delete_blkdev_internal", "sum", "sync-profile", "trace-event", "trace-file",
+        "watchdog_action", "wavcapture", "x", "xen-event-inject", "xen-event-list", "xp",
 };
+/* QEMU 7.2.22 "info" (qemu-system-x86_64 -machine q35), its subcommands. */
+static const char *const qemu72_hmp_info[] = {
+        "balloon", "block", "block-jobs", "blockstats", "capture", "chardev", "cpus", "dirty_rate",
+        "dump", "history", "hotpluggable-cpus", "iothreads", "irq", "jit", "kvm", "lapic", "mem",
+        "memdev", "memory-devices", "memory_size_summary", "mice", "migrate",
+        "migrate_capabilities", "migrate_parameters", "mtree", "name", "network", "numa", "opcount",
+        "pci", "pic", "profile", "qdm", "qom-tree", "qtree", "ramblock", "rdma", "registers",
+        "replay", "rocker", "rocker-of-dpa-flows", "rocker-of-dpa-groups", "rocker-ports", "roms",
+        "sev", "sgx", "snapshots", "spice", "stats", "status", "sync-profile", "tlb", "tpm",
+        "trace-events", "usb", "usbhost", "usernet", "uuid", "vcpu_dirty_limit", "version",
+        "virtio", "virtio-queue-element", "virtio-queue-status", "virtio-status",
+        "virtio-vhost-queue-status", "vm-generation-id", "vnc",
+};
+/* The info subcommands that are not tier none: host addresses (sync-profile,
+ * virtio-vhost-queue-status), unbounded page-table walks (mem, tlb), the host's
+ * devices (usbhost). */
+static const char *const expect_hmp_info_root[] = { "mem", "sync-profile", "tlb", "virtio-vhost-queue-status" };
+static const char *const expect_hmp_info_sysmod[] = { "usbhost" };
 static const struct {
         const char *alias, *command;
 } expect_hmp_aliases[] = {
@@ -276,7 +294,7 @@ static const char *const expect_qmp_reserved[] = {
         "qmp_capabilities", "quit", "getfd", "closefd", "add-fd", "remove-fd",
 };
 static const char *const expect_qmp_sysmod[] = {
-        "announce-self", "balloon", "cont", "eject", "input-send-event", "qom-get", "qom-list",
+        "announce-self", "balloon", "cont", "eject", "input-send-event", "qom-list",
         "send-key", "set_link", "stop", "system_powerdown", "system_reset", "system_wakeup",
 };
 static const char *const expect_qmp_monitor[] = {
@@ -298,7 +316,6 @@ static const char *const expect_qmp_monitor[] = {
         "x-query-jit", "x-query-numa", "x-query-opcount", "x-query-profile", "x-query-ramblock",
         "x-query-rdma", "x-query-roms", "x-query-usb", "x-query-virtio",
         "x-query-virtio-queue-element", "x-query-virtio-queue-status", "x-query-virtio-status",
-        "x-query-virtio-vhost-queue-status",
 };
 
 /* QMP commands with an HMP counterpart: QMP may never be weaker. */
@@ -327,6 +344,14 @@ static const struct {
         { "block_set_io_throttle", "block_set_io_throttle" }, { "trace-event-set-state", "trace-event" },
         { "ringbuf-write", "ringbuf_write" }, { "set_password", "set_password" },
         { "query-block", "info" }, { "query-status", "info" },
+        { "x-query-virtio-vhost-queue-status", "info virtio-vhost-queue-status" },
+        { "x-query-virtio-queue-status", "info virtio-queue-status" },
+        { "x-query-virtio-queue-element", "info virtio-queue-element" },
+        { "x-query-virtio-status", "info virtio-status" }, { "x-query-virtio", "info virtio" },
+        { "x-query-ramblock", "info ramblock" }, { "x-query-roms", "info roms" }, { "x-query-jit", "info jit" },
+        { "x-query-usb", "info usb" }, { "x-query-irq", "info irq" }, { "x-query-numa", "info numa" },
+        { "x-query-opcount", "info opcount" }, { "x-query-profile", "info profile" }, { "x-query-rdma", "info rdma" },
+        { "query-block", "info block" }, { "query-chardev", "info chardev" },
 };
 
 /* The contract's agent privileges, one list each. Unrestricted: every command
@@ -627,6 +652,57 @@ static void test_hmp_table_matches_expectation(void **state) {
         }
 }
 
+static void test_hmp_info_table(void **state) {
+        assert_int_equal(policy_hmp_info_commands_count, ELEMENTSOF(qemu72_hmp_info));
+        assert_int_equal(ELEMENTSOF(qemu72_hmp_info), 67);
+        for (size_t i = 0; i < policy_hmp_info_commands_count; i++) {
+                const HmpCommand *c = &policy_hmp_info_commands[i];
+                size_t n = strlen(c->name);
+
+                if (i > 0)
+                        assert_true(strcmp(policy_hmp_info_commands[i - 1].name, c->name) < 0);
+                assert_true(IN_LIST(qemu72_hmp_info, c->name));
+                assert_ptr_equal(policy_hmp_info_lookup(c->name, n), c);
+                /* Every tier above none says why. */
+                if (c->tier == HMP_TIER_NONE)
+                        assert_null(c->reason);
+                else
+                        assert_true(c->reason && strlen(c->reason) > 10 && !strchr(c->reason, '|'));
+                if (IN_LIST(expect_hmp_info_root, c->name))
+                        assert_int_equal(c->tier, HMP_TIER_ROOT);
+                else if (IN_LIST(expect_hmp_info_sysmod, c->name))
+                        assert_int_equal(c->tier, HMP_TIER_SYS_MODIFY);
+                else
+                        assert_int_equal(c->tier, HMP_TIER_NONE);
+        }
+        assert_null(policy_hmp_info_lookup("status", 3));
+        assert_null(policy_hmp_info_lookup(NULL, 0));
+        assert_null(policy_hmp_info_lookup("", 0));
+
+        /* The line's tier, and where the subcommand is. */
+        const char *sub;
+        size_t sub_len;
+        assert_int_equal(policy_hmp_line_tier("info", &sub, &sub_len), HMP_TIER_NONE);
+        assert_null(sub);
+        assert_int_equal(sub_len, 0);
+        assert_int_equal(policy_hmp_line_tier(" info \t tlb -x", &sub, &sub_len), HMP_TIER_ROOT);
+        assert_int_equal(sub_len, 3);
+        assert_memory_equal(sub, "tlb", 3);
+        assert_int_equal(policy_hmp_line_tier("info status", NULL, NULL), HMP_TIER_NONE);
+        assert_int_equal(policy_hmp_line_tier("info usbhost", NULL, NULL), HMP_TIER_SYS_MODIFY);
+        assert_int_equal(policy_hmp_line_tier("info/status", &sub, &sub_len), HMP_TIER_ROOT);
+        assert_int_equal(sub_len, 0);
+        assert_int_equal(policy_hmp_line_tier("stop", NULL, NULL), HMP_TIER_SYS_MODIFY);
+        assert_int_equal(policy_hmp_line_tier("help info tlb", NULL, NULL), HMP_TIER_NONE);
+        assert_int_equal(policy_hmp_line_tier("", NULL, NULL), HMP_TIER_ROOT);
+        assert_int_equal(policy_hmp_line_tier(NULL, NULL, NULL), HMP_TIER_ROOT);
+        /* A subcommand name QEMU cuts at 255 bytes is unknown to both. */
+        char longline[400] = "info ";
+        memset(longline + 5, 'a', 300);
+        longline[305] = '\0';
+        assert_int_equal(policy_hmp_line_tier(longline, NULL, NULL), HMP_TIER_ROOT);
+}
+
 static void test_hmp_seed_strictness(void **state) {
         assert_int_equal(ELEMENTSOF(seed), 119);
         for (size_t i = 0; i < ELEMENTSOF(seed); i++) {
@@ -806,6 +882,34 @@ static HmpTier ref_tier(const char *name, size_t len) {
         return HMP_TIER_ROOT;
 }
 
+/* The tier of a whole line as QEMU dispatches it: "info" followed by anything
+ * but white space dispatches to the subcommand QEMU reads from there. */
+static HmpTier ref_line_tier(const char *line) {
+        const char *name, *p, *sub;
+        size_t len, sublen;
+        char buf[256];
+
+        len = ref_command_name(line, &name);
+        if (len == 0)
+                return HMP_TIER_ROOT;
+        if (!(len == 4 && memcmp(name, "info", 4) == 0))
+                return ref_tier(name, len);
+        p = name + len;
+        p += strspn(p, " \t\n\v\f\r");
+        if (*p == '\0')
+                return HMP_TIER_NONE;
+        sublen = ref_command_name(p, &sub);
+        if (sublen == 0 || sublen > 255)
+                return HMP_TIER_ROOT;
+        memcpy(buf, sub, sublen);
+        buf[sublen] = '\0';
+        if (!IN_LIST(qemu72_hmp_info, buf) || IN_LIST(expect_hmp_info_root, buf))
+                return HMP_TIER_ROOT;
+        if (IN_LIST(expect_hmp_info_sysmod, buf))
+                return HMP_TIER_SYS_MODIFY;
+        return HMP_TIER_NONE;
+}
+
 /* An x or xp dump of more units than the limit: the digits right after the
  * '/' that follows the name and white space, leading zeros aside. */
 static bool ref_dump_too_large(const char *name, size_t len) {
@@ -846,7 +950,7 @@ static int ref_check_hmp(const char *line, bool root, PrivSet privs) {
                 return 0;
         if (!(privs & MON))
                 return -EACCES;
-        switch (ref_tier(name, len)) {
+        switch (ref_line_tier(line)) {
         case HMP_TIER_NONE:
                 return 0;
         case HMP_TIER_SYS_MODIFY:
@@ -872,6 +976,7 @@ static size_t hostile_line(uint64_t *s, char *buf, size_t size) {
                 " ", "\t", "\n", "\r", "\v", "\f", "/", "|", ";", "q", "quit", "QUIT", "Q", "c", "cont", "s",
                 "stop", "p", "print", "?", "help", "info", "i", "o", "x", "xp", "sum", "gdbserver",
                 "migrate", "nmi", "status", "exec:sh", "I", "nfo", "ui", "t", "\x7f", "\x01", "\x1b",
+                "tlb", "mem", "usbhost", "sync-profile", "virtio-vhost-queue-status", "info tlb", "info ",
                 "\xc3\xb6", "\xa0", "\x85", "\xff", "\xc0\x80", "0x1000", "/10x", "-", "_",
                 "/16384", "/16385", "0", "9",
         };
@@ -973,20 +1078,53 @@ static void test_hmp_bypass_strings(void **state) {
                 { "q\0", -EACCES, -EACCES, 0 }, /* a C string stops at the NUL: "q" */
                 { "info\x7f", -EINVAL, -EINVAL, 0 },
                 { "inf\xc3\xb6", -EINVAL, -EINVAL, 0 },
-                { "x/10x 0x1000", -EACCES, 0, 0 },
+                { "x/10x 0x1000", -EACCES, -EACCES, 0 },
                 { "c", -EACCES, 0, 0 },
                 { "s", -EACCES, 0, 0 },
                 { "p 1", -EACCES, 0, 0 },
                 { "?", 0, 0, 0 },
                 { "help", 0, 0, 0 },
                 { "help quit", 0, 0, 0 },
-                { "info/x", 0, 0, 0 },
+                { "info/x", -EACCES, -EACCES, 0 }, /* QEMU: unknown command '' */
                 { "info\v", -EINVAL, -EINVAL, 0 },
                 { "\rquit", -EINVAL, -EINVAL, 0 },
                 { "  info   status  ", 0, 0, 0 },
                 { "\tinfo\tstatus\t", 0, 0, 0 },
-                { "info quit", 0, 0, 0 },
-                { "info status;quit", 0, 0, 0 }, /* QEMU: "extraneous characters" */
+                { "info quit", -EACCES, -EACCES, 0 }, /* no such subcommand */
+                { "info status;quit", -EACCES, -EACCES, 0 }, /* QEMU: unknown 'status;quit' */
+                { "info status quit", 0, 0, 0 }, /* QEMU: "extraneous characters" */
+                { "info", 0, 0, 0 },
+                { "info   ", 0, 0, 0 },
+                { "info tlb", -EACCES, -EACCES, 0 },
+                { "info\ttlb", -EACCES, -EACCES, 0 },
+                { "  info   tlb  ", -EACCES, -EACCES, 0 },
+                { "info tlb/x", -EACCES, -EACCES, 0 },
+                { "info mem", -EACCES, -EACCES, 0 },
+                { "info sync-profile -n", -EACCES, -EACCES, 0 },
+                { "info virtio-vhost-queue-status /x 0", -EACCES, -EACCES, 0 },
+                { "info usbhost", -EACCES, 0, 0 },
+                { "info TLB", -EACCES, -EACCES, 0 },
+                { "info tl", -EACCES, -EACCES, 0 },
+                { "info tlbx", -EACCES, -EACCES, 0 },
+                { "info virtio-queue-status /x 0", 0, 0, 0 },
+                { "info ramblock", 0, 0, 0 },
+                { "info\ntlb", -EINVAL, -EINVAL, 0 },
+                { "help info tlb", 0, 0, 0 },
+                { "sync-profile on", -EACCES, -EACCES, 0 },
+                { "qom-get /objects/sec0 data", -EACCES, -EACCES, 0 },
+                { "block_resize drive0 0", -EACCES, -EACCES, 0 },
+                { "savevm t1", -EACCES, -EACCES, 0 },
+                { "loadvm t1", -EACCES, -EACCES, 0 },
+                { "delvm t1", -EACCES, -EACCES, 0 },
+                { "snapshot_blkdev_internal drive0 t1", -EACCES, -EACCES, 0 },
+                { "snapshot_delete_blkdev_internal drive0 t1", -EACCES, -EACCES, 0 },
+                { "trace-event * on", -EACCES, -EACCES, 0 },
+                { "log all", -EACCES, -EACCES, 0 },
+                { "sum 0 4294967295", -EACCES, -EACCES, 0 },
+                { "ringbuf_read vmsup-serial0 1000", -EACCES, -EACCES, 0 },
+                { "ringbuf_write vmsup-serial0 x", -EACCES, -EACCES, 0 },
+                { "migrate_set_capability xbzrle on", -EACCES, -EACCES, 0 },
+                { "migrate_set_parameter tls-creds \"\"", -EACCES, -EACCES, 0 },
                 { "stop;quit", -EACCES, -EACCES, 0 }, /* one unknown name to QEMU */
                 { "cont|c", -EACCES, -EACCES, 0 },
                 { "help|?", -EACCES, -EACCES, 0 },
@@ -1000,18 +1138,18 @@ static void test_hmp_bypass_strings(void **state) {
                 { "commit all", -EACCES, -EACCES, 0 },
                 { "stop", -EACCES, 0, 0 },
                 { "nmi", -EACCES, -EACCES, 0 },
-                { "xp/1", -EACCES, 0, 0 },
+                { "xp/1", -EACCES, -EACCES, 0 },
                 /* Dumps: at most POLICY_HMP_DUMP_MAX units, for everyone. */
-                { "xp /16384xb 0", -EACCES, 0, 0 },
-                { "x/16384i 0", -EACCES, 0, 0 },
-                { "xp/00000000000000016384xg 0", -EACCES, 0, 0 },
+                { "xp /16384xb 0", -EACCES, -EACCES, 0 },
+                { "x/16384i 0", -EACCES, -EACCES, 0 },
+                { "xp/00000000000000016384xg 0", -EACCES, -EACCES, 0 },
                 { "xp /16385xb 0", -EINVAL, -EINVAL, -EINVAL },
                 { "xp/700000xg 0", -EINVAL, -EINVAL, -EINVAL },
                 { "x\t/99999999999999999999999 0", -EINVAL, -EINVAL, -EINVAL },
-                { "xp 16385 0", -EACCES, 0, 0 }, /* no '/': QEMU dumps one unit */
-                { "xp /g16385 0", -EACCES, 0, 0 }, /* QEMU: "invalid char in format" */
+                { "xp 16385 0", -EACCES, -EACCES, 0 }, /* no '/': QEMU dumps one unit */
+                { "xp /g16385 0", -EACCES, -EACCES, 0 }, /* QEMU: "invalid char in format" */
                 { "print /100000x 0", -EACCES, 0, 0 }, /* one value, whatever the count */
-                { "info /100000", 0, 0, 0 },
+                { "info /100000", -EACCES, -EACCES, 0 }, /* the empty subcommand */
                 { "x\x01", -EINVAL, -EINVAL, 0 },
                 { "\x1b[Aquit", -EINVAL, -EINVAL, 0 },
                 { "/quit", -EINVAL, -EINVAL, -EINVAL },
@@ -1037,14 +1175,9 @@ static void test_hmp_bypass_strings(void **state) {
                  * caller's tier. */
                 static const PrivSet ps[] = { MON, MONSYS };
                 for (size_t k = 0; k < ELEMENTSOF(ps); k++) {
-                        const char *name;
-                        size_t len;
-
                         if (policy_check_hmp(c->line, &user_caller, ps[k], NULL, 0) != 0)
                                 continue;
-                        len = ref_command_name(c->line, &name);
-                        assert_true(len > 0);
-                        assert_true(ref_tier(name, len) <= caller_tier(ps[k]));
+                        assert_true(ref_line_tier(c->line) <= caller_tier(ps[k]));
                 }
         }
 }
@@ -1115,8 +1248,17 @@ static void test_hmp_order_and_messages(void **state) {
         assert_string_equal(msg, "Command 'quit' is root-only.");
         assert_int_equal(policy_check_hmp("frobnicate now", &user_caller, MONSYS, msg, sizeof(msg)), -EACCES);
         assert_string_equal(msg, "Command 'frobnicate' is root-only.");
-        assert_int_equal(policy_check_hmp("x/10x 0", &user_caller, MONSYS, msg, sizeof(msg)), 0);
+        assert_int_equal(policy_check_hmp("print 1", &user_caller, MONSYS, msg, sizeof(msg)), 0);
         assert_string_equal(msg, "");
+        /* An info subcommand is named with its command. */
+        assert_int_equal(policy_check_hmp("info  tlb", &user_caller, MONSYS, msg, sizeof(msg)), -EACCES);
+        assert_string_equal(msg, "Command 'info tlb' is root-only.");
+        assert_int_equal(policy_check_hmp("info usbhost", &user_caller, MON, msg, sizeof(msg)), -EACCES);
+        assert_string_equal(msg, "Command 'info usbhost' requires the Sys.Modify privilege.");
+        assert_int_equal(policy_check_hmp("info nosuchthing", &user_caller, MONSYS, msg, sizeof(msg)), -EACCES);
+        assert_string_equal(msg, "Command 'info nosuchthing' is root-only.");
+        assert_int_equal(policy_check_hmp("info /x", &user_caller, MONSYS, msg, sizeof(msg)), -EACCES);
+        assert_sentence(msg);
 
         /* Root: anything with a name, control characters too. */
         assert_int_equal(policy_check_hmp("\nquit\x01\xff", &root_caller, 0, msg, sizeof(msg)), 0);
@@ -1142,12 +1284,19 @@ static void test_hmp_matrix(void **state) {
         static const PrivSet privsets[] = { 0, MON, SYSMOD, MONSYS, PRIV_ALL & ~MON, PRIV_ALL & ~SYSMOD };
         char line[128], msg[256];
 
-        for (size_t i = 0; i < policy_hmp_commands_count + policy_hmp_aliases_count; i++) {
-                const char *name = i < policy_hmp_commands_count ? policy_hmp_commands[i].name
-                                                                 : policy_hmp_aliases[i - policy_hmp_commands_count].alias;
-                HmpTier t = ref_tier(name, strlen(name));
+        size_t n_cmds = policy_hmp_commands_count + policy_hmp_aliases_count;
 
-                snprintf(line, sizeof(line), " %s arg", name);
+        for (size_t i = 0; i < n_cmds + policy_hmp_info_commands_count; i++) {
+                const char *name = i < policy_hmp_commands_count ? policy_hmp_commands[i].name
+                                   : i < n_cmds ? policy_hmp_aliases[i - policy_hmp_commands_count].alias
+                                                : policy_hmp_info_commands[i - n_cmds].name;
+                HmpTier t;
+
+                if (i < n_cmds)
+                        snprintf(line, sizeof(line), " %s arg", name);
+                else
+                        snprintf(line, sizeof(line), " info %s arg", name);
+                t = ref_line_tier(line);
                 for (size_t k = 0; k < ELEMENTSOF(privsets); k++) {
                         PrivSet p = privsets[k];
                         int want = !(p & MON) ? -EACCES
@@ -1246,7 +1395,7 @@ static void test_qmp_table_matches_expectation(void **state) {
 static void test_qmp_not_weaker_than_hmp(void **state) {
         for (size_t i = 0; i < ELEMENTSOF(qmp_hmp_pairs); i++) {
                 int q = qmp_rank(policy_qmp_tier(qmp_hmp_pairs[i].qmp));
-                int h = (int) hmp_tier_of(qmp_hmp_pairs[i].hmp);
+                int h = (int) policy_hmp_line_tier(qmp_hmp_pairs[i].hmp, NULL, NULL);
 
                 if (q < h)
                         fail_msg("QMP %s is weaker than HMP %s", qmp_hmp_pairs[i].qmp, qmp_hmp_pairs[i].hmp);
@@ -1979,6 +2128,149 @@ static void test_qga_reply_and_timeouts(void **state) {
 
 /* ===================== documentation ===================== */
 
+/* ===================== guest path confinement ===================== */
+
+static void test_guest_path_normal(void **state) {
+        static const char *const good[] = {
+                "/", "/data", "/data/x", "/data/x.txt", "/data/.hidden", "/data/..x", "/data/x..", "/data/a b",
+                "/data/-", "/tmp/allowed/f", "/data/\xc3\xa9", "/data/\xff\xfe", "/data/\x01", "/data/x:y",
+                "/a/b/c/d/e/f", "/data/.a.", "/data/ x",
+        };
+        static const char *const bad[] = {
+                "", "data", "data/x", "./data", "../data", "~/x", " /data", "//", "//data", "/data//x", "/data/",
+                "/data/x/", "/.", "/..", "/./data", "/data/.", "/data/..", "/data/../etc/shadow", "/data/./x",
+                "/data/x/..", "/data/...", "/data/. ", "/data/.. ", "/data/ ", "/data/  ", "/data\\x",
+                "/data/..\\etc", "\\data", "C:\\data", "/data/x\\..\\..\\etc",
+        };
+        char buf[POLICY_GUEST_PATH_MAX + 2];
+
+        for (size_t i = 0; i < ELEMENTSOF(good); i++)
+                if (!policy_guest_path_is_normal(good[i]))
+                        fail_msg("\"%s\" should be normal", good[i]);
+        for (size_t i = 0; i < ELEMENTSOF(bad); i++)
+                if (policy_guest_path_is_normal(bad[i]))
+                        fail_msg("\"%s\" should not be normal", bad[i]);
+        assert_false(policy_guest_path_is_normal(NULL));
+
+        /* Long paths, NUL-free: exactly the limit is fine, one more is not. */
+        buf[0] = '/';
+        memset(buf + 1, 'a', POLICY_GUEST_PATH_MAX - 1);
+        buf[POLICY_GUEST_PATH_MAX] = '\0';
+        for (size_t i = 100; i < POLICY_GUEST_PATH_MAX; i += 100)
+                buf[i] = '/';
+        assert_true(policy_guest_path_is_normal(buf));
+        buf[POLICY_GUEST_PATH_MAX] = 'a';
+        buf[POLICY_GUEST_PATH_MAX + 1] = '\0';
+        assert_false(policy_guest_path_is_normal(buf));
+        /* A ".." deep in a long path. */
+        buf[POLICY_GUEST_PATH_MAX] = '\0';
+        memcpy(buf + 2000, "/../", 4);
+        assert_false(policy_guest_path_is_normal(buf));
+}
+
+static void test_guest_path_within(void **state) {
+        assert_true(policy_guest_path_within("/data", "/data"));
+        assert_true(policy_guest_path_within("/data/x", "/data"));
+        assert_true(policy_guest_path_within("/data/x/y", "/data"));
+        assert_false(policy_guest_path_within("/database", "/data"));
+        assert_false(policy_guest_path_within("/data2/x", "/data"));
+        assert_false(policy_guest_path_within("/dat", "/data"));
+        assert_false(policy_guest_path_within("/", "/data"));
+        assert_false(policy_guest_path_within("/etc/shadow", "/data"));
+        assert_false(policy_guest_path_within("/Data/x", "/data")); /* bytes, not case-folded */
+        assert_true(policy_guest_path_within("/anything", "/"));
+        assert_true(policy_guest_path_within("/", "/"));
+        assert_true(policy_guest_path_within("/data/\xff", "/data"));
+        assert_false(policy_guest_path_within("/data\xff", "/data"));
+        assert_false(policy_guest_path_within(NULL, "/data"));
+        assert_false(policy_guest_path_within("/data", NULL));
+}
+
+static void test_guest_path_check(void **state) {
+        char *prefixes[] = { (char *) "/data", (char *) "/tmp/allowed", NULL };
+        char *empty[] = { NULL };
+        char *all[] = { (char *) "/", NULL };
+        char msg[256];
+
+        /* Unconfined VM, or root: anything, as before. */
+        assert_int_equal(policy_check_guest_path("/etc/shadow", NULL, &user_caller, msg, sizeof msg), 0);
+        assert_int_equal(policy_check_guest_path("relative/../x", NULL, &user_caller, msg, sizeof msg), 0);
+        assert_int_equal(policy_check_guest_path("/etc/shadow", prefixes, &root_caller, msg, sizeof msg), 0);
+        assert_int_equal(policy_check_guest_path("/data/../etc", prefixes, &root_caller, msg, sizeof msg), 0);
+
+        /* Confined. */
+        assert_int_equal(policy_check_guest_path("/data/x", prefixes, &user_caller, msg, sizeof msg), 0);
+        assert_string_equal(msg, "");
+        assert_int_equal(policy_check_guest_path("/data", prefixes, &user_caller, msg, sizeof msg), 0);
+        assert_int_equal(policy_check_guest_path("/tmp/allowed/f", prefixes, &user_caller, msg, sizeof msg), 0);
+        assert_int_equal(policy_check_guest_path("/database/x", prefixes, &user_caller, msg, sizeof msg), -EACCES);
+        assert_string_equal(msg, "The guest path is outside the paths this VM allows for file access.");
+        assert_int_equal(policy_check_guest_path("/etc/shadow", prefixes, &user_caller, msg, sizeof msg), -EACCES);
+        assert_int_equal(policy_check_guest_path("/tmp/allowedx", prefixes, &user_caller, msg, sizeof msg), -EACCES);
+        assert_int_equal(policy_check_guest_path("/tmp", prefixes, &user_caller, msg, sizeof msg), -EACCES);
+        static const char *const invalid[] = {
+                "/data/../etc/shadow", "/data/./x", "/data//x", "/data/", "data/x", "", "/data/x/..", "/data\\..\\x",
+                "/data/.. ", "//data/x",
+        };
+        for (size_t i = 0; i < ELEMENTSOF(invalid); i++) {
+                assert_int_equal(policy_check_guest_path(invalid[i], prefixes, &user_caller, msg, sizeof msg), -EINVAL);
+                assert_sentence(msg);
+        }
+        assert_int_equal(policy_check_guest_path(NULL, prefixes, &user_caller, msg, sizeof msg), -EINVAL);
+        assert_int_equal(policy_check_guest_path("/data/x", prefixes, NULL, msg, sizeof msg), -EINVAL);
+        /* An empty list: nothing for anyone but root. */
+        assert_int_equal(policy_check_guest_path("/data/x", empty, &user_caller, msg, sizeof msg), -EACCES);
+        assert_int_equal(policy_check_guest_path("/data/x", empty, &root_caller, msg, sizeof msg), 0);
+        /* "/": every normal path, still no "..". */
+        assert_int_equal(policy_check_guest_path("/etc/shadow", all, &user_caller, msg, sizeof msg), 0);
+        assert_int_equal(policy_check_guest_path("/etc/../x", all, &user_caller, msg, sizeof msg), -EINVAL);
+}
+
+static void test_qga_confined(void **state) {
+        char *prefixes[] = { (char *) "/data", NULL };
+        PrivSet fr = PRIV_BIT(PRIV_GA_FILEREAD), fw = PRIV_BIT(PRIV_GA_FILEWRITE), u = PRIV_BIT(PRIV_GA_UNRESTRICTED);
+        char msg[256];
+        static const struct {
+                const char *json;
+                PrivSet privs;
+                int confined, unconfined;
+        } cases[] = {
+                { "{\"execute\":\"guest-file-open\",\"arguments\":{\"path\":\"/data/x\"}}", 0, -EACCES, -EACCES },
+                { "{\"execute\":\"guest-file-open\",\"arguments\":{\"path\":\"/data/x\"}}", 1, 0, 0 },
+                { "{\"execute\":\"guest-file-open\",\"arguments\":{\"path\":\"/etc/shadow\",\"mode\":\"w\"}}", 2, -EACCES, 0 },
+                { "{\"execute\":\"guest-file-open\",\"arguments\":{\"path\":\"/etc/shadow\",\"mode\":\"w\"}}", 3, -EACCES, 0 },
+                { "{\"execute\":\"guest-file-open\",\"arguments\":{\"path\":\"/data/../etc/shadow\",\"mode\":\"w\"}}", 2, -EINVAL, 0 },
+                { "{\"execute\":\"guest-file-open\",\"arguments\":{\"path\":\"/data/x\",\"mode\":\"a\"}}", 2, 0, 0 },
+                { "{\"execute\":\"guest-file-open\",\"arguments\":{\"path\":\"/database\"}}", 1, -EACCES, 0 },
+                { "{\"execute\":\"guest-file-open\",\"arguments\":{\"path\":\"/data/x\\u0000/../../etc/shadow\"}}", 1, -EINVAL, -EINVAL },
+                { "{\"execute\":\"guest-file-open\",\"arguments\":{\"path\":1}}", 1, -EINVAL, 0 },
+                { "{\"execute\":\"guest-file-open\",\"arguments\":{}}", 1, -EINVAL, 0 },
+                { "{\"execute\":\"guest-file-open\"}", 1, -EINVAL, 0 },
+                /* Other commands are not affected. */
+                { "{\"execute\":\"guest-file-read\",\"arguments\":{\"handle\":1}}", 1, 0, 0 },
+                { "{\"execute\":\"guest-ping\"}", 1, -EACCES, -EACCES },
+        };
+
+        for (size_t i = 0; i < ELEMENTSOF(cases); i++) {
+                PrivSet privs = cases[i].privs == 0 ? 0 : cases[i].privs == 1 ? fr : cases[i].privs == 2 ? fw : u;
+                json_t *cmd = json_loads(cases[i].json, JSON_ALLOW_NUL, NULL);
+
+                assert_non_null(cmd);
+                assert_int_equal(policy_check_qga_confined(cmd, &user_caller, privs, prefixes, msg, sizeof msg),
+                                 cases[i].confined);
+                if (cases[i].confined < 0)
+                        assert_sentence(msg);
+                /* Without confinement, exactly policy_check_qga(). */
+                assert_int_equal(policy_check_qga_confined(cmd, &user_caller, privs, NULL, msg, sizeof msg),
+                                 policy_check_qga(cmd, &user_caller, privs, NULL, 0));
+                assert_int_equal(policy_check_qga(cmd, &user_caller, privs, NULL, 0), cases[i].unconfined);
+                /* Root is never confined. */
+                assert_int_equal(policy_check_qga_confined(cmd, &root_caller, 0, prefixes, msg, sizeof msg),
+                                 policy_check_qga(cmd, &root_caller, 0, NULL, 0));
+                json_decref(cmd);
+        }
+}
+
 static void test_markdown_content(void **state) {
         _cleanup_free_ char *md = NULL;
 
@@ -2072,6 +2364,7 @@ int main(void) {
                 cmocka_unit_test(test_check_privilege),
                 cmocka_unit_test(test_hmp_table_shape),
                 cmocka_unit_test(test_hmp_table_matches_expectation),
+                cmocka_unit_test(test_hmp_info_table),
                 cmocka_unit_test(test_hmp_seed_strictness),
                 cmocka_unit_test(test_hmp_qemu72_covered),
                 cmocka_unit_test(test_hmp_aliases),
@@ -2104,6 +2397,10 @@ int main(void) {
                 cmocka_unit_test(test_qga_file_read_count),
                 cmocka_unit_test(test_qga_shape),
                 cmocka_unit_test(test_qga_reply_and_timeouts),
+                cmocka_unit_test(test_guest_path_normal),
+                cmocka_unit_test(test_guest_path_within),
+                cmocka_unit_test(test_guest_path_check),
+                cmocka_unit_test(test_qga_confined),
                 cmocka_unit_test(test_markdown_content),
                 cmocka_unit_test(test_markdown_matches_docs),
         };

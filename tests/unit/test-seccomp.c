@@ -302,7 +302,8 @@ static void apply_qemu(void) {
 static void apply_launcher(void) {
         VmConfig c = { .has_run_as = true };
         SandboxPolicy p = { .who = "test", .caps = sandbox_launcher_caps(&c) };
-        uint64_t want = SANDBOX_CAP(CAP_SETUID) | SANDBOX_CAP(CAP_SETGID) | SANDBOX_CAP(CAP_SETPCAP);
+        uint64_t want = SANDBOX_CAP(CAP_SETUID) | SANDBOX_CAP(CAP_SETGID) | SANDBOX_CAP(CAP_SETPCAP) |
+                        SANDBOX_CAP(CAP_KILL); /* QEMU's parent-death signal across uids */
 
         if (sandbox_apply(&p) < 0)
                 _exit(30);
