@@ -391,7 +391,7 @@ done
 check_eq "a fifth transfer while four are under way is Busy" yes "$busy"
 [[ $busy == yes ]] || for i in 1 2 3 4; do diag "parked $i: $(cat "$U/park$i.out")"; done
 check_fails "a user's third transfer while it has two under way is Busy" 'Busy: This user has 2 file transfers' \
-        as vmsupa-read "$VMSUPCTL" --bus "$BUS" read-file ga /tmp/small "$U/small.busy"
+        as vmsupa-read "$VMSUPCTL" --bus "$BUS" read-file ga /tmp/small "$U/small.busy.user"
 for f in "${park_fd[@]}"; do exec {f}>&-; done
 for p in "${park_pid[@]}"; do wait "$p" 2>/dev/null; done
 check_eq "once the parked transfers end, a ReadFile works again" $SMALL \
