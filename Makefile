@@ -138,6 +138,7 @@ $(eval $(call unit_test,seccomp,supervisor/sandbox.c))
 $(eval $(call unit_test,vm-state,supervisor/vm-state.c))
 $(eval $(call unit_test,console,supervisor/console.c))
 $(eval $(call unit_test,reattach,supervisor/state-file.c supervisor/adopt.c))
+$(eval $(call unit_test,vm-events,policy supervisor/vm-events.c))
 $(eval $(call unit_test,bus-util,policy monitor agent supervisor))
 
 $(BUILD)/tests/helpers/%.o: tests/helpers/%.c

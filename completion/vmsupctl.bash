@@ -13,7 +13,7 @@ _vmsupctl() {
                 case $w in
                 --bus) bus=(--bus "${COMP_WORDS[i + 1]}"); ((i++)) ;;
                 --bus=*) bus=("$w") ;;
-                --timeout | --count | --offset | --length | --hold-ms | --listen) ((i++)) ;;
+                --timeout | --count | --since | --offset | --length | --hold-ms | --listen) ((i++)) ;;
                 -*) ;;
                 *) if [[ -z $verb ]]; then verb=$w; else ((nargs++)); fi ;;
                 esac
@@ -24,7 +24,7 @@ _vmsupctl() {
                 COMPREPLY=($(compgen -W "system session" -- "$cur"))
                 return
                 ;;
-        --timeout | --count | --offset | --length | --hold-ms | --listen)
+        --timeout | --count | --since | --offset | --length | --hold-ms | --listen)
                 COMPREPLY=()
                 return
                 ;;
@@ -38,7 +38,7 @@ _vmsupctl() {
                 shutdown) opts+=" --timeout --force" ;;
                 reboot) opts+=" --timeout" ;;
                 sendkey) opts+=" --hold-ms" ;;
-                events) opts+=" --count --timeout" ;;
+                events) opts+=" --since --count --timeout" ;;
                 read-file) opts+=" --offset --length" ;;
                 write-file) opts+=" --append" ;;
                 console) opts+=" --force" ;;

@@ -134,6 +134,31 @@ static void print_line_json(json_t *j) {
                 puts(s);
 }
 
+static void print_state_changed(const char *state, const char *reason) {
+        if (arg.json) {
+                json_auto_t *j = json_pack("{s:s, s:s, s:s}", "type", "StateChanged", "state", state, "reason",
+                                           reason);
+                print_line_json(j);
+        } else
+                printf("StateChanged %s %s\n", state, reason);
+}
+
+static void print_event(const char *name, const char *data, uint64_t ts) {
+        if (arg.json) {
+                json_t *d = json_loads(data, JSON_DECODE_ANY, NULL) ?: json_string(data);
+                json_auto_t *j = json_pack("{s:s, s:s, s:o, s:I}", "type", "Event", "name", name, "data", d,
+                                           "timestamp_usec", (json_int_t) ts);
+                print_line_json(j);
+        } else
+                printf("Event %s %s %" PRIu64 "\n", name, data, ts);
+}
+
+/* Returns true when --count is reached. */
+static bool count_one(void) {
+        fflush(stdout);
+        return arg.count > 0 && ++n_seen >= arg.count;
+}
+
 static int on_signal(sd_bus_message *m, void *userdata, sd_bus_error *error) {
         const char *member = sd_bus_message_get_member(m);
         int r;
@@ -143,38 +168,62 @@ static int on_signal(sd_bus_message *m, void *userdata, sd_bus_error *error) {
                 r = sd_bus_message_read(m, "ss", &state, &reason);
                 if (r < 0)
                         return r;
-                if (arg.json) {
-                        json_auto_t *j = json_pack("{s:s, s:s, s:s}", "type", "StateChanged", "state", state,
-                                                   "reason", reason);
-                        print_line_json(j);
-                } else
-                        printf("StateChanged %s %s\n", state, reason);
+                print_state_changed(state, reason);
         } else if (streq(member, "Event")) {
                 const char *name, *data;
                 uint64_t ts;
                 r = sd_bus_message_read(m, "sst", &name, &data, &ts);
                 if (r < 0)
                         return r;
-                if (arg.json) {
-                        json_t *d = json_loads(data, JSON_DECODE_ANY, NULL) ?: json_string(data);
-                        json_auto_t *j = json_pack("{s:s, s:s, s:o, s:I}", "type", "Event", "name", name, "data", d,
-                                                   "timestamp_usec", (json_int_t) ts);
-                        print_line_json(j);
-                } else
-                        printf("Event %s %s %" PRIu64 "\n", name, data, ts);
+                print_event(name, data, ts);
         } else
                 return 0;
-        fflush(stdout);
-        if (arg.count > 0 && ++n_seen >= arg.count)
+        if (count_one())
                 sd_event_exit(sd_bus_get_event(sd_bus_message_get_bus(m)), 0);
         return 0;
 }
 
-/* Signals are broadcast: following them needs no privilege. */
+/* The buffered events after since, up to and including last (those after last come as
+ * signals). Returns 1 when --count is reached, 0, or an exit status < 0 on failure. */
+static int print_buffered(sd_bus *bus, const char *name, uint64_t since, uint64_t last) {
+        _cleanup_(sd_bus_message_unrefp) sd_bus_message *reply = NULL;
+        int r;
+
+        r = ctl_call(bus, name, VM_IFACE, "GetEvents", 0, &reply, "t", since);
+        if (r != 0)
+                return -r;
+        r = sd_bus_message_enter_container(reply, 'a', "(tsst)");
+        if (r < 0)
+                return -ctl_bus_fail(r, "events");
+        for (;;) {
+                const char *ev, *data;
+                uint64_t seq, ts;
+
+                r = sd_bus_message_read(reply, "(tsst)", &seq, &ev, &data, &ts);
+                if (r < 0)
+                        return -ctl_bus_fail(r, "events");
+                if (r == 0 || seq > last)
+                        break;
+                if (streq(ev, "StateChanged")) {
+                        json_auto_t *j = json_loads(data, 0, NULL);
+                        const char *st = json_string_value(json_object_get(j, "state"));
+                        const char *why = json_string_value(json_object_get(j, "reason"));
+                        print_state_changed(st ?: "", why ?: "");
+                } else
+                        print_event(ev, data, ts);
+                if (count_one())
+                        return 1;
+        }
+        return 0;
+}
+
+/* Signals reach subscribers only (VM.Audit): subscribe, then follow them. */
 int verb_events(char **args, size_t n) {
         _cleanup_(sd_bus_flush_close_unrefp) sd_bus *bus = NULL;
+        _cleanup_(sd_bus_message_unrefp) sd_bus_message *reply = NULL;
         _cleanup_(sd_event_unrefp) sd_event *event = NULL;
         _cleanup_free_ char *dest = NULL;
+        uint64_t last;
         int r;
 
         if (asprintf(&dest, VM_BUS_PREFIX "%s", args[0]) < 0)
@@ -190,22 +239,36 @@ int verb_events(char **args, size_t n) {
                 return ctl_bus_fail(r, "events");
         /* Nothing more will come once the bus is gone. */
         (void) sd_bus_set_exit_on_disconnect(bus, true);
-        /* Synchronous: the match is in place before "READY" is printed, so a caller can
-         * wait for that line and then act. */
+        /* The signals come addressed to this connection; the match only selects them. */
         r = sd_bus_match_signal(bus, NULL, dest, VM_OBJECT, VM_IFACE, NULL, on_signal, NULL);
         if (r < 0)
-                return ctl_bus_fail(r, "cannot subscribe");
+                return ctl_bus_fail(r, "cannot follow signals");
+        /* Every signal sent after the reply follows it on this connection: they are
+         * dispatched after it, and the events up to last come from the buffer. */
+        r = ctl_call(bus, args[0], VM_IFACE, "Subscribe", 0, &reply, NULL);
+        if (r != 0)
+                return r;
+        r = sd_bus_message_read(reply, "t", &last);
+        if (r < 0)
+                return ctl_bus_fail(r, "events");
+        if (arg.json)
+                printf("{\"type\":\"READY\",\"vm\":\"%s\",\"seq\":%" PRIu64 "}\n", args[0], last);
+        else
+                printf("READY %" PRIu64 "\n", last);
+        fflush(stdout);
+        if (arg.have_since) {
+                r = print_buffered(bus, args[0], arg.since, last);
+                if (r < 0)
+                        return -r;
+                if (r > 0)
+                        return 0;
+        }
         if (arg.timeout_sec > 0) {
                 r = sd_event_add_time_relative(event, NULL, CLOCK_MONOTONIC, arg.timeout_sec * USEC_PER_SEC, 0, NULL,
                                                INT_TO_PTR(0));
                 if (r < 0)
                         return ctl_bus_fail(r, "events");
         }
-        if (arg.json)
-                printf("{\"type\":\"READY\",\"vm\":\"%s\"}\n", args[0]);
-        else
-                printf("READY\n");
-        fflush(stdout);
         r = sd_event_loop(event);
         return r < 0 ? ctl_bus_fail(r, "events") : 0;
 }

@@ -36,6 +36,8 @@ typedef struct CtlArgs {
         bool names_only;
         bool paused;
         const char *listen;
+        uint64_t since;
+        bool have_since;
 } CtlArgs;
 extern CtlArgs arg;
 

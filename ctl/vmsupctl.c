@@ -24,6 +24,7 @@ enum {
         OPT_NAME = 1 << 8,
         OPT_PAUSED = 1 << 9,
         OPT_LISTEN = 1 << 10,
+        OPT_SINCE = 1 << 11,
 };
 
 typedef struct Verb {
@@ -62,8 +63,9 @@ static const Verb verbs[] = {
           2, 3, OPT_JSON, verb_qmp, NULL },
         { "agent", "agent NAME COMMAND [ARGUMENTS_JSON] | agent NAME QGA_JSON",
           "one guest-agent command; prints its return", 2, 3, OPT_JSON, verb_agent, NULL },
-        { "events", "events NAME [--count N] [--timeout SEC]",
-          "print StateChanged and Event signals as they come", 1, 1, OPT_JSON | OPT_COUNT | OPT_TIMEOUT,
+        { "events", "events NAME [--since SEQ] [--count N] [--timeout SEC]",
+          "subscribe; print StateChanged and Event as they come (--since: the buffered ones after SEQ first)", 1, 1,
+          OPT_JSON | OPT_COUNT | OPT_TIMEOUT | OPT_SINCE,
           verb_events, NULL },
         { "stats", "stats NAME [GROUP...]",
           "statistics (GetStats): state, cpu-total, vcpu, balloon, block, agent; none = all", 1, SIZE_MAX, OPT_JSON,
@@ -112,6 +114,7 @@ static const struct {
         { OPT_APPEND, "--append" }, { OPT_HOLD, "--hold-ms" },  { OPT_NAME, "--name" },
         { OPT_PAUSED, "--paused" },
         { OPT_LISTEN, "--listen" },
+        { OPT_SINCE, "--since" },
 };
 
 int main(int argc, char *argv[]) {
@@ -128,6 +131,7 @@ int main(int argc, char *argv[]) {
                 ARG_NAME,
                 ARG_PAUSED,
                 ARG_LISTEN,
+                ARG_SINCE,
                 ARG_VERSION,
         };
         static const struct option options[] = {
@@ -143,6 +147,7 @@ int main(int argc, char *argv[]) {
                 { "name", no_argument, NULL, ARG_NAME },
                 { "paused", no_argument, NULL, ARG_PAUSED },
                 { "listen", required_argument, NULL, ARG_LISTEN },
+                { "since", required_argument, NULL, ARG_SINCE },
                 { "help", no_argument, NULL, 'h' },
                 { "version", no_argument, NULL, ARG_VERSION },
                 {},
@@ -201,6 +206,11 @@ int main(int argc, char *argv[]) {
                 case ARG_LISTEN:
                         arg.listen = optarg;
                         given |= OPT_LISTEN;
+                        break;
+                case ARG_SINCE:
+                        target = &arg.since;
+                        arg.have_since = true;
+                        given |= OPT_SINCE;
                         break;
                 case 'h':
                         help();

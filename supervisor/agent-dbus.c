@@ -13,8 +13,10 @@
 
 /* The longest Command argument parsed. */
 #define AGENT_COMMAND_JSON_MAX (1024U * 1024U)
-/* Agent file handles tracked per VM (opened through Command). */
+/* Agent file handles tracked per VM (opened through Command), and per uid: one caller
+ * cannot take them all. */
 #define AGENT_HANDLES_MAX 256U
+#define AGENT_HANDLES_PER_UID_MAX 32U
 
 typedef struct AgentHandle {
         int64_t handle;
@@ -45,6 +47,7 @@ typedef struct AgentCall {
         HandleOp op;
         uid_t uid;
         int64_t handle;
+        BusTicket *ticket; /* the caller's share, until the reply */
 } AgentCall;
 
 /* ---- file handles belong to whoever opened them ----
@@ -109,6 +112,8 @@ static void on_agent_reply(QgaClient *c, int error, json_t *result, const char *
                 handle_record(ac->agent, json_integer_value(result), ac->uid);
         else if (error >= 0 && ac->op == HANDLE_CLOSE)
                 handle_forget(ac->agent, ac->handle);
+        /* Before the reply: a caller that waits for it may send the next command at once. */
+        bus_ticket_release(ac->ticket);
 
         if (error < 0)
                 bus_reply_errno(ac->message, BUS_ERROR_AGENT_REPLY, error, err_class, err_desc);
@@ -184,24 +189,41 @@ static int method_command(sd_bus_message *m, void *userdata, sd_bus_error *error
                         goto finish;
                 }
         } else if (op == HANDLE_OPEN && !caller_is_root(&caller)) {
+                size_t own = 0;
+
                 handles_refresh(a);
+                for (size_t i = 0; i < a->n_handles; i++)
+                        if (a->handles[i].owner == caller.uid)
+                                own++;
                 if (a->n_handles >= AGENT_HANDLES_MAX) {
                         r = sd_bus_error_set(error, VMSUP_ERROR_BUSY,
                                              "Too many guest files are open; close some first.");
                         goto finish;
                 }
+                if (own >= AGENT_HANDLES_PER_UID_MAX) {
+                        r = sd_bus_error_setf(error, VMSUP_ERROR_BUSY,
+                                              "This user has %u guest files open already; close some first.",
+                                              AGENT_HANDLES_PER_UID_MAX);
+                        goto finish;
+                }
         }
+        BusTicket *ticket = NULL;
+        r = bus_quota_acquire(a->bus->quota, m, &caller, BUS_QUOTA_AGENT, &ticket, error);
+        if (r < 0)
+                goto finish;
         ac = calloc(1, sizeof *ac);
         if (!ac) {
+                bus_ticket_release(ticket);
                 r = -ENOMEM;
                 goto finish;
         }
         *ac = (AgentCall) { .agent = a, .message = sd_bus_message_ref(m), .op = op, .uid = caller.uid,
-                            .handle = handle };
+                            .handle = handle, .ticket = ticket };
         r = qga_send(vm->qga, execute, json_object_get(cmd, "arguments"),
                      policy_qga_no_reply(execute) ? QGA_REPLY_NONE : QGA_REPLY_NORMAL,
                      policy_qga_timeout_usec(execute), BUS_REPLY_MAX, on_agent_reply, ac, NULL);
         if (r < 0) {
+                bus_ticket_release(ac->ticket);
                 sd_bus_message_unref(ac->message);
                 free(ac);
                 r = bus_error_set_errno(error, BUS_ERROR_AGENT_SEND, r, NULL, NULL);
@@ -215,8 +237,10 @@ finish:
 
 /* ---- ReadFile, WriteFile (agent-file.c moves the data) ---- */
 
+/* Authorizes a transfer of path and takes its caller's share: *ret_ticket (NULL for root) is
+ * the transfer's once it started, the caller's to release otherwise. */
 static int require_file_privilege(AgentBus *a, sd_bus_message *m, bool write, const char *path,
-                                  sd_bus_error *error) {
+                                  BusTicket **ret_ticket, sd_bus_error *error) {
         char msg[256];
         Caller caller;
         PrivSet privs;
@@ -230,11 +254,15 @@ static int require_file_privilege(AgentBus *a, sd_bus_message *m, bool write, co
                 r = policy_check_guest_path(path, a->bus->vm->config->agent_file_paths, &caller, msg, sizeof msg);
         if (r < 0)
                 return bus_policy_error(error, r, msg);
-        return 0;
+        r = agent_available(a->bus->vm, error);
+        if (r < 0)
+                return r;
+        return bus_quota_acquire(a->bus->quota, m, &caller, BUS_QUOTA_TRANSFER, ret_ticket, error);
 }
 
 static int method_read_file(sd_bus_message *m, void *userdata, sd_bus_error *error) {
         AgentBus *a = userdata;
+        BusTicket *ticket = NULL;
         const char *path;
         uint64_t offset, length;
         int fd, r;
@@ -247,17 +275,18 @@ static int method_read_file(sd_bus_message *m, void *userdata, sd_bus_error *err
         r = agent_file_check_fd(fd, false, error);
         if (r < 0)
                 return r;
-        r = require_file_privilege(a, m, false, path, error);
+        r = require_file_privilege(a, m, false, path, &ticket, error);
         if (r < 0)
                 return r;
-        r = agent_available(a->bus->vm, error);
+        r = agent_file_read(a->bus->vm, m, path, fd, offset, length, &a->n_transfers, ticket, error);
         if (r < 0)
-                return r;
-        return agent_file_read(a->bus->vm, m, path, fd, offset, length, &a->n_transfers, error);
+                bus_ticket_release(ticket);
+        return r;
 }
 
 static int method_write_file(sd_bus_message *m, void *userdata, sd_bus_error *error) {
         AgentBus *a = userdata;
+        BusTicket *ticket = NULL;
         const char *path;
         int fd, append, r;
 
@@ -267,13 +296,13 @@ static int method_write_file(sd_bus_message *m, void *userdata, sd_bus_error *er
         r = agent_file_check_fd(fd, true, error);
         if (r < 0)
                 return r;
-        r = require_file_privilege(a, m, true, path, error);
+        r = require_file_privilege(a, m, true, path, &ticket, error);
         if (r < 0)
                 return r;
-        r = agent_available(a->bus->vm, error);
+        r = agent_file_write(a->bus->vm, m, path, fd, append, &a->n_transfers, ticket, error);
         if (r < 0)
-                return r;
-        return agent_file_write(a->bus->vm, m, path, fd, append, &a->n_transfers, error);
+                bus_ticket_release(ticket);
+        return r;
 }
 
 static const sd_bus_vtable agent_vtable[] = {

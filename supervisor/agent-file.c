@@ -55,6 +55,7 @@ typedef enum XferStep {
 typedef struct FileXfer {
         Vm *vm;
         unsigned *n_transfers; /* the count this transfer is part of */
+        BusTicket *ticket;     /* its caller's share (bus-quota.h) */
         sd_bus_message *message;
         bool writing; /* WriteFile: fd → guest */
         char *path;
@@ -79,6 +80,7 @@ static void xfer_free(FileXfer *x) {
                 return;
         if (x->n_transfers)
                 (*x->n_transfers)--;
+        bus_ticket_release(x->ticket);
         sd_event_source_disable_unref(x->io);
         sd_event_source_disable_unref(x->idle_timer);
         bus_fds_close_async(x->fd);
@@ -482,13 +484,14 @@ static int xfer_new(Vm *vm, sd_bus_message *m, bool writing, const char *path, i
 }
 
 int agent_file_read(Vm *vm, sd_bus_message *m, const char *path, int fd, uint64_t offset, uint64_t length,
-                    unsigned *n_transfers, sd_bus_error *error) {
+                    unsigned *n_transfers, BusTicket *ticket, sd_bus_error *error) {
         FileXfer *x;
         int r;
 
         r = xfer_new(vm, m, false, path, fd, n_transfers, &x, error);
         if (r < 0)
                 return r;
+        x->ticket = ticket;
         x->offset = offset;
         x->length = length;
         xfer_step(x);
@@ -496,13 +499,14 @@ int agent_file_read(Vm *vm, sd_bus_message *m, const char *path, int fd, uint64_
 }
 
 int agent_file_write(Vm *vm, sd_bus_message *m, const char *path, int fd, bool append, unsigned *n_transfers,
-                     sd_bus_error *error) {
+                     BusTicket *ticket, sd_bus_error *error) {
         FileXfer *x;
         int r;
 
         r = xfer_new(vm, m, true, path, fd, n_transfers, &x, error);
         if (r < 0)
                 return r;
+        x->ticket = ticket;
         x->append = append;
         xfer_step(x);
         return 1;

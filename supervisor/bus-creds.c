@@ -288,7 +288,7 @@ int creds_cache_gate(CredsCache *c, sd_bus_message *m) {
                         entry_retire(c, e);
                 return 0;
         }
-        if (c->n_held >= CREDS_PENDING_MAX) {
+        if (c->n_held >= CREDS_PENDING_MAX || (e && e->n_held >= CREDS_PENDING_PER_SENDER_MAX)) {
                 (void) sd_bus_reply_method_errorf(m, VMSUP_ERROR_BUSY, "Too many calls waiting, try again.");
                 return 1;
         }

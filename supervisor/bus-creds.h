@@ -30,8 +30,10 @@
 #include "policy.h"
 
 #define CREDS_GROUPS_MAX 256U
-/* Messages held while their sender's credentials are fetched. */
+/* Messages held while their sender's credentials are fetched, and per sender (one
+ * connection cannot take them all; calls beyond are Busy at once). */
 #define CREDS_PENDING_MAX 1024U
+#define CREDS_PENDING_PER_SENDER_MAX 32U
 /* Callers remembered between calls, each with one match rule. */
 #define CREDS_KEPT_MAX 256U
 /* Entries at once: the remembered ones and those whose query is in flight. */

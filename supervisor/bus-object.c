@@ -6,6 +6,7 @@
 #include "console-dbus.h"
 #include "monitor-dbus.h"
 #include "vm-dbus.h"
+#include "vm-events.h"
 
 /* Every interface of the VM object. A new interface is a file of its own with its
  * vtable and handlers, and one line here. */
@@ -18,6 +19,7 @@ static const BusInterface * const bus_interfaces[] = {
 
 struct BusObject {
         VmBus base;
+        VmEvents *events;
         sd_bus_slot *object_slot;
         struct {
                 sd_bus_slot *slot;
@@ -94,6 +96,12 @@ int bus_object_new(Vm *vm, sd_bus *bus, BusObject **ret) {
         r = creds_cache_new(bus, caller_has_rights, &o->base, &o->base.creds);
         if (r < 0)
                 return r;
+        r = bus_quota_new(&o->base.quota);
+        if (r < 0)
+                return r;
+        r = vm_events_new(bus, vm_bus_may_audit, &o->base, &o->events);
+        if (r < 0)
+                return r;
         r = sd_bus_add_object(bus, &o->object_slot, VM_OBJECT_PATH, on_object_message, o);
         if (r < 0)
                 return r;
@@ -113,6 +121,7 @@ int bus_object_new(Vm *vm, sd_bus *bus, BusObject **ret) {
                         return r;
         }
         vm_set_bus(vm, bus);
+        vm->events = o->events;
         *ret = TAKE_PTR(o);
         return 0;
 }
@@ -126,7 +135,9 @@ BusObject *bus_object_free(BusObject *o) {
                         bus_interfaces[i]->state_free(o->interfaces[i].state);
         }
         o->object_slot = sd_bus_slot_unref(o->object_slot);
+        vm_events_free(o->events);
         creds_cache_free(o->base.creds);
+        bus_quota_free(o->base.quota);
         sd_bus_unref(o->base.bus);
         free(o);
         return NULL;

@@ -215,6 +215,7 @@ typedef struct BusQmpCall {
         VmBus *bus;
         sd_bus_message *message;
         bus_qmp_reply_t reply;
+        BusTicket *ticket; /* the caller's share, until the reply */
 } BusQmpCall;
 
 static void on_bus_qmp_reply(QmpClient *c, int error, json_t *result, const char *err_class, const char *err_desc,
@@ -222,23 +223,36 @@ static void on_bus_qmp_reply(QmpClient *c, int error, json_t *result, const char
         BusQmpCall *call = userdata;
 
         call->reply(call->bus, call->message, error, result, err_class, err_desc);
+        bus_ticket_release(call->ticket);
         sd_bus_message_unref(call->message);
         free(call);
 }
 
 int bus_qmp_call(VmBus *b, sd_bus_message *m, const char *execute, json_t *arguments, bus_qmp_reply_t reply,
                  sd_bus_error *error) {
+        BusTicket *ticket = NULL;
         BusQmpCall *call;
+        Caller caller;
+        PrivSet privs;
         int r;
 
         if (!vm_is_running(b->vm))
                 return sd_bus_error_set(error, VMSUP_ERROR_NOT_RUNNING, "The VM is not running.");
+        r = bus_caller(b, m, &caller, &privs, error);
+        if (r < 0)
+                return r;
+        r = bus_quota_acquire(b->quota, m, &caller, BUS_QUOTA_CALL, &ticket, error);
+        if (r < 0)
+                return r;
         call = calloc(1, sizeof *call);
-        if (!call)
+        if (!call) {
+                bus_ticket_release(ticket);
                 return -ENOMEM;
-        *call = (BusQmpCall) { .bus = b, .message = sd_bus_message_ref(m), .reply = reply };
+        }
+        *call = (BusQmpCall) { .bus = b, .message = sd_bus_message_ref(m), .reply = reply, .ticket = ticket };
         r = qmp_send(b->vm->qmp, execute, arguments, 0, on_bus_qmp_reply, call, NULL);
         if (r < 0) {
+                bus_ticket_release(call->ticket);
                 sd_bus_message_unref(call->message);
                 free(call);
                 return bus_error_set_errno(error, BUS_ERROR_QMP_SEND, r, NULL, NULL);

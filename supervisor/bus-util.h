@@ -14,6 +14,7 @@
 #include <systemd/sd-bus.h>
 
 #include "bus-creds.h"
+#include "bus-quota.h"
 #include "policy.h"
 #include "vm.h"
 
@@ -29,6 +30,7 @@ typedef struct VmBus {
         Vm *vm;
         sd_bus *bus;
         CredsCache *creds;
+        BusQuota *quota; /* each caller's share of the calls in flight */
 } VmBus;
 
 /* One interface of the VM object: bus-object.c registers every one it lists. */
@@ -91,8 +93,9 @@ int bus_parse_json_command(const char *text, size_t max, json_t **ret, sd_bus_er
  * QMP reply callback got it, with err_class/err_desc for -EREMOTEIO). */
 typedef void (*bus_qmp_reply_t)(VmBus *b, sd_bus_message *m, int error, json_t *result, const char *err_class,
                                 const char *err_desc);
-/* Sends a QMP command whose answer becomes the reply to m, through reply. Returns 1 (the
- * reply is pending), or a negative errno with error set (NotRunning, Busy, InvalidArgs). */
+/* Sends a QMP command whose answer becomes the reply to m, through reply; the call holds one
+ * of its caller's shares (bus-quota.h) until then. Returns 1 (the reply is pending), or a
+ * negative errno with error set (NotRunning, Busy, InvalidArgs). */
 int bus_qmp_call(VmBus *b, sd_bus_message *m, const char *execute, json_t *arguments, bus_qmp_reply_t reply,
                  sd_bus_error *error);
 /* bus_qmp_reply_t for commands without output: an empty reply, or the error. */

@@ -1,12 +1,14 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 /* org.vmsup.VM1 on /org/vmsup/VM: Start, StartWithOptions, Reboot, Shutdown, Stop, Reset, Pause, Resume,
- * SendKey, GetStatus, GetStats; the properties; StateChanged and Event. */
+ * SendKey, GetStatus, GetStats, Subscribe, Unsubscribe, GetEvents; the properties; StateChanged,
+ * Event and PropertiesChanged, sent to subscribers only (vm-events.h). */
 
 #include "bus-errors.h"
 #include "bus-util.h"
 #include "policy.h"
 #include "vm-dbus.h"
 #include "vm-stats.h"
+#include "vm-events.h"
 #include "vm.h"
 
 /* Argument limits, checked before authorization. */
@@ -291,7 +293,7 @@ static int reply_status(Vm *vm, sd_bus_message *m, const char *qmp_status) {
         r = sd_bus_message_new_method_return(m, &reply);
         if (r < 0)
                 return r;
-        r = sd_bus_message_append(reply, "a{sv}", 9,
+        r = sd_bus_message_append(reply, "a{sv}", 10,
                                   "state", "s", vm_state_to_string(vm->state),
                                   "state-reason", "s", vm->state_reason ?: "",
                                   "qmp-status", "s", qmp_status ?: "",
@@ -300,7 +302,8 @@ static int reply_status(Vm *vm, sd_bus_message *m, const char *qmp_status) {
                                   "cpu-usec", "t", cpu,
                                   "rss-bytes", "t", rss,
                                   "agent-connected", "b", vm->agent_connected,
-                                  "qemu-version", "s", vm->qemu_version ?: "");
+                                  "qemu-version", "s", vm->qemu_version ?: "",
+                                  "event-seq", "t", vm->events ? vm_events_last_seq(vm->events) : UINT64_C(0));
         if (r < 0)
                 return r;
         return sd_bus_send(NULL, reply, NULL);
@@ -369,6 +372,68 @@ static int method_get_stats(sd_bus_message *m, void *userdata, sd_bus_error *err
         return vm_stats_get(b, m, groups ?: STATS_GROUP_ALL);
 }
 
+/* ---- events ---- */
+
+static int method_subscribe(sd_bus_message *m, void *userdata, sd_bus_error *error) {
+        VmBus *b = userdata;
+        char msg[256];
+        Caller caller;
+        PrivSet privs;
+        int r;
+
+        r = bus_caller(b, m, &caller, &privs, error);
+        if (r < 0)
+                return r;
+        r = policy_check_privilege(PRIV_VM_AUDIT, &caller, privs, msg, sizeof msg);
+        if (r < 0)
+                return bus_policy_error(error, r, msg);
+        if (!b->vm->events)
+                return sd_bus_error_set(error, SD_BUS_ERROR_FAILED, "Events are not available.");
+        r = vm_events_subscribe(b->vm->events, sd_bus_message_get_sender(m), &caller);
+        if (r == -EBUSY)
+                return sd_bus_error_setf(error, VMSUP_ERROR_BUSY, "There are %u subscribers already, try again later.",
+                                         VM_EVENTS_SUBSCRIBERS_MAX);
+        if (r < 0)
+                return r;
+        /* Sent before any signal that follows it: the caller knows where the signals start. */
+        return sd_bus_reply_method_return(m, "t", vm_events_last_seq(b->vm->events));
+}
+
+static int method_unsubscribe(sd_bus_message *m, void *userdata, sd_bus_error *error) {
+        VmBus *b = userdata;
+        int r;
+
+        r = bus_require(b, m, PRIV_VM_AUDIT, error);
+        if (r < 0)
+                return r;
+        if (b->vm->events)
+                (void) vm_events_unsubscribe(b->vm->events, sd_bus_message_get_sender(m));
+        return sd_bus_reply_method_return(m, NULL);
+}
+
+static int method_get_events(sd_bus_message *m, void *userdata, sd_bus_error *error) {
+        _cleanup_(sd_bus_message_unrefp) sd_bus_message *reply = NULL;
+        VmBus *b = userdata;
+        uint64_t since;
+        int r;
+
+        r = sd_bus_message_read(m, "t", &since);
+        if (r < 0)
+                return r;
+        r = bus_require(b, m, PRIV_VM_AUDIT, error);
+        if (r < 0)
+                return r;
+        if (!b->vm->events)
+                return sd_bus_error_set(error, SD_BUS_ERROR_FAILED, "Events are not available.");
+        r = sd_bus_message_new_method_return(m, &reply);
+        if (r < 0)
+                return r;
+        r = vm_events_append(b->vm->events, reply, since);
+        if (r < 0)
+                return r;
+        return sd_bus_send(NULL, reply, NULL);
+}
+
 /* ---- properties (authorized by bus-object.c before sd-bus reads them) ---- */
 
 static int property_get(sd_bus *bus, const char *path, const char *interface, const char *property,
@@ -422,6 +487,12 @@ static const sd_bus_vtable vm_vtable[] = {
                                 SD_BUS_VTABLE_UNPRIVILEGED),
         SD_BUS_METHOD_WITH_ARGS("GetStats", SD_BUS_ARGS("as", groups), SD_BUS_RESULT("a{sv}", stats),
                                 method_get_stats, SD_BUS_VTABLE_UNPRIVILEGED),
+        SD_BUS_METHOD_WITH_ARGS("Subscribe", SD_BUS_NO_ARGS, SD_BUS_RESULT("t", seq), method_subscribe,
+                                SD_BUS_VTABLE_UNPRIVILEGED),
+        SD_BUS_METHOD_WITH_ARGS("Unsubscribe", SD_BUS_NO_ARGS, SD_BUS_NO_RESULT, method_unsubscribe,
+                                SD_BUS_VTABLE_UNPRIVILEGED),
+        SD_BUS_METHOD_WITH_ARGS("GetEvents", SD_BUS_ARGS("t", since), SD_BUS_RESULT("a(tsst)", events),
+                                method_get_events, SD_BUS_VTABLE_UNPRIVILEGED),
         SD_BUS_SIGNAL_WITH_ARGS("StateChanged", SD_BUS_ARGS("s", state, "s", reason), 0),
         SD_BUS_SIGNAL_WITH_ARGS("Event", SD_BUS_ARGS("s", name, "s", data_json, "t", timestamp_usec), 0),
         SD_BUS_VTABLE_END,
@@ -432,30 +503,145 @@ const BusInterface vm_bus_interface = {
         .vtable = vm_vtable,
 };
 
-/* ---- signals ---- */
+/* ---- signals: to subscribers only ---- */
+
+bool vm_bus_may_audit(const Caller *caller, void *userdata) {
+        VmBus *b = userdata;
+        PrivSet privs = policy_acl_privileges(b->vm->config->acl, b->vm->config->n_acl, caller) |
+                        policy_acl_privileges(b->vm->host_acl, b->vm->n_host_acl, caller);
+
+        return policy_check_privilege(PRIV_VM_AUDIT, caller, privs, NULL, 0) >= 0;
+}
+
+typedef struct SignalArgs {
+        Vm *vm;
+        const char *member;
+        const char *name, *data; /* Event */
+        uint64_t timestamp_usec;
+        const char *const *properties; /* PropertiesChanged */
+} SignalArgs;
+
+static int build_vm_signal(sd_bus *bus, sd_bus_message **ret, void *userdata) {
+        _cleanup_(sd_bus_message_unrefp) sd_bus_message *m = NULL;
+        const SignalArgs *a = userdata;
+        Vm *vm = a->vm;
+        int r;
+
+        r = sd_bus_message_new_signal(bus, &m, VM_OBJECT_PATH, VM_INTERFACE, a->member);
+        if (r < 0)
+                return r;
+        if (streq(a->member, "StateChanged"))
+                r = sd_bus_message_append(m, "ss", vm_state_to_string(vm->state), vm->state_reason ?: "");
+        else
+                r = sd_bus_message_append(m, "sst", a->name, a->data, a->timestamp_usec);
+        if (r < 0)
+                return r;
+        *ret = TAKE_PTR(m);
+        return 0;
+}
+
+/* What sd_bus_emit_properties_changed() builds, which it can only broadcast. */
+static int build_properties_changed(sd_bus *bus, sd_bus_message **ret, void *userdata) {
+        _cleanup_(sd_bus_message_unrefp) sd_bus_message *m = NULL;
+        const SignalArgs *a = userdata;
+        VmBus b = { .vm = a->vm };
+        sd_bus_error error = SD_BUS_ERROR_NULL;
+        int r;
+
+        r = sd_bus_message_new_signal(bus, &m, VM_OBJECT_PATH, "org.freedesktop.DBus.Properties",
+                                      "PropertiesChanged");
+        if (r < 0)
+                return r;
+        r = sd_bus_message_append(m, "s", VM_INTERFACE);
+        if (r < 0)
+                return r;
+        r = sd_bus_message_open_container(m, 'a', "{sv}");
+        if (r < 0)
+                return r;
+        for (const char *const *p = a->properties; *p; p++) {
+                const sd_bus_vtable *v;
+
+                for (v = vm_vtable + 1; v->type != _SD_BUS_VTABLE_END; v++)
+                        if (v->type == _SD_BUS_VTABLE_PROPERTY && streq(v->x.property.member, *p))
+                                break;
+                if (v->type == _SD_BUS_VTABLE_END)
+                        return -EINVAL;
+                r = sd_bus_message_open_container(m, 'e', "sv");
+                if (r >= 0)
+                        r = sd_bus_message_append(m, "s", *p);
+                if (r >= 0)
+                        r = sd_bus_message_open_container(m, 'v', v->x.property.signature);
+                if (r >= 0)
+                        r = property_get(bus, VM_OBJECT_PATH, VM_INTERFACE, *p, m, &b, &error);
+                sd_bus_error_free(&error);
+                if (r >= 0)
+                        r = sd_bus_message_close_container(m);
+                if (r >= 0)
+                        r = sd_bus_message_close_container(m);
+                if (r < 0)
+                        return r;
+        }
+        r = sd_bus_message_close_container(m);
+        if (r >= 0)
+                r = sd_bus_message_append(m, "as", 0);
+        if (r < 0)
+                return r;
+        *ret = TAKE_PTR(m);
+        return 0;
+}
+
+static uint64_t now_realtime(void) {
+        return now_usec(CLOCK_REALTIME);
+}
 
 void vm_emit_state_changed(Vm *vm) {
-        if (!vm->bus)
+        static const char *const props[] = { "State", "StateReason", NULL };
+        _cleanup_free_ char *data = NULL;
+        json_t *j;
+
+        if (!vm->bus || !vm->events)
                 return;
-        (void) sd_bus_emit_signal(vm->bus, VM_OBJECT_PATH, VM_INTERFACE, "StateChanged", "ss",
-                                  vm_state_to_string(vm->state), vm->state_reason ?: "");
-        (void) sd_bus_emit_properties_changed(vm->bus, VM_OBJECT_PATH, VM_INTERFACE, "State", "StateReason", NULL);
+        j = json_pack("{s:s,s:s}", "state", vm_state_to_string(vm->state), "reason", vm->state_reason ?: "");
+        data = j ? json_dumps(j, JSON_COMPACT | JSON_ENSURE_ASCII) : NULL;
+        json_decref(j);
+        if (data)
+                (void) vm_events_record(vm->events, "StateChanged", data, now_realtime());
+        vm_events_send(vm->events, build_vm_signal, &(SignalArgs) { .vm = vm, .member = "StateChanged" });
+        vm_events_send(vm->events, build_properties_changed, &(SignalArgs) { .vm = vm, .properties = props });
 }
 
 void vm_emit_properties_changed(Vm *vm, const char *property) {
-        if (!vm->bus)
+        const char *const props[] = { property, NULL };
+
+        if (!vm->bus || !vm->events)
                 return;
-        (void) sd_bus_emit_properties_changed(vm->bus, VM_OBJECT_PATH, VM_INTERFACE, property, NULL);
+        vm_events_send(vm->events, build_properties_changed, &(SignalArgs) { .vm = vm, .properties = props });
 }
 
 void vm_emit_event(Vm *vm, const char *name, json_t *data, uint64_t timestamp_usec) {
         _cleanup_free_ char *s = NULL;
         char safe_name[128];
 
-        if (!vm->bus)
+        if (!vm->bus || !vm->events)
                 return;
         s = json_dumps(data, JSON_COMPACT | JSON_ENCODE_ANY | JSON_ENSURE_ASCII);
         text_sanitize(safe_name, sizeof safe_name, name, name ? strlen(name) : 0, 0);
-        (void) sd_bus_emit_signal(vm->bus, VM_OBJECT_PATH, VM_INTERFACE, "Event", "sst", safe_name, s ?: "{}",
-                                  timestamp_usec);
+        uint64_t dropped = 0, last_dropped = 0;
+
+        (void) vm_events_record(vm->events, safe_name, s ?: "{}", timestamp_usec);
+        if (!vm_events_signal_budget(vm->events, now_usec(CLOCK_MONOTONIC), vm_events_last_seq(vm->events),
+                                     &dropped, &last_dropped))
+                return;
+        if (dropped > 0) {
+                char notice[96];
+
+                snprintf(notice, sizeof notice, "{\"count\":%" PRIu64 ",\"last_seq\":%" PRIu64 "}", dropped,
+                         last_dropped);
+                vm_events_send(vm->events, build_vm_signal,
+                               &(SignalArgs) { .vm = vm, .member = "Event", .name = VM_EVENTS_DROPPED_NAME,
+                                               .data = notice, .timestamp_usec = now_realtime() });
+        }
+        vm_events_send(vm->events, build_vm_signal,
+                       &(SignalArgs) { .vm = vm, .member = "Event", .name = safe_name, .data = s ?: "{}",
+                                       .timestamp_usec = timestamp_usec });
 }

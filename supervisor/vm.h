@@ -62,6 +62,7 @@ typedef struct VmWaiter {
 struct Vm {
         sd_event *event;
         sd_bus *bus; /* where the signals go (vm-dbus.h); NULL before vm_set_bus() */
+        struct VmEvents *events; /* the subscribers and the event ring (vm-events.h), with the bus */
         VmConfig *config;
         AclEntry *host_acl;
         size_t n_host_acl;

@@ -9,6 +9,10 @@
 #include <string.h>
 #include <unistd.h>
 
+#include <signal.h>
+#include <sys/mman.h>
+#include <sys/wait.h>
+
 #include <systemd/sd-event.h>
 
 #include "bench.h"
@@ -465,6 +469,175 @@ finish:
                 samples_free(&s[k]);
 }
 
+/* ---- a second caller while another floods ---- */
+
+/* The flood: FLOOD_CONNECTIONS connections of one user, each keeping FLOOD_DEPTH GetStatus
+ * calls in flight (a new one as each is answered), until killed. */
+#define FLOOD_CONNECTIONS 32U
+#define FLOOD_DEPTH 8U
+
+typedef struct FloodCounts {
+        uint64_t ok, busy, other;
+} FloodCounts;
+
+typedef struct FloodConn {
+        sd_bus *bus;
+        const char *dest;
+        FloodCounts *counts;
+} FloodConn;
+
+static int flood_send(FloodConn *f);
+
+static int on_flood_reply(sd_bus_message *m, void *userdata, sd_bus_error *ret_error) {
+        FloodConn *f = userdata;
+        const sd_bus_error *e = sd_bus_message_get_error(m);
+
+        if (!e)
+                __atomic_add_fetch(&f->counts->ok, 1, __ATOMIC_RELAXED);
+        else if (streq_ptr(e->name, "org.vmsup.Error.Busy"))
+                __atomic_add_fetch(&f->counts->busy, 1, __ATOMIC_RELAXED);
+        else
+                __atomic_add_fetch(&f->counts->other, 1, __ATOMIC_RELAXED);
+        (void) flood_send(f);
+        return 0;
+}
+
+static int flood_send(FloodConn *f) {
+        return sd_bus_call_method_async(f->bus, NULL, f->dest, BUS_VM_PATH, "org.vmsup.VM1", "GetStatus",
+                                        on_flood_reply, f, NULL);
+}
+
+/* In a child: floods until killed. */
+_noreturn_ static void flood_child(const char *user, const char *dest, FloodCounts *counts) {
+        static FloodConn conns[FLOOD_CONNECTIONS];
+        sd_event *event = NULL;
+
+        if (sd_event_new(&event) < 0)
+                _exit(1);
+        for (unsigned i = 0; i < FLOOD_CONNECTIONS; i++) {
+                conns[i] = (FloodConn) { .dest = dest, .counts = counts };
+                if (bus_open_as(user, &conns[i].bus) < 0 || sd_bus_attach_event(conns[i].bus, event, 0) < 0)
+                        _exit(1);
+                for (unsigned k = 0; k < FLOOD_DEPTH; k++)
+                        if (flood_send(&conns[i]) < 0)
+                                _exit(1);
+        }
+        (void) sd_event_loop(event);
+        _exit(0);
+}
+
+static void flood_row(Ctx *root_ctx, const char *id, const char *flooder, const char *who) {
+        static const char *goal = "every call answered";
+        _cleanup_(sd_bus_flush_close_unrefp) sd_bus *bus = NULL;
+        static const struct {
+                const char *name;
+                op_fn op;
+        } ops[] = {
+                { "State", op_bus_state },
+                { "GetStatus", op_bus_get_status },
+                { "HumanCommand", op_bus_hmp },
+        };
+        Samples s[ELEMENTSOF(ops)] = {};
+        unsigned failed[ELEMENTSOF(ops)] = {}, n = cfg.iterations / 10 ?: 1;
+        _cleanup_free_ char *figure = strf("a second caller (VM.Audit + VM.Monitor, its own connection): State, "
+                                           "GetStatus, HumanCommand %s", who);
+        FloodCounts *counts = MAP_FAILED, before = {}, after = {};
+        char last_err[256] = "";
+        pid_t child = 0;
+        uint64_t t_flood = 0;
+        int r;
+
+        r = bus_open_as(cfg.user, &bus);
+        if (r < 0) {
+                row_error(id, figure, goal, "cannot connect as %s: %s", cfg.user, strerror(-r));
+                return;
+        }
+        if (flooder) {
+                counts = mmap(NULL, sizeof *counts, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+                if (counts == MAP_FAILED) {
+                        row_error(id, figure, goal, "mmap: %m");
+                        return;
+                }
+                *counts = (FloodCounts) {};
+                child = fork();
+                if (child < 0) {
+                        row_error(id, figure, goal, "fork: %m");
+                        goto finish;
+                }
+                if (child == 0)
+                        flood_child(flooder, root_ctx->dest, counts);
+                child_track(child);
+                /* The flood under way: every connection up and answered at least once. */
+                sleep(1);
+                before = *counts;
+                t_flood = now_ns();
+        }
+        Ctx c = *root_ctx;
+        c.bus = bus;
+        for (unsigned i = 0; i < n; i++)
+                for (size_t k = 0; k < ELEMENTSOF(ops); k++) {
+                        uint64_t t0 = now_ns();
+                        c.err[0] = '\0';
+                        r = ops[k].op(&c);
+                        uint64_t t1 = now_ns();
+                        if (r < 0) {
+                                failed[k]++;
+                                snprintf(last_err, sizeof last_err, "%s: %s", ops[k].name,
+                                         c.err[0] ? c.err : strerror(-r));
+                        } else
+                                samples_add(&s[k], t1 - t0);
+                }
+        if (flooder) {
+                double secs = (double) (now_ns() - t_flood) / 1e9;
+                after = *counts;
+                note_add("%s: the flood (%u connections × %u GetStatus in flight, as %s) got %.0f answers/s: "
+                         "%.0f/s ok, %.0f/s Busy, %.0f/s other errors.",
+                         id, FLOOD_CONNECTIONS, FLOOD_DEPTH, flooder,
+                         (after.ok + after.busy + after.other - before.ok - before.busy - before.other) / secs,
+                         (after.ok - before.ok) / secs, (after.busy - before.busy) / secs,
+                         (after.other - before.other) / secs);
+        }
+        {
+                unsigned total_failed = failed[0] + failed[1] + failed[2];
+                double success = 100.0 * (3.0 * n - total_failed) / (3.0 * n);
+                json_t *d = json_pack("{s:s,s:s,s:s,s:f,s:o,s:o,s:o,s:i,s:i,s:i,s:I,s:I,s:I}", "user", cfg.user,
+                                      "flooder", flooder ?: "", "unit", "us", "success_pct", success, "State",
+                                      samples_json(&s[0], 1e3), "GetStatus", samples_json(&s[1], 1e3),
+                                      "HumanCommand", samples_json(&s[2], 1e3), "failed_state", (int) failed[0],
+                                      "failed_getstatus", (int) failed[1], "failed_hmp", (int) failed[2],
+                                      "flood_ok", (json_int_t) (after.ok - before.ok), "flood_busy",
+                                      (json_int_t) (after.busy - before.busy), "flood_other",
+                                      (json_int_t) (after.other - before.other));
+                _cleanup_free_ char *a = strf("p99: State %.0f µs, GetStatus %.0f µs, HumanCommand %.0f µs; "
+                                              "%.1f%% of %u calls answered",
+                                              samples_pct(&s[0], 99) / 1e3, samples_pct(&s[1], 99) / 1e3,
+                                              samples_pct(&s[2], 99) / 1e3, success, 3 * n);
+                if (total_failed > 0)
+                        note_add("%s: %u calls of the second caller failed; the last: %s", id, total_failed, last_err);
+                row_add(id, figure, a, NULL, NULL, goal, total_failed == 0 ? VERDICT_MET : VERDICT_MISSED, d);
+                json_decref(d);
+        }
+finish:
+        if (child > 0) {
+                (void) kill(child, SIGKILL);
+                (void) waitpid(child, NULL, 0);
+                child_untrack(child);
+        }
+        if (counts != MAP_FAILED)
+                (void) munmap(counts, sizeof *counts);
+        for (size_t k = 0; k < ELEMENTSOF(ops); k++)
+                samples_free(&s[k]);
+}
+
+static void bench_flood(Ctx *c) {
+        flood_row(c, "flood_base", NULL, "(nobody else calling)");
+        if (cfg.none_user)
+                flood_row(c, "flood_none", cfg.none_user, "while a user with no right floods GetStatus");
+        if (cfg.flood_user)
+                flood_row(c, "flood_audit", cfg.flood_user,
+                          "while another user with the same rights floods GetStatus");
+}
+
 /* ---- the section ---- */
 
 void bench_latency(void) {
@@ -516,6 +689,9 @@ void bench_latency(void) {
 
         if (section_enabled("nonroot") && cfg.user)
                 bench_nonroot(&c);
+
+        if (section_enabled("flood") && cfg.user)
+                bench_flood(&c);
 
         if (section_enabled("clients"))
                 bench_clients(dest, pid);

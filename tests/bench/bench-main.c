@@ -50,6 +50,8 @@ static int config_load(void) {
         cfg.guest_dir = env_str("VMSUP_BENCH_GUEST_DIR");
         cfg.out_json = env_str("VMSUP_BENCH_OUT");
         cfg.user = env_str("VMSUP_BENCH_USER");
+        cfg.flood_user = env_str("VMSUP_BENCH_FLOOD_USER");
+        cfg.none_user = env_str("VMSUP_BENCH_NONE_USER");
         cfg.strict = env_str("VMSUP_BENCH_STRICT") && !streq(env_str("VMSUP_BENCH_STRICT"), "0");
         cfg.dbus_pid = (pid_t) env_uint("VMSUP_BENCH_DBUS_PID", 0);
         if (!cfg.dir || !cfg.bus_address || !cfg.vmsupd || !cfg.qemu || !cfg.guest_dir || !cfg.out_json) {
@@ -81,8 +83,11 @@ static int config_load(void) {
 }
 
 static char *none_def(bool autostart) {
+        _cleanup_free_ char *flood = cfg.flood_user ? strf(", { \"user\": \"%s\", \"privileges\": [ \"VM.Audit\", "
+                                                           "\"VM.Monitor\" ] }", cfg.flood_user)
+                                                    : strdup("");
         _cleanup_free_ char *acl = cfg.user ? strf(", \"acl\": [ { \"user\": \"%s\", \"privileges\": [ \"VM.Audit\", "
-                                                   "\"VM.Monitor\" ] } ]", cfg.user)
+                                                   "\"VM.Monitor\" ] }%s ]", cfg.user, flood ?: "")
                                             : strdup("");
         return strf("{ \"qemu\": { \"binary\": \"%s\", \"machine\": \"none\", \"accel\": \"tcg\",\n"
                     "            \"memory_mib\": 16 },\n"
@@ -145,7 +150,7 @@ int main(int argc, char *argv[]) {
                cfg.starts, cfg.fleet, cfg.readfile_runs, cfg.readfile_mib);
 
         if (section_enabled("state") || section_enabled("hmp") || section_enabled("getstatus") ||
-            section_enabled("nonroot") || section_enabled("clients") || section_enabled("memory")) {
+            section_enabled("nonroot") || section_enabled("flood") || section_enabled("clients") || section_enabled("memory")) {
                 printf("vmsup-bench: round trips, 16 clients, idle memory …\n");
                 bench_latency();
         }

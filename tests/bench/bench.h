@@ -30,6 +30,8 @@ typedef struct BenchConfig {
         const char *guest_dir;
         const char *out_json;
         const char *user;        /* a non-root caller the bench VM's ACL knows (may be NULL) */
+        const char *flood_user;  /* another one, with the same rights, that floods (may be NULL) */
+        const char *none_user;   /* a caller with no right at all, that floods (may be NULL) */
         pid_t dbus_pid;
         bool quick;
         bool strict;             /* a missed goal fails the run */

@@ -10,7 +10,7 @@
 # Environment (all optional):
 #   VMSUP_BENCH_QUICK=1           a fast smoke run (smaller counts and file, 20 VMs)
 #   VMSUP_BENCH_STRICT=1          exit 3 when a goal is missed (a failed measurement always exits 1)
-#   VMSUP_BENCH_ONLY=a,b          sections: state hmp getstatus nonroot clients memory start fleet
+#   VMSUP_BENCH_ONLY=a,b          sections: state hmp getstatus nonroot flood clients memory start fleet
 #                                 readfile readfile-command, and stress (only when named: make stress)
 #   VMSUP_BENCH_ITERATIONS=N      timed calls per side per latency row (5000)
 #   VMSUP_BENCH_WARMUP=N          untimed calls per side first (300)
@@ -66,11 +66,13 @@ trap bench_cleanup EXIT
 trap 'exit 130' INT TERM HUP
 
 ensure_user vmsupbench # a caller that is not root, known to the bench VM's ACL
+ensure_user vmsupflood # another one, with the same rights, flooding in the flood rows
+ensure_user vmsupnone  # one with no right at all, flooding in the flood rows
 bus_start || exit 1
 mkdir -p "$OUT_DIR"
 
 VMSUP_BENCH_DIR=$T VMSUP_BENCH_BUS=$BUS VMSUP_BENCH_VMSUPD=$VMSUPD VMSUP_BENCH_QEMU=$QEMU \
-VMSUP_BENCH_USER=vmsupbench VMSUP_BENCH_GUEST_DIR=$GUEST_DIR VMSUP_BENCH_OUT=$OUT_DIR/results.json VMSUP_BENCH_DBUS_PID=$BUS_PID \
+VMSUP_BENCH_USER=vmsupbench VMSUP_BENCH_FLOOD_USER=vmsupflood VMSUP_BENCH_NONE_USER=vmsupnone VMSUP_BENCH_GUEST_DIR=$GUEST_DIR VMSUP_BENCH_OUT=$OUT_DIR/results.json VMSUP_BENCH_DBUS_PID=$BUS_PID \
         "$BENCH_BIN" &
 HARNESS_PID=$!
 wait "$HARNESS_PID"

@@ -358,15 +358,22 @@ diag "GetStatus after the aborted transfer: $(ms_since "$t1") ms"
 check_eq "a ReadFile after it works" $SMALL "$(as vmsupa-read "$VMSUPCTL" --bus "$BUS" read-file ga /tmp/small "$U/small.again" 2>&1)"
 check_eq "no guest file is left open by the agent after the aborted ReadFile" 0 "$(guest_agent_files)"
 
-# --- transfers at once are capped: four parked on pipes nobody reads, the fifth is Busy
+# --- transfers at once are capped: four parked on pipes nobody reads (two by a user, who
+# may hold no more, two by root), the fifth is Busy
 declare -a park_fd=() park_pid=()
 for i in 1 2 3 4; do
         mkfifo -m 666 "$U/park$i"
         exec {f}<>"$U/park$i"  # a reader that never reads: the pipe fills and the transfer waits
         park_fd+=("$f")
+        who=vmsupa-read
+        [[ $i -gt 2 ]] && who=root
         # Retries while Busy: a transfer from an earlier check may still hold a slot.
         (while :; do
-                as vmsupa-read "$VMSUPCTL" --bus "$BUS" read-file ga /tmp/big "$U/park$i" > "$U/park$i.out" 2>&1
+                if [[ $who == root ]]; then
+                        "$VMSUPCTL" --bus "$BUS" read-file ga /tmp/big "$U/park$i" > "$U/park$i.out" 2>&1
+                else
+                        as $who "$VMSUPCTL" --bus "$BUS" read-file ga /tmp/big "$U/park$i" > "$U/park$i.out" 2>&1
+                fi
                 grep -q org.vmsup.Error.Busy "$U/park$i.out" || break
                 sleep 0.2
         done) &
@@ -374,8 +381,8 @@ for i in 1 2 3 4; do
 done
 busy=no
 for i in $(seq 600); do
-        out=$(as vmsupa-read "$VMSUPCTL" --bus "$BUS" read-file ga /tmp/small "$U/small.busy" 2>&1)
-        if [[ $out == *org.vmsup.Error.Busy* ]]; then
+        out=$("$VMSUPCTL" --bus "$BUS" read-file ga /tmp/small "$U/small.busy" 2>&1)
+        if [[ $out == *org.vmsup.Error.Busy*"for this VM"* ]]; then
                 busy=yes
                 break
         fi
@@ -383,6 +390,8 @@ for i in $(seq 600); do
 done
 check_eq "a fifth transfer while four are under way is Busy" yes "$busy"
 [[ $busy == yes ]] || for i in 1 2 3 4; do diag "parked $i: $(cat "$U/park$i.out")"; done
+check_fails "a user's third transfer while it has two under way is Busy" 'Busy: This user has 2 file transfers' \
+        as vmsupa-read "$VMSUPCTL" --bus "$BUS" read-file ga /tmp/small "$U/small.busy.user"
 for f in "${park_fd[@]}"; do exec {f}>&-; done
 for p in "${park_pid[@]}"; do wait "$p" 2>/dev/null; done
 check_eq "once the parked transfers end, a ReadFile works again" $SMALL \

@@ -191,19 +191,27 @@ check_rc "write-file with no rights: exit 4" 4 'access denied .*VM.GuestAgent.Fi
 check_rc "write-file of a local file that does not exist: exit 1" 1 'cannot open /nonexistent' \
         ctl write-file c2 /nonexistent /tmp/x
 
-# --- events: public signals, text and JSON
-as vmsupc-none "$VMSUPCTL" --bus "$BUS" events c1 --json --count 3 > "$T/ev.json" 2>&1 &
+# --- events: Subscribe (VM.Audit), then the signals addressed to this connection; text and JSON
+check_rc "events with no rights: exit 4, names VM.Audit" 4 'access denied .*VM.Audit privilege required' \
+        as vmsupc-none "$VMSUPCTL" --bus "$BUS" events c1 --timeout 1
+as vmsupc-audit "$VMSUPCTL" --bus "$BUS" events c1 --json --count 3 > "$T/ev.json" 2>&1 &
 evpid=$!
-check "events --json: subscribed (no rights needed)" wait_for_line "$T/ev.json" '"type":"READY"'
+check "events --json: subscribed with VM.Audit" wait_for_line "$T/ev.json" '"type":"READY"'
 ctl start c1
 ctl pause c1
 wait $evpid
 check_eq "events --count 3 ends by itself after three signals" 0 $?
 check "every events --json line is a JSON object" jq -e -s 'length == 4 and all(.[]; type == "object")' "$T/ev.json"
+check "READY carries the sequence number" jq -e -s '.[0].type == "READY" and (.[0].seq | type) == "number"' "$T/ev.json"
 check "StateChanged as JSON" jq -e -s 'any(.[]; .type == "StateChanged" and .state == "running" and .reason == "started")' "$T/ev.json"
 check "Event as JSON, its data parsed" jq -e -s 'any(.[]; .type == "Event" and .name == "RESUME" and .data == {} and .timestamp_usec > 0)' "$T/ev.json"
 ctl events c1 --timeout 1 > "$T/ev.txt" 2>&1
-check_eq "events --timeout ends it, exit 0" "0 READY" "$? $(cat "$T/ev.txt")"
+check_match "events --timeout ends it, exit 0" '^0 READY [0-9]+$' "$? $(cat "$T/ev.txt")"
+# --since: the buffered events first (the start and the pause above), then nothing more.
+ctl events c1 --since 0 --timeout 1 > "$T/ev.txt" 2>&1
+check "events --since 0 replays the start" grep -q '^StateChanged running started$' "$T/ev.txt"
+check "events --since 0 replays the pause" grep -q '^StateChanged paused host-qmp-stop$' "$T/ev.txt"
+check "events --since 0 replays QMP events" grep -Eq '^Event STOP \{\} [0-9]+$' "$T/ev.txt"
 ctl stop c1
 
 # --- bash completion, through bash: verbs, VM names from the bus, options

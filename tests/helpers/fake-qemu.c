@@ -13,7 +13,10 @@
  *    line of 17 MiB (over the supervisor's 16 MiB limit); then DIR/late-sent
  *    is created and the commands that queued meanwhile are answered;
  *  - once DIR/garbage-go exists, a 17 MiB line is sent although nothing was
- *    asked (a broken stream), then DIR/garbage-sent is created. */
+ *    asked (a broken stream), then DIR/garbage-sent is created;
+ *  - once DIR/storm-go exists, STORM_EVENTS events named STORM with data {"i":N}
+ *    (N from 0) are sent as fast as the supervisor reads them, then DIR/storm-sent is
+ *    created. */
 
 #include <errno.h>
 #include <fcntl.h>
@@ -29,6 +32,7 @@
 #include <jansson.h>
 
 #define LONG_LINE (17U * 1024U * 1024U)
+#define STORM_EVENTS 100000U
 
 static const char *dir = ".";
 static const char *late_name;
@@ -153,7 +157,7 @@ static void handle(const char *line, size_t len) {
 int main(int argc, char **argv) {
         static char in[1 << 20];
         size_t in_len = 0;
-        bool garbage_done = false;
+        bool garbage_done = false, storm_done = false;
         int lfd = -1;
 
         for (int i = 1; i < argc; i++) {
@@ -194,6 +198,13 @@ int main(int argc, char **argv) {
                         write_long_line(NULL);
                         touch("garbage-sent");
                         garbage_done = true;
+                }
+                if (!storm_done && exists("storm-go")) {
+                        for (unsigned i = 0; i < STORM_EVENTS; i++)
+                                writef("{\"timestamp\": {\"seconds\": 1, \"microseconds\": %u}, \"event\": \"STORM\", "
+                                       "\"data\": {\"i\": %u}}\r\n", i % 1000000U, i);
+                        touch("storm-sent");
+                        storm_done = true;
                 }
                 if (poll(&pfd, 1, 50) <= 0)
                         continue;
