@@ -17,6 +17,9 @@ set -uo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 BUILD=${BUILD:-build}
 GUEST_DIR=${VMSUP_GUEST_DIR:-$ROOT/.cache/guest}
+# Where the container sees it: outside /tmp, which the unit's PrivateTmp= hides from
+# vmsupd and QEMU (a checkout under /tmp would otherwise vanish for them).
+SYS_GUEST_DIR=/var/lib/vmsup-test-guest
 QEMU=/usr/bin/qemu-system-x86_64
 
 MACHINE=vmsup-sys-$$
@@ -237,8 +240,8 @@ sys_boot() {
                 mkdir -p "$d" || return 1
         done
         local binds=()
-        # The tiny guest, at the same path inside (read-only).
-        [[ -d $GUEST_DIR ]] && binds+=(--bind-ro="$GUEST_DIR")
+        # The tiny guest, read-only, at SYS_GUEST_DIR inside.
+        [[ -d $GUEST_DIR ]] && binds+=(--bind-ro="$GUEST_DIR:$SYS_GUEST_DIR")
         t0=$(now_ms)
         (
                 for d in "${CGROUPS[@]}"; do

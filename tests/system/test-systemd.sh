@@ -64,7 +64,7 @@ qemu_pids() { sys pgrep -f '^/usr/bin/qemu-system' | tr '\n' ' '; }
 guest_def() {
         cat <<JSON
 { "qemu": { "binary": "$QEMU", "machine": "q35", "accel": "tcg", "memory_mib": 256,
-            "kernel": "$GUEST_DIR/vmlinuz", "initrd": "$GUEST_DIR/initrd.img",
+            "kernel": "$SYS_GUEST_DIR/vmlinuz", "initrd": "$SYS_GUEST_DIR/initrd.img",
             "append": "console=ttyS0 quiet" },
   "agent": $1,
   "agent_file_paths": [ "/tmp" ],
