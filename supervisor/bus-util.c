@@ -19,7 +19,7 @@ int bus_caller(VmBus *b, sd_bus_message *m, Caller *ret_caller, PrivSet *ret_pri
         return 0;
 }
 
-int bus_require(VmBus *b, sd_bus_message *m, Privilege needed, sd_bus_error *error) {
+int bus_require_caller(VmBus *b, sd_bus_message *m, Privilege needed, Caller *ret_caller, sd_bus_error *error) {
         char msg[256];
         Caller caller;
         PrivSet privs;
@@ -31,7 +31,13 @@ int bus_require(VmBus *b, sd_bus_message *m, Privilege needed, sd_bus_error *err
         r = policy_check_privilege(needed, &caller, privs, msg, sizeof msg);
         if (r < 0)
                 return bus_policy_error(error, r, msg);
+        if (ret_caller)
+                *ret_caller = caller;
         return 0;
+}
+
+int bus_require(VmBus *b, sd_bus_message *m, Privilege needed, sd_bus_error *error) {
+        return bus_require_caller(b, m, needed, NULL, error);
 }
 
 int bus_policy_error(sd_bus_error *error, int r, const char *msg) {

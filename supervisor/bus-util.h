@@ -51,6 +51,9 @@ int bus_caller(VmBus *b, sd_bus_message *m, Caller *ret_caller, PrivSet *ret_pri
 /* Checks one privilege; sets AccessDenied naming it. Returns 0 or a negative errno with
  * error set. */
 int bus_require(VmBus *b, sd_bus_message *m, Privilege needed, sd_bus_error *error);
+/* The same, and the caller that passed (its group array valid until the next return to the
+ * loop), for handlers that keep who asked. */
+int bus_require_caller(VmBus *b, sd_bus_message *m, Privilege needed, Caller *ret_caller, sd_bus_error *error);
 /* A policy_check_*() result: -EINVAL → InvalidArgs, -EACCES/-EPERM → AccessDenied, both
  * with the policy's message; others by errno. Returns r's error as sd_bus_error_set does. */
 int bus_policy_error(sd_bus_error *error, int r, const char *msg);

@@ -333,6 +333,22 @@ static void launcher_adopt(int sock, LauncherChild *child) {
         child->exit_w = pipefd[1];
 }
 
+/* Waits at most LAUNCH_REPLY_TIMEOUT_MSEC for the launcher's reply on sock, then reads it as
+ * recv_with_fds() does. Returns its size (0 at EOF), -ETIMEDOUT, or -errno. */
+static ssize_t recv_reply(int sock, void *buf, size_t len, int *fds, size_t max_fds, size_t *ret_n_fds) {
+        struct pollfd p = { .fd = sock, .events = POLLIN };
+        int r;
+
+        do
+                r = poll(&p, 1, LAUNCH_REPLY_TIMEOUT_MSEC);
+        while (r < 0 && errno == EINTR);
+        if (r < 0)
+                return -errno;
+        if (r == 0)
+                return -ETIMEDOUT;
+        return recv_with_fds(sock, buf, len, MSG_DONTWAIT, fds, max_fds, ret_n_fds);
+}
+
 /* Any request: returns the number of descriptors (0 for ADOPT and RECORD) with *ret_op,
  * -ECONNRESET at the end of the stream, -EAGAIN, -EBADMSG (its descriptors closed). */
 static int launch_request_recv_op(int sock, int fds[static LAUNCH_FDS_MAX], uint32_t *ret_op) {
@@ -656,7 +672,6 @@ int launch_adopt(const char *runtime_dir, LaunchAdoption *ret) {
         size_t n_fds = 0;
         struct ucred uc;
         socklen_t l = sizeof uc;
-        struct pollfd p;
         ssize_t k;
         int r;
 
@@ -678,15 +693,7 @@ int launch_adopt(const char *runtime_dir, LaunchAdoption *ret) {
         r = send_with_fds(fd, &req, sizeof req, NULL, 0);
         if (r < 0)
                 return r;
-        p = (struct pollfd) { .fd = fd, .events = POLLIN };
-        do
-                r = poll(&p, 1, LAUNCH_REPLY_TIMEOUT_MSEC);
-        while (r < 0 && errno == EINTR);
-        if (r < 0)
-                return -errno;
-        if (r == 0)
-                return -ETIMEDOUT;
-        k = recv_with_fds(fd, &reply, sizeof reply, MSG_DONTWAIT, fds, ELEMENTSOF(fds), &n_fds);
+        k = recv_reply(fd, &reply, sizeof reply, fds, ELEMENTSOF(fds), &n_fds);
         if (k == 0)
                 return -ECONNRESET;
         if (k < 0)
@@ -767,7 +774,6 @@ int launch_qemu(int qga_listen_fd, LaunchResult *ret) {
         LaunchReply reply;
         int pipefd[2], send_fds[LAUNCH_FDS_MAX], fds[LAUNCH_FDS_MAX];
         size_t n_fds = 0;
-        struct pollfd p;
         ssize_t k;
         int r;
 
@@ -791,15 +797,7 @@ int launch_qemu(int qga_listen_fd, LaunchResult *ret) {
 
         /* The answer comes right after the launcher's fork(): wait for it here rather than
          * split every start into two steps on the loop. */
-        p = (struct pollfd) { .fd = launcher_sock, .events = POLLIN };
-        do
-                r = poll(&p, 1, LAUNCH_REPLY_TIMEOUT_MSEC);
-        while (r < 0 && errno == EINTR);
-        if (r < 0)
-                return -errno;
-        if (r == 0)
-                return -ETIMEDOUT;
-        k = recv_with_fds(launcher_sock, &reply, sizeof reply, MSG_DONTWAIT, fds, ELEMENTSOF(fds), &n_fds);
+        k = recv_reply(launcher_sock, &reply, sizeof reply, fds, ELEMENTSOF(fds), &n_fds);
         if (k == 0)
                 return -ECHILD;
         if (k < 0)

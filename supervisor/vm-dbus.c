@@ -376,17 +376,12 @@ static int method_get_stats(sd_bus_message *m, void *userdata, sd_bus_error *err
 
 static int method_subscribe(sd_bus_message *m, void *userdata, sd_bus_error *error) {
         VmBus *b = userdata;
-        char msg[256];
         Caller caller;
-        PrivSet privs;
         int r;
 
-        r = bus_caller(b, m, &caller, &privs, error);
+        r = bus_require_caller(b, m, PRIV_VM_AUDIT, &caller, error);
         if (r < 0)
                 return r;
-        r = policy_check_privilege(PRIV_VM_AUDIT, &caller, privs, msg, sizeof msg);
-        if (r < 0)
-                return bus_policy_error(error, r, msg);
         if (!b->vm->events)
                 return sd_bus_error_set(error, SD_BUS_ERROR_FAILED, "Events are not available.");
         r = vm_events_subscribe(b->vm->events, sd_bus_message_get_sender(m), &caller);
