@@ -29,11 +29,22 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
         len = policy_hmp_command_name(line, &name);
         if (len > 0) {
                 const HmpCommand *entry = policy_hmp_lookup(name, (size_t) len);
-                HmpTier tier = policy_hmp_tier(name, (size_t) len);
+                HmpTier name_tier = policy_hmp_tier(name, (size_t) len), tier;
+                const char *sub = NULL;
+                size_t sub_len = 0;
 
                 FUZZ_ASSERT(name >= line && name + len <= line + strlen(line));
-                FUZZ_ASSERT(entry ? tier == entry->tier : tier == HMP_TIER_ROOT);
+                FUZZ_ASSERT(entry ? name_tier == entry->tier : name_tier == HMP_TIER_ROOT);
+                /* The line's tier is the command's, except for "info SUB": SUB's tier,
+                 * and deny-by-default for a subcommand the table does not know. */
+                tier = policy_hmp_line_tier(line, &sub, &sub_len);
                 FUZZ_ASSERT(hmp_tier_to_string(tier) != NULL);
+                if (sub_len > 0) {
+                        const HmpCommand *info = policy_hmp_info_lookup(sub, sub_len);
+                        FUZZ_ASSERT(sub > name && sub + sub_len <= line + strlen(line));
+                        FUZZ_ASSERT(info ? tier == info->tier : tier == HMP_TIER_ROOT);
+                } else
+                        FUZZ_ASSERT(tier == name_tier);
                 /* Past validation, a caller with VM.Monitor alone gets exactly the "none" tier. */
                 if (r[2] != -EINVAL)
                         FUZZ_ASSERT((r[2] == 0) == (tier == HMP_TIER_NONE));
