@@ -16,6 +16,11 @@ packages=(
         libclang-rt-14-dev
         prometheus
 )
+# Building the Debian package (make deb, and tests/system/test-deb.sh in make
+# check, which builds it, runs lintian and installs it in a container):
+# dpkg-buildpackage, debhelper 13 with dh_installsysusers
+# (dh-sequence-installsysusers), lintian.
+packages+=(dpkg-dev debhelper fakeroot lintian)
 
 missing=()
 for p in "${packages[@]}"; do
