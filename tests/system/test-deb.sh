@@ -106,6 +106,17 @@ check_match "postinst (systemd-sysusers): the vmsup-qemu system user exists" '^v
         "$(sys getent passwd vmsup-qemu)"
 check_eq "postinst (systemd-tmpfiles): /run/vmsup" "755 root" "$(sys stat -c '%a %U' /run/vmsup)"
 check_match "man vmsupd finds the installed page" '/usr/share/man/man8/vmsupd.8.gz' "$(sys man -w vmsupd 2>&1)"
+check "the documentation the installed unit names is there" \
+        sys sh -c 'n=0
+        for d in $(systemctl show -P Documentation vmsup@x.service | tr -d "\""); do
+                case $d in
+                file://*) test -f "${d#file://}" || { echo "missing: $d"; exit 1; } ;;
+                man:*) p=${d#man:}; man -w "${p%%(*}" >/dev/null || { echo "missing: $d"; exit 1; } ;;
+                *) echo "unexpected: $d"; exit 1 ;;
+                esac
+                n=$((n + 1))
+        done
+        test $n -eq 3 || { echo "$n documentation entries, not 3"; exit 1; }'
 check "the installed unit passes systemd-analyze verify" \
         sys sh -c '! systemd-analyze verify vmsup@x.service 2>&1 | grep .'
 check_match "the installed vmsupd runs" '^vmsupd [0-9]' "$(sys /usr/sbin/vmsupd --version)"
