@@ -446,8 +446,8 @@ static bool machine_name_is_valid(const char *s) {
 }
 
 static int parse_qemu(ParseCtx *ctx, json_t *q, VmConfig *c) {
-        static const char * const keys[] = { "binary", "machine", "accel",  "cpus",  "memory_mib",
-                                             "kernel", "initrd",  "append", "drives", "extra_args", NULL };
+        static const char * const keys[] = { "binary", "machine", "accel",  "cpus",       "memory_mib", "kernel",
+                                             "initrd", "append",  "drives", "extra_args", "pvpanic",    NULL };
         _cleanup_free_ char *accel = NULL;
         uint64_t v;
         json_t *a;
@@ -505,6 +505,12 @@ static int parse_qemu(ParseCtx *ctx, json_t *q, VmConfig *c) {
                 if (r < 0)
                         return r;
         }
+        r = get_bool(ctx, q, "$.qemu", "pvpanic", &c->pvpanic);
+        if (r < 0)
+                return r;
+        /* The ISA pvpanic device: q35 and pc have the bus, "none" has no bus at all. */
+        if (c->pvpanic && streq(c->machine, "none"))
+                return fail(ctx, "$.qemu.pvpanic", "needs a machine with an ISA bus (q35, pc), not \"none\"");
         return 0;
 }
 
@@ -1046,6 +1052,12 @@ int vm_config_build_argv(const VmConfig *c, const char *binary, const QemuFds *f
                 ADD("-drive");
                 ADDF("file=%s,format=%s,if=%s,id=drive%zu%s", file, d->format, ifnames[d->interface], i,
                      d->readonly ? ",readonly=on" : "");
+        }
+        /* The guest kernel's pvpanic driver tells QEMU of a panic: a GUEST_PANICKED event, then
+         * the panic action below, and on_crash decides what follows. */
+        if (c->pvpanic) {
+                ADD("-device");
+                ADD("pvpanic,id=" VMSUP_PVPANIC_ID);
         }
         /* QEMU's defaults are reboot=reset and panic=shutdown. A guest's reboot that should
          * end the VM makes QEMU exit (SHUTDOWN reason guest-reset); a panic to preserve

@@ -17,6 +17,7 @@
 #define VMSUP_ID_PREFIX "vmsup-"
 #define VMSUP_QMP_ID "vmsup-qmp"
 #define VMSUP_QGA_ID "vmsup-qga"
+#define VMSUP_PVPANIC_ID "vmsup-pvpanic"
 #define VMSUP_QGA_PORT_ID "vmsup-qga-port"
 #define VMSUP_VSERIAL_ID "vmsup-vserial"
 #define VMSUP_SERIAL_ID "vmsup-serial0"
@@ -72,6 +73,7 @@ typedef struct VmConfig {
         VmDrive *drives;
         size_t n_drives;
         char **extra_args;
+        bool pvpanic; /* -device pvpanic: a guest's panic reaches QEMU (GUEST_PANICKED) */
 
         /* QEMU's identity: run_as's ids when has_run_as (VM_QEMU_DEFAULT_USER's when the
          * definition has no run_as, see vm_config_load()); the supervisor's own (uid 0, no

@@ -233,6 +233,9 @@ check_eq "completion: nothing after list" "" "$(complete_words list '')"
 check_eq "completion: stats groups" "balloon block" "$(complete_words stats c1 b)"
 check_eq "completion: metrics takes any number of VM names" "c1 c2" "$(complete_words metrics c1 '')"
 check_eq "completion: start --paused" "--paused" "$(complete_words start c1 --p)"
+check_eq "completion: metrics --format" "--format" "$(complete_words metrics --f)"
+check_eq "completion: the formats of metrics --format" "openmetrics prometheus" "$(complete_words metrics --format '')"
+check_eq "completion: VM names after metrics --format FORMAT" "c1 c2" "$(complete_words metrics --format openmetrics '')"
 
 # --- the agent verbs with the tiny guest
 if [[ -f $GUEST_DIR/vmlinuz ]]; then
