@@ -16,6 +16,7 @@
 #include "config.h"
 #include "launch.h"
 #include "reattach.h"
+#include "reload.h"
 #include "log.h"
 #include "machined.h"
 #include "policy.h"
@@ -234,6 +235,20 @@ static int on_handover(sd_event_source *s, const struct signalfd_siginfo *si, vo
         return sd_event_exit(vm->event, 0);
 }
 
+/* SIGHUP (systemctl reload): as Reload() (reload.h). A refusal is logged there. */
+static int on_reload(sd_event_source *s, const struct signalfd_siginfo *si, void *userdata) {
+        _cleanup_free_ char *why = NULL;
+        Vm *vm = userdata;
+
+        log_info("VM %s: %s: reloading the definition and the host ACL.", vm->config->name,
+                 strsignal((int) si->ssi_signo));
+        (void) sd_notify(false, "RELOADING=1");
+        (void) vm_reload(vm, &why);
+        (void) sd_notify(false, "READY=1");
+        notify_state(vm);
+        return 0;
+}
+
 static int on_signal(sd_event_source *s, const struct signalfd_siginfo *si, void *userdata) {
         Vm *vm = userdata;
 
@@ -299,6 +314,7 @@ int main(int argc, char *argv[]) {
         sigaddset(&ss, SIGINT);
         sigaddset(&ss, SIGCHLD);
         sigaddset(&ss, SIGUSR2);
+        sigaddset(&ss, SIGHUP);
         if (sigprocmask(SIG_BLOCK, &ss, NULL) < 0)
                 return log_error_errno(errno, "Failed to block signals: %m"), EXIT_FAILURE;
         (void) signal(SIGPIPE, SIG_IGN);
@@ -316,9 +332,18 @@ int main(int argc, char *argv[]) {
         reattach_prepare(vm_runtime_dir, config->name, &reattach);
         if (reattach.busy)
                 return EXIT_FAILURE; /* its launcher and socket are not ours to replace */
-        if (reattach.verdict == ADOPT_ATTACH)
+        if (reattach.verdict == ADOPT_ATTACH) {
                 r = launcher_use(&reattach.launcher);
-        else {
+                if (r >= 0) {
+                        /* The launcher kept the definition of the supervisor that forked it: the
+                         * next QEMU starts from this one's. */
+                        _cleanup_free_ char *why = NULL;
+                        int k = launch_reload(config->text, config->text_len, &why);
+                        if (k < 0)
+                                log_warning_errno(k, "VM %s: the adopted launcher keeps its definition for the next start: %s",
+                                                  config->name, why ?: strerror(-k));
+                }
+        } else {
                 launch_adoption_release(&reattach.launcher);
                 r = launcher_fork(config, vm_runtime_dir);
         }
@@ -336,6 +361,7 @@ int main(int argc, char *argv[]) {
         if (r < 0)
                 return log_error_errno(r, "Failed to set up the VM: %m"), EXIT_FAILURE;
         vm->on_settled = on_settled;
+        vm_reload_setup(vm, arg_acl);
         r = launcher_attach(event);
         if (r < 0)
                 return log_error_errno(r, "Failed to watch the QEMU launcher: %m"), EXIT_FAILURE;
@@ -345,6 +371,8 @@ int main(int argc, char *argv[]) {
                 r = sd_event_add_signal(event, NULL, SIGINT, on_signal, vm);
         if (r >= 0)
                 r = sd_event_add_signal(event, NULL, SIGUSR2, on_handover, vm);
+        if (r >= 0)
+                r = sd_event_add_signal(event, NULL, SIGHUP, on_reload, vm);
         if (r < 0)
                 return log_error_errno(r, "Failed to watch signals: %m"), EXIT_FAILURE;
 
@@ -376,6 +404,7 @@ int main(int argc, char *argv[]) {
         /* Start-up is over: from here on, callers' and QEMU's bytes are read. */
         if (confine(vm->config) < 0)
                 return EXIT_FAILURE;
+        vm_reload_confined();
 
         if (reattach.verdict != ADOPT_NOTHING)
                 reattach_apply(vm, &reattach);
