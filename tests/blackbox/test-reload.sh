@@ -116,6 +116,19 @@ check_match "it still runs with -m 32M" ' -m 32M ' "$(cmdline "$pid")"
 define_vm rl "$(reload_def 48 | sed 's/"autostart": true,/"autostart": true, "run_as": { "user": "vmsupt-none" },/')"
 check "Reload with run_as changed too" reload
 check_eq "PendingChanges lists both keys" 'as 2 "qemu" "run_as"' "$(pending)"
+ctl() { "$VMSUPCTL" --bus "$BUS" "$@"; }
+check_match "vmsupctl status names what is pending" 'Pending: qemu, run_as \(reloaded; applied at the next start\)' "$(ctl status rl)"
+check_eq "vmsupctl status --json: PendingChanges" '["qemu","run_as"]' "$(ctl --json status rl | jq -c .PendingChanges)"
+check "vmsupctl reload as root" ctl reload rl
+as vmsupt-audit "$VMSUPCTL" --bus "$BUS" reload rl > "$T/out" 2>&1; rc=$?
+check_eq "vmsupctl reload as non-root: exit 4" 4 "$rc"
+check "vmsupctl reload as non-root names why" grep -q 'root-only' "$T/out"
+cp "$T/vms/rl.json" "$T/good.json"
+printf '{ "qemu": 1 }' > "$T/vms/rl.json"
+ctl reload rl > "$T/out" 2>&1; rc=$?
+check_eq "vmsupctl reload of a malformed definition: exit 2" 2 "$rc"
+check "vmsupctl reload prints the reason" grep -q 'rl.json: \$\.qemu: must be an object' "$T/out"
+cp "$T/good.json" "$T/vms/rl.json"
 check "Stop" vmcall rl VM1 Stop
 check "Start" vmcall rl VM1 Start
 check "running" wait_state rl running 30
