@@ -92,6 +92,8 @@ int vm_reload(Vm *vm, char **ret_error) {
         if (r >= 0) {
                 /* Last: once the launcher took the definition, nothing here fails. */
                 r = launch_reload(n->text, n->text_len, &error);
+                if (r == -EBUSY && !error)
+                        error = strdup("QEMU is being started: reload again once it runs");
                 if (r == -EOPNOTSUPP && !error)
                         error = strdup("the QEMU launcher predates reloading (its QEMU was started by an older "
                                        "vmsupd): restart the unit once QEMU has stopped");
