@@ -21,6 +21,7 @@
 #include "machined.h"
 #include "policy.h"
 #include "sandbox.h"
+#include "stop-orphan.h"
 #include "vm.h"
 
 #define VMSUP_VERSION "0.1"
@@ -31,6 +32,7 @@ static const char *arg_runtime_dir = "/run/vmsup";
 static const char *arg_bus = "system";
 static const char *arg_name = NULL;
 static bool arg_check_only = false;
+static bool arg_stop_orphan = false;
 static SeccompMode arg_seccomp = _SECCOMP_MODE_INVALID; /* seccomp_mode_default() */
 
 static void help(void) {
@@ -45,6 +47,8 @@ static void help(void) {
                "  --seccomp MODE       kill (default) or log: a system call outside the allowlist\n"
                "                       kills the supervisor, or only goes to the kernel's audit log\n"
                "  --check              validate the definition and the ACL, then exit\n"
+               "  --stop-orphan        the unit's ExecStopPost: end the QEMU a killed supervisor left\n"
+               "                       when the unit stops for good (not before a restart)\n"
                "  --list-permissions[=markdown|roff]\n"
                "                       print the HMP, QMP and agent permission tables\n"
                "  --help, --version\n");
@@ -60,6 +64,7 @@ static int parse_argv(int argc, char *argv[]) {
                 ARG_LOG_LEVEL,
                 ARG_SECCOMP,
                 ARG_CHECK,
+                ARG_STOP_ORPHAN,
                 ARG_VERSION,
                 ARG_LIST_PERMISSIONS,
         };
@@ -71,6 +76,7 @@ static int parse_argv(int argc, char *argv[]) {
                 { "log-level", required_argument, NULL, ARG_LOG_LEVEL },
                 { "seccomp", required_argument, NULL, ARG_SECCOMP },
                 { "check", no_argument, NULL, ARG_CHECK },
+                { "stop-orphan", no_argument, NULL, ARG_STOP_ORPHAN },
                 { "list-permissions", optional_argument, NULL, ARG_LIST_PERMISSIONS },
                 { "help", no_argument, NULL, 'h' },
                 { "version", no_argument, NULL, ARG_VERSION },
@@ -113,6 +119,9 @@ static int parse_argv(int argc, char *argv[]) {
                         break;
                 case ARG_CHECK:
                         arg_check_only = true;
+                        break;
+                case ARG_STOP_ORPHAN:
+                        arg_stop_orphan = true;
                         break;
                 case 'h':
                         help();
@@ -297,6 +306,8 @@ int main(int argc, char *argv[]) {
         r = parse_argv(argc, argv);
         if (r != 0)
                 return r > 0 ? EXIT_SUCCESS : 2;
+        if (arg_stop_orphan)
+                return stop_orphan_run(arg_runtime_dir, arg_name) < 0 ? EXIT_FAILURE : EXIT_SUCCESS;
 
         r = vm_config_load(arg_config_dir, arg_name, &config, &error);
         if (r < 0) {

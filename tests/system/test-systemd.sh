@@ -310,6 +310,29 @@ t_watchdog() {
 t_kill9() {
         restart_after KILL "kill -9"
 }
+# kill -9 of the supervisor and at once systemctl stop: no supervisor comes back, and
+# ExecStopPost (vmsupd --stop-orphan) ends the QEMU it left; its scope goes.
+t_stop_orphan() {
+        local unit="vmsup@$VM_NONE.service" qemu
+        check "systemctl start vmsup@$VM_NONE again" sys systemctl start "$unit"
+        if ! sys_wait 30 state_is "$VM_NONE" running; then
+                not_ok "stop while down: the VM runs"
+                return 1
+        fi
+        qemu=$(vmprop "$VM_NONE" Pid)
+        check "stop while down: systemctl kill -s KILL --kill-whom=main, then systemctl stop" \
+                sys sh -c "systemctl kill --kill-whom=main -s KILL $unit && systemctl stop $unit"
+        check_eq "stop while down: the unit is inactive" inactive "$(sys_unit_prop "$unit" ActiveState)"
+        qemu_gone() { gone "$qemu"; }
+        check "stop while down: QEMU $qemu is gone" sys_wait 30 qemu_gone
+        scope_gone() { ! sys systemctl is-active --quiet "machine-$VM_NONE.scope" && ! machine_listed "$VM_NONE"; }
+        check "stop while down: the machine and its scope are gone" sys_wait 30 scope_gone
+        check_match "stop while down: journal: ExecStopPost ended QEMU" \
+                "VM $VM_NONE: the unit stops while no supervisor runs: ending QEMU \\(pid $qemu\\)" "$(journal "$VM_NONE")"
+        check "stop while down: no launcher left" sys sh -c '! pgrep -x vmsupd-launcher'
+        check "stop while down: no run record left" sys test ! -e "/run/vmsup/$VM_NONE/run-state"
+}
+
 # systemctl reload (ExecReload: SIGHUP) applies a host ACL change at once, with the same
 # supervisor and the same QEMU.
 t_reload() {
@@ -523,6 +546,7 @@ if t_start_ready; then
         t_reload
         t_audit
         t_stop_none
+        t_stop_orphan
 fi
 t_guest
 
