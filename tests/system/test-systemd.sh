@@ -323,8 +323,8 @@ t_stop_orphan() {
         check "stop while down: systemctl kill -s KILL --kill-whom=main, then systemctl stop" \
                 sys sh -c "systemctl kill --kill-whom=main -s KILL $unit && systemctl stop $unit"
         # failed: systemd reports how the supervisor ended (Result=signal); no restart follows.
-        check_match "stop while down: the unit is down, not restarted" '^(inactive|failed) dead$' \
-                "$(sys_unit_prop "$unit" ActiveState) $(sys_unit_prop "$unit" SubState)"
+        check_match "stop while down: the unit is down, not restarted" '^(inactive dead|failed failed) 0$' \
+                "$(sys_unit_prop "$unit" ActiveState) $(sys_unit_prop "$unit" SubState) $(sys_unit_prop "$unit" MainPID)"
         qemu_gone() { gone "$qemu"; }
         check "stop while down: QEMU $qemu is gone" sys_wait 30 qemu_gone
         scope_gone() { ! sys systemctl is-active --quiet "machine-$VM_NONE.scope" && ! machine_listed "$VM_NONE"; }
