@@ -4,7 +4,7 @@
 
 _vmsupctl() {
         local cur=${COMP_WORDS[COMP_CWORD]} prev=${COMP_WORDS[COMP_CWORD - 1]}
-        local verbs="list status start stop shutdown reboot reset pause resume sendkey monitor qmp agent events stats metrics read-file write-file console vnc screenshot help"
+        local verbs="list status start stop shutdown reboot reset pause resume reload sendkey monitor qmp agent events stats metrics read-file write-file console vnc screenshot help"
         local i w verb="" nargs=0
         local -a bus=()
 

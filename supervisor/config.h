@@ -101,6 +101,10 @@ typedef struct VmConfig {
          * ReadFile, WriteFile): a NULL-terminated list, possibly empty; NULL when the
          * definition has no "agent_file_paths" (no confinement). */
         char **agent_file_paths;
+
+        /* The definition's bytes, as parsed: what a reload compares (PendingChanges). */
+        char *text;
+        size_t text_len;
 } VmConfig;
 
 /* True when name matches ^[A-Za-z_][A-Za-z0-9_-]{0,63}$. */
@@ -119,6 +123,20 @@ int vm_config_apply_default_user(VmConfig *c, const char *user, char **ret_error
 int vm_config_parse(const char *path, const char *name, const char *text, size_t len, VmConfig **ret,
                     char **ret_error);
 VmConfig *vm_config_free(VmConfig *c);
+/* Reads a definition or ACL file: a regular file of at most CONFIG_FILE_MAX bytes (NUL
+ * appended). Returns 0, or -errno with "FILE: reason" in *ret_error. */
+int vm_config_read_file(const char *path, char **ret, size_t *ret_len, char **ret_error);
+
+/* A reload (reload.h). The top-level keys of a definition that only a new QEMU applies:
+ * its command line and its identity. */
+extern const char * const vm_config_qemu_keys[];
+/* Those of vm_config_qemu_keys whose values differ between the two definitions' texts, as a
+ * NULL-terminated list (possibly empty). Returns 0 or -errno. */
+int vm_config_changed_keys(const VmConfig *old, const VmConfig *new, char ***ret);
+/* Exchanges what vm_config_qemu_keys decide (with the text), or what applies at once: the
+ * ACL, agent_file_paths, shutdown_timeout_sec, on_poweroff/on_reboot/on_crash, autostart. */
+void vm_config_swap_qemu(VmConfig *a, VmConfig *b);
+void vm_config_swap_at_once(VmConfig *a, VmConfig *b);
 DEFINE_TRIVIAL_CLEANUP_FUNC(VmConfig *, vm_config_free);
 
 /* Loads the host-wide ACL file { "acl": [ ... ] }. A missing file is an empty ACL. */
