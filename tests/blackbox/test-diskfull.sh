@@ -1,6 +1,6 @@
 #!/bin/bash
 # The runtime directory's filesystem full (a 2 MiB tmpfs mounted as the runtime directory,
-# filled with a file), with the tiny guest running and a fake QEMU beside it:
+# filled with a file), with the tiny guest running and a second VM (machine none) beside it:
 #   - the guest's console output: the session still works, the log stops with one clear
 #     warning, the VM keeps running; once space is free the log resumes by itself and says
 #     how many bytes it is missing;
@@ -14,8 +14,6 @@ source "$(dirname "$0")/lib.sh"
 [[ -r $GUEST_DIR/vmlinuz ]] || { echo "not ok 1 - tiny guest missing: run tests/guest/build-guest.sh"; exit 1; }
 PY=/usr/bin/python3
 CONSOLE_PY="$ROOT/tests/blackbox/console.py"
-FAKE=$ROOT/$BUILD/tests/fake-qemu
-[[ -x $FAKE ]] || { echo "not ok 1 - $FAKE missing: make tests"; exit 1; }
 $PY -c 'import dbus' 2>/dev/null || { echo "not ok 1 - /usr/bin/python3 with python3-dbus missing"; exit 1; }
 if ! mount -t tmpfs -o size=2m,mode=0755 tmpfs "$T/run" 2>/dev/null; then
         echo "ok 1 # SKIP cannot mount a tmpfs (not root, or no CAP_SYS_ADMIN)"
@@ -26,13 +24,11 @@ trap 'umount -l "$T/run" 2>/dev/null; cleanup' EXIT
 for u in vmsupf-con vmsupf-other; do ensure_user "$u"; done
 bus_start || exit 1
 host_acl '{}'
-mkdir -p "$T/ff"
-chmod 0777 "$T/ff"
 define_vm full "$(guest_kernel_def '"autostart": true, "shutdown_timeout_sec": 60,
   "acl": [ { "user": "vmsupf-con", "privileges": [ "VM.Console", "VM.Audit" ] },
            { "user": "vmsupf-other", "privileges": [ "VM.Audit" ] } ]' "console=ttyS0 quiet" 256)"
-define_vm ff "{ \"qemu\": { \"binary\": \"$FAKE\", \"machine\": \"none\", \"accel\": \"tcg\", \"memory_mib\": 32,
-  \"extra_args\": [ \"-fake-dir\", \"$T/ff\" ] }, \"agent\": false, \"autostart\": false, \"shutdown_timeout_sec\": 2 }"
+define_vm ff "{ \"qemu\": { \"binary\": \"$QEMU\", \"machine\": \"none\", \"accel\": \"tcg\", \"memory_mib\": 32 },
+  \"agent\": false, \"autostart\": false, \"shutdown_timeout_sec\": 2 }"
 
 SLOG=$T/logs/full.log
 CLOG=$T/run/full/console.log
@@ -53,7 +49,7 @@ check "the VM runs" wait_state full running
 check "the guest booted (its agent connected)" wait_prop full AgentConnected true 180
 SUP=${VMSUPD_PID[full]}
 QPID=$(vmprop_value full Pid)
-check_here "a supervisor for a fake QEMU" vmsupd_start ff
+check_here "a supervisor for a second VM" vmsupd_start ff
 check "the console log has the boot" test -s "$CLOG"
 check "the console answers" console_says 'echo a$((6*7))' '\na42\r?\n'
 
@@ -73,12 +69,12 @@ shot=$(as vmsupf-con $PY "$CONSOLE_PY" shot full "$T/u/shot.png" 2>&1)
 check_match "full: Screenshot works (a memfd, not on this filesystem)" '^ok' "$shot"
 healthy "full"
 # Start with the run record impossible to write: QEMU runs, the reason is logged.
-check "full: Start of the fake QEMU" vmcall ff VM1 Start
+check "full: Start of the second VM" vmcall ff VM1 Start
 check "full: it runs" wait_state ff running
 check "full: the launcher said the run record cannot be written" \
         wait_for_line "$T/logs/ff.log" 'cannot write the run record.*No space left on device'
 check "full: no run record" test ! -e "$T/run/ff/run-state"
-check "full: the fake QEMU's supervisor answers" vmcall ff VM1 GetStatus
+check "full: the second VM's supervisor answers" vmcall ff VM1 GetStatus
 
 # --- free the space
 rm -f "$T/run/fill"
@@ -95,7 +91,7 @@ check "freed: the console log is written again" log_resumed
 check "freed: the log says what it is missing" grep -qE '^\[vmsupd: [0-9]+ bytes of console output not logged\]' "$CLOG"
 check "freed: the supervisor said the log resumed" grep -q 'console log .* can be written again' "$SLOG"
 healthy "freed"
-check "freed: Stop the fake QEMU" vmcall ff VM1 Stop
+check "freed: Stop the second VM" vmcall ff VM1 Stop
 check "freed: stopped" wait_state ff stopped
 check "freed: Start again" vmcall ff VM1 Start
 check "freed: running" wait_state ff running
