@@ -7,7 +7,8 @@
 #   - Screenshot (a memfd, not in the runtime directory) works;
 #   - Start writes the run record: it cannot, says so, and QEMU runs all the same (it cannot
 #     be adopted after a crash of the supervisor meanwhile: said, not hidden);
-#   - after freeing space, Start writes the record again and a new supervisor adopts QEMU.
+#   - after freeing space, Start writes the record again, and a new supervisor adopts QEMU
+#     from it (with the filesystem full again: adoption only reads).
 # The supervisor answers another caller throughout and nothing crashes.
 source "$(dirname "$0")/lib.sh"
 
@@ -97,13 +98,18 @@ check "freed: Start again" vmcall ff VM1 Start
 check "freed: running" wait_state ff running
 check "freed: the run record is written" test -s "$T/run/ff/run-state"
 FPID=$(vmprop_value ff Pid)
+# Adoption with the filesystem full again: the new supervisor only reads the record.
+dd if=/dev/zero of="$T/run/fill" bs=4k > /dev/null 2>&1
+check_eq "full again" 0 "$(df -k --output=avail "$T/run" | tail -1 | tr -d ' ')"
 kill -KILL "${VMSUPD_PID[ff]}"
 wait "${VMSUPD_PID[ff]}" 2>/dev/null
 unset "VMSUPD_PID[ff]"
-check_here "freed: a new supervisor" vmsupd_start ff
-check "freed: it adopts the VM" wait_state ff running
-check_eq "freed: the same QEMU" "$FPID" "$(vmprop_value ff Pid)"
-check_eq "freed: StateReason reattached" reattached "$(vmprop_value ff StateReason)"
+check_here "full again: a new supervisor" vmsupd_start ff
+check "full again: it adopts the VM" wait_state ff running
+check_eq "full again: the same QEMU" "$FPID" "$(vmprop_value ff Pid)"
+check_eq "full again: StateReason reattached" reattached "$(vmprop_value ff StateReason)"
+check "full again: QEMU answers through it" vmcall ff VM1 GetStatus
+rm -f "$T/run/fill"
 check "no sanitizer report" bash -c "! cat '$T'/logs/*.log | grep -E 'Sanitizer|runtime error'"
 
 finish
