@@ -114,7 +114,8 @@ static bool method_takes_fds(const char *iface, const char *member) {
         return false;
 }
 
-/* Callers with no right here are not remembered between calls. */
+/* Which of the credentials cache's two lists a caller goes to: those with no right here
+ * are bounded apart, so that they never evict a caller with rights. */
 static bool caller_has_rights(const Caller *caller, void *userdata) {
         VmBus *b = userdata;
 

@@ -38,6 +38,14 @@ BusQuota *bus_quota_free(BusQuota *q) {
         return NULL;
 }
 
+/* sd_bus_error_setf() returns the errno of the name's mapping, and org.vmsup's names are
+ * not registered with sd-bus (it would be -EIO): the contract is -EBUSY. */
+#define BUSY(error, fmt, bound)                                                \
+        ({                                                                     \
+                (void) sd_bus_error_setf(error, VMSUP_ERROR_BUSY, fmt, bound); \
+                -EBUSY;                                                        \
+        })
+
 int bus_quota_acquire(BusQuota *q, sd_bus_message *m, const Caller *caller, BusQuotaKind kind, BusTicket **ret,
                       sd_bus_error *error) {
         const char *sender = sd_bus_message_get_sender(m) ?: "";
@@ -60,21 +68,21 @@ int bus_quota_acquire(BusQuota *q, sd_bus_message *m, const Caller *caller, BusQ
                 }
         }
         if (per_conn >= BUS_CALLS_PER_CONNECTION_MAX)
-                return sd_bus_error_setf(error, VMSUP_ERROR_BUSY,
-                                         "This connection has %u calls in flight already; wait for their answers.",
-                                         BUS_CALLS_PER_CONNECTION_MAX);
+                return BUSY(error,
+                            "This connection has %u calls in flight already; wait for their answers.",
+                            BUS_CALLS_PER_CONNECTION_MAX);
         if (per_uid >= BUS_CALLS_PER_UID_MAX)
-                return sd_bus_error_setf(error, VMSUP_ERROR_BUSY,
-                                         "This user has %u calls in flight already; wait for their answers.",
-                                         BUS_CALLS_PER_UID_MAX);
+                return BUSY(error,
+                            "This user has %u calls in flight already; wait for their answers.",
+                            BUS_CALLS_PER_UID_MAX);
         if (kind == BUS_QUOTA_AGENT && per_kind >= BUS_AGENT_PER_UID_MAX)
-                return sd_bus_error_setf(error, VMSUP_ERROR_BUSY,
-                                         "This user has %u agent commands waiting already; wait for their answers.",
-                                         BUS_AGENT_PER_UID_MAX);
+                return BUSY(error,
+                            "This user has %u agent commands waiting already; wait for their answers.",
+                            BUS_AGENT_PER_UID_MAX);
         if (kind == BUS_QUOTA_TRANSFER && per_kind >= BUS_TRANSFERS_PER_UID_MAX)
-                return sd_bus_error_setf(error, VMSUP_ERROR_BUSY,
-                                         "This user has %u file transfers under way already; try again later.",
-                                         BUS_TRANSFERS_PER_UID_MAX);
+                return BUSY(error,
+                            "This user has %u file transfers under way already; try again later.",
+                            BUS_TRANSFERS_PER_UID_MAX);
         t = calloc(1, sizeof *t);
         if (!t)
                 return -ENOMEM;

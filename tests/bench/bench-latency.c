@@ -544,7 +544,8 @@ static void flood_row(Ctx *root_ctx, const char *id, const char *flooder, const 
         FloodCounts *counts = MAP_FAILED, before = {}, after = {};
         char last_err[256] = "";
         pid_t child = 0;
-        uint64_t t_flood = 0;
+        uint64_t t_flood = 0, t0_row, sup_cpu0 = 0, sup_cpu1 = 0, bus_cpu0 = 0, bus_cpu1 = 0;
+        double secs_row, sup_pct, bus_pct;
         int r;
 
         r = bus_open_as(cfg.user, &bus);
@@ -574,6 +575,12 @@ static void flood_row(Ctx *root_ctx, const char *id, const char *flooder, const 
         }
         Ctx c = *root_ctx;
         c.bus = bus;
+        /* What the supervisor and the bus daemon spend meanwhile: a refused call costs the
+         * supervisor a dispatch, and each credentials query both of them a round trip. */
+        t0_row = now_ns();
+        (void) proc_cpu_ns(c.sup_pid, &sup_cpu0);
+        if (cfg.dbus_pid > 0)
+                (void) proc_cpu_ns(cfg.dbus_pid, &bus_cpu0);
         for (unsigned i = 0; i < n; i++)
                 for (size_t k = 0; k < ELEMENTSOF(ops); k++) {
                         uint64_t t0 = now_ns();
@@ -587,6 +594,12 @@ static void flood_row(Ctx *root_ctx, const char *id, const char *flooder, const 
                         } else
                                 samples_add(&s[k], t1 - t0);
                 }
+        (void) proc_cpu_ns(c.sup_pid, &sup_cpu1);
+        if (cfg.dbus_pid > 0)
+                (void) proc_cpu_ns(cfg.dbus_pid, &bus_cpu1);
+        secs_row = (double) (now_ns() - t0_row) / 1e9;
+        sup_pct = 100.0 * (double) (sup_cpu1 - sup_cpu0) / 1e9 / secs_row;
+        bus_pct = 100.0 * (double) (bus_cpu1 - bus_cpu0) / 1e9 / secs_row;
         if (flooder) {
                 double secs = (double) (now_ns() - t_flood) / 1e9;
                 after = *counts;
@@ -600,18 +613,19 @@ static void flood_row(Ctx *root_ctx, const char *id, const char *flooder, const 
         {
                 unsigned total_failed = failed[0] + failed[1] + failed[2];
                 double success = 100.0 * (3.0 * n - total_failed) / (3.0 * n);
-                json_t *d = json_pack("{s:s,s:s,s:s,s:f,s:o,s:o,s:o,s:i,s:i,s:i,s:I,s:I,s:I}", "user", cfg.user,
+                json_t *d = json_pack("{s:s,s:s,s:s,s:f,s:o,s:o,s:o,s:i,s:i,s:i,s:I,s:I,s:I,s:f,s:f}", "user", cfg.user,
                                       "flooder", flooder ?: "", "unit", "us", "success_pct", success, "State",
                                       samples_json(&s[0], 1e3), "GetStatus", samples_json(&s[1], 1e3),
                                       "HumanCommand", samples_json(&s[2], 1e3), "failed_state", (int) failed[0],
                                       "failed_getstatus", (int) failed[1], "failed_hmp", (int) failed[2],
                                       "flood_ok", (json_int_t) (after.ok - before.ok), "flood_busy",
                                       (json_int_t) (after.busy - before.busy), "flood_other",
-                                      (json_int_t) (after.other - before.other));
+                                      (json_int_t) (after.other - before.other), "sup_cpu_pct", sup_pct,
+                                      "bus_cpu_pct", cfg.dbus_pid > 0 ? bus_pct : -1.0);
                 _cleanup_free_ char *a = strf("p99: State %.0f µs, GetStatus %.0f µs, HumanCommand %.0f µs; "
-                                              "%.1f%% of %u calls answered",
+                                              "%.1f%% of %u calls answered; CPU: supervisor %.0f%%, bus daemon %.0f%%",
                                               samples_pct(&s[0], 99) / 1e3, samples_pct(&s[1], 99) / 1e3,
-                                              samples_pct(&s[2], 99) / 1e3, success, 3 * n);
+                                              samples_pct(&s[2], 99) / 1e3, success, 3 * n, sup_pct, bus_pct);
                 if (total_failed > 0)
                         note_add("%s: %u calls of the second caller failed; the last: %s", id, total_failed, last_err);
                 row_add(id, figure, a, NULL, NULL, goal, total_failed == 0 ? VERDICT_MET : VERDICT_MISSED, d);
