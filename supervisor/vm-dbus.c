@@ -384,7 +384,10 @@ static int method_subscribe(sd_bus_message *m, void *userdata, sd_bus_error *err
                 return r;
         if (!b->vm->events)
                 return sd_bus_error_set(error, SD_BUS_ERROR_FAILED, "Events are not available.");
-        r = vm_events_subscribe(b->vm->events, sd_bus_message_get_sender(m), &caller);
+        if (sd_bus_message_get_sender(m))
+                r = vm_events_subscribe(b->vm->events, sd_bus_message_get_sender(m), &caller);
+        else
+                r = vm_events_subscribe_peer(b->vm->events, sd_bus_message_get_bus(m), &caller);
         if (r == -EBUSY)
                 return sd_bus_error_setf(error, VMSUP_ERROR_BUSY, "There are %u subscribers already, try again later.",
                                          VM_EVENTS_SUBSCRIBERS_MAX);
@@ -401,8 +404,10 @@ static int method_unsubscribe(sd_bus_message *m, void *userdata, sd_bus_error *e
         r = bus_require(b, m, PRIV_VM_AUDIT, error);
         if (r < 0)
                 return r;
-        if (b->vm->events)
+        if (b->vm->events && sd_bus_message_get_sender(m))
                 (void) vm_events_unsubscribe(b->vm->events, sd_bus_message_get_sender(m));
+        else if (b->vm->events)
+                (void) vm_events_unsubscribe_peer(b->vm->events, sd_bus_message_get_bus(m));
         return sd_bus_reply_method_return(m, NULL);
 }
 
