@@ -134,6 +134,31 @@ for i in $(seq 100); do [[ $(sockets_of) -le $base ]] && break; sleep 0.1; done
 check_eq "all disconnected: every socket freed" "$base" "$(sockets_of)"
 check_eq "and a new user connection is served" "ok running" "$(direct_as vmsupd-audit get "$DIRECT" State)"
 
+# --- vmsupctl: the direct socket when it answers, else the bus
+ctl_direct() { "$VMSUPCTL" --direct --runtime-dir "$T/run" "$@"; }
+check_match "vmsupctl --direct status (root)" 'running' "$(ctl_direct status d1 2>&1)"
+check_match "vmsupctl --direct status (VM.Audit user)" 'running' "$(as vmsupd-audit "$VMSUPCTL" --direct --runtime-dir "$T/run" status d1 2>&1)"
+out=$(as vmsupd-none "$VMSUPCTL" --direct --runtime-dir "$T/run" status d1 2>&1); rc=$?
+check_eq "vmsupctl --direct, no right: exit 4" 4 "$rc"
+check_match "vmsupctl --direct, no right: access denied, names VM.Audit" 'access denied.*VM.Audit' "$out"
+check_match "auto: the direct socket, with no bus at all" 'running' \
+        "$(VMSUP_BUS=unix:path=$T/nobus VMSUP_RUNTIME_DIR=$T/run "$VMSUPCTL" status d1 2>&1)"
+check_match "auto: the bus when there is no direct socket" 'running' \
+        "$(VMSUP_BUS=$BUS VMSUP_RUNTIME_DIR=$T/nodir "$VMSUPCTL" status d1 2>&1)"
+out=$("$VMSUPCTL" --direct --runtime-dir "$T/nodir" status d1 2>&1); rc=$?
+check_eq "--direct without a socket: exit 5" 5 "$rc"
+check_match "--direct without a socket: says so" 'cannot use its direct socket' "$out"
+out=$(VMSUP_RUNTIME_DIR=$T/run "$VMSUPCTL" --no-direct --bus unix:path=$T/nobus status d1 2>&1); rc=$?
+check_eq "--no-direct: the bus only (none here): exit 1" 1 "$rc"
+check_match "vmsupctl --direct monitor (HumanCommand)" 'VM status: running' "$(ctl_direct monitor d1 info status 2>&1)"
+"$VMSUPCTL" --direct --runtime-dir "$T/run" events d1 > "$T/ctl-events.out" 2>&1 &
+CTLEV=$!
+check "vmsupctl --direct events: subscribed" wait_for_line "$T/ctl-events.out" READY 20
+check "pause over the bus" vmcall d1 VM1 Pause
+check "vmsupctl --direct events: StateChanged paused" wait_for_line "$T/ctl-events.out" 'paused' 20
+check "resume" vmcall d1 VM1 Resume
+kill "$CTLEV" 2>/dev/null; wait "$CTLEV" 2>/dev/null
+
 # --- a subscriber that leaves is forgotten: Subscribe again from a new one works
 kill "$SUB" 2>/dev/null; wait "$SUB" 2>/dev/null
 check_match "GetStatus still answers after the subscriber left" '^ok' "$(direct call "$DIRECT" VM1 GetStatus)"
