@@ -150,7 +150,8 @@ int main(int argc, char *argv[]) {
                cfg.starts, cfg.fleet, cfg.readfile_runs, cfg.readfile_mib);
 
         if (section_enabled("state") || section_enabled("hmp") || section_enabled("getstatus") ||
-            section_enabled("nonroot") || section_enabled("flood") || section_enabled("clients") || section_enabled("memory")) {
+            section_enabled("nonroot") || section_enabled("flood") || section_enabled("clients") || section_enabled("memory") ||
+            section_enabled("direct")) {
                 printf("vmsup-bench: round trips, 16 clients, idle memory …\n");
                 bench_latency();
         }

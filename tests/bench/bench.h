@@ -133,6 +133,9 @@ int define_vm(const char *name, const char *json_text);
 /* ---- the bus ---- */
 
 int bus_open(sd_bus **ret);
+/* A direct (peer-to-peer) connection to supervisor name's own socket, DIR/run/NAME.bus (the
+ * handshake completes with the first call). Messages on it carry no destination. */
+int direct_open(const char *name, sd_bus **ret);
 /* A connection authenticated as user (a name): a caller that is not root. */
 int bus_open_as(const char *user, sd_bus **ret);
 /* Properties.Get(org.vmsup.VM1, prop) as a string; checks it equals want when want != NULL.

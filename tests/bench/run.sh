@@ -10,7 +10,7 @@
 # Environment (all optional):
 #   VMSUP_BENCH_QUICK=1           a fast smoke run (smaller counts and file, 20 VMs)
 #   VMSUP_BENCH_STRICT=1          exit 3 when a goal is missed (a failed measurement always exits 1)
-#   VMSUP_BENCH_ONLY=a,b          sections: state hmp getstatus nonroot flood clients memory start fleet
+#   VMSUP_BENCH_ONLY=a,b          sections: state hmp getstatus nonroot flood clients direct memory start fleet agent
 #                                 readfile readfile-command, and stress (only when named: make stress)
 #   VMSUP_BENCH_ITERATIONS=N      timed calls per side per latency row (5000)
 #   VMSUP_BENCH_WARMUP=N          untimed calls per side first (300)
