@@ -41,8 +41,8 @@ HARNESS_PID=
 for f in "$VMSUPD" "$BENCH_BIN"; do
         [[ -x $f ]] || { echo "run.sh: $f missing (make bench builds it)" >&2; exit 1; }
 done
-# Only the ReadFile rows boot the guest.
-if [[ -z ${VMSUP_BENCH_ONLY:-} || ${VMSUP_BENCH_ONLY} == *readfile* ]]; then
+# Only the ReadFile and agent rows boot the guest.
+if [[ -z ${VMSUP_BENCH_ONLY:-} || ${VMSUP_BENCH_ONLY} == *readfile* || ${VMSUP_BENCH_ONLY} == *agent* ]]; then
         [[ -s $GUEST_DIR/vmlinuz && -s $GUEST_DIR/initrd.img ]] ||
                 { echo "run.sh: no test guest in $GUEST_DIR (make guest)" >&2; exit 1; }
 fi
