@@ -18,9 +18,10 @@
 #   VMSUP_BENCH_CLIENTS=N         concurrent clients (16)
 #   VMSUP_BENCH_SECONDS=N         measured seconds of the concurrent-clients row (5)
 #   VMSUP_BENCH_STARTS=N          timed starts per side (30)
-#   VMSUP_BENCH_FLEET=N           supervisors in the fleet rows (100)
+#   VMSUP_BENCH_FLEET=N           supervisors in the fleet rows (100; make bench-fleet: 500)
 #   VMSUP_BENCH_FLEET_ROUNDS=N    listing rounds per variant (20)
 #   VMSUP_BENCH_STRESS_ROUNDS=N   stress: rounds of VMSUP_BENCH_FLEET concurrent starts and stops (50)
+#   VMSUP_BENCH_AGENT_ITERATIONS=N  timed agent commands per side per agent row (1000)
 #   VMSUP_BENCH_READFILE_RUNS=N   ReadFile transfers per side (3)
 #   VMSUP_BENCH_READFILE_MIB=N    size of the guest file (200)
 #   VMSUP_BENCH_GUEST_MIB=N       guest RAM (768; the file lives in the guest's tmpfs)
@@ -68,6 +69,10 @@ trap 'exit 130' INT TERM HUP
 ensure_user vmsupbench # a caller that is not root, known to the bench VM's ACL
 ensure_user vmsupflood # another one, with the same rights, flooding in the flood rows
 ensure_user vmsupnone  # one with no right at all, flooding in the flood rows
+# dbus-daemon's defaults allow a uid 256 connections: the fleet rows run 500 supervisors as root.
+BUS_EXTRA_CONF='<limit name="max_connections_per_user">4096</limit>
+  <limit name="max_completed_connections">4096</limit>
+  <limit name="max_incomplete_connections">1024</limit>'
 bus_start || exit 1
 mkdir -p "$OUT_DIR"
 
