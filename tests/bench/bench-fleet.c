@@ -321,8 +321,6 @@ void bench_fleet(void) {
         }
         /* The Gets above made this client known everywhere: leave before the listing runs. */
         bus = sd_bus_flush_close_unref(bus);
-        sleep(1); /* its departure reached every supervisor */
-        idle_row(pids);
         {
                 json_t *d = json_pack("{s:i,s:I,s:I,s:I,s:I,s:f}", "vms", (int) cfg.fleet, "pss_kib", (json_int_t) pss,
                                       "rss_kib", (json_int_t) rss, "qemu_pss_kib", (json_int_t) qpss, "qemu_rss_kib",
@@ -338,6 +336,8 @@ void bench_fleet(void) {
                 row_add("fleet_ready", f_ready, e, NULL, NULL, NULL, VERDICT_INFO, NULL);
                 json_decref(d);
         }
+        sleep(1); /* the departure of the client above reached every supervisor */
+        idle_row(pids);
 
         struct {
                 const char *id, *figure, *goal;

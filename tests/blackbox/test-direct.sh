@@ -66,6 +66,12 @@ same_as_bus vmsupd-none "no right: Properties.GetAll refused as over the bus" ca
 same_as_bus vmsupd-none "no right: Properties.Set refused as over the bus" call org.freedesktop.DBus.Properties Set ssv org.vmsup.VM1 State x
 same_as_bus vmsupd-none "no right: an unknown method as over the bus" call VM1 NoSuchMethod
 same_as_bus vmsupd-none "no right: the wrong signature as over the bus" call VM1 GetEvents s x
+big=$(head -c 100000 /dev/zero | tr '\0' x)
+same_as_bus vmsupd-none "no right: a 100 kB HumanCommand refused as over the bus" call Monitor1 HumanCommand s "$big"
+same_as_bus root "root: a 100 kB Execute request refused as over the bus" call Monitor1 Execute s "{\"execute\":\"$big\"}"
+deep=$(printf '[%.0s' $(seq 100))$(printf ']%.0s' $(seq 100))
+same_as_bus root "root: 100 levels of nesting refused as over the bus" call Monitor1 Execute s "{\"execute\":\"x\",\"arguments\":{\"a\":$deep}}"
+same_as_bus root "root: GetEvents with a string for a number as over the bus" call VM1 GetEvents s 0
 same_as_bus vmsupd-audit "VM.Audit user: Start refused as over the bus" call VM1 Start
 same_as_bus vmsupd-audit "VM.Audit user: Monitor1.Execute refused as over the bus" call Monitor1 Execute s '{"execute":"query-status"}'
 same_as_bus vmsupd-audit "VM.Audit user: GetEvents as over the bus" call VM1 GetEvents t 0
