@@ -13,7 +13,7 @@ _vmsupctl() {
                 case $w in
                 --bus) bus=(--bus "${COMP_WORDS[i + 1]}"); ((i++)) ;;
                 --bus=*) bus=("$w") ;;
-                --timeout | --count | --since | --offset | --length | --hold-ms | --listen) ((i++)) ;;
+                --timeout | --count | --since | --offset | --length | --hold-ms | --listen | --runtime-dir) ((i++)) ;;
                 -*) ;;
                 *) if [[ -z $verb ]]; then verb=$w; else ((nargs++)); fi ;;
                 esac
@@ -28,10 +28,14 @@ _vmsupctl() {
                 COMPREPLY=()
                 return
                 ;;
+        --runtime-dir)
+                COMPREPLY=($(compgen -d -- "$cur"))
+                return
+                ;;
         esac
 
         if [[ $cur == -* ]]; then
-                local opts="--bus --json --help --version"
+                local opts="--bus --direct --no-direct --runtime-dir --json --help --version"
                 case $verb in
                 list) opts+=" --name" ;;
                 start) opts+=" --paused" ;;
