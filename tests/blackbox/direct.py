@@ -12,6 +12,9 @@
 #   direct.py subscribe SOCKET     VM1.Subscribe, prints "READY", then one line per signal received
 #   direct.py hold SOCKET N        N connections, each reading State once; prints a count of each
 #                                  outcome, then "HOLDING", and keeps them open until killed
+#   direct.py unread SOCKET N      N State reads sent at once, none of the replies read; then
+#                                  waits 2 s and pings: prints "CLOSED" when the supervisor
+#                                  closed the connection, "OPEN" otherwise
 #   direct.py silent SOCKET        connects and sends nothing at all; prints "SILENT", then waits
 #                                  for the supervisor to close the socket: prints "CLOSED"
 import os
@@ -123,6 +126,19 @@ def main():
         print("HOLDING", flush=True)
         while True:
             time.sleep(60)
+    elif cmd == "unread":
+        c = connect_fds(sock)
+        for _ in range(int(sys.argv[3])):
+            m = dbus.lowlevel.MethodCallMessage(None, PATH, "org.freedesktop.DBus.Properties", "Get")
+            m.append("org.vmsup.VM1", "State", signature="ss")
+            c.send_message(m)
+        c.flush()
+        time.sleep(2)
+        try:
+            c.call_blocking(None, PATH, "org.freedesktop.DBus.Peer", "Ping", "", [], timeout=10)
+            print("OPEN")
+        except dbus.exceptions.DBusException as e:
+            print("CLOSED")
     elif cmd == "silent":
         s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         s.connect(sock)

@@ -113,6 +113,11 @@ check_eq "over the bus too" running "$(vmprop_value d1 State)"
 check "the silent connector is closed by the supervisor" wait_for_line "$T/silent.out" CLOSED 30
 wait "$SILENT" 2>/dev/null
 
+# --- a peer that reads none of its replies is cut off (the bus daemon bounds that too)
+check_eq "a peer that leaves 100 replies unread stays connected" OPEN "$(direct_as vmsupd-audit unread "$DIRECT" 100)"
+check_eq "a peer that leaves 20000 replies unread is disconnected" CLOSED "$(direct_as vmsupd-none unread "$DIRECT" 20000)"
+check_eq "the others are still served" "ok running" "$(direct get "$DIRECT" State)"
+
 # --- the caps: 16 per user, 64 in all with 8 kept for root; freed on disconnect
 base=$(sockets_of)
 spawn_as vmsupd-many hold "$DIRECT" 20 > "$T/hold.out" 2>&1 &
