@@ -4,6 +4,7 @@
 #   make check             build and run every test (unit, black-box, unit files)
 #   make check SANITIZE=1  the same with ASan+UBSan (build-san/)
 #   make bench             benchmarks
+#   make bench-fleet FLEET=N   the fleet rows alone with N supervisors (500)
 #   make stress ROUNDS=N   N rounds of 100 concurrent VM starts and stops; counts failures
 #   make fuzz FUZZ_SECONDS=N   build the libFuzzer harnesses with clang (build-fuzz/)
 #                          and run each N seconds over its corpus (tests/fuzz/)
@@ -184,7 +185,7 @@ guest:
 
 # demo, check and bench are what a fresh machine runs (README): the packages
 # first, then a second make, which reads pkg-config's answers once they exist.
-demo check bench stress: deps
+demo check bench bench-fleet stress: deps
 	+@$(MAKE) --no-print-directory $@-run
 
 check-run: all tests guest
@@ -196,6 +197,11 @@ check-unit: all tests
 # Not part of check: minutes of wall time and two TCG guests (tests/bench/run.sh).
 bench-run: all guest $(BUILD)/bench/vmsup-bench
 	BUILD=$(BUILD) tests/bench/run.sh
+
+# The fleet rows alone at full scale: FLEET supervisors (`machine: none`), minutes long.
+FLEET ?= 500
+bench-fleet-run: all $(BUILD)/bench/vmsup-bench
+	BUILD=$(BUILD) VMSUP_BENCH_ONLY=fleet VMSUP_BENCH_FLEET=$(FLEET) tests/bench/run.sh
 
 # Not part of check either: ROUNDS × 100 QEMUs (`machine: none`), about 10 s a round.
 ROUNDS ?= 50
@@ -238,7 +244,7 @@ install: all
 clean:
 	rm -rf build build-san build-fuzz
 
-.PHONY: all tests guest check check-run check-unit bench bench-run stress stress-run demo demo-run deps deb \
+.PHONY: all tests guest check check-run check-unit bench bench-run bench-fleet bench-fleet-run stress stress-run demo demo-run deps deb \
         install clean fuzz fuzz-build
 
 # (Not the copy of the tree make deb builds in $(BUILD)/deb, nor its system.d directories.)

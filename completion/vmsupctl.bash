@@ -13,7 +13,7 @@ _vmsupctl() {
                 case $w in
                 --bus) bus=(--bus "${COMP_WORDS[i + 1]}"); ((i++)) ;;
                 --bus=*) bus=("$w") ;;
-                --timeout | --count | --since | --offset | --length | --hold-ms | --listen | --format) ((i++)) ;;
+                --timeout | --count | --since | --offset | --length | --hold-ms | --listen | --format | --runtime-dir) ((i++)) ;;
                 -*) ;;
                 *) if [[ -z $verb ]]; then verb=$w; else ((nargs++)); fi ;;
                 esac
@@ -32,10 +32,14 @@ _vmsupctl() {
                 COMPREPLY=($(compgen -W "prometheus openmetrics" -- "$cur"))
                 return
                 ;;
+        --runtime-dir)
+                COMPREPLY=($(compgen -d -- "$cur"))
+                return
+                ;;
         esac
 
         if [[ $cur == -* ]]; then
-                local opts="--bus --json --help --version"
+                local opts="--bus --direct --no-direct --runtime-dir --json --help --version"
                 case $verb in
                 list) opts+=" --name" ;;
                 start) opts+=" --paused" ;;

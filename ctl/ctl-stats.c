@@ -18,7 +18,7 @@ static int get_stats(sd_bus *bus, const char *name, char **groups, json_t **ret)
 
         if (asprintf(&dest, VM_BUS_PREFIX "%s", name) < 0)
                 return ctl_bus_fail(-ENOMEM, name);
-        r = sd_bus_message_new_method_call(bus, &m, dest, VM_OBJECT, VM_IFACE, "GetStats");
+        r = sd_bus_message_new_method_call(bus, &m, ctl_dest(bus, dest), VM_OBJECT, VM_IFACE, "GetStats");
         if (r >= 0)
                 r = sd_bus_message_append_strv(m, groups);
         if (r < 0)
@@ -40,7 +40,7 @@ int verb_stats(char **args, size_t n) {
         json_t *v;
         int r;
 
-        r = ctl_bus_open(&bus);
+        r = ctl_bus_open_vm(args[0], &bus);
         if (r < 0)
                 return -r;
         r = get_stats(bus, args[0], args + 1, &stats);

@@ -10,7 +10,7 @@
 
 #define VMSUPCTL_VERSION "0.1"
 
-CtlArgs arg = {};
+CtlArgs arg = { .direct = -1 };
 
 enum {
         OPT_JSON = 1 << 0,
@@ -97,12 +97,16 @@ static int run_simple(char **args, size_t n) {
 }
 
 static void help(void) {
-        printf("Usage: vmsupctl [--bus system|session|ADDRESS] [--json] VERB ...\n\n"
+        printf("Usage: vmsupctl [--bus system|session|ADDRESS] [--direct|--no-direct] [--json] VERB ...\n\n"
                "Controls the virtual machines that vmsupd supervises (org.vmsup.VM.NAME on D-Bus).\n\n");
         for (size_t i = 0; i < ELEMENTSOF(verbs); i++)
                 printf("  %s\n        %s\n", verbs[i].usage, verbs[i].summary);
         printf("\nOptions:\n"
                "  --bus BUS       system (default, or $VMSUP_BUS), session, or a D-Bus address\n"
+               "  --direct        call the VM's supervisor on its own socket only (RUNTIME/NAME.bus);\n"
+               "                  without --bus, vmsupctl uses it when it answers, else the bus\n"
+               "  --no-direct     the bus only\n"
+               "  --runtime-dir DIR  where the direct sockets are (/run/vmsup, or $VMSUP_RUNTIME_DIR)\n"
                "  --json          print data as JSON (list, status, stats, monitor, qmp, agent, events,\n"
                "                  read-file, write-file)\n"
                "  -h, --help, --version\n\n"
@@ -140,6 +144,9 @@ int main(int argc, char *argv[]) {
                 ARG_SINCE,
                 ARG_FORMAT,
                 ARG_VERSION,
+                ARG_DIRECT,
+                ARG_NO_DIRECT,
+                ARG_RUNTIME_DIR,
         };
         static const struct option options[] = {
                 { "bus", required_argument, NULL, ARG_BUS },
@@ -156,6 +163,9 @@ int main(int argc, char *argv[]) {
                 { "listen", required_argument, NULL, ARG_LISTEN },
                 { "since", required_argument, NULL, ARG_SINCE },
                 { "format", required_argument, NULL, ARG_FORMAT },
+                { "direct", no_argument, NULL, ARG_DIRECT },
+                { "no-direct", no_argument, NULL, ARG_NO_DIRECT },
+                { "runtime-dir", required_argument, NULL, ARG_RUNTIME_DIR },
                 { "help", no_argument, NULL, 'h' },
                 { "version", no_argument, NULL, ARG_VERSION },
                 {},
@@ -170,6 +180,15 @@ int main(int argc, char *argv[]) {
                 switch (c) {
                 case ARG_BUS:
                         arg.bus = optarg;
+                        break;
+                case ARG_DIRECT:
+                        arg.direct = 1;
+                        break;
+                case ARG_NO_DIRECT:
+                        arg.direct = 0;
+                        break;
+                case ARG_RUNTIME_DIR:
+                        arg.runtime_dir = optarg;
                         break;
                 case ARG_JSON:
                         arg.json = true;

@@ -47,7 +47,7 @@ struct QmpRequest {
         uint64_t id;
         qmp_reply_cb_t cb;
         void *userdata;
-        sd_event_source *timer;
+        uint64_t deadline; /* CLOCK_MONOTONIC; 0 once reported (the client's one timer: c->timer) */
         bool internal; /* qmp_capabilities: not counted, cannot be cancelled */
         /* Reported (timed out or cancelled) but not answered by QEMU yet: kept, without
          * callback or timer, so that its late reply is recognized as its own. */
@@ -65,6 +65,11 @@ struct QmpClient {
         sd_event *event;
         sd_event_source *io;
         sd_event_source *error_source; /* reports a write error met inside qmp_send() */
+        /* One timer for every request's timeout, armed for the earliest deadline or later: a
+         * request answered in time costs no timer system call. When it fires, the requests
+         * due fail and it is armed for the next deadline. */
+        sd_event_source *timer;
+        uint64_t timer_at; /* when it fires (0: disarmed) */
         int fd;
         uint32_t io_events;
         int write_error;
@@ -121,6 +126,7 @@ static void qmp_client_unref(QmpClient *c) {
         /* Only reached through qmp_client_free(), which failed every request already. */
         sd_event_source_disable_unref(c->io);
         sd_event_source_disable_unref(c->error_source);
+        sd_event_source_disable_unref(c->timer);
         safe_close(c->fd);
         free(c->in);
         free(c->out);
@@ -138,8 +144,6 @@ static void qmp_request_unlink_free(QmpRequest *req) {
                 c->n_orphans--;
         else if (!req->internal)
                 c->n_requests--;
-        /* Safe from inside the timer's own callback: sd-event defers the final free. */
-        sd_event_source_disable_unref(req->timer);
         free(req);
 }
 
@@ -147,7 +151,7 @@ static void qmp_request_unlink_free(QmpRequest *req) {
 static void qmp_request_orphan(QmpRequest *req) {
         QmpClient *c = req->client;
 
-        req->timer = sd_event_source_disable_unref(req->timer);
+        req->deadline = 0;
         req->cb = NULL;
         req->userdata = NULL;
         req->orphan = true;
@@ -221,11 +225,68 @@ static void qmp_fail_requests(QmpClient *c) {
                         qmp_request_complete(req, -ECONNRESET, NULL, NULL, NULL);
 }
 
-static int qmp_on_request_timeout(sd_event_source *s, uint64_t usec, void *userdata) {
-        QmpRequest *req = userdata;
+static int qmp_timer_arm(QmpClient *c, uint64_t deadline, uint64_t accuracy);
 
-        log_debug("QMP request %" PRIu64 " timed out", req->id);
-        qmp_request_complete(req, -ETIMEDOUT, NULL, NULL, NULL);
+/* The earliest deadline of the live requests (0: none). */
+static uint64_t qmp_next_deadline(QmpClient *c) {
+        uint64_t next = 0;
+        QmpRequest *req;
+
+        LIST_FOREACH(req, &c->requests)
+                if (req->deadline > 0 && (next == 0 || req->deadline < next))
+                        next = req->deadline;
+        return next;
+}
+
+static int qmp_on_timer(sd_event_source *s, uint64_t usec, void *userdata) {
+        QmpClient *c = qmp_client_ref(userdata);
+        uint64_t now = 0, next;
+
+        c->timer_at = 0;
+        (void) sd_event_now(c->event, CLOCK_MONOTONIC, &now);
+        /* One at a time, from the head again after each callback (which may send, cancel, or
+         * free the client: then the list is empty). */
+        for (;;) {
+                QmpRequest *req, *due = NULL;
+
+                LIST_FOREACH(req, &c->requests)
+                        if (req->deadline > 0 && req->deadline <= now) {
+                                due = req;
+                                break;
+                        }
+                if (!due)
+                        break;
+                log_debug("QMP request %" PRIu64 " timed out", due->id);
+                qmp_request_complete(due, -ETIMEDOUT, NULL, NULL, NULL);
+        }
+        next = c->free_requested ? 0 : qmp_next_deadline(c);
+        if (next > 0)
+                (void) qmp_timer_arm(c, next, 1);
+        qmp_client_unref(c);
+        return 0;
+}
+
+/* Makes sure the timer fires by deadline (it may fire earlier: for an earlier request, or
+ * one since answered; then it is armed again for the next). */
+static int qmp_timer_arm(QmpClient *c, uint64_t deadline, uint64_t accuracy) {
+        int r;
+
+        if (c->timer_at > 0 && c->timer_at <= deadline)
+                return 0;
+        if (!c->timer) {
+                r = sd_event_add_time(c->event, &c->timer, CLOCK_MONOTONIC, deadline, accuracy, qmp_on_timer, c);
+                if (r < 0)
+                        return r;
+        } else {
+                r = sd_event_source_set_time(c->timer, deadline);
+                if (r >= 0)
+                        r = sd_event_source_set_time_accuracy(c->timer, accuracy);
+                if (r >= 0)
+                        r = sd_event_source_set_enabled(c->timer, SD_EVENT_ONESHOT);
+                if (r < 0)
+                        return r;
+        }
+        c->timer_at = deadline;
         return 0;
 }
 
@@ -445,16 +506,16 @@ static int qmp_submit(QmpClient *c, const char *execute, json_t *arguments, uint
                 accuracy = 250 * USEC_PER_MSEC;
         if (accuracy == 0)
                 accuracy = 1;
-        r = sd_event_add_time_relative(c->event, &req->timer, CLOCK_MONOTONIC, timeout_usec, accuracy,
-                                       qmp_on_request_timeout, req);
+        uint64_t now = 0;
+        (void) sd_event_now(c->event, CLOCK_MONOTONIC, &now);
+        req->deadline = now + timeout_usec;
+        r = qmp_timer_arm(c, req->deadline, accuracy);
         if (r < 0)
                 return r;
 
         r = qmp_output_append_command(c, execute, arguments, req->id);
-        if (r < 0) {
-                sd_event_source_disable_unref(req->timer);
-                return r;
-        }
+        if (r < 0)
+                return r; /* the timer finds no request due, or another one's */
 
         LIST_APPEND(&c->requests, req);
         if (!internal)

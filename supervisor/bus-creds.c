@@ -25,8 +25,18 @@ typedef struct CredsEntry {
         CredsCache *cache;
 } CredsEntry;
 
+typedef struct CredsPeer {
+        sd_bus *bus; /* not referenced: removed before the connection is freed */
+        uid_t uid;
+        pid_t pid;
+        gid_t *groups;
+        size_t n_groups;
+        struct CredsPeer *next;
+} CredsPeer;
+
 struct CredsCache {
         sd_bus *bus;
+        CredsPeer *peers; /* direct connections; a few dozen at most */
         creds_keep_t keep;
         void *userdata;
         CredsEntry *buckets[CREDS_BUCKETS];
@@ -296,6 +306,47 @@ static void entry_retire(CredsCache *c, CredsEntry *e) {
         c->retired = e;
 }
 
+static CredsPeer *peer_find(CredsCache *c, sd_bus *bus) {
+        for (CredsPeer *p = c->peers; p; p = p->next)
+                if (p->bus == bus)
+                        return p;
+        return NULL;
+}
+
+int creds_cache_add_peer(CredsCache *c, sd_bus *bus, const Caller *caller) {
+        CredsPeer *p;
+        size_t n = caller->n_groups < CREDS_GROUPS_MAX ? caller->n_groups : CREDS_GROUPS_MAX;
+
+        p = calloc(1, sizeof *p);
+        if (!p)
+                return -ENOMEM;
+        p->groups = calloc(n + 1, sizeof(gid_t));
+        if (!p->groups) {
+                free(p);
+                return -ENOMEM;
+        }
+        if (n > 0)
+                memcpy(p->groups, caller->groups, n * sizeof(gid_t));
+        p->n_groups = n;
+        p->uid = caller->uid;
+        p->pid = caller->pid;
+        p->bus = bus;
+        p->next = c->peers;
+        c->peers = p;
+        return 0;
+}
+
+void creds_cache_remove_peer(CredsCache *c, sd_bus *bus) {
+        for (CredsPeer **pp = &c->peers; *pp; pp = &(*pp)->next)
+                if ((*pp)->bus == bus) {
+                        CredsPeer *p = *pp;
+                        *pp = p->next;
+                        free(p->groups);
+                        free(p);
+                        return;
+                }
+}
+
 int creds_cache_gate(CredsCache *c, sd_bus_message *m) {
         const char *sender = sd_bus_message_get_sender(m);
         CredsEntry *e;
@@ -306,8 +357,8 @@ int creds_cache_gate(CredsCache *c, sd_bus_message *m) {
                 entry_free(c->retired, false);
                 c->retired = NULL;
         }
-        if (!sender)
-                return -EPERM; /* peer-to-peer: no bus to ask */
+        if (!sender) /* peer-to-peer: the caller is the connection's peer, or nobody */
+                return peer_find(c, sd_bus_message_get_bus(m)) ? 0 : -EPERM;
         e = entry_find(c, sender);
         if (e && e->ready) {
                 if (e->kept && c->lru.head != e && c->refused_lru.head != e) {
@@ -364,8 +415,20 @@ int creds_cache_lookup(CredsCache *c, sd_bus_message *m, Caller *ret) {
         const char *sender = sd_bus_message_get_sender(m);
         CredsEntry *e;
 
-        if (!sender)
-                return -ENOENT;
+        if (!sender) {
+                CredsPeer *p = peer_find(c, sd_bus_message_get_bus(m));
+
+                if (!p)
+                        return -ENOENT;
+                *ret = (Caller) {
+                        .uid = p->uid,
+                        .gid = (gid_t) -1, /* the groups hold the primary group too */
+                        .groups = p->groups,
+                        .n_groups = p->n_groups,
+                        .pid = p->pid,
+                };
+                return 0;
+        }
         e = entry_find(c, sender);
         if (!e && c->retired && streq(c->retired->name, sender))
                 e = c->retired;
@@ -415,6 +478,8 @@ CredsCache *creds_cache_free(CredsCache *c) {
                 }
         if (c->retired)
                 entry_free(c->retired, false);
+        while (c->peers)
+                creds_cache_remove_peer(c, c->peers->bus);
         sd_bus_unref(c->bus);
         free(c);
         return NULL;

@@ -66,3 +66,10 @@ int creds_cache_lookup(CredsCache *c, sd_bus_message *m, Caller *ret);
 size_t creds_cache_size(CredsCache *c);
 /* Callers remembered with some right here; *ret_refused (may be NULL) those with none. */
 size_t creds_cache_kept(CredsCache *c, size_t *ret_refused);
+
+/* Direct (peer-to-peer) connections have no sender name and no bus to ask: their caller is
+ * the socket's peer, known when the connection was accepted (SO_PEERCRED, SO_PEERGROUPS).
+ * The gate and the lookup find a message's caller by its connection. The caller's groups are
+ * copied. Returns 0 or -ENOMEM. */
+int creds_cache_add_peer(CredsCache *c, sd_bus *bus, const Caller *caller);
+void creds_cache_remove_peer(CredsCache *c, sd_bus *bus);

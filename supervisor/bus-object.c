@@ -162,6 +162,65 @@ static int on_object_message(sd_bus_message *m, void *userdata, sd_bus_error *er
         return 0; /* on to the vtable, whose handler authorizes the call */
 }
 
+struct BusPeer {
+        BusObject *object;
+        sd_bus *bus;
+        sd_bus_slot *fds_filter;
+        sd_bus_slot *object_slot;
+        sd_bus_slot *slots[ELEMENTSOF(bus_interfaces)];
+};
+
+static void *interface_userdata(BusObject *o, size_t i) {
+        return bus_interfaces[i]->state_new ? o->interfaces[i].state : (void *) &o->base;
+}
+
+int bus_object_add_peer(BusObject *o, sd_bus *bus, const Caller *caller, BusPeer **ret) {
+        _cleanup_(bus_peer_freep) BusPeer *p = NULL;
+        int r;
+
+        p = calloc(1, sizeof *p);
+        if (!p)
+                return -ENOMEM;
+        p->object = o;
+        p->bus = sd_bus_ref(bus);
+        r = creds_cache_add_peer(o->base.creds, bus, caller);
+        if (r < 0) {
+                p->object = NULL; /* nothing to remove */
+                return r;
+        }
+        r = bus_fds_watch_bus(bus, &p->fds_filter);
+        if (r < 0)
+                return r;
+        r = sd_bus_add_object(bus, &p->object_slot, VM_OBJECT_PATH, on_object_message, o);
+        if (r < 0)
+                return r;
+        for (size_t i = 0; i < ELEMENTSOF(bus_interfaces); i++) {
+                r = sd_bus_add_object_vtable(bus, &p->slots[i], VM_OBJECT_PATH, bus_interfaces[i]->name,
+                                             bus_interfaces[i]->vtable, interface_userdata(o, i));
+                if (r < 0)
+                        return r;
+        }
+        *ret = TAKE_PTR(p);
+        return 0;
+}
+
+BusPeer *bus_peer_free(BusPeer *p) {
+        if (!p)
+                return NULL;
+        for (size_t i = 0; i < ELEMENTSOF(bus_interfaces); i++)
+                sd_bus_slot_unref(p->slots[i]);
+        sd_bus_slot_unref(p->object_slot);
+        sd_bus_slot_unref(p->fds_filter);
+        if (p->object) {
+                if (p->object->events)
+                        (void) vm_events_unsubscribe_peer(p->object->events, p->bus);
+                creds_cache_remove_peer(p->object->base.creds, p->bus);
+        }
+        sd_bus_unref(p->bus);
+        free(p);
+        return NULL;
+}
+
 int bus_object_new(Vm *vm, sd_bus *bus, BusObject **ret) {
         _cleanup_(bus_object_freep) BusObject *o = NULL;
         int r;

@@ -48,13 +48,20 @@ BusQuota *bus_quota_free(BusQuota *q) {
 
 int bus_quota_acquire(BusQuota *q, sd_bus_message *m, const Caller *caller, BusQuotaKind kind, BusTicket **ret,
                       sd_bus_error *error) {
-        const char *sender = sd_bus_message_get_sender(m) ?: "";
+        const char *sender = sd_bus_message_get_sender(m);
+        char direct[32];
         unsigned per_conn = 0, per_uid = 0, per_kind = 0;
         BusTicket *t;
 
         if (caller_is_root(caller)) {
                 *ret = NULL;
                 return 0;
+        }
+        /* A direct connection has no name: it is its own connection, which lives at least as
+         * long as the message (and so the ticket) that refers to it. */
+        if (!sender) {
+                snprintf(direct, sizeof direct, "direct:%p", (void *) sd_bus_message_get_bus(m));
+                sender = direct;
         }
         /* The tickets held are bounded by the VM's own limits (about a thousand at most):
          * counting them is cheaper than keeping indexes in step. */

@@ -11,6 +11,7 @@
 #include <systemd/sd-daemon.h>
 #include <systemd/sd-event.h>
 
+#include "bus-direct.h"
 #include "bus-fds.h"
 #include "bus-object.h"
 #include "config.h"
@@ -291,11 +292,13 @@ int main(int argc, char *argv[]) {
         _cleanup_(sd_bus_flush_close_unrefp) sd_bus *bus = NULL;
         _cleanup_(vm_config_freep) VmConfig *config = NULL;
         _cleanup_free_ AclEntry *host_acl = NULL;
-        _cleanup_free_ char *error = NULL, *bus_name = NULL, *vm_runtime_dir = NULL;
+        _cleanup_free_ char *error = NULL, *bus_name = NULL, *vm_runtime_dir = NULL, *direct_path = NULL;
         Reattach reattach;
         /* Declared before the VM, so freed after it: freeing the VM ends the calls still in
          * flight, and their replies use the object's state. */
         _cleanup_(bus_object_freep) BusObject *object = NULL;
+        /* Its connections use the object: freed before it, after the VM. */
+        _cleanup_(bus_direct_freep) BusDirect *direct = NULL;
         _cleanup_(vm_freep) Vm *vm = NULL;
         size_t n_host_acl = 0;
         sigset_t ss;
@@ -408,6 +411,13 @@ int main(int argc, char *argv[]) {
         r = bus_object_new(vm, bus, &object);
         if (r < 0)
                 return log_error_errno(r, "Failed to register the D-Bus objects: %m"), EXIT_FAILURE;
+
+        /* The same object for direct connections, past the bus daemon (bus-direct.h). */
+        if (asprintf(&direct_path, "%s.bus", vm_runtime_dir) < 0)
+                return log_oom(), EXIT_FAILURE;
+        r = bus_direct_new(event, object, direct_path, &direct);
+        if (r < 0)
+                return log_error_errno(r, "Failed to listen on %s: %m", direct_path), EXIT_FAILURE;
 
         /* Every method can be answered now: take the name. */
         if (asprintf(&bus_name, "org.vmsup.VM.%s", vm->config->name) < 0)

@@ -131,6 +131,8 @@ static const int supervisor_syscalls[] = {
         SCMP_SYS(connect),        /* the agent socket at each Start */
         SCMP_SYS(bind),           /* the agent's listening socket at each Start */
         SCMP_SYS(listen),
+        SCMP_SYS(accept4),        /* direct D-Bus connections (bus-direct.c) */
+        SCMP_SYS(getsockname),    /* sd-bus: what a direct connection's socket is */
         SCMP_SYS(setsockopt),     /* sd_notify(): SO_SNDBUF */
         SCMP_SYS(getsockopt),
 

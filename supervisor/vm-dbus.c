@@ -3,6 +3,8 @@
  * SendKey, GetStatus, GetStats, Subscribe, Unsubscribe, GetEvents, Reload; the properties; StateChanged,
  * Event and PropertiesChanged, sent to subscribers only (vm-events.h). */
 
+#include <fcntl.h>
+
 #include "bus-errors.h"
 #include "bus-util.h"
 #include "policy.h"
@@ -259,18 +261,43 @@ static int method_send_key(sd_bus_message *m, void *userdata, sd_bus_error *erro
         return r;
 }
 
+/* QEMU's /proc/PID/stat, kept open between GetStatus calls: a pread() per call instead of
+ * open, fstat, two reads and close. One VM per process: one descriptor. */
+static int stat_fd = -EBADF;
+static pid_t stat_pid;
+
+static ssize_t proc_stat_read(pid_t pid, char *buf, size_t size) {
+        for (int attempt = 0; attempt < 2; attempt++) {
+                ssize_t n;
+
+                if (stat_fd < 0 || stat_pid != pid) {
+                        char path[64];
+
+                        stat_fd = safe_close(stat_fd);
+                        snprintf(path, sizeof path, "/proc/%d/stat", (int) pid);
+                        stat_fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
+                        if (stat_fd < 0)
+                                return -errno;
+                        stat_pid = pid;
+                }
+                n = pread(stat_fd, buf, size, 0);
+                if (n >= 0)
+                        return n;
+                /* The process it was opened for is gone (a pid used again): open anew. */
+                stat_fd = safe_close(stat_fd);
+        }
+        return -ESRCH;
+}
+
 static int proc_read_usage(pid_t pid, uint64_t *ret_cpu_usec, uint64_t *ret_rss) {
-        char path[64], buf[1024];
-        _cleanup_fclose_ FILE *f = NULL;
+        char buf[1024];
         unsigned long long utime = 0, stime = 0, rss_pages = 0;
-        size_t n;
+        ssize_t n;
         char *p;
 
-        snprintf(path, sizeof path, "/proc/%d/stat", (int) pid);
-        f = fopen(path, "re");
-        if (!f)
-                return -errno;
-        n = fread(buf, 1, sizeof buf - 1, f);
+        n = proc_stat_read(pid, buf, sizeof buf - 1);
+        if (n < 0)
+                return (int) n;
         buf[n] = '\0';
         /* The command name may contain anything; fields follow the last ')'. */
         p = strrchr(buf, ')');
@@ -385,7 +412,10 @@ static int method_subscribe(sd_bus_message *m, void *userdata, sd_bus_error *err
                 return r;
         if (!b->vm->events)
                 return sd_bus_error_set(error, SD_BUS_ERROR_FAILED, "Events are not available.");
-        r = vm_events_subscribe(b->vm->events, sd_bus_message_get_sender(m), &caller);
+        if (sd_bus_message_get_sender(m))
+                r = vm_events_subscribe(b->vm->events, sd_bus_message_get_sender(m), &caller);
+        else
+                r = vm_events_subscribe_peer(b->vm->events, sd_bus_message_get_bus(m), &caller);
         if (r == -EBUSY)
                 return sd_bus_error_setf(error, VMSUP_ERROR_BUSY, "There are %u subscribers already, try again later.",
                                          VM_EVENTS_SUBSCRIBERS_MAX);
@@ -402,8 +432,10 @@ static int method_unsubscribe(sd_bus_message *m, void *userdata, sd_bus_error *e
         r = bus_require(b, m, PRIV_VM_AUDIT, error);
         if (r < 0)
                 return r;
-        if (b->vm->events)
+        if (b->vm->events && sd_bus_message_get_sender(m))
                 (void) vm_events_unsubscribe(b->vm->events, sd_bus_message_get_sender(m));
+        else if (b->vm->events)
+                (void) vm_events_unsubscribe_peer(b->vm->events, sd_bus_message_get_bus(m));
         return sd_bus_reply_method_return(m, NULL);
 }
 

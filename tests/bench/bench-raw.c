@@ -427,9 +427,29 @@ int raw_qga_command_line(RawQga *g, const char *cmd_line, char **ret_line, size_
         return linebuf_next(&g->in, true, 300 * USEC_PER_SEC, ret_line, ret_len);
 }
 
+static int qga_reply(const char *line, size_t len, json_t **ret);
+
+int raw_qga_command_nosync(RawQga *g, const char *cmd_line, json_t **ret) {
+        size_t len = strlen(cmd_line);
+        _cleanup_free_ char *out = malloc(len + 1);
+        char *line;
+        size_t n;
+        int r;
+
+        if (!out)
+                return -ENOMEM;
+        memcpy(out, cmd_line, len);
+        out[len] = '\n';
+        r = write_all(g->in.fd, out, len + 1);
+        if (r < 0)
+                return r;
+        r = linebuf_next(&g->in, true, 300 * USEC_PER_SEC, &line, &n);
+        if (r < 0)
+                return r;
+        return qga_reply(line, n, ret);
+}
+
 int raw_qga_command(RawQga *g, const char *cmd_line, json_t **ret) {
-        json_auto_t *v = NULL;
-        json_t *rv;
         char *line;
         size_t len;
         int r;
@@ -437,6 +457,13 @@ int raw_qga_command(RawQga *g, const char *cmd_line, json_t **ret) {
         r = raw_qga_command_line(g, cmd_line, &line, &len);
         if (r < 0)
                 return r;
+        return qga_reply(line, len, ret);
+}
+
+static int qga_reply(const char *line, size_t len, json_t **ret) {
+        json_auto_t *v = NULL;
+        json_t *rv;
+
         v = json_loadb(line, len, JSON_REJECT_DUPLICATES, NULL);
         if (!json_is_object(v))
                 return -EPROTO;

@@ -49,6 +49,7 @@ typedef struct BenchConfig {
         unsigned readfile_runs;  /* ReadFile: transfers per side */
         unsigned readfile_mib;   /* ReadFile: size of the guest file */
         unsigned guest_mib;      /* ReadFile: guest RAM */
+        unsigned agent_iterations; /* agent rows: timed commands per side */
 } BenchConfig;
 
 extern BenchConfig cfg;
@@ -133,6 +134,9 @@ int define_vm(const char *name, const char *json_text);
 /* ---- the bus ---- */
 
 int bus_open(sd_bus **ret);
+/* A direct (peer-to-peer) connection to supervisor name's own socket, DIR/run/NAME.bus (the
+ * handshake completes with the first call). Messages on it carry no destination. */
+int direct_open(const char *name, sd_bus **ret);
 /* A connection authenticated as user (a name): a caller that is not root. */
 int bus_open_as(const char *user, sd_bus **ret);
 /* Properties.Get(org.vmsup.VM1, prop) as a string; checks it equals want when want != NULL.
@@ -208,6 +212,8 @@ int raw_qga_sync(RawQga *g, uint64_t timeout_usec);
 /* Syncs, then sends one command; the "return" (new reference) in *ret. cmd_line is the
  * complete command without its newline. -EREMOTEIO on an agent error. */
 int raw_qga_command(RawQga *g, const char *cmd_line, json_t **ret);
+/* The same without the sync: the command alone, its reply the next line. */
+int raw_qga_command_nosync(RawQga *g, const char *cmd_line, json_t **ret);
 /* Syncs, sends, and hands back the reply line unparsed (valid until the next call). */
 int raw_qga_command_line(RawQga *g, const char *cmd_line, char **ret_line, size_t *ret_len);
 void raw_qga_close(RawQga *g);
@@ -227,3 +233,4 @@ void bench_start(void);       /* Start vs exec → QMP negotiated */
 void bench_fleet(void);       /* 100 supervisors */
 void bench_stress(void);      /* rounds of 100 concurrent starts and stops (only when named) */
 void bench_readfile(void);    /* ReadFile vs the agent socket, peak RSS */
+void bench_agent(void);       /* Agent1.Command round trips vs the agent socket */
