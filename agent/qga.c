@@ -7,6 +7,7 @@
 #include <sys/socket.h>
 
 #include "json-wire.h"
+#include "linebuf.h"
 #include "list.h"
 #include "log.h"
 #include "qga-file.h"
@@ -92,11 +93,8 @@ struct QgaClient {
         bool connected;
         bool connected_reported;
 
-        /* Input: [0, in_len) is the start of a line; [0, in_scan) holds no '\n' or 0xFF.
-         * in_discard: the current line is being dropped up to the next '\n' or 0xFF. */
-        char *in;
-        size_t in_cap, in_len, in_scan, in_peak;
-        bool in_discard;
+        /* Input: lines up to '\n', reset by 0xFF, bounded by QGA_INPUT_BUFFER_MAX. */
+        LineBuf in;
 
         /* Output: the bytes of one exchange, a sync request or one command. */
         const char *out;
@@ -110,10 +108,6 @@ struct QgaClient {
 
 static size_t size_min(size_t a, size_t b) {
         return a < b ? a : b;
-}
-
-static size_t size_max(size_t a, size_t b) {
-        return a > b ? a : b;
 }
 
 static void qga_list_append(QgaList *l, QgaCommand *cmd) {
@@ -263,10 +257,7 @@ static void qga_command_abandon(QgaClient *c, QgaCommand *cmd, int error) {
 /* ---- channel ---- */
 
 static void qga_input_free(QgaClient *c) {
-        free(c->in);
-        c->in = NULL;
-        c->in_cap = c->in_len = c->in_scan = 0;
-        c->in_discard = false;
+        linebuf_free(&c->in);
 }
 
 static void qga_channel_close(QgaClient *c) {
@@ -343,51 +334,17 @@ static void qga_flush(QgaClient *c) {
 
 /* ---- framing: input ---- */
 
-static int qga_input_reserve(QgaClient *c, size_t want) {
-        size_t n;
-        char *p;
-
-        if (c->in_cap - c->in_len >= want)
-                return 0;
-        n = size_min(size_max(c->in_cap * 2, c->in_len + want), QGA_INPUT_BUFFER_MAX);
-        if (n <= c->in_len)
-                return -ENOBUFS; /* cannot happen: a line is cut at QGA_LINE_MAX */
-        p = realloc(c->in, n);
-        if (!p)
-                return -ENOMEM;
-        c->in = p;
-        c->in_cap = n;
-        c->in_peak = size_max(c->in_peak, n);
-        return 0;
-}
-
-/* After a long line, give the memory back. */
-static void qga_input_shrink(QgaClient *c) {
-        char *p;
-
-        if (c->in_cap <= QGA_READ_CHUNK_MIN || c->in_len > QGA_READ_CHUNK_MIN / 2)
-                return;
-        p = realloc(c->in, QGA_READ_CHUNK_MIN);
-        if (!p)
-                return;
-        c->in = p;
-        c->in_cap = QGA_READ_CHUNK_MIN;
-}
-
 /* Drops the partial line, and the rest of it as it arrives (never called while
- * the buffer is being processed). */
+ * the buffer is being processed), and gives the memory back. */
 static void qga_input_drop_line(QgaClient *c) {
-        if (c->in_len > 0) {
-                c->in_len = c->in_scan = 0;
-                c->in_discard = true;
-        }
-        qga_input_shrink(c);
+        linebuf_drop_partial(&c->in);
+        linebuf_shrink(&c->in);
 }
 
 static bool qga_input_quiet(QgaClient *c) {
         int n = 0;
 
-        if (c->in_len > 0 || c->in_discard)
+        if (linebuf_pending(&c->in) > 0 || linebuf_dropping(&c->in))
                 return false;
         if (ioctl(c->fd, FIONREAD, &n) < 0)
                 return true; /* cannot tell; whatever comes is still only a reply */
@@ -545,52 +502,24 @@ static void qga_handle_line(QgaClient *c, const char *line, size_t len) {
 }
 
 static void qga_input_process(QgaClient *c) {
-        size_t start = 0, pos = c->in_scan;
+        for (;;) {
+                const char *line;
+                size_t len;
 
-        while (pos < c->in_len) {
-                char *p = c->in + pos;
-                size_t n = c->in_len - pos;
-                char *nl = memchr(p, '\n', n);
-                size_t span = nl ? (size_t) (nl - p) : n;
-                /* The last one: one pass over a span however many 0xFF it holds (a line of
-                 * them must not cost a newline search each). */
-                char *ff = memrchr(p, 0xFF, span);
-                size_t end;
-
-                if (ff) {
-                        /* The agent's sentinel: whatever came before it is void. */
-                        c->in_discard = false;
-                        start = pos = (size_t) (ff - c->in) + 1;
-                        continue;
-                }
-                if (!nl) {
-                        pos = c->in_len;
+                /* The limit is asked again each time: a line handled may end the command. */
+                switch (linebuf_next(&c->in, qga_line_limit(c), &line, &len)) {
+                case LINEBUF_LINE:
+                        qga_handle_line(c, line, len);
                         break;
+                case LINEBUF_DROPPED:
+                        break;
+                case LINEBUF_TOO_LONG:
+                        /* Not buffered any further: the rest is dropped as it arrives. */
+                        qga_line_rejected(c, 0);
+                        return;
+                case LINEBUF_NONE:
+                        return;
                 }
-                end = (size_t) (nl - c->in);
-                if (c->in_discard)
-                        c->in_discard = false;
-                else
-                        qga_handle_line(c, c->in + start, end - start);
-                start = pos = end + 1;
-        }
-
-        if (c->in_discard) {
-                c->in_len = c->in_scan = 0;
-                return;
-        }
-        if (start > 0) {
-                /* Only the tail of this read moves: the partial line began in it. */
-                memmove(c->in, c->in + start, c->in_len - start);
-                c->in_len -= start;
-        }
-        c->in_scan = c->in_len;
-
-        if (c->in_len > qga_line_limit(c)) {
-                /* Not buffered any further: the rest is dropped as it arrives. */
-                c->in_len = c->in_scan = 0;
-                c->in_discard = true;
-                qga_line_rejected(c, 0);
         }
 }
 
@@ -667,28 +596,26 @@ static void qga_dispatch(QgaClient *c) {
 static void qga_read(QgaClient *c) {
         for (unsigned i = 0; i < QGA_READS_PER_WAKEUP && c->fd >= 0; i++) {
                 /* Short lines fit the small buffer; a long one gets large reads. */
-                size_t want = c->in_len < QGA_READ_CHUNK_MIN / 2 ? QGA_READ_CHUNK_MIN - c->in_len
-                                                                 : QGA_READ_CHUNK_MAX;
+                size_t held = linebuf_pending(&c->in);
+                size_t want = held < QGA_READ_CHUNK_MIN / 2 ? QGA_READ_CHUNK_MIN - held : QGA_READ_CHUNK_MAX;
                 size_t space;
+                char *p;
                 ssize_t n;
                 int r;
 
-                r = qga_input_reserve(c, want);
+                r = linebuf_reserve(&c->in, want, &p, &space);
                 if (r < 0) {
-                        if (c->in_len == 0) {
+                        if (held == 0) {
                                 log_debug_errno(r, "QGA: cannot allocate the input buffer: %m");
                                 qga_channel_lost(c, true);
                                 return;
                         }
-                        c->in_len = c->in_scan = 0;
-                        c->in_discard = true;
-                        qga_input_shrink(c);
+                        qga_input_drop_line(c);
                         qga_line_rejected(c, r);
                         continue;
                 }
 
-                space = c->in_cap - c->in_len;
-                n = read(c->fd, c->in + c->in_len, space);
+                n = read(c->fd, p, space);
                 if (n < 0) {
                         if (errno == EINTR)
                                 continue;
@@ -708,13 +635,13 @@ static void qga_read(QgaClient *c) {
                 if (c->sync == QGA_SYNCED && !c->active)
                         c->sync = QGA_UNSYNCED;
 
-                c->in_len += (size_t) n;
+                linebuf_commit(&c->in, (size_t) n);
                 qga_input_process(c);
                 if ((size_t) n < space)
                         break;
         }
 
-        qga_input_shrink(c);
+        linebuf_shrink(&c->in);
         qga_dispatch(c);
 }
 
@@ -822,6 +749,7 @@ int qga_client_new(sd_event *event, const QgaCallbacks *cb, void *userdata, QgaC
         c->sync_mode = QGA_SYNC_EACH_COMMAND;
         c->sync_timeout_usec = QGA_SYNC_TIMEOUT_USEC;
         c->grace_usec = QGA_REPLY_NONE_GRACE_USEC;
+        linebuf_init(&c->in, QGA_READ_CHUNK_MIN, QGA_READ_CHUNK_MIN, QGA_INPUT_BUFFER_MAX, LINEBUF_RESET_FF);
 
         r = sd_event_add_defer(event, &c->defer, qga_on_defer, c);
         if (r < 0)
@@ -1143,11 +1071,11 @@ int qga_client_set_timeouts(QgaClient *c, uint64_t sync_timeout_usec, uint64_t r
 }
 
 size_t qga_client_buffer_capacity(QgaClient *c) {
-        return c ? c->in_cap : 0;
+        return c ? c->in.cap : 0;
 }
 
 size_t qga_client_buffer_peak(QgaClient *c) {
-        return c ? c->in_peak : 0;
+        return c ? c->in.peak : 0;
 }
 
 void qga_client_get_stats(QgaClient *c, QgaStats *ret) {
