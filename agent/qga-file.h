@@ -13,12 +13,14 @@
 
 /* guest-file-read refuses a larger count (qemu-ga's QGA_READ_COUNT_MAX); the
  * supervisor refuses it before the guest sees it (interface.md). */
-#define QGA_FILE_READ_CHUNK_MAX (48U * 1024U * 1024U)
-/* The largest chunk one guest-file-write may carry. qemu-ga's JSON parser
- * refuses a message whose tokens add up to 64 MiB or more ("JSON token size
- * limit exceeded"), and 48 MiB is exactly 64 MiB in base64; 64 KiB less leaves
- * room for the rest of the command. */
-#define QGA_FILE_WRITE_CHUNK_MAX (48U * 1024U * 1024U - 64U * 1024U)
+#define QGA_FILE_READ_CHUNK_MIB 48
+#define QGA_FILE_READ_CHUNK_MAX (QGA_FILE_READ_CHUNK_MIB * 1024U * 1024U)
+/* qemu-ga's JSON parser refuses a message whose tokens add up to this or more
+ * ("JSON token size limit exceeded"). */
+#define QGA_AGENT_MESSAGE_MAX (64U * 1024U * 1024U)
+/* The largest chunk one guest-file-write may carry: what fits the agent's
+ * limit in base64, less 64 KiB of room for the rest of the command. */
+#define QGA_FILE_WRITE_CHUNK_MAX (QGA_AGENT_MESSAGE_MAX / 4U * 3U - 64U * 1024U)
 
 /* Characters needed to encode size bytes with padding (no terminating NUL);
  * SIZE_MAX when that does not fit a size_t. */

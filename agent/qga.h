@@ -51,9 +51,9 @@
 /* How long a QGA_REPLY_NONE command waits for an error reply before it counts
  * as successful. */
 #define QGA_REPLY_NONE_GRACE_USEC (1U * 1000000U)
-/* The longest command line written (qemu-ga refuses JSON messages whose tokens
- * reach 64 MiB); longer is -EMSGSIZE. */
-#define QGA_COMMAND_MAX (64U * 1024U * 1024U)
+/* The longest command line written (qemu-ga refuses longer messages); longer is
+ * -EMSGSIZE. */
+#define QGA_COMMAND_MAX QGA_AGENT_MESSAGE_MAX
 /* err_desc handed to callbacks is at most this long (plus NUL); err_class at
  * most QGA_ERROR_CLASS_MAX. */
 #define QGA_ERROR_DESC_MAX 256U

@@ -143,8 +143,8 @@ static int parse_argv(int argc, char *argv[]) {
         }
         arg_name = argv[optind];
         if (!vm_name_is_valid(arg_name)) {
-                fprintf(stderr, "vmsupd: invalid VM name \"%.80s\": must match ^[A-Za-z_][A-Za-z0-9_-]{0,63}$\n",
-                        arg_name);
+                fprintf(stderr, "vmsupd: invalid VM name \"%.80s\": must match " VM_NAME_RULE "\n", arg_name,
+                        VM_NAME_MAX - 1);
                 return -EINVAL;
         }
         return 0;
