@@ -50,6 +50,22 @@ int qga_b64_decode(const char *in, size_t len, void *out, size_t out_size, size_
  * asked for. */
 int qga_file_read_parse(json_t *result, void *buf, size_t buf_size, size_t *ret_size, bool *ret_eof);
 
+/* The same for the whole reply line (without its '\n'), straight from the text:
+ * no JSON value is built and the base64 is decoded from where it lies. Takes
+ * only the shape qemu-ga writes, {"return": {"count": N, "buf-b64": "...",
+ * "eof": B}} with the three keys in any order, white space anywhere JSON
+ * allows it, and every check of the path through jansson and
+ * qga_file_read_parse() (no duplicate key, nothing after the object, the
+ * count a plain integer equal to the decoded size and within buf_size, strict
+ * base64). Returns 1 and the size and eof flag (either may be NULL) when the
+ * reply is that and is correct: the path through jansson would have given the
+ * same. Returns 0 for anything else — another shape, an escape in a string,
+ * an unknown key, a wrong count, bad base64 — which the caller then judges the
+ * slow way (the reply may be an error, or malformed). buf may have been
+ * written to either way. */
+int qga_file_read_scan(const char *line, size_t len, void *buf, size_t buf_size, size_t *ret_size,
+                       bool *ret_eof);
+
 /* Builds the guest-file-write command line for data[0..size), base64-encoded
  * in place (no intermediate copies; "count" is included so a short write is
  * visible). The line ends with '\n'. Returns 0, -EINVAL for a negative

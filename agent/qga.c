@@ -56,6 +56,9 @@ struct QgaCommand {
         char *line; /* the serialized command with its '\n'; freed once written */
         size_t line_len;
         size_t max_reply;
+        /* guest-file-read: where the data goes, and the count asked for. */
+        void *read_buf;
+        size_t read_size;
         sd_event_source *timer;
         qga_reply_cb_t cb;
         void *userdata;
@@ -413,11 +416,27 @@ static void qga_protocol_error(QgaClient *c, QgaCommand *cmd) {
         qga_command_finish(c, cmd, -EPROTO, NULL);
 }
 
+static void qga_file_read_finish(QgaClient *c, QgaCommand *cmd, bool resync, size_t n, bool eof) {
+        json_t *r = json_pack("{s:I,s:b}", "count", (json_int_t) n, "eof", eof);
+
+        if (resync)
+                qga_desync(c);
+        qga_command_finish(c, cmd, r ? 0 : -ENOMEM, r);
+}
+
 static void qga_handle_reply(QgaClient *c, QgaCommand *cmd, const char *line, size_t len) {
         /* Answered before we finished writing it, or the agent may be going away: re-sync. */
         bool resync = cmd->state == QGA_CMD_GRACE || c->out_cmd == cmd;
         json_auto_t *v = NULL;
         json_t *ret, *err, *cls, *desc;
+        size_t n;
+        bool eof;
+
+        /* guest-file-read's data, decoded where it lies: no JSON string of up to 64 MiB. */
+        if (cmd->read_buf && qga_file_read_scan(line, len, cmd->read_buf, cmd->read_size, &n, &eof) > 0) {
+                qga_file_read_finish(c, cmd, resync, n, eof);
+                return;
+        }
 
         if (qga_json_too_many_values(line, len, QGA_REPLY_VALUES_MAX)) {
                 log_debug("QGA: reply to command %" PRIu64 " has too many values.", cmd->id);
@@ -433,6 +452,17 @@ static void qga_handle_reply(QgaClient *c, QgaCommand *cmd, const char *line, si
         }
 
         ret = json_object_get(v, "return");
+        if (ret && cmd->read_buf) {
+                if (qga_file_read_parse(ret, cmd->read_buf, cmd->read_size, &n, &eof) >= 0)
+                        qga_file_read_finish(c, cmd, resync, n, eof);
+                else {
+                        /* Well-formed, but not the data asked for: no protocol error. */
+                        if (resync)
+                                qga_desync(c);
+                        qga_command_finish(c, cmd, -EBADMSG, NULL);
+                }
+                return;
+        }
         if (ret) {
                 if (resync)
                         qga_desync(c);
@@ -890,7 +920,8 @@ static int qga_can_queue(QgaClient *c) {
 
 /* Takes ownership of line ('\n'-terminated, len includes the newline). */
 static int qga_enqueue(QgaClient *c, char *line, size_t len, QgaReplyMode mode, uint64_t timeout_usec,
-                       size_t max_reply_bytes, qga_reply_cb_t cb, void *userdata, uint64_t *ret_id) {
+                       size_t max_reply_bytes, void *read_buf, size_t read_size, qga_reply_cb_t cb, void *userdata,
+                       uint64_t *ret_id) {
         _cleanup_free_ char *l = line;
         QgaCommand *cmd;
         int r;
@@ -908,6 +939,8 @@ static int qga_enqueue(QgaClient *c, char *line, size_t len, QgaReplyMode mode, 
         cmd->line = TAKE_PTR(l);
         cmd->line_len = len;
         cmd->max_reply = max_reply_bytes == 0 ? QGA_LINE_MAX : size_min(max_reply_bytes, QGA_LINE_MAX);
+        cmd->read_buf = read_buf;
+        cmd->read_size = read_size;
         cmd->cb = cb;
         cmd->userdata = userdata;
 
@@ -986,7 +1019,8 @@ int qga_send(QgaClient *c, const char *execute, json_t *arguments, QgaReplyMode 
         line[len] = '\n';
         line[len + 1] = '\0';
 
-        return qga_enqueue(c, TAKE_PTR(line), len + 1, mode, timeout_usec, max_reply_bytes, cb, userdata, ret_id);
+        return qga_enqueue(c, TAKE_PTR(line), len + 1, mode, timeout_usec, max_reply_bytes, NULL, 0, cb, userdata,
+                           ret_id);
 }
 
 int qga_send_file_write(QgaClient *c, int64_t handle, const void *data, size_t size, uint64_t timeout_usec,
@@ -1005,8 +1039,32 @@ int qga_send_file_write(QgaClient *c, int64_t handle, const void *data, size_t s
         if (r < 0)
                 return r;
 
-        return qga_enqueue(c, line, len, QGA_REPLY_NORMAL, timeout_usec, QGA_FILE_WRITE_REPLY_MAX, cb, userdata,
-                           ret_id);
+        return qga_enqueue(c, line, len, QGA_REPLY_NORMAL, timeout_usec, QGA_FILE_WRITE_REPLY_MAX, NULL, 0, cb,
+                           userdata, ret_id);
+}
+
+int qga_send_file_read(QgaClient *c, int64_t handle, size_t count, void *buf, uint64_t timeout_usec,
+                       qga_reply_cb_t cb, void *userdata, uint64_t *ret_id) {
+        char *line;
+        int n, r;
+
+        if (!c || handle < 0 || (!buf && count > 0))
+                return -EINVAL;
+        if (count > QGA_FILE_READ_CHUNK_MAX)
+                return -EMSGSIZE;
+        r = qga_can_queue(c);
+        if (r < 0)
+                return r;
+
+        n = asprintf(&line, "{\"execute\":\"guest-file-read\",\"arguments\":{\"handle\":%" PRIi64
+                     ",\"count\":%zu}}\n", handle, count);
+        if (n < 0)
+                return -ENOMEM;
+
+        /* A zero-byte read still gets a buffer the decoder may point at. */
+        return qga_enqueue(c, line, (size_t) n, QGA_REPLY_NORMAL, timeout_usec,
+                           qga_b64_encoded_size(count) + QGA_FILE_READ_REPLY_SLACK, buf ?: (void *) c, count, cb,
+                           userdata, ret_id);
 }
 
 static QgaCommand *qga_find(QgaClient *c, uint64_t id) {

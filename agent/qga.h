@@ -161,6 +161,21 @@ int qga_send(QgaClient *c, const char *execute, json_t *arguments, QgaReplyMode 
  * -EINVAL. Otherwise the same contract as qga_send(). */
 int qga_send_file_write(QgaClient *c, int64_t handle, const void *data, size_t size,
                         uint64_t timeout_usec, qga_reply_cb_t cb, void *userdata, uint64_t *ret_id);
+/* The longest reply line a guest-file-read of count bytes is allowed beyond its
+ * base64: room for the JSON around it, or for an error naming a long path. */
+#define QGA_FILE_READ_REPLY_SLACK (64U * 1024U)
+/* guest-file-read of count bytes (at most QGA_FILE_READ_CHUNK_MAX, else
+ * -EMSGSIZE) into buf, which must hold count bytes until the callback ran. The
+ * reply is decoded straight from the input buffer into buf
+ * (qga_file_read_scan()); a reply of another shape is parsed with jansson and
+ * checked with qga_file_read_parse(), with the same outcome. On success the
+ * callback's result is {"count": n, "eof": b} and buf[0..n) holds the data.
+ * Besides qga_send()'s errors the callback may see -EBADMSG: the reply was
+ * well-formed JSON but not correct data (count, base64, more than asked for).
+ * A reply line longer than the base64 of count plus QGA_FILE_READ_REPLY_SLACK
+ * fails with -EFBIG. Otherwise the same contract as qga_send(). */
+int qga_send_file_read(QgaClient *c, int64_t handle, size_t count, void *buf, uint64_t timeout_usec,
+                       qga_reply_cb_t cb, void *userdata, uint64_t *ret_id);
 /* Drops a command that has not been reported yet: its callback runs now, from
  * within this call, with -ECANCELED. A command already written may still run in
  * the guest; its reply is discarded (the channel re-syncs). Returns 0, or
