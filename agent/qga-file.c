@@ -278,7 +278,7 @@ int qga_file_read_scan(const char *line, size_t len, void *buf, size_t buf_size,
 }
 
 int qga_file_write_line(int64_t handle, const void *data, size_t size, char **ret_line, size_t *ret_len) {
-        static const char suffix[] = "\"}}\n";
+        static const char suffix[] = QGA_FILE_WRITE_SUFFIX;
         _cleanup_free_ char *line = NULL;
         char prefix[160];
         size_t b64_len, len;
@@ -289,10 +289,7 @@ int qga_file_write_line(int64_t handle, const void *data, size_t size, char **re
         if (size > QGA_FILE_WRITE_CHUNK_MAX)
                 return -EMSGSIZE;
 
-        n = snprintf(prefix, sizeof prefix,
-                     "{\"execute\":\"guest-file-write\",\"arguments\":{\"handle\":%" PRIi64
-                     ",\"count\":%zu,\"buf-b64\":\"",
-                     handle, size);
+        n = snprintf(prefix, sizeof prefix, QGA_FILE_WRITE_PREFIX, handle, size);
         if (n < 0 || (size_t) n >= sizeof prefix)
                 return -EINVAL;
 

@@ -5,6 +5,7 @@
  * strict base64 and the checks on what the guest sends back. Pure functions,
  * no I/O; the transport is qga.h. */
 
+#include <inttypes.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -65,6 +66,13 @@ int qga_file_read_parse(json_t *result, void *buf, size_t buf_size, size_t *ret_
  * written to either way. */
 int qga_file_read_scan(const char *line, size_t len, void *buf, size_t buf_size, size_t *ret_size,
                        bool *ret_eof);
+
+/* The guest-file-write command line is QGA_FILE_WRITE_PREFIX (printf format:
+ * handle, size), the base64 of the data, then QGA_FILE_WRITE_SUFFIX (with the
+ * '\n'). "count" is included so a short write is visible. */
+#define QGA_FILE_WRITE_PREFIX \
+        "{\"execute\":\"guest-file-write\",\"arguments\":{\"handle\":%" PRIi64 ",\"count\":%zu,\"buf-b64\":\""
+#define QGA_FILE_WRITE_SUFFIX "\"}}\n"
 
 /* Builds the guest-file-write command line for data[0..size), base64-encoded
  * in place (no intermediate copies; "count" is included so a short write is

@@ -18,6 +18,9 @@
 #define QGA_IDLE_LINE_MAX 256U
 /* A reply to guest-file-write is a few dozen bytes. */
 #define QGA_FILE_WRITE_REPLY_MAX (64U * 1024U)
+/* guest-file-write data is encoded into the output this many bytes at a time (a
+ * multiple of 3, so that only the last piece is padded): 64 KiB of base64. */
+#define QGA_WRITE_PIECE (48U * 1024U)
 #define QGA_TIMER_ACCURACY_USEC (1U * 1000U)
 /* Reads per wakeup, so that a flooding guest cannot starve the rest of the loop. */
 #define QGA_READS_PER_WAKEUP 16U
@@ -59,6 +62,11 @@ struct QgaCommand {
         /* guest-file-read: where the data goes, and the count asked for. */
         void *read_buf;
         size_t read_size;
+        /* guest-file-write: the data (borrowed), encoded piece by piece as the line is
+         * written after its prefix (line); how much of it is, and whether the suffix is. */
+        const uint8_t *write_data;
+        size_t write_size, write_pos;
+        bool write_suffix;
         sd_event_source *timer;
         qga_reply_cb_t cb;
         void *userdata;
@@ -99,10 +107,12 @@ struct QgaClient {
         /* Input: lines up to '\n', reset by 0xFF, bounded by QGA_INPUT_BUFFER_MAX. */
         LineBuf in;
 
-        /* Output: the bytes of one exchange, a sync request or one command. */
+        /* Output: the bytes of one exchange, a sync request or one command (or one piece
+         * of it: guest-file-write's data goes out through out_stage). */
         const char *out;
         size_t out_len, out_off;
         QgaCommand *out_cmd;
+        char *out_stage;
 
         QgaList queue, done;
         QgaCommand *active;
@@ -208,7 +218,7 @@ static void qga_command_unlink(QgaClient *c, QgaCommand *cmd) {
         qga_list_remove(cmd);
         cmd->timer = sd_event_source_disable_unref(cmd->timer);
         if (c->out_cmd == cmd) {
-                if (c->out_off > 0)
+                if (c->out_off > 0 || cmd->write_pos > 0 || cmd->write_suffix)
                         qga_desync(c);
                 qga_output_clear(c);
                 qga_update_io_events(c);
@@ -302,8 +312,45 @@ static void qga_command_written(QgaClient *c, QgaCommand *cmd) {
                 (void) sd_event_source_set_time(cmd->timer, grace_end);
 }
 
+/* The next piece of a guest-file-write once the previous one is out: its data in
+ * base64, then the end of the line. False when the exchange is complete. */
+static bool qga_output_refill(QgaClient *c) {
+        QgaCommand *cmd = c->out_cmd;
+        size_t n, len;
+
+        if (!cmd || !cmd->write_data || cmd->write_suffix)
+                return false;
+        if (cmd->write_pos < cmd->write_size) {
+                if (!c->out_stage) {
+                        c->out_stage = malloc(qga_b64_encoded_size(QGA_WRITE_PIECE));
+                        if (!c->out_stage)
+                                return false; /* retried on the next EPOLLOUT */
+                }
+                n = size_min(cmd->write_size - cmd->write_pos, QGA_WRITE_PIECE);
+                /* Cannot fail: the stage holds a full piece. */
+                (void) qga_b64_encode(cmd->write_data + cmd->write_pos, n, c->out_stage,
+                                      qga_b64_encoded_size(QGA_WRITE_PIECE), &len);
+                cmd->write_pos += n;
+                c->out = c->out_stage;
+        } else {
+                cmd->write_suffix = true;
+                c->out = QGA_FILE_WRITE_SUFFIX;
+                len = strlen(QGA_FILE_WRITE_SUFFIX);
+        }
+        c->out_len = len;
+        c->out_off = 0;
+        return true;
+}
+
+/* Whether the output holds the whole exchange written. */
+static bool qga_output_done(QgaClient *c) {
+        QgaCommand *cmd = c->out_cmd;
+
+        return c->out_off >= c->out_len && (!cmd || !cmd->write_data || cmd->write_suffix);
+}
+
 static void qga_flush(QgaClient *c) {
-        while (c->out && c->out_off < c->out_len) {
+        while (c->out && (c->out_off < c->out_len || qga_output_refill(c))) {
                 const char *p = c->out + c->out_off;
                 size_t n = c->out_len - c->out_off;
                 ssize_t k;
@@ -325,7 +372,7 @@ static void qga_flush(QgaClient *c) {
                 c->out_off += (size_t) k;
         }
 
-        if (c->out && c->out_off >= c->out_len) {
+        if (c->out && qga_output_done(c)) {
                 QgaCommand *cmd = c->out_cmd;
 
                 qga_output_clear(c);
@@ -804,6 +851,7 @@ int qga_client_new(sd_event *event, const QgaCallbacks *cb, void *userdata, QgaC
 
 static void qga_client_release(QgaClient *c) {
         qga_channel_close(c);
+        free(c->out_stage);
         c->defer = sd_event_source_disable_unref(c->defer);
         c->sync_timer = sd_event_source_disable_unref(c->sync_timer);
         sd_event_unref(c->event);
@@ -920,8 +968,8 @@ static int qga_can_queue(QgaClient *c) {
 
 /* Takes ownership of line ('\n'-terminated, len includes the newline). */
 static int qga_enqueue(QgaClient *c, char *line, size_t len, QgaReplyMode mode, uint64_t timeout_usec,
-                       size_t max_reply_bytes, void *read_buf, size_t read_size, qga_reply_cb_t cb, void *userdata,
-                       uint64_t *ret_id) {
+                       size_t max_reply_bytes, void *read_buf, size_t read_size, const void *write_data,
+                       size_t write_size, qga_reply_cb_t cb, void *userdata, uint64_t *ret_id) {
         _cleanup_free_ char *l = line;
         QgaCommand *cmd;
         int r;
@@ -941,6 +989,8 @@ static int qga_enqueue(QgaClient *c, char *line, size_t len, QgaReplyMode mode, 
         cmd->max_reply = max_reply_bytes == 0 ? QGA_LINE_MAX : size_min(max_reply_bytes, QGA_LINE_MAX);
         cmd->read_buf = read_buf;
         cmd->read_size = read_size;
+        cmd->write_data = write_data;
+        cmd->write_size = write_size;
         cmd->cb = cb;
         cmd->userdata = userdata;
 
@@ -1019,28 +1069,29 @@ int qga_send(QgaClient *c, const char *execute, json_t *arguments, QgaReplyMode 
         line[len] = '\n';
         line[len + 1] = '\0';
 
-        return qga_enqueue(c, TAKE_PTR(line), len + 1, mode, timeout_usec, max_reply_bytes, NULL, 0, cb, userdata,
-                           ret_id);
+        return qga_enqueue(c, TAKE_PTR(line), len + 1, mode, timeout_usec, max_reply_bytes, NULL, 0, NULL, 0, cb,
+                           userdata, ret_id);
 }
 
 int qga_send_file_write(QgaClient *c, int64_t handle, const void *data, size_t size, uint64_t timeout_usec,
                         qga_reply_cb_t cb, void *userdata, uint64_t *ret_id) {
-        char *line;
-        size_t len;
-        int r;
+        char *prefix;
+        int n, r;
 
-        if (!c || (!data && size > 0))
+        if (!c || (!data && size > 0) || handle < 0)
                 return -EINVAL;
+        if (size > QGA_FILE_WRITE_CHUNK_MAX)
+                return -EMSGSIZE;
         r = qga_can_queue(c);
         if (r < 0)
                 return r;
 
-        r = qga_file_write_line(handle, data, size, &line, &len);
-        if (r < 0)
-                return r;
-
-        return qga_enqueue(c, line, len, QGA_REPLY_NORMAL, timeout_usec, QGA_FILE_WRITE_REPLY_MAX, NULL, 0, cb,
-                           userdata, ret_id);
+        /* The line is the prefix; the data follows in base64 as the agent reads it. */
+        n = asprintf(&prefix, QGA_FILE_WRITE_PREFIX, handle, size);
+        if (n < 0)
+                return -ENOMEM;
+        return qga_enqueue(c, prefix, (size_t) n, QGA_REPLY_NORMAL, timeout_usec, QGA_FILE_WRITE_REPLY_MAX, NULL, 0,
+                           size > 0 ? data : "", size, cb, userdata, ret_id);
 }
 
 int qga_send_file_read(QgaClient *c, int64_t handle, size_t count, void *buf, uint64_t timeout_usec,
@@ -1063,8 +1114,8 @@ int qga_send_file_read(QgaClient *c, int64_t handle, size_t count, void *buf, ui
 
         /* A zero-byte read still gets a buffer the decoder may point at. */
         return qga_enqueue(c, line, (size_t) n, QGA_REPLY_NORMAL, timeout_usec,
-                           qga_b64_encoded_size(count) + QGA_FILE_READ_REPLY_SLACK, buf ?: (void *) c, count, cb,
-                           userdata, ret_id);
+                           qga_b64_encoded_size(count) + QGA_FILE_READ_REPLY_SLACK, buf ?: (void *) c, count, NULL,
+                           0, cb, userdata, ret_id);
 }
 
 static QgaCommand *qga_find(QgaClient *c, uint64_t id) {

@@ -155,10 +155,11 @@ int qga_client_resync(QgaClient *c);
 int qga_send(QgaClient *c, const char *execute, json_t *arguments, QgaReplyMode mode,
              uint64_t timeout_usec, size_t max_reply_bytes, qga_reply_cb_t cb, void *userdata,
              uint64_t *ret_id);
-/* guest-file-write of data[0..size) with the base64 encoded straight into the
- * command line (no intermediate JSON copies). size at most
- * QGA_FILE_WRITE_CHUNK_MAX (qga-file.h), else -EMSGSIZE; a negative handle is
- * -EINVAL. Otherwise the same contract as qga_send(). */
+/* guest-file-write of data[0..size), which is borrowed: it must stay valid and
+ * unchanged until the callback has run. The base64 is encoded into the output
+ * 64 KiB at a time as the agent reads the command (no copy of the whole line).
+ * size at most QGA_FILE_WRITE_CHUNK_MAX (qga-file.h), else -EMSGSIZE; a
+ * negative handle is -EINVAL. Otherwise the same contract as qga_send(). */
 int qga_send_file_write(QgaClient *c, int64_t handle, const void *data, size_t size,
                         uint64_t timeout_usec, qga_reply_cb_t cb, void *userdata, uint64_t *ret_id);
 /* The longest reply line a guest-file-read of count bytes is allowed beyond its

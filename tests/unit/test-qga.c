@@ -1502,6 +1502,34 @@ static void test_file_write(void **state) {
         assert_string_equal(r.json, "{\"count\":100000,\"eof\":false}");
 }
 
+/* The line written piece by piece is exactly qga_file_write_line()'s, whatever the size
+ * around the piece boundaries (48 KiB of data, 64 KiB of base64). */
+static void test_file_write_pieces(void **state) {
+        static const size_t sizes[] = { 0, 1, 2, 3, 49151, 49152, 49153, 2 * 49152 + 1, 2 * 49152 + 2, 1000000 };
+        _cleanup_free_ uint8_t *data = malloc(1000000);
+
+        assert_non_null(data);
+        for (size_t i = 0; i < 1000000; i++)
+                data[i] = (uint8_t) (i * 2654435761U >> 11);
+        for (size_t i = 0; i < ELEMENTSOF(sizes); i++) {
+                _cleanup_free_ char *want = NULL, *got = NULL;
+                size_t want_len;
+                bool ff;
+                Reply r = {};
+
+                assert_int_equal(qga_file_write_line(77, data, sizes[i], &want, &want_len), 0);
+                assert_int_equal(qga_send_file_write(t->c, 77, data, sizes[i], 0, on_reply, &r, &r.id), 0);
+                peer_sync();
+                got = peer_line(&ff);
+                assert_false(ff);
+                assert_int_equal(strlen(got) + 1, want_len);
+                assert_memory_equal(got, want, want_len - 1);
+                peer_sendf("{\"return\": {\"count\": %zu, \"eof\": false}}\n", sizes[i]);
+                wait_reply(&r);
+                assert_int_equal(r.error, 0);
+        }
+}
+
 static void test_send_errors(void **state) {
         json_auto_t *num = json_integer(1);
         Reply r = {};
@@ -2003,6 +2031,7 @@ int main(void) {
                 cmocka_unit_test_setup_teardown(test_resync_reports_reconnect, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_abandoned_partial_write, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_file_write, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_file_write_pieces, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_send_errors, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_send_wire_checks, setup, teardown),
                 cmocka_unit_test(test_b64_vectors),
