@@ -23,9 +23,13 @@
 #include "vm.h"
 
 /* How much of a guest file one agent command moves. The contract allows up to
- * 48 MiB; smaller chunks keep the supervisor's memory low (each chunk is held
- * twice: as base64 in the line buffer and decoded, qga_send_file_read()). */
-#define FILE_CHUNK (8U * 1024U * 1024U)
+ * 48 MiB; smaller chunks keep the supervisor's memory low. A read chunk is held
+ * twice, as base64 in the agent's line buffer and decoded (qga_send_file_read());
+ * a write chunk once, its base64 going out 64 KiB at a time (qga_send_file_write()).
+ * Either way about 10 MiB at most, beyond that the round trips per chunk (a sync
+ * and the command) start to show. */
+#define FILE_READ_CHUNK (4U * 1024U * 1024U)
+#define FILE_WRITE_CHUNK (8U * 1024U * 1024U)
 /* A caller that neither reads nor writes its end for this long, while the transfer
  * waits for it, loses the transfer. Time spent waiting for the guest does not count:
  * every agent command has its own timeout. */
@@ -184,11 +188,11 @@ static int fd_write_some(FileXfer *x) {
         return 1;
 }
 
-/* WriteFile: fills buf up to FILE_CHUNK from the fd. Returns 1 when the chunk is full
+/* WriteFile: fills buf up to FILE_WRITE_CHUNK from the fd. Returns 1 when the chunk is full
  * or at EOF, 0 when waiting, negative on error. */
 static int fd_read_some(FileXfer *x) {
-        while (x->buf_len < FILE_CHUNK && !x->eof) {
-                ssize_t k = read(x->fd, x->buf + x->buf_len, FILE_CHUNK - x->buf_len);
+        while (x->buf_len < FILE_WRITE_CHUNK && !x->eof) {
+                ssize_t k = read(x->fd, x->buf + x->buf_len, FILE_WRITE_CHUNK - x->buf_len);
                 if (k < 0) {
                         if (errno == EINTR)
                                 continue;
@@ -268,7 +272,7 @@ static void xfer_step(FileXfer *x) {
                                 xfer_step(x);
                                 return;
                         }
-                        if (x->buf_len < FILE_CHUNK && !x->eof) {
+                        if (x->buf_len < FILE_WRITE_CHUNK && !x->eof) {
                                 xfer_fd_io(x); /* comes back here when the chunk is full or at EOF */
                                 return;
                         }
@@ -290,7 +294,7 @@ static void xfer_step(FileXfer *x) {
                         xfer_step(x);
                         return;
                 }
-                uint64_t count = FILE_CHUNK;
+                uint64_t count = FILE_READ_CHUNK;
                 if (x->length > 0 && x->length - x->done < count)
                         count = x->length - x->done;
                 x->buf_len = (size_t) count; /* what was asked for: the most the guest may send */
@@ -462,7 +466,7 @@ static int xfer_new(Vm *vm, sd_bus_message *m, bool writing, const char *path, i
                 xfer_free(x);
                 return -errno;
         }
-        x->buf = malloc(FILE_CHUNK);
+        x->buf = malloc(writing ? FILE_WRITE_CHUNK : FILE_READ_CHUNK);
         x->path = strdup(path);
         if (!x->buf || !x->path) {
                 xfer_free(x);
