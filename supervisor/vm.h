@@ -123,6 +123,7 @@ struct Vm {
         /* Taking over a QEMU a previous supervisor left (vm_adopt()): until QEMU said
          * whether it runs. */
         bool adopting;
+        bool launching;          /* a start request is with the launcher (no QEMU yet) */
 };
 
 int vm_new(sd_event *event, VmConfig *config, AclEntry *host_acl, size_t n_host_acl,
@@ -132,6 +133,8 @@ DEFINE_TRIVIAL_CLEANUP_FUNC(Vm *, vm_free);
 
 /* True while a QEMU process exists. */
 bool vm_is_active(Vm *vm);
+/* Start asked, not answered yet: with the launcher, or QEMU up and QMP being negotiated. */
+bool vm_is_starting(const Vm *vm);
 /* True when QMP is negotiated and the VM accepts commands (running, paused, suspended, shutting-down). */
 bool vm_is_running(Vm *vm);
 
