@@ -104,8 +104,12 @@ struct QgaClient {
         bool connected;
         bool connected_reported;
 
-        /* Input: lines up to '\n', reset by 0xFF, bounded by QGA_INPUT_BUFFER_MAX. */
+        /* Input: lines up to '\n', reset by 0xFF, bounded by QGA_INPUT_BUFFER_MAX.
+         * in_keep: a guest-file-read reply was just decoded; its memory is kept for the
+         * next chunk (not faulted in afresh each time) until a command of another kind
+         * is written or the channel closes. */
         LineBuf in;
+        bool in_keep;
 
         /* Output: the bytes of one exchange, a sync request or one command (or one piece
          * of it: guest-file-write's data goes out through out_stage). */
@@ -271,6 +275,13 @@ static void qga_command_abandon(QgaClient *c, QgaCommand *cmd, int error) {
 
 static void qga_input_free(QgaClient *c) {
         linebuf_free(&c->in);
+        c->in_keep = false;
+}
+
+/* After a long line, give the memory back, unless the next file chunk needs it. */
+static void qga_input_shrink(QgaClient *c) {
+        if (!c->in_keep)
+                linebuf_shrink(&c->in);
 }
 
 static void qga_channel_close(QgaClient *c) {
@@ -388,7 +399,7 @@ static void qga_flush(QgaClient *c) {
  * the buffer is being processed), and gives the memory back. */
 static void qga_input_drop_line(QgaClient *c) {
         linebuf_drop_partial(&c->in);
-        linebuf_shrink(&c->in);
+        qga_input_shrink(c);
 }
 
 static bool qga_input_quiet(QgaClient *c) {
@@ -468,6 +479,7 @@ static void qga_file_read_finish(QgaClient *c, QgaCommand *cmd, bool resync, siz
 
         if (resync)
                 qga_desync(c);
+        c->in_keep = true;
         qga_command_finish(c, cmd, r ? 0 : -ENOMEM, r);
 }
 
@@ -664,6 +676,10 @@ static void qga_dispatch(QgaClient *c) {
         qga_list_remove(cmd);
         c->active = cmd;
         cmd->state = QGA_CMD_SENT;
+        if (!cmd->read_buf && c->in_keep) {
+                c->in_keep = false;
+                linebuf_shrink(&c->in);
+        }
         if (c->sync_mode == QGA_SYNC_EACH_COMMAND)
                 c->sync = QGA_UNSYNCED; /* this sync is spent */
         qga_output_set(c, cmd->line, cmd->line_len, cmd);
@@ -718,7 +734,7 @@ static void qga_read(QgaClient *c) {
                         break;
         }
 
-        linebuf_shrink(&c->in);
+        qga_input_shrink(c);
         qga_dispatch(c);
 }
 
