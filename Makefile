@@ -12,6 +12,9 @@
 #                                          as by default, vmsup-qemu: run systemd-sysusers)
 #   make deps              install the Debian packages that are missing (as root;
 #                          demo, check and bench run it first)
+#   make deb               the Debian package, build/deb/vmsup_VERSION_ARCH.deb, built with
+#                          dpkg-buildpackage from a copy of the tree and lintian-checked
+#                          (make deps, run first, installs debhelper and lintian)
 #
 # Reading this file changes nothing on the machine: `make -n` only prints.
 
@@ -209,6 +212,9 @@ demo-run: all guest
 deps:
 	scripts/setup-deps.sh
 
+deb: deps
+	scripts/build-deb.sh $(BUILD)/deb
+
 install: all
 	install -d $(DESTDIR)$(SBINDIR) $(DESTDIR)$(BINDIR) $(DESTDIR)$(UNITDIR) \
 	        $(DESTDIR)$(DBUSDIR) $(DESTDIR)$(TMPFILESDIR) $(DESTDIR)$(SYSUSERSDIR) $(DESTDIR)$(SYSCONFDIR)/vmsup/vms \
@@ -232,6 +238,8 @@ install: all
 clean:
 	rm -rf build build-san build-fuzz
 
-.PHONY: all tests guest check check-run check-unit bench bench-run stress stress-run demo demo-run deps install clean fuzz fuzz-build
+.PHONY: all tests guest check check-run check-unit bench bench-run stress stress-run demo demo-run deps deb \
+        install clean fuzz fuzz-build
 
--include $(shell find $(BUILD) -name '*.d' 2>/dev/null)
+# (Not the copy of the tree make deb builds in $(BUILD)/deb, nor its system.d directories.)
+-include $(shell find $(BUILD) -path $(BUILD)/deb -prune -o -name '*.d' -type f -print 2>/dev/null)

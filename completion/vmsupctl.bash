@@ -4,7 +4,7 @@
 
 _vmsupctl() {
         local cur=${COMP_WORDS[COMP_CWORD]} prev=${COMP_WORDS[COMP_CWORD - 1]}
-        local verbs="list status start stop shutdown reboot reset pause resume sendkey monitor qmp agent events stats metrics read-file write-file console vnc screenshot help"
+        local verbs="list status start stop shutdown reboot reset pause resume reload sendkey monitor qmp agent events stats metrics read-file write-file console vnc screenshot help"
         local i w verb="" nargs=0
         local -a bus=()
 
@@ -13,7 +13,7 @@ _vmsupctl() {
                 case $w in
                 --bus) bus=(--bus "${COMP_WORDS[i + 1]}"); ((i++)) ;;
                 --bus=*) bus=("$w") ;;
-                --timeout | --count | --since | --offset | --length | --hold-ms | --listen) ((i++)) ;;
+                --timeout | --count | --since | --offset | --length | --hold-ms | --listen | --format) ((i++)) ;;
                 -*) ;;
                 *) if [[ -z $verb ]]; then verb=$w; else ((nargs++)); fi ;;
                 esac
@@ -26,6 +26,10 @@ _vmsupctl() {
                 ;;
         --timeout | --count | --since | --offset | --length | --hold-ms | --listen)
                 COMPREPLY=()
+                return
+                ;;
+        --format)
+                COMPREPLY=($(compgen -W "prometheus openmetrics" -- "$cur"))
                 return
                 ;;
         esac
@@ -43,6 +47,7 @@ _vmsupctl() {
                 write-file) opts+=" --append" ;;
                 console) opts+=" --force" ;;
                 vnc) opts+=" --listen" ;;
+                metrics) opts+=" --format" ;;
                 esac
                 COMPREPLY=($(compgen -W "$opts" -- "$cur"))
                 return

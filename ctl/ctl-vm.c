@@ -231,6 +231,17 @@ static void status_print_text(json_t *props, json_t *st) {
                 printf(" QEMU process: %s CPU, %s resident\n", t, b);
         }
         printf("        Agent: %s\n", json_is_true(json_object_get(props, "AgentConnected")) ? "connected" : "not connected");
+        {
+                json_t *pending = json_object_get(props, "PendingChanges"), *k;
+                size_t i;
+
+                if (json_array_size(pending) > 0) {
+                        printf("      Pending:");
+                        json_array_foreach(pending, i, k)
+                                printf("%s %s", i > 0 ? "," : "", json_is_string(k) ? json_string_value(k) : "?");
+                        printf(" (reloaded; applied at the next start)\n");
+                }
+        }
 }
 
 int verb_status(char **args, size_t n) {

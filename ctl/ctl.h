@@ -38,6 +38,7 @@ typedef struct CtlArgs {
         const char *listen;
         uint64_t since;
         bool have_since;
+        bool openmetrics; /* metrics --format openmetrics */
 } CtlArgs;
 extern CtlArgs arg;
 

@@ -25,6 +25,7 @@ enum {
         OPT_PAUSED = 1 << 9,
         OPT_LISTEN = 1 << 10,
         OPT_SINCE = 1 << 11,
+        OPT_FORMAT = 1 << 12,
 };
 
 typedef struct Verb {
@@ -55,6 +56,9 @@ static const Verb verbs[] = {
         { "reset", "reset NAME", "system reset", 1, 1, 0, run_simple, "Reset" },
         { "pause", "pause NAME", "stop the virtual CPUs", 1, 1, 0, run_simple, "Pause" },
         { "resume", "resume NAME", "let the virtual CPUs run again", 1, 1, 0, run_simple, "Resume" },
+        { "reload", "reload NAME",
+          "re-read the definition and the host ACL (root): ACL changes at once, QEMU settings at the next start",
+          1, 1, 0, run_simple, "Reload" },
         { "sendkey", "sendkey NAME KEY... [--hold-ms MS]", "press keys (QKeyCode names; ctrl+alt+delete)", 2,
           SIZE_MAX, OPT_HOLD, verb_sendkey, NULL },
         { "monitor", "monitor NAME COMMAND...", "one HMP command line; prints its output", 2, SIZE_MAX, OPT_JSON,
@@ -70,9 +74,10 @@ static const Verb verbs[] = {
         { "stats", "stats NAME [GROUP...]",
           "statistics (GetStats): state, cpu-total, vcpu, balloon, block, agent; none = all", 1, SIZE_MAX, OPT_JSON,
           verb_stats, NULL },
-        { "metrics", "metrics [NAME...]",
-          "statistics of every VM (or those named) in the Prometheus text format, for node-exporter's textfile collector",
-          0, SIZE_MAX, 0, verb_metrics, NULL },
+        { "metrics", "metrics [NAME...] [--format prometheus|openmetrics]",
+          "statistics of every VM (or those named): the Prometheus text format (default), which node-exporter's "
+          "textfile collector reads, or OpenMetrics",
+          0, SIZE_MAX, OPT_FORMAT, verb_metrics, NULL },
         { "read-file", "read-file NAME GUEST_PATH LOCAL_FILE [--offset N] [--length N]",
           "copy a guest file out through the agent", 3, 3, OPT_JSON | OPT_OFFSET | OPT_LENGTH, verb_read_file, NULL },
         { "write-file", "write-file NAME LOCAL_FILE GUEST_PATH [--append]",
@@ -115,6 +120,7 @@ static const struct {
         { OPT_PAUSED, "--paused" },
         { OPT_LISTEN, "--listen" },
         { OPT_SINCE, "--since" },
+        { OPT_FORMAT, "--format" },
 };
 
 int main(int argc, char *argv[]) {
@@ -132,6 +138,7 @@ int main(int argc, char *argv[]) {
                 ARG_PAUSED,
                 ARG_LISTEN,
                 ARG_SINCE,
+                ARG_FORMAT,
                 ARG_VERSION,
         };
         static const struct option options[] = {
@@ -148,6 +155,7 @@ int main(int argc, char *argv[]) {
                 { "paused", no_argument, NULL, ARG_PAUSED },
                 { "listen", required_argument, NULL, ARG_LISTEN },
                 { "since", required_argument, NULL, ARG_SINCE },
+                { "format", required_argument, NULL, ARG_FORMAT },
                 { "help", no_argument, NULL, 'h' },
                 { "version", no_argument, NULL, ARG_VERSION },
                 {},
@@ -211,6 +219,18 @@ int main(int argc, char *argv[]) {
                         target = &arg.since;
                         arg.have_since = true;
                         given |= OPT_SINCE;
+                        break;
+                case ARG_FORMAT:
+                        if (streq(optarg, "openmetrics"))
+                                arg.openmetrics = true;
+                        else if (streq(optarg, "prometheus"))
+                                arg.openmetrics = false;
+                        else {
+                                fprintf(stderr, "vmsupctl: --format must be prometheus or openmetrics, not \"%.80s\"\n",
+                                        optarg);
+                                return CTL_EXIT_USAGE;
+                        }
+                        given |= OPT_FORMAT;
                         break;
                 case 'h':
                         help();

@@ -64,6 +64,7 @@ typedef struct Caller {
         gid_t gid;            /* effective (primary) gid, or (gid_t) -1 when unknown */
         const gid_t *groups;  /* supplementary groups */
         size_t n_groups;
+        pid_t pid;            /* the connection's process, for audit records only; 0 when unknown */
 } Caller;
 
 static inline bool caller_is_root(const Caller *c) {

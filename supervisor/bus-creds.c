@@ -10,6 +10,7 @@ typedef struct CredsEntry {
         char *name;
         bool ready;
         uid_t uid;
+        pid_t pid;
         gid_t *groups;
         size_t n_groups;
         bool kept;               /* outlives its messages: on the LRU list, watched */
@@ -129,6 +130,12 @@ static int parse_creds(CredsEntry *e, sd_bus_message *reply) {
                                 return r;
                         e->uid = u;
                         have_uid = true;
+                } else if (streq(key, "ProcessID")) {
+                        uint32_t p;
+                        r = sd_bus_message_read(reply, "v", "u", &p);
+                        if (r < 0)
+                                return r;
+                        e->pid = (pid_t) p;
                 } else if (streq(key, "UnixGroupIDs")) {
                         const void *p;
                         size_t sz;
@@ -345,6 +352,7 @@ int creds_cache_lookup(CredsCache *c, sd_bus_message *m, Caller *ret) {
                 .gid = (gid_t) -1, /* UnixGroupIDs holds the primary group too */
                 .groups = e->groups,
                 .n_groups = e->n_groups,
+                .pid = e->pid,
         };
         return 0;
 }

@@ -1,5 +1,6 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 #include "agent-dbus.h"
+#include "bus-audit.h"
 #include "bus-fds.h"
 #include "bus-object.h"
 #include "bus-util.h"
@@ -24,8 +25,77 @@ struct BusObject {
         struct {
                 sd_bus_slot *slot;
                 void *state;
+                sd_bus_vtable *vtable; /* the interface's, each method through audited_method() */
         } interfaces[ELEMENTSOF(bus_interfaces)];
 };
+
+/* The one object of the process, for the method trampoline. */
+static BusObject *audit_object = NULL;
+
+static sd_bus_message_handler_t original_handler(const char *iface, const char *member) {
+        for (size_t i = 0; i < ELEMENTSOF(bus_interfaces); i++) {
+                if (!streq(bus_interfaces[i]->name, iface))
+                        continue;
+                for (const sd_bus_vtable *v = bus_interfaces[i]->vtable + 1; v->type != _SD_BUS_VTABLE_END; v++)
+                        if (v->type == _SD_BUS_VTABLE_METHOD && streq(v->x.method.member, member))
+                                return v->x.method.handler;
+        }
+        return NULL;
+}
+
+/* Every method of every interface runs through here (bus-audit.h): the handler, then the
+ * audit record of a refusal (AccessDenied) or of a state-changing call. */
+static int audited_method(sd_bus_message *m, void *userdata, sd_bus_error *error) {
+        const char *iface = sd_bus_message_get_interface(m) ?: "", *member = sd_bus_message_get_member(m) ?: "";
+        sd_bus_message_handler_t handler = original_handler(iface, member);
+        char command[VMSUP_AUDIT_COMMAND_MAX + 1] = "";
+        bool hmp = streq(iface, "org.vmsup.Monitor1") && streq(member, "HumanCommand");
+        Caller caller = {};
+        int r;
+
+        if (!handler)
+                return sd_bus_error_set(error, SD_BUS_ERROR_UNKNOWN_METHOD, "Unknown method.");
+        /* Only the command's name, before the handler reads the message. */
+        if (hmp || (streq(iface, "org.vmsup.Monitor1") && streq(member, "Execute")) ||
+            (streq(iface, "org.vmsup.Agent1") && streq(member, "Command"))) {
+                const char *text = NULL;
+                if (sd_bus_message_read(m, "s", &text) >= 0)
+                        bus_audit_command_name(text, hmp, command);
+                r = sd_bus_message_rewind(m, true);
+                if (r < 0)
+                        return r;
+        }
+        /* The caller before the handler runs: a held caller's entry may be retired by then. */
+        if (audit_object)
+                (void) creds_cache_lookup(audit_object->base.creds, m, &caller);
+        r = handler(m, userdata, error);
+        if (!audit_object)
+                return r;
+        if (r < 0 && sd_bus_error_has_name(error, SD_BUS_ERROR_ACCESS_DENIED))
+                bus_audit_record(true, audit_object->base.vm->config->name, &caller, iface, member, command,
+                                 error->name);
+        else if (bus_audit_is_state_changing(iface, member))
+                bus_audit_record(false, audit_object->base.vm->config->name, &caller, iface, member, command,
+                                 r >= 0 ? "accepted" : sd_bus_error_is_set(error) ? error->name : "failed");
+        return r;
+}
+
+/* A copy of vt whose methods go through audited_method(). */
+static sd_bus_vtable *vtable_audited(const sd_bus_vtable *vt) {
+        size_t n = 1;
+        sd_bus_vtable *copy;
+
+        while (vt[n - 1].type != _SD_BUS_VTABLE_END)
+                n++;
+        copy = calloc(n, sizeof *copy);
+        if (!copy)
+                return NULL;
+        memcpy(copy, vt, n * sizeof *copy);
+        for (size_t i = 0; i < n; i++)
+                if (copy[i].type == _SD_BUS_VTABLE_METHOD)
+                        copy[i].x.method.handler = audited_method;
+        return copy;
+}
 
 static bool is_open_interface(const char *iface) {
         return streq(iface, "org.freedesktop.DBus.Introspectable") || streq(iface, "org.freedesktop.DBus.Peer");
@@ -79,7 +149,14 @@ static int on_object_message(sd_bus_message *m, void *userdata, sd_bus_error *er
                                                 "All properties are read-only.");
                 /* Property values are authorized like methods; sd-bus then answers
                  * Get and GetAll from the vtables. */
-                return bus_require(&o->base, m, PRIV_VM_AUDIT, error);
+                r = bus_require(&o->base, m, PRIV_VM_AUDIT, error);
+                if (r < 0) {
+                        Caller caller = {};
+                        (void) creds_cache_lookup(o->base.creds, m, &caller);
+                        bus_audit_record(true, o->base.vm->config->name, &caller, iface,
+                                         sd_bus_message_get_member(m) ?: "", NULL, error->name);
+                }
+                return r;
         }
         return 0; /* on to the vtable, whose handler authorizes the call */
 }
@@ -115,13 +192,17 @@ int bus_object_new(Vm *vm, sd_bus *bus, BusObject **ret) {
                                 return r;
                         userdata = o->interfaces[i].state;
                 }
-                r = sd_bus_add_object_vtable(bus, &o->interfaces[i].slot, VM_OBJECT_PATH, bi->name, bi->vtable,
-                                             userdata);
+                o->interfaces[i].vtable = vtable_audited(bi->vtable);
+                if (!o->interfaces[i].vtable)
+                        return -ENOMEM;
+                r = sd_bus_add_object_vtable(bus, &o->interfaces[i].slot, VM_OBJECT_PATH, bi->name,
+                                             o->interfaces[i].vtable, userdata);
                 if (r < 0)
                         return r;
         }
         vm_set_bus(vm, bus);
         vm->events = o->events;
+        audit_object = o;
         *ret = TAKE_PTR(o);
         return 0;
 }
@@ -133,7 +214,10 @@ BusObject *bus_object_free(BusObject *o) {
                 o->interfaces[i].slot = sd_bus_slot_unref(o->interfaces[i].slot);
                 if (bus_interfaces[i]->state_free)
                         bus_interfaces[i]->state_free(o->interfaces[i].state);
+                free(o->interfaces[i].vtable);
         }
+        if (audit_object == o)
+                audit_object = NULL;
         o->object_slot = sd_bus_slot_unref(o->object_slot);
         vm_events_free(o->events);
         creds_cache_free(o->base.creds);

@@ -17,10 +17,12 @@
 #include "config.h"
 #include "launch.h"
 #include "reattach.h"
+#include "reload.h"
 #include "log.h"
 #include "machined.h"
 #include "policy.h"
 #include "sandbox.h"
+#include "stop-orphan.h"
 #include "vm.h"
 
 #define VMSUP_VERSION "0.1"
@@ -31,6 +33,7 @@ static const char *arg_runtime_dir = "/run/vmsup";
 static const char *arg_bus = "system";
 static const char *arg_name = NULL;
 static bool arg_check_only = false;
+static bool arg_stop_orphan = false;
 static SeccompMode arg_seccomp = _SECCOMP_MODE_INVALID; /* seccomp_mode_default() */
 
 static void help(void) {
@@ -45,6 +48,8 @@ static void help(void) {
                "  --seccomp MODE       kill (default) or log: a system call outside the allowlist\n"
                "                       kills the supervisor, or only goes to the kernel's audit log\n"
                "  --check              validate the definition and the ACL, then exit\n"
+               "  --stop-orphan        the unit's ExecStopPost: end the QEMU a killed supervisor left\n"
+               "                       when the unit stops for good (not before a restart)\n"
                "  --list-permissions[=markdown|roff]\n"
                "                       print the HMP, QMP and agent permission tables\n"
                "  --help, --version\n");
@@ -60,6 +65,7 @@ static int parse_argv(int argc, char *argv[]) {
                 ARG_LOG_LEVEL,
                 ARG_SECCOMP,
                 ARG_CHECK,
+                ARG_STOP_ORPHAN,
                 ARG_VERSION,
                 ARG_LIST_PERMISSIONS,
         };
@@ -71,6 +77,7 @@ static int parse_argv(int argc, char *argv[]) {
                 { "log-level", required_argument, NULL, ARG_LOG_LEVEL },
                 { "seccomp", required_argument, NULL, ARG_SECCOMP },
                 { "check", no_argument, NULL, ARG_CHECK },
+                { "stop-orphan", no_argument, NULL, ARG_STOP_ORPHAN },
                 { "list-permissions", optional_argument, NULL, ARG_LIST_PERMISSIONS },
                 { "help", no_argument, NULL, 'h' },
                 { "version", no_argument, NULL, ARG_VERSION },
@@ -113,6 +120,9 @@ static int parse_argv(int argc, char *argv[]) {
                         break;
                 case ARG_CHECK:
                         arg_check_only = true;
+                        break;
+                case ARG_STOP_ORPHAN:
+                        arg_stop_orphan = true;
                         break;
                 case 'h':
                         help();
@@ -235,6 +245,20 @@ static int on_handover(sd_event_source *s, const struct signalfd_siginfo *si, vo
         return sd_event_exit(vm->event, 0);
 }
 
+/* SIGHUP (systemctl reload): as Reload() (reload.h). A refusal is logged there. */
+static int on_reload(sd_event_source *s, const struct signalfd_siginfo *si, void *userdata) {
+        _cleanup_free_ char *why = NULL;
+        Vm *vm = userdata;
+
+        log_info("VM %s: %s: reloading the definition and the host ACL.", vm->config->name,
+                 strsignal((int) si->ssi_signo));
+        (void) sd_notify(false, "RELOADING=1");
+        (void) vm_reload(vm, &why);
+        (void) sd_notify(false, "READY=1");
+        notify_state(vm);
+        return 0;
+}
+
 static int on_signal(sd_event_source *s, const struct signalfd_siginfo *si, void *userdata) {
         Vm *vm = userdata;
 
@@ -286,6 +310,8 @@ int main(int argc, char *argv[]) {
         r = parse_argv(argc, argv);
         if (r != 0)
                 return r > 0 ? EXIT_SUCCESS : 2;
+        if (arg_stop_orphan)
+                return stop_orphan_run(arg_runtime_dir, arg_name) < 0 ? EXIT_FAILURE : EXIT_SUCCESS;
 
         /* Buffers of megabytes come and go (agent file chunks, long reply lines). A fixed
          * mmap threshold gives each back to the kernel when it is freed and lets realloc
@@ -314,6 +340,7 @@ int main(int argc, char *argv[]) {
         sigaddset(&ss, SIGINT);
         sigaddset(&ss, SIGCHLD);
         sigaddset(&ss, SIGUSR2);
+        sigaddset(&ss, SIGHUP);
         if (sigprocmask(SIG_BLOCK, &ss, NULL) < 0)
                 return log_error_errno(errno, "Failed to block signals: %m"), EXIT_FAILURE;
         (void) signal(SIGPIPE, SIG_IGN);
@@ -331,9 +358,18 @@ int main(int argc, char *argv[]) {
         reattach_prepare(vm_runtime_dir, config->name, &reattach);
         if (reattach.busy)
                 return EXIT_FAILURE; /* its launcher and socket are not ours to replace */
-        if (reattach.verdict == ADOPT_ATTACH)
+        if (reattach.verdict == ADOPT_ATTACH) {
                 r = launcher_use(&reattach.launcher);
-        else {
+                if (r >= 0) {
+                        /* The launcher kept the definition of the supervisor that forked it: the
+                         * next QEMU starts from this one's. */
+                        _cleanup_free_ char *why = NULL;
+                        int k = launch_reload(config->text, config->text_len, &why);
+                        if (k < 0)
+                                log_warning_errno(k, "VM %s: the adopted launcher keeps its definition for the next start: %s",
+                                                  config->name, why ?: strerror(-k));
+                }
+        } else {
                 launch_adoption_release(&reattach.launcher);
                 r = launcher_fork(config, vm_runtime_dir);
         }
@@ -351,6 +387,7 @@ int main(int argc, char *argv[]) {
         if (r < 0)
                 return log_error_errno(r, "Failed to set up the VM: %m"), EXIT_FAILURE;
         vm->on_settled = on_settled;
+        vm_reload_setup(vm, arg_acl);
         r = launcher_attach(event);
         if (r < 0)
                 return log_error_errno(r, "Failed to watch the QEMU launcher: %m"), EXIT_FAILURE;
@@ -360,6 +397,8 @@ int main(int argc, char *argv[]) {
                 r = sd_event_add_signal(event, NULL, SIGINT, on_signal, vm);
         if (r >= 0)
                 r = sd_event_add_signal(event, NULL, SIGUSR2, on_handover, vm);
+        if (r >= 0)
+                r = sd_event_add_signal(event, NULL, SIGHUP, on_reload, vm);
         if (r < 0)
                 return log_error_errno(r, "Failed to watch signals: %m"), EXIT_FAILURE;
 
@@ -391,6 +430,7 @@ int main(int argc, char *argv[]) {
         /* Start-up is over: from here on, callers' and QEMU's bytes are read. */
         if (confine(vm->config) < 0)
                 return EXIT_FAILURE;
+        vm_reload_confined();
 
         if (reattach.verdict != ADOPT_NOTHING)
                 reattach_apply(vm, &reattach);

@@ -1,11 +1,12 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 /* org.vmsup.VM1 on /org/vmsup/VM: Start, StartWithOptions, Reboot, Shutdown, Stop, Reset, Pause, Resume,
- * SendKey, GetStatus, GetStats, Subscribe, Unsubscribe, GetEvents; the properties; StateChanged,
+ * SendKey, GetStatus, GetStats, Subscribe, Unsubscribe, GetEvents, Reload; the properties; StateChanged,
  * Event and PropertiesChanged, sent to subscribers only (vm-events.h). */
 
 #include "bus-errors.h"
 #include "bus-util.h"
 #include "policy.h"
+#include "reload.h"
 #include "vm-dbus.h"
 #include "vm-stats.h"
 #include "vm-events.h"
@@ -429,6 +430,28 @@ static int method_get_events(sd_bus_message *m, void *userdata, sd_bus_error *er
         return sd_bus_send(NULL, reply, NULL);
 }
 
+/* Reload(): root only, as SIGHUP (reload.h). A refused reload is InvalidArgs with "FILE:
+ * $.json.path: why" and changes nothing. */
+static int method_reload(sd_bus_message *m, void *userdata, sd_bus_error *error) {
+        VmBus *b = userdata;
+        _cleanup_free_ char *why = NULL;
+        Caller caller;
+        PrivSet privs;
+        int r;
+
+        r = bus_caller(b, m, &caller, &privs, error);
+        if (r < 0)
+                return r;
+        if (!caller_is_root(&caller))
+                return sd_bus_error_set(error, SD_BUS_ERROR_ACCESS_DENIED, "Reload is root-only.");
+        r = vm_reload(b->vm, &why);
+        if (r == -ENOMEM)
+                return r;
+        if (r < 0)
+                return sd_bus_error_setf(error, SD_BUS_ERROR_INVALID_ARGS, "%s", why ?: strerror(-r));
+        return sd_bus_reply_method_return(m, NULL);
+}
+
 /* ---- properties (authorized by bus-object.c before sd-bus reads them) ---- */
 
 static int property_get(sd_bus *bus, const char *path, const char *interface, const char *property,
@@ -450,6 +473,8 @@ static int property_get(sd_bus *bus, const char *path, const char *interface, co
                 return sd_bus_message_append(reply, "t", vm->started_at_usec);
         if (streq(property, "AgentConnected"))
                 return sd_bus_message_append(reply, "b", vm->agent_connected);
+        if (streq(property, "PendingChanges"))
+                return sd_bus_message_append_strv(reply, vm->pending_keys);
         return sd_bus_error_setf(error, SD_BUS_ERROR_UNKNOWN_PROPERTY, "Unknown property.");
 }
 
@@ -465,6 +490,7 @@ static const sd_bus_vtable vm_vtable[] = {
         SD_BUS_PROPERTY("QemuVersion", "s", property_get, 0, SD_BUS_VTABLE_PROPERTY_EMITS_CHANGE),
         SD_BUS_PROPERTY("StartedAtUSec", "t", property_get, 0, SD_BUS_VTABLE_PROPERTY_EMITS_CHANGE),
         SD_BUS_PROPERTY("AgentConnected", "b", property_get, 0, SD_BUS_VTABLE_PROPERTY_EMITS_CHANGE),
+        SD_BUS_PROPERTY("PendingChanges", "as", property_get, 0, SD_BUS_VTABLE_PROPERTY_EMITS_CHANGE),
         SD_BUS_METHOD_WITH_ARGS("Start", SD_BUS_NO_ARGS, SD_BUS_NO_RESULT, method_start, SD_BUS_VTABLE_UNPRIVILEGED),
         SD_BUS_METHOD_WITH_ARGS("Shutdown", SD_BUS_ARGS("u", timeout_sec, "b", force), SD_BUS_NO_RESULT,
                                 method_shutdown, SD_BUS_VTABLE_UNPRIVILEGED),
@@ -488,6 +514,7 @@ static const sd_bus_vtable vm_vtable[] = {
                                 SD_BUS_VTABLE_UNPRIVILEGED),
         SD_BUS_METHOD_WITH_ARGS("GetEvents", SD_BUS_ARGS("t", since), SD_BUS_RESULT("a(tsst)", events),
                                 method_get_events, SD_BUS_VTABLE_UNPRIVILEGED),
+        SD_BUS_METHOD_WITH_ARGS("Reload", SD_BUS_NO_ARGS, SD_BUS_NO_RESULT, method_reload, SD_BUS_VTABLE_UNPRIVILEGED),
         SD_BUS_SIGNAL_WITH_ARGS("StateChanged", SD_BUS_ARGS("s", state, "s", reason), 0),
         SD_BUS_SIGNAL_WITH_ARGS("Event", SD_BUS_ARGS("s", name, "s", data_json, "t", timestamp_usec), 0),
         SD_BUS_VTABLE_END,
