@@ -293,8 +293,8 @@ int main(int argc, char *argv[]) {
                         return CTL_EXIT_USAGE;
                 }
         if (n > 0 && !vm_name_is_valid(argv[optind + 1])) {
-                fprintf(stderr, "vmsupctl: invalid VM name \"%.80s\": must match ^[A-Za-z_][A-Za-z0-9_-]{0,63}$\n",
-                        argv[optind + 1]);
+                fprintf(stderr, "vmsupctl: invalid VM name \"%.80s\": must match " VM_NAME_RULE "\n",
+                        argv[optind + 1], VM_NAME_MAX - 1);
                 return CTL_EXIT_USAGE;
         }
         return current_verb->run(argv + optind + 1, n);

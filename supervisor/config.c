@@ -93,8 +93,8 @@ static int get_string(ParseCtx *ctx, json_t *obj, const char *jpath, const char 
                 return fail(ctx, p, "must not contain NUL");
         if (json_string_length(v) == 0)
                 return fail(ctx, p, "must not be empty");
-        if (json_string_length(v) > 4096)
-                return fail(ctx, p, "is too long");
+        if (json_string_length(v) > CONFIG_STRING_MAX)
+                return fail(ctx, p, "is longer than %u characters", CONFIG_STRING_MAX);
         if (!string_is_clean(json_string_value(v)))
                 return fail(ctx, p, "must not contain control characters");
         char *s = strdup(json_string_value(v));
@@ -182,8 +182,8 @@ static int parse_acl(ParseCtx *ctx, json_t *arr, const char *jpath, AclEntry **r
 
         if (!json_is_array(arr))
                 return fail(ctx, jpath, "must be an array");
-        if (json_array_size(arr) > 4096)
-                return fail(ctx, jpath, "has too many entries");
+        if (json_array_size(arr) > CONFIG_ACL_ENTRIES_MAX)
+                return fail(ctx, jpath, "has more than %u entries", CONFIG_ACL_ENTRIES_MAX);
         acl = calloc(json_array_size(arr) + 1, sizeof(AclEntry));
         if (!acl)
                 return -ENOMEM;
@@ -264,8 +264,8 @@ static int parse_drives(ParseCtx *ctx, json_t *arr, VmConfig *c) {
 
         if (!json_is_array(arr))
                 return fail(ctx, "$.qemu.drives", "must be an array");
-        if (json_array_size(arr) > 64)
-                return fail(ctx, "$.qemu.drives", "has more than 64 drives");
+        if (json_array_size(arr) > CONFIG_DRIVES_MAX)
+                return fail(ctx, "$.qemu.drives", "has more than %u drives", CONFIG_DRIVES_MAX);
         c->drives = calloc(json_array_size(arr) + 1, sizeof(VmDrive));
         if (!c->drives)
                 return -ENOMEM;
@@ -378,8 +378,8 @@ static int parse_extra_args(ParseCtx *ctx, json_t *arr, VmConfig *c) {
 
         if (!json_is_array(arr))
                 return fail(ctx, "$.qemu.extra_args", "must be an array of strings");
-        if (json_array_size(arr) > 1024)
-                return fail(ctx, "$.qemu.extra_args", "has too many arguments");
+        if (json_array_size(arr) > CONFIG_EXTRA_ARGS_MAX)
+                return fail(ctx, "$.qemu.extra_args", "has more than %u arguments", CONFIG_EXTRA_ARGS_MAX);
         json_array_foreach(arr, i, e) {
                 char p[64];
                 const char *s;
@@ -388,8 +388,9 @@ static int parse_extra_args(ParseCtx *ctx, json_t *arr, VmConfig *c) {
                 if (!json_is_string(e) || json_string_length(e) != strlen(json_string_value(e)))
                         return fail(ctx, p, "must be a string");
                 s = json_string_value(e);
-                if (!string_is_clean(s) || json_string_length(e) > 4096)
-                        return fail(ctx, p, "must be at most 4096 characters without control characters");
+                if (!string_is_clean(s) || json_string_length(e) > CONFIG_STRING_MAX)
+                        return fail(ctx, p, "must be at most %u characters without control characters",
+                                    CONFIG_STRING_MAX);
                 if (s[0] == '-' && s[1] != '\0') {
                         /* QEMU accepts -opt and --opt alike. */
                         const char *opt = s + 1 + (s[1] == '-');
@@ -562,8 +563,9 @@ static int parse_run_as(ParseCtx *ctx, json_t *o, VmConfig *c) {
                 size_t i;
                 json_t *g;
 
-                if (!json_is_array(groups) || json_array_size(groups) > 64)
-                        return fail(ctx, "$.run_as.groups", "must be an array of at most 64 groups");
+                if (!json_is_array(groups) || json_array_size(groups) > CONFIG_GROUPS_MAX)
+                        return fail(ctx, "$.run_as.groups", "must be an array of at most %u groups",
+                                    CONFIG_GROUPS_MAX);
                 c->run_as_groups = calloc(json_array_size(groups) + 1, sizeof(gid_t));
                 if (!c->run_as_groups)
                         return -ENOMEM;
@@ -822,8 +824,8 @@ int vm_config_load(const char *dir, const char *name, VmConfig **ret, char **ret
         int r;
 
         if (!vm_name_is_valid(name)) {
-                if (asprintf(ret_error, "invalid VM name \"%.80s\": must match ^[A-Za-z_][A-Za-z0-9_-]{0,63}$",
-                             name) < 0)
+                if (asprintf(ret_error, "invalid VM name \"%.80s\": must match " VM_NAME_RULE, name,
+                             VM_NAME_MAX - 1) < 0)
                         *ret_error = NULL;
                 return -EINVAL;
         }

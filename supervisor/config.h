@@ -9,6 +9,17 @@
 #include "policy.h"
 
 #define VM_NAME_MAX 64
+/* What vm_name_is_valid() accepts, for messages: printf format, argument VM_NAME_MAX - 1. */
+#define VM_NAME_RULE "^[A-Za-z_][A-Za-z0-9_-]{0,%u}$"
+/* A string in a definition (path, argument, name) is at most this long. */
+#define CONFIG_STRING_MAX 4096U
+/* Entries of an ACL at most. */
+#define CONFIG_ACL_ENTRIES_MAX 4096U
+/* Drives of a definition at most; supplementary groups of run_as at most. */
+#define CONFIG_DRIVES_MAX 64U
+#define CONFIG_GROUPS_MAX 64U
+/* Elements of qemu.extra_args at most. */
+#define CONFIG_EXTRA_ARGS_MAX 1024U
 /* A definition or ACL file larger than this is refused unread. */
 #define CONFIG_FILE_MAX (1024U * 1024U)
 #define CONFIG_ERROR_MAX 512
@@ -107,7 +118,7 @@ typedef struct VmConfig {
         size_t text_len;
 } VmConfig;
 
-/* True when name matches ^[A-Za-z_][A-Za-z0-9_-]{0,63}$. */
+/* True when name matches VM_NAME_RULE. */
 bool vm_name_is_valid(const char *name);
 
 /* Loads DIR/NAME.json. Returns 0, or -errno with a one-line message

@@ -4,6 +4,7 @@
 
 #include <getopt.h>
 #include <inttypes.h>
+#include <malloc.h>
 #include <signal.h>
 #include <sys/stat.h>
 
@@ -154,8 +155,8 @@ static int parse_argv(int argc, char *argv[]) {
         }
         arg_name = argv[optind];
         if (!vm_name_is_valid(arg_name)) {
-                fprintf(stderr, "vmsupd: invalid VM name \"%.80s\": must match ^[A-Za-z_][A-Za-z0-9_-]{0,63}$\n",
-                        arg_name);
+                fprintf(stderr, "vmsupd: invalid VM name \"%.80s\": must match " VM_NAME_RULE "\n", arg_name,
+                        VM_NAME_MAX - 1);
                 return -EINVAL;
         }
         return 0;
@@ -287,6 +288,9 @@ static int on_signal(sd_event_source *s, const struct signalfd_siginfo *si, void
         return 0;
 }
 
+/* Allocations from this size on are mapped on their own (mallopt(M_MMAP_THRESHOLD)). */
+#define VMSUPD_MMAP_THRESHOLD (256 * 1024)
+
 int main(int argc, char *argv[]) {
         _cleanup_(sd_event_unrefp) sd_event *event = NULL;
         _cleanup_(sd_bus_flush_close_unrefp) sd_bus *bus = NULL;
@@ -311,6 +315,12 @@ int main(int argc, char *argv[]) {
                 return r > 0 ? EXIT_SUCCESS : 2;
         if (arg_stop_orphan)
                 return stop_orphan_run(arg_runtime_dir, arg_name) < 0 ? EXIT_FAILURE : EXIT_SUCCESS;
+
+        /* Buffers of megabytes come and go (agent file chunks, long reply lines). A fixed
+         * mmap threshold gives each back to the kernel when it is freed and lets realloc
+         * grow it with mremap instead of a copy; glibc's default threshold rises after the
+         * first such free and would keep them in the heap, copied on growth, retained. */
+        (void) mallopt(M_MMAP_THRESHOLD, VMSUPD_MMAP_THRESHOLD);
 
         r = vm_config_load(arg_config_dir, arg_name, &config, &error);
         if (r < 0) {

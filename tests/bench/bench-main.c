@@ -169,7 +169,7 @@ int main(int argc, char *argv[]) {
                 printf("vmsup-bench: stress: %u rounds of %u concurrent starts …\n", cfg.stress_rounds, cfg.fleet);
                 bench_stress();
         }
-        if (section_enabled("readfile") || section_enabled("readfile-command")) {
+        if (section_enabled("readfile") || section_enabled("readfile-command") || section_enabled("writefile")) {
                 printf("vmsup-bench: ReadFile (two guests under TCG) …\n");
                 bench_readfile();
         }

@@ -152,20 +152,20 @@ char *vm_dest(const char *name);
 /* ---- raw QMP (blocking client on QEMU's own socket) ---- */
 
 /* Newline-framed input from a blocking socket. */
-typedef struct LineBuf {
+typedef struct RawLineBuf {
         int fd;
         char *buf;
         size_t start, scan, len, cap;
-} LineBuf;
+} RawLineBuf;
 
 /* The next line, NUL-terminated in place, valid until the next call. ff_resets: a 0xFF byte
  * voids what came before it (the agent's delimiter). timeout_usec 0 = 60 s. */
-int linebuf_next(LineBuf *b, bool ff_resets, uint64_t timeout_usec, char **ret_line, size_t *ret_len);
-void linebuf_discard(LineBuf *b);
-void linebuf_free(LineBuf *b);
+int rawline_next(RawLineBuf *b, bool ff_resets, uint64_t timeout_usec, char **ret_line, size_t *ret_len);
+void rawline_discard(RawLineBuf *b);
+void rawline_free(RawLineBuf *b);
 
 typedef struct RawQmp {
-        LineBuf in;
+        RawLineBuf in;
         uint64_t next_id;
 } RawQmp;
 
@@ -202,7 +202,7 @@ void raw_qemu_free(RawQemu *q);
 /* ---- raw QGA (blocking client on the agent socket) ---- */
 
 typedef struct RawQga {
-        LineBuf in;
+        RawLineBuf in;
         uint64_t sync_id;
 } RawQga;
 

@@ -11,7 +11,8 @@
 #   VMSUP_BENCH_QUICK=1           a fast smoke run (smaller counts and file, 20 VMs)
 #   VMSUP_BENCH_STRICT=1          exit 3 when a goal is missed (a failed measurement always exits 1)
 #   VMSUP_BENCH_ONLY=a,b          sections: state hmp getstatus nonroot flood clients direct memory start fleet agent
-#                                 readfile readfile-command, and stress (only when named: make stress)
+#                                 readfile readfile-command writefile, and stress (only when named:
+#                                 make stress); e.g. VMSUP_BENCH_ONLY=readfile,writefile for the agent file rows
 #   VMSUP_BENCH_ITERATIONS=N      timed calls per side per latency row (5000)
 #   VMSUP_BENCH_WARMUP=N          untimed calls per side first (300)
 #   VMSUP_BENCH_BATCH=N           calls per side before switching sides (100)
@@ -42,8 +43,9 @@ HARNESS_PID=
 for f in "$VMSUPD" "$BENCH_BIN"; do
         [[ -x $f ]] || { echo "run.sh: $f missing (make bench builds it)" >&2; exit 1; }
 done
-# Only the ReadFile and agent rows boot the guest.
-if [[ -z ${VMSUP_BENCH_ONLY:-} || ${VMSUP_BENCH_ONLY} == *readfile* || ${VMSUP_BENCH_ONLY} == *agent* ]]; then
+# Only the ReadFile, WriteFile and agent rows boot the guest.
+if [[ -z ${VMSUP_BENCH_ONLY:-} || ${VMSUP_BENCH_ONLY} == *readfile* || ${VMSUP_BENCH_ONLY} == *writefile* ||
+      ${VMSUP_BENCH_ONLY} == *agent* ]]; then
         [[ -s $GUEST_DIR/vmlinuz && -s $GUEST_DIR/initrd.img ]] ||
                 { echo "run.sh: no test guest in $GUEST_DIR (make guest)" >&2; exit 1; }
 fi
