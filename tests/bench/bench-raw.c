@@ -443,7 +443,7 @@ int raw_qga_command_nosync(RawQga *g, const char *cmd_line, json_t **ret) {
         r = write_all(g->in.fd, out, len + 1);
         if (r < 0)
                 return r;
-        r = linebuf_next(&g->in, true, 300 * USEC_PER_SEC, &line, &n);
+        r = rawline_next(&g->in, true, 300 * USEC_PER_SEC, &line, &n);
         if (r < 0)
                 return r;
         return qga_reply(line, n, ret);
