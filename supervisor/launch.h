@@ -97,8 +97,10 @@ int launcher_attach(sd_event *e);
  * -1) at LAUNCH_QMP_FD and LAUNCH_QGA_FD, stdin from /dev/null and stdout+stderr into a pipe.
  * Waits (at most LAUNCH_REPLY_TIMEOUT_MSEC) for the launcher's answer, which comes right
  * after its fork(). Returns 0, or -errno: -ENOENT for a missing binary, -ECHILD when there is
- * no launcher. Exec failures show up as exit status 127 with the reason on the pipe. */
-int launch_qemu(int qga_listen_fd, LaunchResult *ret);
+ * no launcher. Exec failures show up as exit status 127 with the reason on the pipe.
+ * incoming: QEMU also gets -incoming defer (a VM arriving by migration: migration.h); a
+ * launcher older than that refuses the request (-EBADMSG). */
+int launch_qemu(int qga_listen_fd, bool incoming, LaunchResult *ret);
 
 /* QEMU is up: the launcher records what runs (the run record's executable after any
  * wrapper's exec). Nothing is answered. */
