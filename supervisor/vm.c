@@ -706,6 +706,8 @@ static void on_qmp_event(QmpClient *c, const char *name, json_t *data, uint64_t 
                         vm->migration_hooks->event(vm, name, data, vm->migration_userdata);
                 return;
         }
+        if (vm->migrated_out)
+                e.set_state = false; /* the VM has moved: it stays migrating until QEMU is gone */
         if (e.shutdown_reason)
                 set_string(&vm->shutdown_reason, e.shutdown_reason);
         if (e.save_state_before_shutdown)
