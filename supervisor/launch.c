@@ -55,6 +55,15 @@ static int launcher_sock = -EBADF;
 static pid_t launcher_pid = 0;
 static sd_event_source *launcher_source = NULL;
 
+/* The start request the launcher has not answered yet (one at a time: one VM). */
+static struct {
+        bool active;
+        int stderr_r;                  /* our end of QEMU's output pipe */
+        LaunchCallback callback;
+        void *userdata;
+        sd_event_source *timer;
+} pending = { .stderr_r = -EBADF };
+
 int launch_resolve_binary(const VmConfig *c, char **ret) {
         const char *path;
         _cleanup_free_ char *copy = NULL;
@@ -741,8 +750,30 @@ int launcher_use(LaunchAdoption *a) {
         return 0;
 }
 
-/* Outside launch_qemu() the launcher sends nothing: anything readable is its end, or a late
- * answer to a start that timed out. */
+static void pending_finish(int error, LaunchResult *lr) {
+        LaunchCallback cb = pending.callback;
+        void *userdata = pending.userdata;
+
+        pending.active = false;
+        pending.callback = NULL;
+        pending.userdata = NULL;
+        pending.timer = sd_event_source_disable_unref(pending.timer);
+        if (error < 0)
+                pending.stderr_r = safe_close(pending.stderr_r);
+        else
+                lr->stderr_fd = TAKE_FD(pending.stderr_r);
+        cb(error, lr, userdata);
+}
+
+static int on_launch_timeout(sd_event_source *s, uint64_t usec, void *userdata) {
+        /* A reply after this is a QEMU nobody manages: on_launcher_event() kills it. */
+        log_error("The QEMU launcher did not answer a start request within %u ms.", LAUNCH_REPLY_TIMEOUT_MSEC);
+        pending_finish(-ETIMEDOUT, NULL);
+        return 0;
+}
+
+/* The launcher answers start requests and otherwise sends nothing: anything else readable
+ * is its end, or a late answer to a start that timed out. */
 static int on_launcher_event(sd_event_source *s, int fd, uint32_t revents, void *userdata) {
         LaunchReply reply;
         int fds[LAUNCH_FDS_MAX];
@@ -752,6 +783,30 @@ static int on_launcher_event(sd_event_source *s, int fd, uint32_t revents, void 
         k = recv_with_fds(fd, &reply, sizeof reply, MSG_DONTWAIT, fds, ELEMENTSOF(fds), &n_fds);
         if (k == -EAGAIN)
                 return 0;
+        if (k > 0 && pending.active) {
+                LaunchResult lr = { .pidfd = -EBADF, .exit_fd = -EBADF, .qmp_fd = -EBADF, .stderr_fd = -EBADF };
+
+                if ((size_t) k != sizeof reply || reply.magic != LAUNCH_MAGIC || reply.error < 0 ||
+                    (reply.error == 0 && (n_fds != 3 || reply.pid <= 0)) || (reply.error > 0 && n_fds != 0)) {
+                        if (n_fds >= 1 && (size_t) k == sizeof reply && reply.error == 0)
+                                (void) syscall(SYS_pidfd_send_signal, fds[0], SIGKILL, NULL, 0);
+                        for (size_t i = 0; i < n_fds; i++)
+                                safe_close(fds[i]);
+                        pending_finish(-EBADMSG, NULL);
+                        return 0;
+                }
+                if (reply.error > 0) {
+                        pending_finish(-reply.error, NULL);
+                        return 0;
+                }
+                log_debug("launcher: QEMU is pid %d", (int) reply.pid);
+                lr.pid = reply.pid;
+                lr.pidfd = fds[0];
+                lr.exit_fd = fds[1];
+                lr.qmp_fd = fds[2];
+                pending_finish(0, &lr);
+                return 0;
+        }
         if (k > 0) {
                 /* A QEMU whose start the supervisor gave up on: nobody manages it. */
                 if (n_fds >= 1)
@@ -765,6 +820,8 @@ static int on_launcher_event(sd_event_source *s, int fd, uint32_t revents, void 
 
         log_error("The QEMU launcher (pid %d) is gone; exiting.", (int) launcher_pid);
         launcher_source = sd_event_source_disable_unref(launcher_source);
+        if (pending.active)
+                pending_finish(-ECHILD, NULL);
         return sd_event_exit(e, -ECHILD);
 }
 
@@ -774,17 +831,16 @@ int launcher_attach(sd_event *e) {
         return sd_event_add_io(e, &launcher_source, launcher_sock, EPOLLIN, on_launcher_event, NULL);
 }
 
-int launch_qemu(int qga_listen_fd, bool incoming, LaunchResult *ret) {
+int launch_qemu(int qga_listen_fd, bool incoming, LaunchCallback callback, void *userdata) {
         _cleanup_close_ int pipe_r = -EBADF, pipe_w = -EBADF;
         LaunchRequest req = { .magic = LAUNCH_MAGIC, .op = incoming ? LAUNCH_OP_START_INCOMING : LAUNCH_OP_START };
-        LaunchReply reply;
-        int pipefd[2], send_fds[LAUNCH_FDS_MAX], fds[LAUNCH_FDS_MAX];
-        size_t n_fds = 0;
-        ssize_t k;
+        int pipefd[2], send_fds[LAUNCH_FDS_MAX];
         int r;
 
-        if (launcher_sock < 0)
+        if (launcher_sock < 0 || !launcher_source)
                 return -ECHILD;
+        if (pending.active)
+                return -EBUSY;
         if (pipe2(pipefd, O_CLOEXEC | O_NONBLOCK) < 0)
                 return -errno;
         pipe_r = pipefd[0];
@@ -793,37 +849,25 @@ int launch_qemu(int qga_listen_fd, bool incoming, LaunchResult *ret) {
         if (fcntl(pipe_w, F_SETFL, 0) < 0)
                 return -errno;
 
+        r = sd_event_add_time_relative(sd_event_source_get_event(launcher_source), &pending.timer,
+                                       CLOCK_MONOTONIC, LAUNCH_REPLY_TIMEOUT_MSEC * USEC_PER_MSEC, 0,
+                                       on_launch_timeout, NULL);
+        if (r < 0)
+                return r;
+
         send_fds[req.n_fds++] = pipe_w;
         if (qga_listen_fd >= 0)
                 send_fds[req.n_fds++] = qga_listen_fd;
         r = send_with_fds(launcher_sock, &req, sizeof req, send_fds, req.n_fds);
-        if (r < 0)
+        if (r < 0) {
+                pending.timer = sd_event_source_disable_unref(pending.timer);
                 return r == -EPIPE || r == -ECONNRESET ? -ECHILD : r;
-        pipe_w = safe_close(pipe_w);
-
-        /* The answer comes right after the launcher's fork(): wait for it here rather than
-         * split every start into two steps on the loop. */
-        k = recv_reply(launcher_sock, &reply, sizeof reply, fds, ELEMENTSOF(fds), &n_fds);
-        if (k == 0)
-                return -ECHILD;
-        if (k < 0)
-                return (int) k;
-        if ((size_t) k != sizeof reply || reply.magic != LAUNCH_MAGIC || reply.error < 0 ||
-            (reply.error == 0 && (n_fds != 3 || reply.pid <= 0)) || (reply.error > 0 && n_fds != 0)) {
-                for (size_t i = 0; i < n_fds; i++)
-                        safe_close(fds[i]);
-                return -EBADMSG;
         }
-        if (reply.error > 0)
-                return -reply.error;
-        log_debug("launcher: QEMU is pid %d", (int) reply.pid);
-        *ret = (LaunchResult) {
-                .pid = reply.pid,
-                .pidfd = fds[0],
-                .exit_fd = fds[1],
-                .qmp_fd = fds[2],
-                .stderr_fd = TAKE_FD(pipe_r),
-        };
+        /* The answer comes right after the launcher's fork(), on the loop. */
+        pending.active = true;
+        pending.stderr_r = TAKE_FD(pipe_r);
+        pending.callback = callback;
+        pending.userdata = userdata;
         return 0;
 }
 

@@ -93,14 +93,22 @@ int launch_request_recv(int sock, int fds[static LAUNCH_FDS_MAX]);
  * so the loop exits with -ECHILD (the service manager restarts the supervisor). */
 int launcher_attach(sd_event *e);
 
+/* The launcher's answer to launch_qemu(): error 0 with lr filled (every descriptor the
+ * callback's to own), or -errno with lr NULL: -ENOENT for a missing binary, -ETIMEDOUT when
+ * no answer came within LAUNCH_REPLY_TIMEOUT_MSEC, -ECHILD when the launcher is gone,
+ * -EBADMSG for a malformed answer. */
+typedef void (*LaunchCallback)(int error, LaunchResult *lr, void *userdata);
+
 /* Has the launcher start QEMU with its end of a new QMP connection and qga_listen_fd (may be
  * -1) at LAUNCH_QMP_FD and LAUNCH_QGA_FD, stdin from /dev/null and stdout+stderr into a pipe.
- * Waits (at most LAUNCH_REPLY_TIMEOUT_MSEC) for the launcher's answer, which comes right
- * after its fork(). Returns 0, or -errno: -ENOENT for a missing binary, -ECHILD when there is
- * no launcher. Exec failures show up as exit status 127 with the reason on the pipe.
- * incoming: QEMU also gets -incoming defer (a VM arriving by migration: migration.h); a
- * launcher older than that refuses the request (-EBADMSG). */
-int launch_qemu(int qga_listen_fd, bool incoming, LaunchResult *ret);
+ * Never waits: the answer, which comes right after the launcher's fork(), is read on the
+ * loop (launcher_attach() first) and handed to callback. One request at a time. Returns 0
+ * when the request is sent (callback will be called exactly once), or
+ * -errno: -ECHILD when there is no launcher, -EBUSY while a request is pending. Exec
+ * failures show up as exit status 127 with the reason on the pipe. incoming: QEMU also gets
+ * -incoming defer (a VM arriving by migration: migration.h); a launcher older than that
+ * refuses the request (-EBADMSG). */
+int launch_qemu(int qga_listen_fd, bool incoming, LaunchCallback callback, void *userdata);
 
 /* QEMU is up: the launcher records what runs (the run record's executable after any
  * wrapper's exec). Nothing is answered. */

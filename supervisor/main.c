@@ -221,7 +221,7 @@ static bool handing_over = false;
 static int on_handover(sd_event_source *s, const struct signalfd_siginfo *si, void *userdata) {
         Vm *vm = userdata;
 
-        if (vm->exit_when_stopped || vm->adopting ||
+        if (vm->exit_when_stopped || vm->adopting || vm->launching ||
             IN_SET(vm->state, VM_STARTING, VM_STOPPING, VM_SHUTTING_DOWN)) {
                 log_warning("VM %s: %s: not handing over while the VM is %s.", vm->config->name,
                             strsignal((int) si->ssi_signo), vm->exit_when_stopped ? "being shut down" : vm_state_to_string(vm->state));
@@ -246,6 +246,11 @@ static int on_signal(sd_event_source *s, const struct signalfd_siginfo *si, void
         }
         vm->exit_when_stopped = true;
         (void) sd_notify(false, "STOPPING=1");
+        if (vm->launching) {
+                /* The launcher is forking QEMU: it is stopped as soon as it is there. */
+                log_info("Signal %s: stopping the VM once its QEMU is there.", strsignal((int) si->ssi_signo));
+                return 0;
+        }
         if (!vm_is_active(vm)) {
                 (void) sd_event_exit(vm->event, 0);
                 return 0;

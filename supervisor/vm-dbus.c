@@ -99,7 +99,7 @@ static int method_start_with_options(sd_bus_message *m, void *userdata, sd_bus_e
         r = bus_require(b, m, PRIV_VM_POWERMGMT, error);
         if (r < 0)
                 return r;
-        if (vm_is_active(vm))
+        if (vm_is_active(vm) || vm_is_starting(vm))
                 return sd_bus_error_set(error, VMSUP_ERROR_ALREADY_RUNNING, "The VM is already running.");
         r = vm_start_with(vm, m, paused);
         if (r == -EBUSY)

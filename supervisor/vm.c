@@ -894,6 +894,102 @@ int vm_start(Vm *vm, sd_bus_message *m) {
         return vm_start_with(vm, m, false);
 }
 
+static void vm_launch_failed(Vm *vm, int r) {
+        _cleanup_free_ char *why = NULL, *msg = NULL;
+        bool incoming = vm->incoming;
+
+        vm->incoming = false;
+        if (asprintf(&why, "%s: %s%s", incoming ? "migration-failed" : "start-failed", r == -ENOENT ? "QEMU binary not found: " : "",
+                     r == -ENOENT ? vm->config->binary :
+                     r == -ECHILD ? "the QEMU launcher is gone" : strerror(-r)) < 0)
+                why = NULL;
+        log_error_errno(r, "Failed to launch QEMU: %m");
+        vm_flight_dump(vm, "launch failed");
+        vm_set_state(vm, VM_STOPPED, why ?: "start-failed");
+        if (asprintf(&msg, "QEMU could not be started: %s.", why ?: strerror(-r)) < 0)
+                msg = NULL;
+        vm->reboot_pending = false;
+        waiters_answer(vm, 1U << VM_WAIT_START | 1U << VM_WAIT_REBOOT, VMSUP_ERROR_QEMU_ERROR,
+                       msg ?: "QEMU could not be started.");
+        if (incoming && vm->migration_hooks && vm->migration_hooks->ended)
+                vm->migration_hooks->ended(vm, vm->migration_userdata);
+        if (vm->on_settled)
+                vm->on_settled(vm);
+}
+
+/* The launcher's answer: QEMU runs (or did not start). */
+static void on_launched(int error, LaunchResult *lr, void *userdata) {
+        _cleanup_close_ int qmp_fd = -EBADF, exit_fd = -EBADF, stderr_fd = -EBADF;
+        Vm *vm = userdata;
+        int r;
+
+        vm->launching = false;
+        if (error < 0) {
+                vm_launch_failed(vm, error);
+                return;
+        }
+        qmp_fd = lr->qmp_fd;
+        exit_fd = lr->exit_fd;
+        stderr_fd = lr->stderr_fd;
+        log_debug("VM %s: QMP connection fd %d", vm->config->name, qmp_fd);
+        vm->pid = lr->pid;
+        vm->pidfd = lr->pidfd;
+        vm->stderr_fd = TAKE_FD(stderr_fd);
+        vm->started_at_usec = now_usec(CLOCK_REALTIME);
+        vm->started_at_mono = now_usec(CLOCK_MONOTONIC);
+        /* Until QMP is negotiated: what either side left unread on it tells, if the start
+         * fails, which side stopped talking. */
+        vm->start_qmp_fd = fcntl(qmp_fd, F_DUPFD_CLOEXEC, 3);
+
+        r = sd_event_add_io(vm->event, &vm->child_source, exit_fd, EPOLLIN, on_exit_report, vm);
+        if (r < 0)
+                goto fail;
+        (void) sd_event_source_set_io_fd_own(vm->child_source, true);
+        exit_fd = -EBADF;
+        r = sd_event_add_io(vm->event, &vm->stderr_source, vm->stderr_fd, EPOLLIN, on_stderr, vm);
+        if (r < 0)
+                goto fail;
+        r = qmp_client_new(vm->event, TAKE_FD(qmp_fd), &qmp_callbacks, vm, &vm->qmp);
+        if (r < 0)
+                goto fail;
+        r = sd_event_add_time_relative(vm->event, &vm->start_timer, CLOCK_MONOTONIC, VM_START_TIMEOUT_USEC, 0,
+                                       on_start_timeout, vm);
+        if (r < 0)
+                goto fail;
+
+        log_info("VM %s: QEMU started%s, pid %d", vm->config->name, vm->incoming ? " for an incoming migration" : "",
+                 (int) vm->pid);
+        vm_set_state(vm, VM_STARTING, vm->incoming ? "incoming" : "start");
+        vm_emit_properties_changed(vm, "Pid");
+        vm_emit_properties_changed(vm, "StartedAtUSec");
+        if (vm->exit_when_stopped) {
+                /* The supervisor was told to stop while the launcher forked: this QEMU has
+                 * run nothing yet. */
+                log_info("VM %s: stopping the QEMU that just started: the supervisor is stopping", vm->config->name);
+                set_string(&vm->kill_reason, "start-failed: the supervisor is stopping");
+                vm_kill(vm, SIGKILL);
+        }
+        return;
+
+fail:
+        log_error_errno(r, "Failed to watch QEMU: %m");
+        vm_kill(vm, SIGKILL);
+        /* The exit report (if it is watched) ends the run and answers the waiters; otherwise
+         * the launcher reaps QEMU and nobody listens. */
+        if (!vm->child_source) {
+                bool incoming = vm->incoming;
+
+                vm_cleanup_run(vm);
+                vm->incoming = incoming; /* the failure's reason says which kind of start */
+                vm_launch_failed(vm, r);
+        } else
+                set_string(&vm->kill_reason, "start-failed: internal error");
+}
+
+bool vm_is_starting(const Vm *vm) {
+        return vm->launching || vm->state == VM_STARTING;
+}
+
 static int vm_launch(Vm *vm, sd_bus_message *m, bool paused, bool incoming);
 
 int vm_start_with(Vm *vm, sd_bus_message *m, bool paused) {
@@ -901,17 +997,16 @@ int vm_start_with(Vm *vm, sd_bus_message *m, bool paused) {
 }
 
 int vm_start_incoming(Vm *vm) {
-        if (vm->state == VM_STARTING || vm_is_active(vm))
+        if (vm_is_starting(vm) || vm_is_active(vm))
                 return -EBUSY;
         return vm_launch(vm, NULL, false, true);
 }
 
 static int vm_launch(Vm *vm, sd_bus_message *m, bool paused, bool incoming) {
-        _cleanup_close_ int qga_listen = -EBADF, qmp_fd = -EBADF;
-        LaunchResult lr = { .pidfd = -EBADF, .exit_fd = -EBADF, .qmp_fd = -EBADF, .stderr_fd = -EBADF };
+        _cleanup_close_ int qga_listen = -EBADF;
         int r;
 
-        if (vm->state == VM_STARTING)
+        if (vm_is_starting(vm))
                 return waiter_add(vm, VM_WAIT_START, m, 0, false);
         if (vm_is_active(vm))
                 return -EBUSY;
@@ -939,69 +1034,25 @@ static int vm_launch(Vm *vm, sd_bus_message *m, bool paused, bool incoming) {
          * accept() for good. When the main thread was the one blocked, QEMU greeted (from the
          * I/O thread) but never executed qmp_capabilities, and the start timed out. A
          * connected chardev is set up before the monitor exists and never accepted, so no
-         * thread races for it. */
-        r = launch_qemu(qga_listen, incoming, &lr);
+         * thread races for it. The launcher answers on the loop (on_launched()). */
+        log_info("VM %s: asking the launcher for a QEMU", vm->config->name);
+        r = launch_qemu(qga_listen, incoming, on_launched, vm);
         if (r < 0) {
                 _cleanup_free_ char *why = NULL;
-                if (asprintf(&why, "%s: %s%s", incoming ? "migration-failed" : "start-failed", r == -ENOENT ? "QEMU binary not found: " : "",
-                             r == -ENOENT ? vm->config->binary :
-                             r == -ECHILD ? "the QEMU launcher is gone" : strerror(-r)) < 0)
+                if (asprintf(&why, "%s: %s", incoming ? "migration-failed" : "start-failed", r == -ECHILD ? "the QEMU launcher is gone" : strerror(-r)) < 0)
                         why = NULL;
                 log_error_errno(r, "Failed to launch QEMU: %m");
                 vm_flight_dump(vm, "launch failed");
                 vm_set_state(vm, VM_STOPPED, why ?: "start-failed");
                 return r;
         }
-        qmp_fd = lr.qmp_fd;
-        log_debug("VM %s: QMP connection fd %d", vm->config->name, qmp_fd);
-        vm->pid = lr.pid;
-        vm->pidfd = lr.pidfd;
+        vm->launching = true;
         vm->start_paused = paused;
         vm->incoming = incoming;
-        vm->stderr_fd = lr.stderr_fd;
-        vm->started_at_usec = now_usec(CLOCK_REALTIME);
-        vm->started_at_mono = now_usec(CLOCK_MONOTONIC);
-        /* Until QMP is negotiated: what either side left unread on it tells, if the start
-         * fails, which side stopped talking. */
-        vm->start_qmp_fd = fcntl(qmp_fd, F_DUPFD_CLOEXEC, 3);
-
-        r = sd_event_add_io(vm->event, &vm->child_source, lr.exit_fd, EPOLLIN, on_exit_report, vm);
-        if (r < 0)
-                goto fail;
-        (void) sd_event_source_set_io_fd_own(vm->child_source, true);
-        lr.exit_fd = -EBADF;
-        r = sd_event_add_io(vm->event, &vm->stderr_source, vm->stderr_fd, EPOLLIN, on_stderr, vm);
-        if (r < 0)
-                goto fail;
-        r = qmp_client_new(vm->event, TAKE_FD(qmp_fd), &qmp_callbacks, vm, &vm->qmp);
-        if (r < 0)
-                goto fail;
-        r = sd_event_add_time_relative(vm->event, &vm->start_timer, CLOCK_MONOTONIC, VM_START_TIMEOUT_USEC, 0,
-                                       on_start_timeout, vm);
-        if (r < 0)
-                goto fail;
         r = waiter_add(vm, VM_WAIT_START, m, 0, false);
         if (r < 0)
-                goto fail;
-
-        log_info("VM %s: QEMU started%s, pid %d", vm->config->name, incoming ? " for an incoming migration" : "",
-                 (int) vm->pid);
-        vm_set_state(vm, VM_STARTING, incoming ? "incoming" : "start");
-        vm_emit_properties_changed(vm, "Pid");
-        vm_emit_properties_changed(vm, "StartedAtUSec");
+                log_warning_errno(r, "VM %s: the caller will not hear when the VM runs: %m", vm->config->name);
         return 0;
-
-fail:
-        log_error_errno(r, "Failed to watch QEMU: %m");
-        vm_kill(vm, SIGKILL);
-        /* The exit report (if it is watched) ends the run; otherwise the launcher reaps QEMU
-         * and nobody listens. */
-        if (!vm->child_source) {
-                safe_close(lr.exit_fd);
-                vm_cleanup_run(vm);
-        } else
-                set_string(&vm->kill_reason, "start-failed: internal error");
-        return r;
 }
 
 /* ---- adoption of a QEMU a previous supervisor left ---- */

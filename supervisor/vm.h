@@ -135,6 +135,7 @@ struct Vm {
         /* Taking over a QEMU a previous supervisor left (vm_adopt()): until QEMU said
          * whether it runs. */
         bool adopting;
+        bool launching;          /* a start request is with the launcher (no QEMU yet) */
 
         /* This run was started for an incoming migration that has not completed yet: its end
          * is "migration-failed: …" rather than a start failure or a crash. */
@@ -152,6 +153,8 @@ DEFINE_TRIVIAL_CLEANUP_FUNC(Vm *, vm_free);
 
 /* True while a QEMU process exists. */
 bool vm_is_active(Vm *vm);
+/* Start asked, not answered yet: with the launcher, or QEMU up and QMP being negotiated. */
+bool vm_is_starting(const Vm *vm);
 /* True when QMP is negotiated and the VM accepts commands (running, paused, suspended, shutting-down). */
 bool vm_is_running(Vm *vm);
 

@@ -260,4 +260,38 @@ gone=no
 for i in $(seq 200); do kill -0 "$pid" 2>/dev/null || kill -0 "$lau" 2>/dev/null || { gone=yes; break; }; sleep 0.05; done
 check_eq "then SIGTERM to the unsupervised launcher: QEMU and the launcher end" yes "$gone"
 
+# --- The launcher's answer is read on the loop: while it has not come (here the launcher
+# is stopped), other callers are answered and Start waits for it.
+check_here "supervisor for the stopped-launcher test" vmsupd_start vm1
+lau=$(pgrep -P "${VMSUPD_PID[vm1]}" -x vmsupd-launcher)
+asked=$(grep -c 'asking the launcher' "$T/logs/vm1.log")
+kill -STOP "$lau"
+( vmcall vm1 VM1 Start > "$T/start-held.out" 2>&1; echo "rc=$?" >> "$T/start-held.out" ) &
+held=$!
+asked_more() { [[ $(grep -c 'asking the launcher' "$T/logs/vm1.log") -gt $asked ]]; }
+for i in $(seq 200); do asked_more && break; sleep 0.05; done
+check "Start reached the launcher" asked_more
+check "GetStatus is answered while the launcher has not answered" vmcall vm1 VM1 GetStatus
+check "... while Start still waits for the launcher" bash -c "kill -0 $held"
+kill -CONT "$lau"
+wait "$held"
+check "Start returns once QEMU runs" grep -q '^rc=0' "$T/start-held.out"
+check_eq "running" running "$(vmprop_value vm1 State)"
+# SIGTERM while the launcher forks: the QEMU that comes is stopped, nothing lingers.
+check "Stop" vmcall vm1 VM1 Stop
+asked=$(grep -c 'asking the launcher' "$T/logs/vm1.log")
+kill -STOP "$lau"
+( vmcall vm1 VM1 Start > "$T/start-held.out" 2>&1; echo "rc=$?" >> "$T/start-held.out" ) &
+held=$!
+for i in $(seq 200); do asked_more && break; sleep 0.05; done
+check "Start reached the launcher" asked_more
+kill -TERM "${VMSUPD_PID[vm1]}"
+kill -CONT "$lau"
+wait "$held"
+vmsupd_stop vm1
+check_eq "SIGTERM while QEMU was being forked: vmsupd exits 0" 0 "$VMSUPD_RC"
+check_match "the held Start fails, saying why" "supervisor is stopping|QEMU" "$(cat "$T/start-held.out")"
+no_qemu_for() { ! qemu_running_for "$1"; }
+check "no QEMU left for vm1" no_qemu_for vm1
+
 finish

@@ -43,7 +43,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
                         const HmpCommand *info = policy_hmp_info_lookup(sub, sub_len);
                         FUZZ_ASSERT(sub > name && sub + sub_len <= line + strlen(line));
                         FUZZ_ASSERT(info ? tier == info->tier : tier == HMP_TIER_ROOT);
-                } else
+                } else if (sub) /* "info /x": an empty subcommand name */
+                        FUZZ_ASSERT(sub > name && tier == HMP_TIER_ROOT);
+                else
                         FUZZ_ASSERT(tier == name_tier);
                 /* Past validation, a caller with VM.Monitor alone gets exactly the "none" tier. */
                 if (r[2] != -EINVAL)
