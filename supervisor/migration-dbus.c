@@ -4,6 +4,7 @@
 
 #include <fcntl.h>
 #include <stdio.h>
+#include <sys/socket.h>
 
 #include "bus-errors.h"
 #include "migration-dbus.h"
@@ -134,11 +135,18 @@ static int read_options(sd_bus_message *m, MigrationOptions *o, int *ret_disk_fd
         return sd_bus_message_exit_container(m);
 }
 
+static bool fd_is_stream_socket(int fd) {
+        int type = -1;
+        socklen_t l = sizeof type;
+
+        return getsockopt(fd, SOL_SOCKET, SO_TYPE, &type, &l) == 0 && type == SOCK_STREAM;
+}
+
 /* The stream and the options, checked; then VM.Migrate. Returns 0 with our own copy of the
  * stream in *ret_fd, or a negative errno with error set. */
 static int read_call(MigrationBus *mb, sd_bus_message *m, bool out, MigrationOptions *o, int *ret_fd,
-                     sd_bus_error *error) {
-        int fd, disk_fd, copy, r;
+                     int *ret_disk_fd, sd_bus_error *error) {
+        int fd, disk_fd, copy, disk_copy = -EBADF, r;
 
         r = sd_bus_message_read(m, "h", &fd);
         if (r < 0)
@@ -150,21 +158,30 @@ static int read_call(MigrationBus *mb, sd_bus_message *m, bool out, MigrationOpt
         if (r < 0)
                 return r;
         if (disk_fd >= 0) {
+                /* NBD talks both ways: a stream socket only. */
                 r = migration_check_fd(disk_fd, out, error);
                 if (r < 0)
                         return r;
+                if (!fd_is_stream_socket(disk_fd))
+                        return sd_bus_error_set(error, SD_BUS_ERROR_INVALID_ARGS,
+                                                "disk-fd must be a stream socket (AF_UNIX or TCP): NBD talks both ways.");
         }
         r = bus_require(mb->bus, m, PRIV_VM_MIGRATE, error);
         if (r < 0)
                 return r;
-        if (disk_fd >= 0)
-                return sd_bus_error_set(error, SD_BUS_ERROR_NOT_SUPPORTED,
-                                        "Migrating local disks over disk-fd is not implemented yet; "
-                                        "the drives must be on storage both hosts share.");
         copy = fcntl(fd, F_DUPFD_CLOEXEC, 3);
         if (copy < 0)
                 return -errno;
+        if (disk_fd >= 0) {
+                disk_copy = fcntl(disk_fd, F_DUPFD_CLOEXEC, 3);
+                if (disk_copy < 0) {
+                        r = -errno;
+                        safe_close(copy);
+                        return r;
+                }
+        }
         *ret_fd = copy;
+        *ret_disk_fd = disk_copy;
         return 0;
 }
 
@@ -172,12 +189,15 @@ static int method_migrate_out(sd_bus_message *m, void *userdata, sd_bus_error *e
         MigrationBus *mb = userdata;
         Vm *vm = mb->bus->vm;
         MigrationOptions o;
-        int fd = -EBADF, r;
+        int fd = -EBADF, disk_fd = -EBADF, r;
 
-        r = read_call(mb, m, true, &o, &fd, error);
+        r = read_call(mb, m, true, &o, &fd, &disk_fd, error);
         if (r < 0)
                 return r;
-        r = migration_out(mb->migration, m, fd, &o);
+        r = migration_out(mb->migration, m, fd, disk_fd, &o);
+        if (r == -EOPNOTSUPP)
+                return sd_bus_error_set(error, SD_BUS_ERROR_NOT_SUPPORTED,
+                                        "disk-fd carries one drive: the VM needs exactly one writable drive.");
         if (r == -ESRCH)
                 return sd_bus_error_set(error, VMSUP_ERROR_NOT_RUNNING, "The VM is not running.");
         if (r == -EBUSY)
@@ -193,12 +213,15 @@ static int method_migrate_in(sd_bus_message *m, void *userdata, sd_bus_error *er
         MigrationBus *mb = userdata;
         Vm *vm = mb->bus->vm;
         MigrationOptions o;
-        int fd = -EBADF, r;
+        int fd = -EBADF, disk_fd = -EBADF, r;
 
-        r = read_call(mb, m, false, &o, &fd, error);
+        r = read_call(mb, m, false, &o, &fd, &disk_fd, error);
         if (r < 0)
                 return r;
-        r = migration_in(mb->migration, m, fd, &o);
+        r = migration_in(mb->migration, m, fd, disk_fd, &o);
+        if (r == -EOPNOTSUPP)
+                return sd_bus_error_set(error, SD_BUS_ERROR_NOT_SUPPORTED,
+                                        "disk-fd carries one drive: the VM needs exactly one writable drive.");
         if (r == -EBUSY)
                 return sd_bus_error_setf(error, VMSUP_ERROR_ALREADY_RUNNING,
                                          "The VM is %s here; only a stopped VM can receive a migration.",

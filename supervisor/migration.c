@@ -4,6 +4,8 @@
 
 #include <fcntl.h>
 #include <stdarg.h>
+#include <sys/epoll.h>
+#include <sys/un.h>
 #include <netinet/in.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -30,6 +32,20 @@ static bool str_in(const char *s, ...) {
 }
 #define IN_SET_STR(s, ...) str_in(s, __VA_ARGS__, (const char *) NULL)
 
+/* The target's bridge between the caller's disk stream and QEMU's NBD server: bytes are
+ * copied both ways on the loop, through a bounded buffer per direction. */
+typedef struct Splice {
+        Migration *m;
+        int fd[2];                /* 0: the caller's stream, 1: our connection to QEMU's NBD server */
+        sd_event_source *src[2];
+        struct {
+                uint8_t buf[MIGRATION_SPLICE_BUF];
+                size_t start, len;
+                bool eof;         /* fd[i] said EOF: nothing more to read */
+                bool shut;        /* and the other end was told (SHUT_WR) */
+        } dir[2];                 /* dir[i]: read from fd[i], written to fd[1 - i] */
+} Splice;
+
 struct Migration {
         Vm *vm;
         MigrationDirection dir;
@@ -47,10 +63,29 @@ struct Migration {
         char *error;            /* why it failed */
         json_t *last;           /* the last query-migrate answer */
         MigrationDirection last_dir;
+
+        /* The local disk (disk-fd). */
+        int disk_fd;            /* until QEMU (source) or the splice (target) has it */
+        bool disk;              /* this migration carries the disk */
+        unsigned disk_stage;    /* source: 1 mirroring, 2 mirror ready */
+        uint64_t disk_offset, disk_len; /* the mirror's progress */
+        char *disk_device;      /* the drive's id, also the NBD export's name */
+        bool nbd_node;          /* source: our NBD client node exists (cleaned up on failure) */
+        bool mirror_job;        /* source: our mirror job exists */
+        Splice *splice;         /* target */
 };
+
+static Splice *splice_free(Splice *sp);
 
 static void migration_reset(Migration *m) {
         m->dir = MIGRATION_NONE;
+        if (m->disk_fd >= 0)
+                bus_fds_close_async(m->disk_fd);
+        m->disk_fd = -EBADF;
+        m->disk = false;
+        m->disk_stage = 0;
+        m->disk_device = mfree(m->disk_device);
+        m->splice = splice_free(m->splice);
         m->reply = sd_bus_message_unref(m->reply);
         if (m->fd >= 0)
                 bus_fds_close_async(m->fd);
@@ -91,9 +126,151 @@ static void keep_last(Migration *m, json_t *result) {
         m->last_dir = m->dir;
 }
 
+/* ---- the disk ---- */
+
+/* The VM's one writable drive (disk-fd carries one NBD connection, so one drive): its index,
+ * or -EOPNOTSUPP when there are none or several. */
+static int writable_drive(Vm *vm) {
+        int found = -EOPNOTSUPP;
+
+        for (size_t i = 0; i < vm->config->n_drives; i++) {
+                if (vm->config->drives[i].readonly)
+                        continue;
+                if (found >= 0)
+                        return -EOPNOTSUPP;
+                found = (int) i;
+        }
+        return found;
+}
+
+static int disk_prepare(Migration *m, int disk_fd) {
+        int i = writable_drive(m->vm);
+
+        if (i < 0)
+                return i;
+        if (asprintf(&m->disk_device, "drive%d", i) < 0)
+                return -ENOMEM;
+        m->disk = true;
+        m->disk_fd = disk_fd;
+        return 0;
+}
+
+static void splice_update(Splice *sp) {
+        for (unsigned i = 0; i < 2; i++) {
+                uint32_t ev = 0;
+
+                if (!sp->src[i])
+                        continue;
+                if (!sp->dir[i].eof && sp->dir[i].start + sp->dir[i].len < MIGRATION_SPLICE_BUF)
+                        ev |= EPOLLIN;
+                if (sp->dir[1 - i].len > 0)
+                        ev |= EPOLLOUT;
+                (void) sd_event_source_set_io_events(sp->src[i], ev);
+                (void) sd_event_source_set_enabled(sp->src[i], ev ? SD_EVENT_ON : SD_EVENT_OFF);
+        }
+}
+
+/* Moves what fd i has to give and what it takes. 0, or -errno when the bridge failed. */
+static int splice_step(Splice *sp, unsigned i, uint32_t revents) {
+        typeof(sp->dir[0]) *in = &sp->dir[i], *out = &sp->dir[1 - i];
+
+        if ((revents & (EPOLLIN | EPOLLHUP | EPOLLERR)) && !in->eof) {
+                if (in->len == 0)
+                        in->start = 0;
+                size_t room = MIGRATION_SPLICE_BUF - in->start - in->len;
+                if (room > 0) {
+                        ssize_t k = read(sp->fd[i], in->buf + in->start + in->len, room);
+                        if (k > 0)
+                                in->len += (size_t) k;
+                        else if (k == 0)
+                                in->eof = true;
+                        else if (!IN_SET(errno, EAGAIN, EINTR))
+                                return -errno;
+                }
+        }
+        if ((revents & EPOLLOUT) && out->len > 0) {
+                ssize_t k = send(sp->fd[i], out->buf + out->start, out->len, MSG_DONTWAIT | MSG_NOSIGNAL);
+                if (k > 0) {
+                        out->start += (size_t) k;
+                        out->len -= (size_t) k;
+                        if (out->len == 0)
+                                out->start = 0; /* all of it is through: the whole buffer is free again */
+                } else if (k < 0 && !IN_SET(errno, EAGAIN, EINTR))
+                        return -errno;
+        }
+        /* The other side ended and all it sent is through: this one is told. */
+        if (out->eof && out->len == 0 && !out->shut) {
+                (void) shutdown(sp->fd[i], SHUT_WR);
+                out->shut = true;
+        }
+        return 0;
+}
+
+static int on_splice_io(sd_event_source *s, int fd, uint32_t revents, void *userdata) {
+        Splice *sp = userdata;
+        unsigned i = fd == sp->fd[0] ? 0 : 1;
+        int r;
+
+        r = splice_step(sp, i, revents);
+        if (r >= 0)
+                r = splice_step(sp, 1 - i, EPOLLOUT);
+        if (r < 0 || (sp->dir[0].shut && sp->dir[1].shut)) {
+                if (r < 0)
+                        log_warning_errno(r, "VM %s: the disk stream failed: %m", sp->m->vm->config->name);
+                sp->m->splice = splice_free(sp);
+                return 0;
+        }
+        splice_update(sp);
+        return 0;
+}
+
+static Splice *splice_free(Splice *sp) {
+        if (!sp)
+                return NULL;
+        for (unsigned i = 0; i < 2; i++) {
+                sd_event_source_disable_unref(sp->src[i]);
+                if (sp->fd[i] >= 0)
+                        bus_fds_close_async(sp->fd[i]);
+        }
+        free(sp);
+        return NULL;
+}
+
+/* Bridges the caller's stream (taken) and conn (taken). */
+static int splice_new(Migration *m, int caller, int conn, Splice **ret) {
+        Splice *sp = calloc(1, sizeof *sp);
+        int r;
+
+        if (!sp) {
+                safe_close(caller);
+                safe_close(conn);
+                return -ENOMEM;
+        }
+        sp->m = m;
+        sp->fd[0] = caller;
+        sp->fd[1] = conn;
+        for (unsigned i = 0; i < 2; i++) {
+                int flags = fcntl(sp->fd[i], F_GETFL);
+                if (flags < 0 || fcntl(sp->fd[i], F_SETFL, flags | O_NONBLOCK) < 0) {
+                        r = -errno;
+                        goto fail;
+                }
+                r = sd_event_add_io(m->vm->event, &sp->src[i], sp->fd[i], EPOLLIN, on_splice_io, sp);
+                if (r < 0)
+                        goto fail;
+        }
+        splice_update(sp);
+        *ret = sp;
+        return 0;
+fail:
+        splice_free(sp);
+        return r;
+}
+
 /* ---- source ---- */
 
 static void out_failed_settled(Migration *m, const char *status);
+static void out_setup_failed(Migration *m, const char *what, const char *desc);
 
 static void on_settle_status(QmpClient *c, int error, json_t *result, const char *err_class, const char *err_desc,
                              void *userdata);
@@ -156,6 +333,17 @@ static void out_failed_settled(Migration *m, const char *status) {
                 reason = NULL;
         if (vm_is_active(vm) && vm->state == VM_MIGRATING)
                 vm_set_migration_state(vm, state, reason ?: "migration-failed");
+        /* The mirror to the target goes; its NBD node goes once the job has ended. */
+        if (vm->qmp && m->mirror_job) {
+                _cleanup_(json_decrefp) json_t *args = json_pack("{s:s, s:b}", "device", MIGRATION_MIRROR_JOB, "force", 1);
+                if (args)
+                        (void) qmp_send(vm->qmp, "block-job-cancel", args, 0, NULL, NULL, NULL);
+        } else if (vm->qmp && m->nbd_node) {
+                _cleanup_(json_decrefp) json_t *args = json_pack("{s:s}", "node-name", MIGRATION_NBD_NODE);
+                if (args)
+                        (void) qmp_send(vm->qmp, "blockdev-del", args, 0, NULL, NULL, NULL);
+                m->nbd_node = false;
+        }
         log_info("VM %s: outgoing migration failed: %s", vm->config->name, m->error ?: "cancelled");
         migration_answer(m, false, m->error ?: "it was cancelled");
 }
@@ -233,10 +421,38 @@ static void on_out_query(QmpClient *c, int error, json_t *result, const char *er
         }
 }
 
+static void on_jobs_query(QmpClient *c, int error, json_t *result, const char *err_class, const char *err_desc,
+                          void *userdata) {
+        Migration *m = userdata;
+        size_t i;
+        json_t *job;
+        uint64_t now = now_usec(CLOCK_MONOTONIC);
+
+        if (m->dir != MIGRATION_OUT || m->disk_stage != 1 || error < 0 || m->finishing)
+                return;
+        json_array_foreach(result, i, job) {
+                if (!streq_ptr(json_string_value(json_object_get(job, "device")), MIGRATION_MIRROR_JOB))
+                        continue;
+                m->disk_len = (uint64_t) json_integer_value(json_object_get(job, "len"));
+                uint64_t off = (uint64_t) json_integer_value(json_object_get(job, "offset"));
+                if (off != m->disk_offset || m->last_progress_usec == 0) {
+                        m->disk_offset = off;
+                        m->last_progress_usec = now;
+                }
+        }
+        if (now - m->last_progress_usec > MIGRATION_STALL_USEC) {
+                log_warning("VM %s: the disk mirror made no progress for %u s, giving up", m->vm->config->name,
+                            (unsigned) (MIGRATION_STALL_USEC / USEC_PER_SEC));
+                out_setup_failed(m, "drive-mirror", "no progress for 60 s");
+        }
+}
+
 static int on_poll_timer(sd_event_source *s, uint64_t usec, void *userdata) {
         Migration *m = userdata;
 
-        if (m->dir == MIGRATION_OUT && m->vm->qmp)
+        if (m->dir == MIGRATION_OUT && m->vm->qmp && m->disk_stage == 1)
+                (void) qmp_send(m->vm->qmp, "query-block-jobs", NULL, 0, on_jobs_query, m, NULL);
+        else if (m->dir == MIGRATION_OUT && m->vm->qmp)
                 (void) qmp_send(m->vm->qmp, "query-migrate", NULL, 0, on_out_query, m, NULL);
         (void) sd_event_source_set_time_relative(s, MIGRATION_POLL_USEC);
         return 0;
@@ -263,7 +479,9 @@ static void on_migrate_reply(QmpClient *c, int error, json_t *result, const char
         if (error < 0)
                 return out_setup_failed(m, "migrate", err_desc);
         m->last_progress_usec = now_usec(CLOCK_MONOTONIC);
-        if (sd_event_add_time_relative(m->vm->event, &m->poll_timer, CLOCK_MONOTONIC, MIGRATION_POLL_USEC, 0,
+        m->last_transferred = 0;
+        if (!m->poll_timer &&
+            sd_event_add_time_relative(m->vm->event, &m->poll_timer, CLOCK_MONOTONIC, MIGRATION_POLL_USEC, 0,
                                        on_poll_timer, m) >= 0)
                 (void) sd_event_source_set_enabled(m->poll_timer, SD_EVENT_ON);
 }
@@ -318,9 +536,67 @@ static json_t *capabilities(bool auto_converge, bool out) {
                          "capability", "auto-converge", "state", auto_converge);
 }
 
-int migration_out(Migration *m, sd_bus_message *msg, int fd, const MigrationOptions *o) {
-        _cleanup_close_ int stream = fd;
+/* The RAM: capabilities, parameters, getfd, migrate. */
+static int out_start_ram(Migration *m) {
+        _cleanup_(json_decrefp) json_t *args = capabilities(m->opts.auto_converge, true);
+
+        if (!args)
+                return -ENOMEM;
+        return qmp_send(m->vm->qmp, "migrate-set-capabilities", args, 0, on_out_caps, m, NULL);
+}
+
+static void on_mirror_started(QmpClient *c, int error, json_t *result, const char *err_class, const char *err_desc,
+                              void *userdata) {
+        Migration *m = userdata;
+
+        if (m->dir != MIGRATION_OUT)
+                return;
+        if (error < 0)
+                return out_setup_failed(m, "blockdev-mirror", err_desc);
+        m->mirror_job = true;
+        m->disk_stage = 1;
+        m->last_progress_usec = now_usec(CLOCK_MONOTONIC);
+        if (sd_event_add_time_relative(m->vm->event, &m->poll_timer, CLOCK_MONOTONIC, MIGRATION_POLL_USEC, 0,
+                                       on_poll_timer, m) >= 0)
+                (void) sd_event_source_set_enabled(m->poll_timer, SD_EVENT_ON);
+}
+
+static void on_nbd_added(QmpClient *c, int error, json_t *result, const char *err_class, const char *err_desc,
+                         void *userdata) {
+        Migration *m = userdata;
         _cleanup_(json_decrefp) json_t *args = NULL;
+
+        if (m->dir != MIGRATION_OUT)
+                return;
+        if (error < 0)
+                return out_setup_failed(m, "blockdev-add (NBD to the target)", err_desc);
+        m->nbd_node = true;
+        /* Active mirroring: once the copy has converged (BLOCK_JOB_READY), every guest write
+         * reaches the target before it completes, so the disk is whole there when the RAM
+         * switches over. */
+        args = json_pack("{s:s, s:s, s:s, s:s, s:s}", "job-id", MIGRATION_MIRROR_JOB, "device", m->disk_device,
+                         "target", MIGRATION_NBD_NODE, "sync", "full", "copy-mode", "write-blocking");
+        if (!args || qmp_send(c, "blockdev-mirror", args, 0, on_mirror_started, m, NULL) < 0)
+                out_setup_failed(m, "blockdev-mirror", "cannot be sent");
+}
+
+static void on_disk_getfd(QmpClient *c, int error, json_t *result, const char *err_class, const char *err_desc,
+                          void *userdata) {
+        Migration *m = userdata;
+        _cleanup_(json_decrefp) json_t *args = NULL;
+
+        if (m->dir != MIGRATION_OUT)
+                return;
+        if (error < 0)
+                return out_setup_failed(m, "getfd", err_desc);
+        args = json_pack("{s:s, s:s, s:{s:s, s:s}, s:s}", "driver", "nbd", "node-name", MIGRATION_NBD_NODE, "server",
+                         "type", "fd", "str", MIGRATION_NBD_FDNAME, "export", m->disk_device);
+        if (!args || qmp_send(c, "blockdev-add", args, 0, on_nbd_added, m, NULL) < 0)
+                out_setup_failed(m, "blockdev-add", "cannot be sent");
+}
+
+int migration_out(Migration *m, sd_bus_message *msg, int fd, int disk_fd, const MigrationOptions *o) {
+        _cleanup_close_ int stream = fd, disk = disk_fd;
         Vm *vm = m->vm;
         int r;
 
@@ -330,18 +606,26 @@ int migration_out(Migration *m, sd_bus_message *msg, int fd, const MigrationOpti
                 return -ESRCH;
         if (!IN_SET(vm->state, VM_RUNNING, VM_PAUSED))
                 return -EBUSY;
-        args = capabilities(o->auto_converge, true);
-        if (!args)
-                return -ENOMEM;
-        r = qmp_send(vm->qmp, "migrate-set-capabilities", args, 0, on_out_caps, m, NULL);
-        if (r < 0)
+        m->opts = *o;
+        if (disk >= 0) {
+                _cleanup_(json_decrefp) json_t *args = json_pack("{s:s}", "fdname", MIGRATION_NBD_FDNAME);
+                r = disk_prepare(m, -EBADF);
+                if (r >= 0 && !args)
+                        r = -ENOMEM;
+                if (r >= 0)
+                        r = qmp_send_fd(vm->qmp, "getfd", args, TAKE_FD(disk), 0, on_disk_getfd, m, NULL);
+        } else
+                r = out_start_ram(m);
+        if (r < 0) {
+                migration_reset(m);
                 return r;
+        }
         json_decref(m->last);
         m->last = NULL;
+        m->disk_offset = m->disk_len = 0;
         m->dir = MIGRATION_OUT;
         m->reply = sd_bus_message_ref(msg);
         m->fd = TAKE_FD(stream);
-        m->opts = *o;
         m->state_before = vm->state;
         m->last_transferred = 0;
         m->last_progress_usec = 0;
@@ -432,23 +716,149 @@ static void on_in_caps(QmpClient *c, int error, json_t *result, const char *err_
                 in_fail(m, "getfd", "cannot be sent");
 }
 
-static void on_incoming_ready(Vm *vm, void *userdata) {
+static void in_start_ram(Migration *m) {
+        _cleanup_(json_decrefp) json_t *args = capabilities(false, false);
+
+        if (!args || qmp_send(m->vm->qmp, "migrate-set-capabilities", args, 0, on_in_caps, m, NULL) < 0)
+                in_fail(m, "migrate-set-capabilities", "cannot be sent");
+}
+
+/* RUNTIME/NAME/nbd.sock: only the supervisor can reach it (0700 directory). */
+static int nbd_socket_path(Vm *vm, struct sockaddr_un *ret) {
+        *ret = (struct sockaddr_un) { .sun_family = AF_UNIX };
+        int k = snprintf(ret->sun_path, sizeof ret->sun_path, "%s/nbd.sock", vm->runtime_dir);
+        return k < 0 || (size_t) k >= sizeof ret->sun_path ? -ENAMETOOLONG : 0;
+}
+
+static void on_export_added(QmpClient *c, int error, json_t *result, const char *err_class, const char *err_desc,
+                            void *userdata) {
+        Migration *m = userdata;
+        _cleanup_close_ int conn = -EBADF;
+        struct sockaddr_un sa;
+        int r;
+
+        if (m->dir != MIGRATION_IN)
+                return;
+        if (error < 0)
+                return in_fail(m, "block-export-add", err_desc);
+        /* QEMU listens already: the backlog takes us at once. */
+        r = nbd_socket_path(m->vm, &sa);
+        if (r >= 0) {
+                conn = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+                if (conn < 0 || connect(conn, (struct sockaddr *) &sa, sizeof sa) < 0)
+                        r = -errno;
+        }
+        (void) unlink(sa.sun_path);
+        if (r >= 0)
+                r = splice_new(m, TAKE_FD(m->disk_fd), TAKE_FD(conn), &m->splice);
+        if (r < 0)
+                return in_fail(m, "the disk stream", strerror(-r));
+        in_start_ram(m);
+}
+
+static void on_in_query_block(QmpClient *c, int error, json_t *result, const char *err_class, const char *err_desc,
+                              void *userdata) {
+        Migration *m = userdata;
+        _cleanup_(json_decrefp) json_t *args = NULL;
+        const char *node = NULL;
+        json_t *dev;
+        size_t i;
+
+        if (m->dir != MIGRATION_IN)
+                return;
+        if (error < 0)
+                return in_fail(m, "query-block", err_desc);
+        json_array_foreach(result, i, dev)
+                if (streq_ptr(json_string_value(json_object_get(dev, "device")), m->disk_device))
+                        node = json_string_value(json_object_get(json_object_get(dev, "inserted"), "node-name"));
+        if (!node)
+                return in_fail(m, "query-block", "the drive has no node");
+        args = json_pack("{s:s, s:s, s:s, s:s, s:b}", "type", "nbd", "id", MIGRATION_NBD_NODE, "node-name", node, "name",
+                         m->disk_device, "writable", 1);
+        if (!args || qmp_send(c, "block-export-add", args, 0, on_export_added, m, NULL) < 0)
+                in_fail(m, "block-export-add", "cannot be sent");
+}
+
+static void on_nbd_server(QmpClient *c, int error, json_t *result, const char *err_class, const char *err_desc,
+                          void *userdata) {
+        Migration *m = userdata;
+
+        if (m->dir != MIGRATION_IN)
+                return;
+        if (error < 0)
+                return in_fail(m, "nbd-server-start", err_desc);
+        if (qmp_send(c, "query-block", NULL, 0, on_in_query_block, m, NULL) < 0)
+                in_fail(m, "query-block", "cannot be sent");
+}
+
+static void on_nbd_listen_getfd(QmpClient *c, int error, json_t *result, const char *err_class,
+                                const char *err_desc, void *userdata) {
         Migration *m = userdata;
         _cleanup_(json_decrefp) json_t *args = NULL;
 
         if (m->dir != MIGRATION_IN)
                 return;
-        args = capabilities(false, false);
-        if (!args || qmp_send(vm->qmp, "migrate-set-capabilities", args, 0, on_in_caps, m, NULL) < 0)
-                in_fail(m, "migrate-set-capabilities", "cannot be sent");
+        if (error < 0)
+                return in_fail(m, "getfd", err_desc);
+        args = json_pack("{s:{s:s, s:{s:s}}, s:i}", "addr", "type", "fd", "data", "str", MIGRATION_NBD_FDNAME,
+                         "max-connections", 1);
+        if (!args || qmp_send(c, "nbd-server-start", args, 0, on_nbd_server, m, NULL) < 0)
+                in_fail(m, "nbd-server-start", "cannot be sent");
 }
 
-int migration_in(Migration *m, sd_bus_message *msg, int fd, const MigrationOptions *o) {
-        _cleanup_close_ int stream = fd;
+/* The target's NBD server, on a listening socket only the supervisor can connect to (QEMU's
+ * NBD server listens on the descriptor it is given, so the caller's connected stream cannot
+ * be it): the supervisor connects and bridges the caller's stream to that connection. */
+static void in_start_disk(Migration *m) {
+        _cleanup_(json_decrefp) json_t *args = json_pack("{s:s}", "fdname", MIGRATION_NBD_FDNAME);
+        _cleanup_close_ int fd = -EBADF;
+        struct sockaddr_un sa;
         int r;
 
-        if (m->dir != MIGRATION_NONE || vm_is_active(m->vm))
+        r = nbd_socket_path(m->vm, &sa);
+        if (r >= 0 && !args)
+                r = -ENOMEM;
+        if (r >= 0) {
+                fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+                if (fd < 0)
+                        r = -errno;
+        }
+        if (r >= 0) {
+                (void) unlink(sa.sun_path);
+                if (bind(fd, (struct sockaddr *) &sa, sizeof sa) < 0 || chmod(sa.sun_path, 0600) < 0 ||
+                    listen(fd, 1) < 0)
+                        r = -errno;
+        }
+        if (r >= 0)
+                r = qmp_send_fd(m->vm->qmp, "getfd", args, TAKE_FD(fd), 0, on_nbd_listen_getfd, m, NULL);
+        if (r < 0)
+                in_fail(m, "the NBD listener", strerror(-r));
+}
+
+static void on_incoming_ready(Vm *vm, void *userdata) {
+        Migration *m = userdata;
+
+        if (m->dir != MIGRATION_IN)
+                return;
+        if (m->disk)
+                in_start_disk(m);
+        else
+                in_start_ram(m);
+}
+
+int migration_in(Migration *m, sd_bus_message *msg, int fd, int disk_fd, const MigrationOptions *o) {
+        _cleanup_close_ int stream = fd, disk = disk_fd;
+        int r;
+
+        if (m->dir != MIGRATION_NONE || vm_is_active(m->vm) || vm_is_starting(m->vm))
                 return -EBUSY;
+        if (disk >= 0) {
+                r = disk_prepare(m, TAKE_FD(disk));
+                if (r < 0) {
+                        migration_reset(m);
+                        return r;
+                }
+        }
         json_decref(m->last);
         m->last = NULL;
         m->dir = MIGRATION_IN;
@@ -466,10 +876,50 @@ int migration_in(Migration *m, sd_bus_message *msg, int fd, const MigrationOptio
 
 /* ---- both ---- */
 
+/* The source's mirror job: READY starts the RAM; an error before the end fails the
+ * migration; once the job is gone after a failure, its NBD node goes too. */
+static void on_mirror_event(Migration *m, const char *name, json_t *data) {
+        Vm *vm = m->vm;
+
+        if (IN_SET_STR(name, "BLOCK_JOB_COMPLETED", "BLOCK_JOB_CANCELLED")) {
+                m->mirror_job = false;
+                if (m->dir == MIGRATION_NONE && m->nbd_node && vm->qmp) {
+                        _cleanup_(json_decrefp) json_t *args = json_pack("{s:s}", "node-name", MIGRATION_NBD_NODE);
+                        if (args)
+                                (void) qmp_send(vm->qmp, "blockdev-del", args, 0, NULL, NULL, NULL);
+                        m->nbd_node = false;
+                        return;
+                }
+        }
+        if (m->dir != MIGRATION_OUT || m->finishing)
+                return;
+        if (streq(name, "BLOCK_JOB_READY") && m->disk_stage == 1) {
+                m->disk_stage = 2;
+                m->disk_len = (uint64_t) json_integer_value(json_object_get(data, "len"));
+                m->disk_offset = (uint64_t) json_integer_value(json_object_get(data, "offset"));
+                log_info("VM %s: the disk is mirrored to the target (%" PRIu64 " bytes), moving the RAM",
+                         vm->config->name, m->disk_len);
+                if (out_start_ram(m) < 0)
+                        out_setup_failed(m, "migrate-set-capabilities", "cannot be sent");
+                return;
+        }
+        if (IN_SET_STR(name, "BLOCK_JOB_COMPLETED", "BLOCK_JOB_CANCELLED", "BLOCK_JOB_ERROR")) {
+                const char *e = json_string_value(json_object_get(data, "error"));
+                if (streq(name, "BLOCK_JOB_ERROR"))
+                        e = "I/O error on the target";
+                out_setup_failed(m, "drive-mirror", e ?: "the job ended");
+        }
+}
+
 static void on_vm_event(Vm *vm, const char *name, json_t *data, void *userdata) {
         Migration *m = userdata;
         const char *st;
 
+        if (startswith(name, "BLOCK_JOB_") &&
+            streq_ptr(json_string_value(json_object_get(data, "device")), MIGRATION_MIRROR_JOB)) {
+                on_mirror_event(m, name, data);
+                return;
+        }
         if (!streq(name, "MIGRATION") || m->dir == MIGRATION_NONE)
                 return;
         st = json_string_value(json_object_get(data, "status"));
@@ -483,6 +933,10 @@ static void on_vm_event(Vm *vm, const char *name, json_t *data, void *userdata) 
         /* Incoming. A failure ends QEMU by itself, with its reason on stderr. */
         if (streq(st, "completed")) {
                 (void) qmp_send(vm->qmp, "query-migrate", NULL, 0, on_in_query, m, NULL);
+                /* The source finished writing the disk before its last RAM pages: the export
+                 * goes before the guest runs here. */
+                if (m->disk)
+                        (void) qmp_send(vm->qmp, "nbd-server-stop", NULL, 0, NULL, NULL, NULL);
                 if (qmp_send(vm->qmp, "cont", NULL, 0, on_in_cont, m, NULL) < 0)
                         in_fail(m, "cont", "cannot be sent");
         }
@@ -520,6 +974,7 @@ int migration_new(Vm *vm, Migration **ret) {
                 return -ENOMEM;
         m->vm = vm;
         m->fd = -EBADF;
+        m->disk_fd = -EBADF;
         vm->migration_hooks = &hooks;
         vm->migration_userdata = m;
         *ret = m;
@@ -587,6 +1042,10 @@ static int status_reply(Migration *m, sd_bus_message *msg, json_t *q) {
                 k = append_u64(r, "downtime-ms", json_object_get(q, "downtime"));
         if (k >= 0)
                 k = append_u64(r, "setup-time-ms", json_object_get(q, "setup-time"));
+        if (k >= 0 && m->disk_len > 0 && d == MIGRATION_OUT && !json_is_object(disk))
+                k = sd_bus_message_append(r, "{sv}{sv}{sv}", "disk-transferred-bytes", "t", m->disk_offset,
+                                          "disk-remaining-bytes", "t", m->disk_offset < m->disk_len ? m->disk_len - m->disk_offset : 0,
+                                          "disk-total-bytes", "t", m->disk_len);
         if (k >= 0)
                 k = append_u64(r, "disk-transferred-bytes", json_object_get(disk, "transferred"));
         if (k >= 0)

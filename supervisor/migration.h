@@ -28,6 +28,14 @@
 #include "vm.h"
 
 #define MIGRATION_FDNAME "vmsup-migration"
+/* Local disks (disk-fd): the source's NBD client node and mirror job, QEMU's name of the
+ * disk stream (source) or of the NBD listener (target). */
+#define MIGRATION_NBD_NODE "vmsup-migration-nbd"
+#define MIGRATION_MIRROR_JOB "vmsup-migration-mirror"
+#define MIGRATION_NBD_FDNAME "vmsup-migration-disk"
+/* The target's bridge between the disk stream and QEMU's NBD server: bytes buffered per
+ * direction. */
+#define MIGRATION_SPLICE_BUF (256U * 1024U)
 /* query-migrate while a migration runs on the source: progress, and the stall bound. */
 #define MIGRATION_POLL_USEC (1U * USEC_PER_SEC)
 #define MIGRATION_STALL_USEC (60U * USEC_PER_SEC)
@@ -64,13 +72,14 @@ Migration *migration_free(Migration *m);
 
 MigrationDirection migration_direction(Migration *m);
 
-/* Starts an outgoing migration into fd (taken); msg answered when it ended. Returns 0,
- * -ESRCH (not running or paused), -EBUSY (a migration runs, or the VM is in a state that
- * cannot migrate), or -errno. */
-int migration_out(Migration *m, sd_bus_message *msg, int fd, const MigrationOptions *o);
+/* Starts an outgoing migration into fd (taken); msg answered when it ended. disk_fd (taken,
+ * or -1): the VM's one writable drive is mirrored into it first (NBD). Returns 0, -ESRCH
+ * (not running or paused), -EBUSY (a migration runs, or the VM is in a state that cannot
+ * migrate), -EOPNOTSUPP (disk_fd, and not exactly one writable drive), or -errno. */
+int migration_out(Migration *m, sd_bus_message *msg, int fd, int disk_fd, const MigrationOptions *o);
 /* Starts QEMU for an incoming migration from fd (taken); msg answered once the VM runs or the
  * migration failed. Returns 0, -EBUSY (QEMU runs), or -errno (the state says why). */
-int migration_in(Migration *m, sd_bus_message *msg, int fd, const MigrationOptions *o);
+int migration_in(Migration *m, sd_bus_message *msg, int fd, int disk_fd, const MigrationOptions *o);
 /* migrate_cancel for the outgoing migration; msg answered when QEMU took it. -ESRCH: none. */
 int migration_cancel(Migration *m, sd_bus_message *msg);
 /* Answers msg with the status (a{sv}): from query-migrate while QEMU runs, else the last one. */
