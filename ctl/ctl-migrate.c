@@ -34,6 +34,130 @@ static bool write_all(int fd, const char *p, size_t n) {
         return true;
 }
 
+/* ---- two streams over one: frames of (channel, length, bytes) ----
+ *
+ * With --local-disk both ends carry the RAM stream (channel 0) and the disk stream (channel 1)
+ * over COMMAND's one byte stream: a frame is a 1-byte channel, a 4-byte big-endian length and
+ * that many bytes; length 0 says the channel's sender is done. Each direction is one process
+ * with blocking writes (the streams' readers never wait for each other). */
+
+#define FRAME_MAX 65536U
+
+static bool read_full(int fd, uint8_t *p, size_t n) {
+        while (n > 0) {
+                ssize_t k = read(fd, p, n);
+                if (k < 0 && errno == EINTR)
+                        continue;
+                if (k <= 0)
+                        return false;
+                p += k;
+                n -= (size_t) k;
+        }
+        return true;
+}
+
+/* Local streams → frames on out. */
+_noreturn_ static void mux(int local[2], int out) {
+        static uint8_t buf[5 + FRAME_MAX];
+        bool open[2] = { true, true };
+
+        (void) signal(SIGPIPE, SIG_IGN);
+        while (open[0] || open[1]) {
+                struct pollfd p[2] = {
+                        { .fd = open[0] ? local[0] : -1, .events = POLLIN },
+                        { .fd = open[1] ? local[1] : -1, .events = POLLIN },
+                };
+                if (poll(p, 2, -1) < 0) {
+                        if (errno == EINTR)
+                                continue;
+                        _exit(1);
+                }
+                for (unsigned c = 0; c < 2; c++) {
+                        ssize_t k;
+                        if (!p[c].revents)
+                                continue;
+                        k = read(local[c], buf + 5, FRAME_MAX);
+                        if (k < 0 && errno == EINTR)
+                                continue;
+                        if (k <= 0) {
+                                k = 0;
+                                open[c] = false;
+                        }
+                        buf[0] = (uint8_t) c;
+                        buf[1] = (uint8_t) (k >> 24);
+                        buf[2] = (uint8_t) (k >> 16);
+                        buf[3] = (uint8_t) (k >> 8);
+                        buf[4] = (uint8_t) k;
+                        if (!write_all(out, (const char *) buf, 5 + (size_t) k))
+                                _exit(1);
+                }
+        }
+        (void) shutdown(out, SHUT_WR);
+        _exit(0);
+}
+
+/* Frames from in → the local streams. */
+_noreturn_ static void demux(int in, int local[2]) {
+        static uint8_t buf[FRAME_MAX];
+        uint8_t h[5];
+
+        (void) signal(SIGPIPE, SIG_IGN);
+        while (read_full(in, h, sizeof h)) {
+                uint32_t len = (uint32_t) h[1] << 24 | (uint32_t) h[2] << 16 | (uint32_t) h[3] << 8 | h[4];
+                if (h[0] > 1 || len > FRAME_MAX)
+                        _exit(1); /* not our framing */
+                if (len == 0) {
+                        (void) shutdown(local[h[0]], SHUT_WR);
+                        continue;
+                }
+                if (!read_full(in, buf, len))
+                        break;
+                /* A stream whose reader went away: its bytes are dropped, the other goes on. */
+                (void) write_all(local[h[0]], (const char *) buf, len);
+        }
+        (void) shutdown(local[0], SHUT_WR);
+        (void) shutdown(local[1], SHUT_WR);
+        _exit(0);
+}
+
+/* Two socket pairs for the call (ret_ram, ret_disk: the ends passed to the supervisor), and
+ * the two pumps between their other ends and in / out. */
+static int start_pumps(int in, int out, int *ret_ram, int *ret_disk, pid_t pids[2]) {
+        int ram[2], disk[2];
+
+        if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, ram) < 0)
+                return -errno;
+        if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, disk) < 0) {
+                close(ram[0]);
+                close(ram[1]);
+                return -errno;
+        }
+        int local[2] = { ram[1], disk[1] };
+        /* The pumps hold only their own ends: the supervisor's closing is their EOF. */
+        pids[0] = fork();
+        if (pids[0] == 0) {
+                close(ram[0]);
+                close(disk[0]);
+                mux(local, out);
+        }
+        pids[1] = pids[0] < 0 ? -1 : fork();
+        if (pids[1] == 0) {
+                close(ram[0]);
+                close(disk[0]);
+                demux(in, local);
+        }
+        close(ram[1]);
+        close(disk[1]);
+        if (pids[0] < 0 || pids[1] < 0) {
+                close(ram[0]);
+                close(disk[0]);
+                return -EAGAIN;
+        }
+        *ret_ram = ram[0];
+        *ret_disk = disk[0];
+        return 0;
+}
+
 typedef struct Call {
         bool done;
         int r;
@@ -89,7 +213,7 @@ static void progress_line(json_t *s) {
 
 /* Calls METHOD(fd, options) and runs the loop until it is answered; on a terminal, a
  * progress line from GetMigrationStatus. Returns 0 or an exit status. */
-static int migrate_call(sd_bus *bus, const char *name, const char *method, int fd, bool progress) {
+static int migrate_call(sd_bus *bus, const char *name, const char *method, int fd, int disk_fd, bool progress) {
         _cleanup_(sd_bus_message_unrefp) sd_bus_message *m = NULL;
         _cleanup_(sd_bus_slot_unrefp) sd_bus_slot *slot = NULL;
         _cleanup_free_ char *dest = NULL;
@@ -111,6 +235,8 @@ static int migrate_call(sd_bus *bus, const char *name, const char *method, int f
                 r = sd_bus_message_append(m, "{sv}", "downtime-limit-ms", "t", arg.downtime_limit_ms);
         if (r >= 0 && arg.auto_converge)
                 r = sd_bus_message_append(m, "{sv}", "auto-converge", "b", 1);
+        if (r >= 0 && disk_fd >= 0)
+                r = sd_bus_message_append(m, "{sv}", "disk-fd", "h", disk_fd);
         if (r >= 0)
                 r = sd_bus_message_close_container(m);
         if (r < 0)
@@ -192,7 +318,7 @@ int verb_migrate(char **args, size_t n) {
         if (pid < 0)
                 return ctl_bus_fail(-errno, "fork");
         if (pid == 0) {
-                /* COMMAND's standard input and output are the stream. */
+                /* COMMAND's standard input and output are the stream (framed with --local-disk). */
                 if (dup2(sp[1], STDIN_FILENO) < 0 || dup2(sp[1], STDOUT_FILENO) < 0)
                         _exit(127);
                 (void) signal(SIGPIPE, SIG_DFL);
@@ -201,10 +327,28 @@ int verb_migrate(char **args, size_t n) {
                 _exit(127);
         }
         close(sp[1]);
-        r = migrate_call(bus, args[0], "MigrateOut", sp[0], isatty(STDERR_FILENO) && !arg.json);
-        /* Our end closes: COMMAND reads the end of its input and finishes. */
-        close(sp[0]);
-        reap(pid, COMMAND_GRACE_MSEC);
+        if (arg.local_disk) {
+                int ram = -1, disk = -1;
+                pid_t pumps[2] = { -1, -1 };
+
+                r = start_pumps(sp[0], sp[0], &ram, &disk, pumps);
+                close(sp[0]);
+                if (r < 0) {
+                        reap(pid, 0);
+                        return ctl_bus_fail(r, "the stream pumps");
+                }
+                r = migrate_call(bus, args[0], "MigrateOut", ram, disk, isatty(STDERR_FILENO) && !arg.json);
+                close(ram);
+                close(disk);
+                reap(pumps[0], COMMAND_GRACE_MSEC);
+                reap(pumps[1], COMMAND_GRACE_MSEC);
+                reap(pid, COMMAND_GRACE_MSEC);
+        } else {
+                r = migrate_call(bus, args[0], "MigrateOut", sp[0], -1, isatty(STDERR_FILENO) && !arg.json);
+                /* Our end closes: COMMAND reads the end of its input and finishes. */
+                close(sp[0]);
+                reap(pid, COMMAND_GRACE_MSEC);
+        }
         if (r == 0 && arg.json)
                 r = print_final_status(bus, args[0]);
         return r;
@@ -263,9 +407,25 @@ int verb_migrate_in(char **args, size_t n) {
         r = ctl_bus_open(&bus);
         if (r < 0)
                 return -r;
+        if (arg.local_disk) {
+                int ram = -1, disk = -1;
+                pid_t pumps[2] = { -1, -1 };
+
+                r = start_pumps(STDIN_FILENO, STDOUT_FILENO, &ram, &disk, pumps);
+                if (r < 0)
+                        return ctl_bus_fail(r, "the stream pumps");
+                r = migrate_call(bus, args[0], "MigrateIn", ram, disk, false);
+                close(ram);
+                close(disk);
+                reap(pumps[0], COMMAND_GRACE_MSEC);
+                reap(pumps[1], COMMAND_GRACE_MSEC);
+                if (r == 0 && arg.json)
+                        r = print_final_status(bus, args[0]);
+                return r;
+        }
         if (same_socket(STDIN_FILENO, STDOUT_FILENO)) {
                 /* One socket both ways (socat EXEC, inetd style): it is the stream. */
-                r = migrate_call(bus, args[0], "MigrateIn", STDIN_FILENO, false);
+                r = migrate_call(bus, args[0], "MigrateIn", STDIN_FILENO, -1, false);
                 if (r == 0 && arg.json)
                         r = print_final_status(bus, args[0]);
                 return r;
@@ -281,7 +441,7 @@ int verb_migrate_in(char **args, size_t n) {
                 bridge(sp[1]);
         }
         close(sp[1]);
-        r = migrate_call(bus, args[0], "MigrateIn", sp[0], false);
+        r = migrate_call(bus, args[0], "MigrateIn", sp[0], -1, false);
         close(sp[0]);
         reap(pid, COMMAND_GRACE_MSEC);
         if (r == 0 && arg.json)

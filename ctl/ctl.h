@@ -39,7 +39,7 @@ typedef struct CtlArgs {
         uint64_t since;
         bool have_since;
         uint64_t max_bandwidth, downtime_limit_ms;
-        bool have_max_bandwidth, have_downtime_limit, auto_converge;
+        bool have_max_bandwidth, have_downtime_limit, auto_converge, local_disk;
 } CtlArgs;
 extern CtlArgs arg;
 

@@ -26,6 +26,7 @@ enum {
         OPT_LISTEN = 1 << 10,
         OPT_SINCE = 1 << 11,
         OPT_MIGRATE = 1 << 12, /* --max-bandwidth, --downtime-limit, --auto-converge */
+        OPT_LOCAL_DISK = 1 << 13,
 };
 
 typedef struct Verb {
@@ -84,11 +85,12 @@ static const Verb verbs[] = {
         { "vnc", "vnc NAME --listen unix:PATH|127.0.0.1:PORT",
           "serve local VNC viewers, each through its own OpenVNC", 1, 1, OPT_LISTEN, verb_vnc, NULL },
         { "screenshot", "screenshot NAME FILE.png", "a PNG of the VM's screen", 2, 2, 0, verb_screenshot, NULL },
-        { "migrate", "migrate NAME [--max-bandwidth BYTES_PER_SEC] [--downtime-limit MS] [--auto-converge] -- COMMAND...",
+        { "migrate", "migrate NAME [--max-bandwidth BYTES_PER_SEC] [--downtime-limit MS] [--auto-converge] [--local-disk] -- COMMAND...",
           "live-migrate the VM into COMMAND's standard input and output (e.g. ssh HOST vmsupctl migrate-in NAME)",
-          2, SIZE_MAX, OPT_JSON | OPT_MIGRATE, verb_migrate, NULL },
-        { "migrate-in", "migrate-in NAME",
-          "receive the VM from a migration on standard input and output; returns once it runs here", 1, 1, OPT_JSON,
+          2, SIZE_MAX, OPT_JSON | OPT_MIGRATE | OPT_LOCAL_DISK, verb_migrate, NULL },
+        { "migrate-in", "migrate-in NAME [--local-disk]",
+          "receive the VM from a migration on standard input and output; returns once it runs here", 1, 1,
+          OPT_JSON | OPT_LOCAL_DISK,
           verb_migrate_in, NULL },
 };
 
@@ -123,6 +125,7 @@ static const struct {
         { OPT_LISTEN, "--listen" },
         { OPT_SINCE, "--since" },
         { OPT_MIGRATE, "--max-bandwidth, --downtime-limit or --auto-converge" },
+        { OPT_LOCAL_DISK, "--local-disk" },
 };
 
 int main(int argc, char *argv[]) {
@@ -142,6 +145,7 @@ int main(int argc, char *argv[]) {
                 ARG_MAX_BANDWIDTH,
                 ARG_DOWNTIME_LIMIT,
                 ARG_AUTO_CONVERGE,
+                ARG_LOCAL_DISK,
                 ARG_SINCE,
                 ARG_VERSION,
         };
@@ -162,6 +166,7 @@ int main(int argc, char *argv[]) {
                 { "max-bandwidth", required_argument, NULL, ARG_MAX_BANDWIDTH },
                 { "downtime-limit", required_argument, NULL, ARG_DOWNTIME_LIMIT },
                 { "auto-converge", no_argument, NULL, ARG_AUTO_CONVERGE },
+                { "local-disk", no_argument, NULL, ARG_LOCAL_DISK },
                 { "help", no_argument, NULL, 'h' },
                 { "version", no_argument, NULL, ARG_VERSION },
                 {},
@@ -239,6 +244,10 @@ int main(int argc, char *argv[]) {
                 case ARG_AUTO_CONVERGE:
                         arg.auto_converge = true;
                         given |= OPT_MIGRATE;
+                        break;
+                case ARG_LOCAL_DISK:
+                        arg.local_disk = true;
+                        given |= OPT_LOCAL_DISK;
                         break;
                 case 'h':
                         help();

@@ -337,4 +337,33 @@ qemu-img convert -O raw "$T/b/dk-b.qcow2" "$T/dk-b.raw"
 sha_b=$(sha256sum < "$T/dk-b.raw" | cut -d' ' -f1)
 check_eq "disk: the target's image has the source's contents (sha256 of the raw disk)" "$sha_a" "$sha_b"
 check "disk: qemu-img compare says identical" qemu-img compare -q "$T/dk-a.qcow2" "$T/b/dk-b.qcow2"
+
+# ... and back, from B's image to a blank one on A, with one vmsupctl line on each side: both
+# streams framed over one TCP connection (vmsupctl migrate --local-disk | migrate-in --local-disk).
+qemu-img create -q -f qcow2 "$T/dk-a2.qcow2" 64M
+chmod 0666 "$T/dk-a2.qcow2"
+dk_def "$T/dk-a2.qcow2" false > "$T/vms/mig.json"
+dk_def "$T/b/dk-b.qcow2" true > "$T/b/vms/mig.json"
+kill -TERM "${VMSUPD_PID[mig]}" 2>/dev/null; wait "${VMSUPD_PID[mig]}" 2>/dev/null
+kill -TERM "${VMSUPD_PID[mig_b]}" 2>/dev/null; wait "${VMSUPD_PID[mig_b]}" 2>/dev/null
+check_here "back: host A: a blank image" start_a
+check_here "back: host B: the migrated image" start_b
+check "back: B running" onb wait_state mig running 60
+printf '#!/bin/sh\nexec "%s" --bus "%s" migrate-in --local-disk mig\n' "$VMSUPCTL" "$BUS" > "$T/migrate-in-a"
+chmod 0755 "$T/migrate-in-a"
+ip netns exec "$NSA" socat "TCP-LISTEN:$PORT,bind=$ADDR_A,reuseaddr" EXEC:"$T/migrate-in-a" > "$T/target.log" 2>&1 &
+TARGET_PID=$!
+for i in $(seq 100); do ip netns exec "$NSA" ss -ltn 2>/dev/null | grep -q ":$PORT " && break; sleep 0.05; done
+ip netns exec "$NSB" "$VMSUPCTL" --bus "$BUS_B" --json migrate mig --local-disk -- socat - "TCP:$ADDR_A:$PORT" \
+        > "$T/source.json" 2> "$T/source.log" &
+SOURCE_PID=$!
+source_result
+check_eq "back: vmsupctl migrate --local-disk succeeds" 0 "$SOURCE_RC"
+check_match "back: its --json status says completed, with the disk" '"status": *"completed".*"disk-total-bytes": *67108864' \
+        "$(tr -d '\n' < "$T/source.json")"
+check_eq "back: A running, migrated" "running migrated" "$(vmprop_value mig State) $(vmprop_value mig StateReason)"
+check_eq "back: B stopped, migrated" "stopped migrated" "$(onb vmprop_value mig State) $(onb vmprop_value mig StateReason)"
+check "back: A: Stop" vmcall mig VM1 Stop
+qemu-img convert -O raw "$T/dk-a2.qcow2" "$T/dk-a2.raw"
+check_eq "back: A's blank image now has the disk's contents (sha256)" "$sha_a" "$(sha256sum < "$T/dk-a2.raw" | cut -d' ' -f1)"
 finish
