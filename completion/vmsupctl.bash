@@ -43,7 +43,8 @@ _vmsupctl() {
                 write-file) opts+=" --append" ;;
                 console) opts+=" --force" ;;
                 vnc) opts+=" --listen" ;;
-                migrate) opts+=" --max-bandwidth --downtime-limit --auto-converge" ;;
+                migrate) opts+=" --max-bandwidth --downtime-limit --auto-converge --local-disk" ;;
+                migrate-in) opts+=" --local-disk" ;;
                 esac
                 COMPREPLY=($(compgen -W "$opts" -- "$cur"))
                 return

@@ -21,7 +21,13 @@
  * state is incoming, then the "events" capability, getfd and migrate-incoming. When QEMU says
  * completed, "cont", and the VM is running, "migrated". A QEMU that fails to load the stream
  * exits with its reason; the VM is then stopped, "migration-failed: <reason>", and the call
- * fails MigrationFailed. A caller's Stop ends a waiting incoming migration. */
+ * fails MigrationFailed. A caller's Stop ends a waiting incoming migration.
+ *
+ * A local disk (a second stream, disk-fd): the source mirrors its one writable drive into an
+ * NBD client node on that stream (blockdev-mirror, write-blocking) and starts the RAM once
+ * the job is READY; the target exports the drive from QEMU's NBD server, listening on
+ * RUNTIME/NAME/nbd.sock, which the supervisor connects to and bridges to the caller's stream
+ * (Splice); nbd-server-stop before cont. */
 
 #include <systemd/sd-bus.h>
 
