@@ -192,8 +192,15 @@ wait_active() {
         return 1
 }
 source_result() {
+        local i
         wait "$SOURCE_PID"
         SOURCE_RC=$?
+        # A source that never connected leaves the listener waiting: it goes after a while.
+        for i in $(seq 600); do
+                kill -0 "$TARGET_PID" 2>/dev/null || break
+                sleep 0.1
+        done
+        kill "$TARGET_PID" 2>/dev/null
         wait "$TARGET_PID" 2>/dev/null
 }
 
