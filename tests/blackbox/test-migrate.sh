@@ -247,7 +247,7 @@ check "target killed: the migration is active" wait_active
 check "target killed: B is incoming" onb wait_state mig incoming 30
 bpid=$(onb vmprop_value mig Pid)
 check "target killed: B's QEMU has a pid" test "$bpid" -gt 0
-kill -KILL "$bpid"
+[[ $bpid -gt 0 ]] && kill -KILL "$bpid"
 source_result
 check_match "target killed: MigrationFailed" 'MigrationFailed' "$(cat "$T/source.log")"
 source_running "target killed"
