@@ -22,7 +22,7 @@
 #                                wrpipe (its write end), unix (an AF_UNIX stream socket) or tcp
 #                                (a connected TCP socket); OPTIONS a Python expression for the
 #                                a{sv} (dbus types; "disk" is a second fd of KIND); prints the
-#                                reply or "error NAME"
+#                                reply or "error NAME: message"
 #   fdcall.py connections VM N   N connections, each calling GetStatus once and staying open;
 #                                prints a count of each outcome, then "HOLDING" and waits
 import os
@@ -201,7 +201,12 @@ def migrate(vm, method, kind, options="{}"):
     keep = []
     fd = migrate_fd(kind, keep)
     opts = eval(options, {"dbus": dbus, "disk": dbus.types.UnixFd(fd)})
-    print(call(connect(), vm, "Migration1", method, "ha{sv}", [dbus.types.UnixFd(fd), opts]))
+    try:
+        reply = connect().call_blocking("org.vmsup.VM." + vm, PATH, "org.vmsup.Migration1", method, "ha{sv}",
+                                        [dbus.types.UnixFd(fd), opts], timeout=120)
+        print("ok %s" % (reply,))
+    except dbus.exceptions.DBusException as e:
+        print("error %s: %s" % (e.get_dbus_name(), e.get_dbus_message()))
 
 
 def main():
