@@ -4,6 +4,7 @@
 #   make check             build and run every test (unit, black-box, unit files)
 #   make check SANITIZE=1  the same with ASan+UBSan (build-san/)
 #   make bench             benchmarks
+#   make bench-fleet FLEET=N   the fleet rows alone with N supervisors (500)
 #   make stress ROUNDS=N   N rounds of 100 concurrent VM starts and stops; counts failures
 #   make fuzz FUZZ_SECONDS=N   build the libFuzzer harnesses with clang (build-fuzz/)
 #                          and run each N seconds over its corpus (tests/fuzz/)
@@ -12,6 +13,9 @@
 #                                          as by default, vmsup-qemu: run systemd-sysusers)
 #   make deps              install the Debian packages that are missing (as root;
 #                          demo, check and bench run it first)
+#   make deb               the Debian package, build/deb/vmsup_VERSION_ARCH.deb, built with
+#                          dpkg-buildpackage from a copy of the tree and lintian-checked
+#                          (make deps, run first, installs debhelper and lintian)
 #
 # Reading this file changes nothing on the machine: `make -n` only prints.
 
@@ -140,6 +144,8 @@ $(eval $(call unit_test,console,supervisor/console.c))
 $(eval $(call unit_test,reattach,supervisor/state-file.c supervisor/adopt.c))
 $(eval $(call unit_test,vm-events,policy supervisor/vm-events.c))
 $(eval $(call unit_test,bus-util,policy monitor agent supervisor))
+$(eval $(call unit_test,bus-quota,policy supervisor/bus-quota.c))
+$(eval $(call unit_test,linebuf,))
 
 $(BUILD)/tests/helpers/%.o: tests/helpers/%.c
 	@mkdir -p $(dir $@)
@@ -180,7 +186,7 @@ guest:
 
 # demo, check and bench are what a fresh machine runs (README): the packages
 # first, then a second make, which reads pkg-config's answers once they exist.
-demo check bench stress: deps
+demo check bench bench-fleet stress: deps
 	+@$(MAKE) --no-print-directory $@-run
 
 check-run: all tests guest
@@ -192,6 +198,11 @@ check-unit: all tests
 # Not part of check: minutes of wall time and two TCG guests (tests/bench/run.sh).
 bench-run: all guest $(BUILD)/bench/vmsup-bench
 	BUILD=$(BUILD) tests/bench/run.sh
+
+# The fleet rows alone at full scale: FLEET supervisors (`machine: none`), minutes long.
+FLEET ?= 500
+bench-fleet-run: all $(BUILD)/bench/vmsup-bench
+	BUILD=$(BUILD) VMSUP_BENCH_ONLY=fleet VMSUP_BENCH_FLEET=$(FLEET) tests/bench/run.sh
 
 # Not part of check either: ROUNDS × 100 QEMUs (`machine: none`), about 10 s a round.
 ROUNDS ?= 50
@@ -207,6 +218,9 @@ demo-run: all guest
 
 deps:
 	scripts/setup-deps.sh
+
+deb: deps
+	scripts/build-deb.sh $(BUILD)/deb
 
 install: all
 	install -d $(DESTDIR)$(SBINDIR) $(DESTDIR)$(BINDIR) $(DESTDIR)$(UNITDIR) \
@@ -231,6 +245,8 @@ install: all
 clean:
 	rm -rf build build-san build-fuzz
 
-.PHONY: all tests guest check check-run check-unit bench bench-run stress stress-run demo demo-run deps install clean fuzz fuzz-build
+.PHONY: all tests guest check check-run check-unit bench bench-run bench-fleet bench-fleet-run stress stress-run demo demo-run deps deb \
+        install clean fuzz fuzz-build
 
--include $(shell find $(BUILD) -name '*.d' 2>/dev/null)
+# (Not the copy of the tree make deb builds in $(BUILD)/deb, nor its system.d directories.)
+-include $(shell find $(BUILD) -path $(BUILD)/deb -prune -o -name '*.d' -type f -print 2>/dev/null)

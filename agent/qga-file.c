@@ -139,8 +139,146 @@ int qga_file_read_parse(json_t *result, void *buf, size_t buf_size, size_t *ret_
         return 0;
 }
 
+/* ---- guest-file-read replies without a JSON parser ---- */
+
+typedef struct Scan {
+        const char *p, *end;
+} Scan;
+
+static void scan_ws(Scan *s) {
+        while (s->p < s->end && (*s->p == ' ' || *s->p == '\t' || *s->p == '\r'))
+                s->p++;
+}
+
+static bool scan_char(Scan *s, char c) {
+        scan_ws(s);
+        if (s->p >= s->end || *s->p != c)
+                return false;
+        s->p++;
+        return true;
+}
+
+/* A string without escapes, control or non-ASCII bytes: anything else is for jansson
+ * to judge. Returns its body. */
+static bool scan_plain_string(Scan *s, const char **ret, size_t *ret_len) {
+        const char *q;
+
+        if (!scan_char(s, '"'))
+                return false;
+        q = memchr(s->p, '"', (size_t) (s->end - s->p));
+        if (!q)
+                return false;
+        for (const char *c = s->p; c < q; c++)
+                if (*c == '\\' || (unsigned char) *c < 0x20 || (unsigned char) *c >= 0x7f)
+                        return false;
+        *ret = s->p;
+        *ret_len = (size_t) (q - s->p);
+        s->p = q + 1;
+        return true;
+}
+
+/* A key among the ones expected: its index, or -1. */
+static int scan_key(Scan *s, const char *const *keys, size_t n_keys) {
+        const char *k;
+        size_t len;
+
+        if (!scan_plain_string(s, &k, &len) || !scan_char(s, ':'))
+                return -1;
+        for (size_t i = 0; i < n_keys; i++)
+                if (strlen(keys[i]) == len && memcmp(keys[i], k, len) == 0)
+                        return (int) i;
+        return -1;
+}
+
+/* base64 characters, checked in the decoder: only the closing quote is looked for here,
+ * with memchr, and that there is no escape (the decoder refuses '\\' anyway). */
+static bool scan_b64_string(Scan *s, const char **ret, size_t *ret_len) {
+        const char *q;
+
+        if (!scan_char(s, '"'))
+                return false;
+        q = memchr(s->p, '"', (size_t) (s->end - s->p));
+        if (!q)
+                return false;
+        *ret = s->p;
+        *ret_len = (size_t) (q - s->p);
+        s->p = q + 1;
+        return true;
+}
+
+int qga_file_read_scan(const char *line, size_t len, void *buf, size_t buf_size, size_t *ret_size,
+                       bool *ret_eof) {
+        static const char *const top[] = { "return" };
+        static const char *const keys[] = { "count", "buf-b64", "eof" };
+        Scan s = { .p = line, .end = line + len };
+        const char *b64 = NULL;
+        size_t b64_len = 0, size;
+        uint64_t count = 0;
+        bool seen[3] = {}, eof = false;
+
+        if (!scan_char(&s, '{') || scan_key(&s, top, 1) != 0 || !scan_char(&s, '{'))
+                return 0;
+        for (size_t i = 0; i < ELEMENTSOF(keys); i++) {
+                int k;
+
+                if (i > 0 && !scan_char(&s, ','))
+                        return 0;
+                scan_ws(&s);
+                k = scan_key(&s, keys, ELEMENTSOF(keys));
+                if (k < 0 || seen[k])
+                        return 0; /* unknown or repeated: jansson decides */
+                seen[k] = true;
+                scan_ws(&s);
+                switch (k) {
+                case 0: {
+                        /* A plain decimal integer; "-0", "01", "1.0", "1e3" and long ones
+                         * are jansson's to judge. */
+                        const char *d = s.p;
+                        while (s.p < s.end && *s.p >= '0' && *s.p <= '9') {
+                                count = count * 10 + (uint64_t) (*s.p - '0');
+                                s.p++;
+                        }
+                        if (s.p == d || s.p - d > 15 || (*d == '0' && s.p - d > 1))
+                                return 0;
+                        if (s.p < s.end && (*s.p == '.' || *s.p == 'e' || *s.p == 'E'))
+                                return 0;
+                        break;
+                }
+                case 1:
+                        if (!scan_b64_string(&s, &b64, &b64_len))
+                                return 0;
+                        break;
+                case 2:
+                        if ((size_t) (s.end - s.p) >= 4 && memcmp(s.p, "true", 4) == 0) {
+                                eof = true;
+                                s.p += 4;
+                        } else if ((size_t) (s.end - s.p) >= 5 && memcmp(s.p, "false", 5) == 0)
+                                s.p += 5;
+                        else
+                                return 0;
+                        break;
+                }
+        }
+        if (!scan_char(&s, '}') || !scan_char(&s, '}'))
+                return 0;
+        scan_ws(&s);
+        if (s.p != s.end)
+                return 0;
+
+        if (count > buf_size)
+                return 0;
+        if (qga_b64_decode(b64, b64_len, buf, buf_size, &size) < 0 || size != count)
+                return 0;
+
+        if (ret_size)
+                *ret_size = size;
+        if (ret_eof)
+                *ret_eof = eof;
+        return 1;
+}
+
 int qga_file_write_line(int64_t handle, const void *data, size_t size, char **ret_line, size_t *ret_len) {
-        static const char suffix[] = "\"}}\n";
+        static const char suffix[] = QGA_FILE_WRITE_SUFFIX;
         _cleanup_free_ char *line = NULL;
         char prefix[160];
         size_t b64_len, len;
@@ -151,10 +289,7 @@ int qga_file_write_line(int64_t handle, const void *data, size_t size, char **re
         if (size > QGA_FILE_WRITE_CHUNK_MAX)
                 return -EMSGSIZE;
 
-        n = snprintf(prefix, sizeof prefix,
-                     "{\"execute\":\"guest-file-write\",\"arguments\":{\"handle\":%" PRIi64
-                     ",\"count\":%zu,\"buf-b64\":\"",
-                     handle, size);
+        n = snprintf(prefix, sizeof prefix, QGA_FILE_WRITE_PREFIX, handle, size);
         if (n < 0 || (size_t) n >= sizeof prefix)
                 return -EINVAL;
 

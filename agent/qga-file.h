@@ -5,6 +5,7 @@
  * strict base64 and the checks on what the guest sends back. Pure functions,
  * no I/O; the transport is qga.h. */
 
+#include <inttypes.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -13,12 +14,14 @@
 
 /* guest-file-read refuses a larger count (qemu-ga's QGA_READ_COUNT_MAX); the
  * supervisor refuses it before the guest sees it (interface.md). */
-#define QGA_FILE_READ_CHUNK_MAX (48U * 1024U * 1024U)
-/* The largest chunk one guest-file-write may carry. qemu-ga's JSON parser
- * refuses a message whose tokens add up to 64 MiB or more ("JSON token size
- * limit exceeded"), and 48 MiB is exactly 64 MiB in base64; 64 KiB less leaves
- * room for the rest of the command. */
-#define QGA_FILE_WRITE_CHUNK_MAX (48U * 1024U * 1024U - 64U * 1024U)
+#define QGA_FILE_READ_CHUNK_MIB 48
+#define QGA_FILE_READ_CHUNK_MAX (QGA_FILE_READ_CHUNK_MIB * 1024U * 1024U)
+/* qemu-ga's JSON parser refuses a message whose tokens add up to this or more
+ * ("JSON token size limit exceeded"). */
+#define QGA_AGENT_MESSAGE_MAX (64U * 1024U * 1024U)
+/* The largest chunk one guest-file-write may carry: what fits the agent's
+ * limit in base64, less 64 KiB of room for the rest of the command. */
+#define QGA_FILE_WRITE_CHUNK_MAX (QGA_AGENT_MESSAGE_MAX / 4U * 3U - 64U * 1024U)
 
 /* Characters needed to encode size bytes with padding (no terminating NUL);
  * SIZE_MAX when that does not fit a size_t. */
@@ -47,6 +50,29 @@ int qga_b64_decode(const char *in, size_t len, void *out, size_t out_size, size_
  * malformed reply, a count that does not match the data, or more data than
  * asked for. */
 int qga_file_read_parse(json_t *result, void *buf, size_t buf_size, size_t *ret_size, bool *ret_eof);
+
+/* The same for the whole reply line (without its '\n'), straight from the text:
+ * no JSON value is built and the base64 is decoded from where it lies. Takes
+ * only the shape qemu-ga writes, {"return": {"count": N, "buf-b64": "...",
+ * "eof": B}} with the three keys in any order, white space anywhere JSON
+ * allows it, and every check of the path through jansson and
+ * qga_file_read_parse() (no duplicate key, nothing after the object, the
+ * count a plain integer equal to the decoded size and within buf_size, strict
+ * base64). Returns 1 and the size and eof flag (either may be NULL) when the
+ * reply is that and is correct: the path through jansson would have given the
+ * same. Returns 0 for anything else — another shape, an escape in a string,
+ * an unknown key, a wrong count, bad base64 — which the caller then judges the
+ * slow way (the reply may be an error, or malformed). buf may have been
+ * written to either way. */
+int qga_file_read_scan(const char *line, size_t len, void *buf, size_t buf_size, size_t *ret_size,
+                       bool *ret_eof);
+
+/* The guest-file-write command line is QGA_FILE_WRITE_PREFIX (printf format:
+ * handle, size), the base64 of the data, then QGA_FILE_WRITE_SUFFIX (with the
+ * '\n'). "count" is included so a short write is visible. */
+#define QGA_FILE_WRITE_PREFIX \
+        "{\"execute\":\"guest-file-write\",\"arguments\":{\"handle\":%" PRIi64 ",\"count\":%zu,\"buf-b64\":\""
+#define QGA_FILE_WRITE_SUFFIX "\"}}\n"
 
 /* Builds the guest-file-write command line for data[0..size), base64-encoded
  * in place (no intermediate copies; "count" is included so a short write is

@@ -7,6 +7,7 @@
 #include <sys/socket.h>
 
 #include "json-wire.h"
+#include "linebuf.h"
 #include "list.h"
 #include "log.h"
 #include "qga-file.h"
@@ -17,6 +18,9 @@
 #define QGA_IDLE_LINE_MAX 256U
 /* A reply to guest-file-write is a few dozen bytes. */
 #define QGA_FILE_WRITE_REPLY_MAX (64U * 1024U)
+/* guest-file-write data is encoded into the output this many bytes at a time (a
+ * multiple of 3, so that only the last piece is padded): 64 KiB of base64. */
+#define QGA_WRITE_PIECE (48U * 1024U)
 #define QGA_TIMER_ACCURACY_USEC (1U * 1000U)
 /* Reads per wakeup, so that a flooding guest cannot starve the rest of the loop. */
 #define QGA_READS_PER_WAKEUP 16U
@@ -55,6 +59,14 @@ struct QgaCommand {
         char *line; /* the serialized command with its '\n'; freed once written */
         size_t line_len;
         size_t max_reply;
+        /* guest-file-read: where the data goes, and the count asked for. */
+        void *read_buf;
+        size_t read_size;
+        /* guest-file-write: the data (borrowed), encoded piece by piece as the line is
+         * written after its prefix (line); how much of it is, and whether the suffix is. */
+        const uint8_t *write_data;
+        size_t write_size, write_pos;
+        bool write_suffix;
         sd_event_source *timer;
         qga_reply_cb_t cb;
         void *userdata;
@@ -92,16 +104,19 @@ struct QgaClient {
         bool connected;
         bool connected_reported;
 
-        /* Input: [0, in_len) is the start of a line; [0, in_scan) holds no '\n' or 0xFF.
-         * in_discard: the current line is being dropped up to the next '\n' or 0xFF. */
-        char *in;
-        size_t in_cap, in_len, in_scan, in_peak;
-        bool in_discard;
+        /* Input: lines up to '\n', reset by 0xFF, bounded by QGA_INPUT_BUFFER_MAX.
+         * in_keep: a guest-file-read reply was just decoded; its memory is kept for the
+         * next chunk (not faulted in afresh each time) until a command of another kind
+         * is written or the channel closes. */
+        LineBuf in;
+        bool in_keep;
 
-        /* Output: the bytes of one exchange, a sync request or one command. */
+        /* Output: the bytes of one exchange, a sync request or one command (or one piece
+         * of it: guest-file-write's data goes out through out_stage). */
         const char *out;
         size_t out_len, out_off;
         QgaCommand *out_cmd;
+        char *out_stage;
 
         QgaList queue, done;
         QgaCommand *active;
@@ -110,10 +125,6 @@ struct QgaClient {
 
 static size_t size_min(size_t a, size_t b) {
         return a < b ? a : b;
-}
-
-static size_t size_max(size_t a, size_t b) {
-        return a > b ? a : b;
 }
 
 static void qga_list_append(QgaList *l, QgaCommand *cmd) {
@@ -211,7 +222,7 @@ static void qga_command_unlink(QgaClient *c, QgaCommand *cmd) {
         qga_list_remove(cmd);
         cmd->timer = sd_event_source_disable_unref(cmd->timer);
         if (c->out_cmd == cmd) {
-                if (c->out_off > 0)
+                if (c->out_off > 0 || cmd->write_pos > 0 || cmd->write_suffix)
                         qga_desync(c);
                 qga_output_clear(c);
                 qga_update_io_events(c);
@@ -263,10 +274,14 @@ static void qga_command_abandon(QgaClient *c, QgaCommand *cmd, int error) {
 /* ---- channel ---- */
 
 static void qga_input_free(QgaClient *c) {
-        free(c->in);
-        c->in = NULL;
-        c->in_cap = c->in_len = c->in_scan = 0;
-        c->in_discard = false;
+        linebuf_free(&c->in);
+        c->in_keep = false;
+}
+
+/* After a long line, give the memory back, unless the next file chunk needs it. */
+static void qga_input_shrink(QgaClient *c) {
+        if (!c->in_keep)
+                linebuf_shrink(&c->in);
 }
 
 static void qga_channel_close(QgaClient *c) {
@@ -308,8 +323,45 @@ static void qga_command_written(QgaClient *c, QgaCommand *cmd) {
                 (void) sd_event_source_set_time(cmd->timer, grace_end);
 }
 
+/* The next piece of a guest-file-write once the previous one is out: its data in
+ * base64, then the end of the line. False when the exchange is complete. */
+static bool qga_output_refill(QgaClient *c) {
+        QgaCommand *cmd = c->out_cmd;
+        size_t n, len;
+
+        if (!cmd || !cmd->write_data || cmd->write_suffix)
+                return false;
+        if (cmd->write_pos < cmd->write_size) {
+                if (!c->out_stage) {
+                        c->out_stage = malloc(qga_b64_encoded_size(QGA_WRITE_PIECE));
+                        if (!c->out_stage)
+                                return false; /* retried on the next EPOLLOUT */
+                }
+                n = size_min(cmd->write_size - cmd->write_pos, QGA_WRITE_PIECE);
+                /* Cannot fail: the stage holds a full piece. */
+                (void) qga_b64_encode(cmd->write_data + cmd->write_pos, n, c->out_stage,
+                                      qga_b64_encoded_size(QGA_WRITE_PIECE), &len);
+                cmd->write_pos += n;
+                c->out = c->out_stage;
+        } else {
+                cmd->write_suffix = true;
+                c->out = QGA_FILE_WRITE_SUFFIX;
+                len = strlen(QGA_FILE_WRITE_SUFFIX);
+        }
+        c->out_len = len;
+        c->out_off = 0;
+        return true;
+}
+
+/* Whether the output holds the whole exchange written. */
+static bool qga_output_done(QgaClient *c) {
+        QgaCommand *cmd = c->out_cmd;
+
+        return c->out_off >= c->out_len && (!cmd || !cmd->write_data || cmd->write_suffix);
+}
+
 static void qga_flush(QgaClient *c) {
-        while (c->out && c->out_off < c->out_len) {
+        while (c->out && (c->out_off < c->out_len || qga_output_refill(c))) {
                 const char *p = c->out + c->out_off;
                 size_t n = c->out_len - c->out_off;
                 ssize_t k;
@@ -331,7 +383,7 @@ static void qga_flush(QgaClient *c) {
                 c->out_off += (size_t) k;
         }
 
-        if (c->out && c->out_off >= c->out_len) {
+        if (c->out && qga_output_done(c)) {
                 QgaCommand *cmd = c->out_cmd;
 
                 qga_output_clear(c);
@@ -343,51 +395,17 @@ static void qga_flush(QgaClient *c) {
 
 /* ---- framing: input ---- */
 
-static int qga_input_reserve(QgaClient *c, size_t want) {
-        size_t n;
-        char *p;
-
-        if (c->in_cap - c->in_len >= want)
-                return 0;
-        n = size_min(size_max(c->in_cap * 2, c->in_len + want), QGA_INPUT_BUFFER_MAX);
-        if (n <= c->in_len)
-                return -ENOBUFS; /* cannot happen: a line is cut at QGA_LINE_MAX */
-        p = realloc(c->in, n);
-        if (!p)
-                return -ENOMEM;
-        c->in = p;
-        c->in_cap = n;
-        c->in_peak = size_max(c->in_peak, n);
-        return 0;
-}
-
-/* After a long line, give the memory back. */
-static void qga_input_shrink(QgaClient *c) {
-        char *p;
-
-        if (c->in_cap <= QGA_READ_CHUNK_MIN || c->in_len > QGA_READ_CHUNK_MIN / 2)
-                return;
-        p = realloc(c->in, QGA_READ_CHUNK_MIN);
-        if (!p)
-                return;
-        c->in = p;
-        c->in_cap = QGA_READ_CHUNK_MIN;
-}
-
 /* Drops the partial line, and the rest of it as it arrives (never called while
- * the buffer is being processed). */
+ * the buffer is being processed), and gives the memory back. */
 static void qga_input_drop_line(QgaClient *c) {
-        if (c->in_len > 0) {
-                c->in_len = c->in_scan = 0;
-                c->in_discard = true;
-        }
+        linebuf_drop_partial(&c->in);
         qga_input_shrink(c);
 }
 
 static bool qga_input_quiet(QgaClient *c) {
         int n = 0;
 
-        if (c->in_len > 0 || c->in_discard)
+        if (linebuf_pending(&c->in) > 0 || linebuf_dropping(&c->in))
                 return false;
         if (ioctl(c->fd, FIONREAD, &n) < 0)
                 return true; /* cannot tell; whatever comes is still only a reply */
@@ -456,11 +474,28 @@ static void qga_protocol_error(QgaClient *c, QgaCommand *cmd) {
         qga_command_finish(c, cmd, -EPROTO, NULL);
 }
 
+static void qga_file_read_finish(QgaClient *c, QgaCommand *cmd, bool resync, size_t n, bool eof) {
+        json_t *r = json_pack("{s:I,s:b}", "count", (json_int_t) n, "eof", eof);
+
+        if (resync)
+                qga_desync(c);
+        c->in_keep = true;
+        qga_command_finish(c, cmd, r ? 0 : -ENOMEM, r);
+}
+
 static void qga_handle_reply(QgaClient *c, QgaCommand *cmd, const char *line, size_t len) {
         /* Answered before we finished writing it, or the agent may be going away: re-sync. */
         bool resync = cmd->state == QGA_CMD_GRACE || c->out_cmd == cmd;
         json_auto_t *v = NULL;
         json_t *ret, *err, *cls, *desc;
+        size_t n;
+        bool eof;
+
+        /* guest-file-read's data, decoded where it lies: no JSON string of up to 64 MiB. */
+        if (cmd->read_buf && qga_file_read_scan(line, len, cmd->read_buf, cmd->read_size, &n, &eof) > 0) {
+                qga_file_read_finish(c, cmd, resync, n, eof);
+                return;
+        }
 
         if (qga_json_too_many_values(line, len, QGA_REPLY_VALUES_MAX)) {
                 log_debug("QGA: reply to command %" PRIu64 " has too many values.", cmd->id);
@@ -476,6 +511,17 @@ static void qga_handle_reply(QgaClient *c, QgaCommand *cmd, const char *line, si
         }
 
         ret = json_object_get(v, "return");
+        if (ret && cmd->read_buf) {
+                if (qga_file_read_parse(ret, cmd->read_buf, cmd->read_size, &n, &eof) >= 0)
+                        qga_file_read_finish(c, cmd, resync, n, eof);
+                else {
+                        /* Well-formed, but not the data asked for: no protocol error. */
+                        if (resync)
+                                qga_desync(c);
+                        qga_command_finish(c, cmd, -EBADMSG, NULL);
+                }
+                return;
+        }
         if (ret) {
                 if (resync)
                         qga_desync(c);
@@ -545,52 +591,24 @@ static void qga_handle_line(QgaClient *c, const char *line, size_t len) {
 }
 
 static void qga_input_process(QgaClient *c) {
-        size_t start = 0, pos = c->in_scan;
+        for (;;) {
+                const char *line;
+                size_t len;
 
-        while (pos < c->in_len) {
-                char *p = c->in + pos;
-                size_t n = c->in_len - pos;
-                char *nl = memchr(p, '\n', n);
-                size_t span = nl ? (size_t) (nl - p) : n;
-                /* The last one: one pass over a span however many 0xFF it holds (a line of
-                 * them must not cost a newline search each). */
-                char *ff = memrchr(p, 0xFF, span);
-                size_t end;
-
-                if (ff) {
-                        /* The agent's sentinel: whatever came before it is void. */
-                        c->in_discard = false;
-                        start = pos = (size_t) (ff - c->in) + 1;
-                        continue;
-                }
-                if (!nl) {
-                        pos = c->in_len;
+                /* The limit is asked again each time: a line handled may end the command. */
+                switch (linebuf_next(&c->in, qga_line_limit(c), &line, &len)) {
+                case LINEBUF_LINE:
+                        qga_handle_line(c, line, len);
                         break;
+                case LINEBUF_DROPPED:
+                        break;
+                case LINEBUF_TOO_LONG:
+                        /* Not buffered any further: the rest is dropped as it arrives. */
+                        qga_line_rejected(c, 0);
+                        return;
+                case LINEBUF_NONE:
+                        return;
                 }
-                end = (size_t) (nl - c->in);
-                if (c->in_discard)
-                        c->in_discard = false;
-                else
-                        qga_handle_line(c, c->in + start, end - start);
-                start = pos = end + 1;
-        }
-
-        if (c->in_discard) {
-                c->in_len = c->in_scan = 0;
-                return;
-        }
-        if (start > 0) {
-                /* Only the tail of this read moves: the partial line began in it. */
-                memmove(c->in, c->in + start, c->in_len - start);
-                c->in_len -= start;
-        }
-        c->in_scan = c->in_len;
-
-        if (c->in_len > qga_line_limit(c)) {
-                /* Not buffered any further: the rest is dropped as it arrives. */
-                c->in_len = c->in_scan = 0;
-                c->in_discard = true;
-                qga_line_rejected(c, 0);
         }
 }
 
@@ -658,6 +676,10 @@ static void qga_dispatch(QgaClient *c) {
         qga_list_remove(cmd);
         c->active = cmd;
         cmd->state = QGA_CMD_SENT;
+        if (!cmd->read_buf && c->in_keep) {
+                c->in_keep = false;
+                linebuf_shrink(&c->in);
+        }
         if (c->sync_mode == QGA_SYNC_EACH_COMMAND)
                 c->sync = QGA_UNSYNCED; /* this sync is spent */
         qga_output_set(c, cmd->line, cmd->line_len, cmd);
@@ -667,28 +689,26 @@ static void qga_dispatch(QgaClient *c) {
 static void qga_read(QgaClient *c) {
         for (unsigned i = 0; i < QGA_READS_PER_WAKEUP && c->fd >= 0; i++) {
                 /* Short lines fit the small buffer; a long one gets large reads. */
-                size_t want = c->in_len < QGA_READ_CHUNK_MIN / 2 ? QGA_READ_CHUNK_MIN - c->in_len
-                                                                 : QGA_READ_CHUNK_MAX;
+                size_t held = linebuf_pending(&c->in);
+                size_t want = held < QGA_READ_CHUNK_MIN / 2 ? QGA_READ_CHUNK_MIN - held : QGA_READ_CHUNK_MAX;
                 size_t space;
+                char *p;
                 ssize_t n;
                 int r;
 
-                r = qga_input_reserve(c, want);
+                r = linebuf_reserve(&c->in, want, &p, &space);
                 if (r < 0) {
-                        if (c->in_len == 0) {
+                        if (held == 0) {
                                 log_debug_errno(r, "QGA: cannot allocate the input buffer: %m");
                                 qga_channel_lost(c, true);
                                 return;
                         }
-                        c->in_len = c->in_scan = 0;
-                        c->in_discard = true;
-                        qga_input_shrink(c);
+                        qga_input_drop_line(c);
                         qga_line_rejected(c, r);
                         continue;
                 }
 
-                space = c->in_cap - c->in_len;
-                n = read(c->fd, c->in + c->in_len, space);
+                n = read(c->fd, p, space);
                 if (n < 0) {
                         if (errno == EINTR)
                                 continue;
@@ -708,7 +728,7 @@ static void qga_read(QgaClient *c) {
                 if (c->sync == QGA_SYNCED && !c->active)
                         c->sync = QGA_UNSYNCED;
 
-                c->in_len += (size_t) n;
+                linebuf_commit(&c->in, (size_t) n);
                 qga_input_process(c);
                 if ((size_t) n < space)
                         break;
@@ -822,6 +842,7 @@ int qga_client_new(sd_event *event, const QgaCallbacks *cb, void *userdata, QgaC
         c->sync_mode = QGA_SYNC_EACH_COMMAND;
         c->sync_timeout_usec = QGA_SYNC_TIMEOUT_USEC;
         c->grace_usec = QGA_REPLY_NONE_GRACE_USEC;
+        linebuf_init(&c->in, QGA_READ_CHUNK_MIN, QGA_READ_CHUNK_MIN, QGA_INPUT_BUFFER_MAX, LINEBUF_RESET_FF);
 
         r = sd_event_add_defer(event, &c->defer, qga_on_defer, c);
         if (r < 0)
@@ -846,6 +867,7 @@ int qga_client_new(sd_event *event, const QgaCallbacks *cb, void *userdata, QgaC
 
 static void qga_client_release(QgaClient *c) {
         qga_channel_close(c);
+        free(c->out_stage);
         c->defer = sd_event_source_disable_unref(c->defer);
         c->sync_timer = sd_event_source_disable_unref(c->sync_timer);
         sd_event_unref(c->event);
@@ -962,7 +984,8 @@ static int qga_can_queue(QgaClient *c) {
 
 /* Takes ownership of line ('\n'-terminated, len includes the newline). */
 static int qga_enqueue(QgaClient *c, char *line, size_t len, QgaReplyMode mode, uint64_t timeout_usec,
-                       size_t max_reply_bytes, qga_reply_cb_t cb, void *userdata, uint64_t *ret_id) {
+                       size_t max_reply_bytes, void *read_buf, size_t read_size, const void *write_data,
+                       size_t write_size, qga_reply_cb_t cb, void *userdata, uint64_t *ret_id) {
         _cleanup_free_ char *l = line;
         QgaCommand *cmd;
         int r;
@@ -980,6 +1003,10 @@ static int qga_enqueue(QgaClient *c, char *line, size_t len, QgaReplyMode mode, 
         cmd->line = TAKE_PTR(l);
         cmd->line_len = len;
         cmd->max_reply = max_reply_bytes == 0 ? QGA_LINE_MAX : size_min(max_reply_bytes, QGA_LINE_MAX);
+        cmd->read_buf = read_buf;
+        cmd->read_size = read_size;
+        cmd->write_data = write_data;
+        cmd->write_size = write_size;
         cmd->cb = cb;
         cmd->userdata = userdata;
 
@@ -1058,27 +1085,53 @@ int qga_send(QgaClient *c, const char *execute, json_t *arguments, QgaReplyMode 
         line[len] = '\n';
         line[len + 1] = '\0';
 
-        return qga_enqueue(c, TAKE_PTR(line), len + 1, mode, timeout_usec, max_reply_bytes, cb, userdata, ret_id);
+        return qga_enqueue(c, TAKE_PTR(line), len + 1, mode, timeout_usec, max_reply_bytes, NULL, 0, NULL, 0, cb,
+                           userdata, ret_id);
 }
 
 int qga_send_file_write(QgaClient *c, int64_t handle, const void *data, size_t size, uint64_t timeout_usec,
                         qga_reply_cb_t cb, void *userdata, uint64_t *ret_id) {
-        char *line;
-        size_t len;
-        int r;
+        char *prefix;
+        int n, r;
 
-        if (!c || (!data && size > 0))
+        if (!c || (!data && size > 0) || handle < 0)
                 return -EINVAL;
+        if (size > QGA_FILE_WRITE_CHUNK_MAX)
+                return -EMSGSIZE;
         r = qga_can_queue(c);
         if (r < 0)
                 return r;
 
-        r = qga_file_write_line(handle, data, size, &line, &len);
+        /* The line is the prefix; the data follows in base64 as the agent reads it. */
+        n = asprintf(&prefix, QGA_FILE_WRITE_PREFIX, handle, size);
+        if (n < 0)
+                return -ENOMEM;
+        return qga_enqueue(c, prefix, (size_t) n, QGA_REPLY_NORMAL, timeout_usec, QGA_FILE_WRITE_REPLY_MAX, NULL, 0,
+                           size > 0 ? data : "", size, cb, userdata, ret_id);
+}
+
+int qga_send_file_read(QgaClient *c, int64_t handle, size_t count, void *buf, uint64_t timeout_usec,
+                       qga_reply_cb_t cb, void *userdata, uint64_t *ret_id) {
+        char *line;
+        int n, r;
+
+        if (!c || handle < 0 || (!buf && count > 0))
+                return -EINVAL;
+        if (count > QGA_FILE_READ_CHUNK_MAX)
+                return -EMSGSIZE;
+        r = qga_can_queue(c);
         if (r < 0)
                 return r;
 
-        return qga_enqueue(c, line, len, QGA_REPLY_NORMAL, timeout_usec, QGA_FILE_WRITE_REPLY_MAX, cb, userdata,
-                           ret_id);
+        n = asprintf(&line, "{\"execute\":\"guest-file-read\",\"arguments\":{\"handle\":%" PRIi64
+                     ",\"count\":%zu}}\n", handle, count);
+        if (n < 0)
+                return -ENOMEM;
+
+        /* A zero-byte read still gets a buffer the decoder may point at. */
+        return qga_enqueue(c, line, (size_t) n, QGA_REPLY_NORMAL, timeout_usec,
+                           qga_b64_encoded_size(count) + QGA_FILE_READ_REPLY_SLACK, buf ?: (void *) c, count, NULL,
+                           0, cb, userdata, ret_id);
 }
 
 static QgaCommand *qga_find(QgaClient *c, uint64_t id) {
@@ -1143,11 +1196,11 @@ int qga_client_set_timeouts(QgaClient *c, uint64_t sync_timeout_usec, uint64_t r
 }
 
 size_t qga_client_buffer_capacity(QgaClient *c) {
-        return c ? c->in_cap : 0;
+        return c ? c->in.cap : 0;
 }
 
 size_t qga_client_buffer_peak(QgaClient *c) {
-        return c ? c->in_peak : 0;
+        return c ? c->in.peak : 0;
 }
 
 void qga_client_get_stats(QgaClient *c, QgaStats *ret) {

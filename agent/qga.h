@@ -51,9 +51,9 @@
 /* How long a QGA_REPLY_NONE command waits for an error reply before it counts
  * as successful. */
 #define QGA_REPLY_NONE_GRACE_USEC (1U * 1000000U)
-/* The longest command line written (qemu-ga refuses JSON messages whose tokens
- * reach 64 MiB); longer is -EMSGSIZE. */
-#define QGA_COMMAND_MAX (64U * 1024U * 1024U)
+/* The longest command line written (qemu-ga refuses longer messages); longer is
+ * -EMSGSIZE. */
+#define QGA_COMMAND_MAX QGA_AGENT_MESSAGE_MAX
 /* err_desc handed to callbacks is at most this long (plus NUL); err_class at
  * most QGA_ERROR_CLASS_MAX. */
 #define QGA_ERROR_DESC_MAX 256U
@@ -155,12 +155,28 @@ int qga_client_resync(QgaClient *c);
 int qga_send(QgaClient *c, const char *execute, json_t *arguments, QgaReplyMode mode,
              uint64_t timeout_usec, size_t max_reply_bytes, qga_reply_cb_t cb, void *userdata,
              uint64_t *ret_id);
-/* guest-file-write of data[0..size) with the base64 encoded straight into the
- * command line (no intermediate JSON copies). size at most
- * QGA_FILE_WRITE_CHUNK_MAX (qga-file.h), else -EMSGSIZE; a negative handle is
- * -EINVAL. Otherwise the same contract as qga_send(). */
+/* guest-file-write of data[0..size), which is borrowed: it must stay valid and
+ * unchanged until the callback has run. The base64 is encoded into the output
+ * 64 KiB at a time as the agent reads the command (no copy of the whole line).
+ * size at most QGA_FILE_WRITE_CHUNK_MAX (qga-file.h), else -EMSGSIZE; a
+ * negative handle is -EINVAL. Otherwise the same contract as qga_send(). */
 int qga_send_file_write(QgaClient *c, int64_t handle, const void *data, size_t size,
                         uint64_t timeout_usec, qga_reply_cb_t cb, void *userdata, uint64_t *ret_id);
+/* The longest reply line a guest-file-read of count bytes is allowed beyond its
+ * base64: room for the JSON around it, or for an error naming a long path. */
+#define QGA_FILE_READ_REPLY_SLACK (64U * 1024U)
+/* guest-file-read of count bytes (at most QGA_FILE_READ_CHUNK_MAX, else
+ * -EMSGSIZE) into buf, which must hold count bytes until the callback ran. The
+ * reply is decoded straight from the input buffer into buf
+ * (qga_file_read_scan()); a reply of another shape is parsed with jansson and
+ * checked with qga_file_read_parse(), with the same outcome. On success the
+ * callback's result is {"count": n, "eof": b} and buf[0..n) holds the data.
+ * Besides qga_send()'s errors the callback may see -EBADMSG: the reply was
+ * well-formed JSON but not correct data (count, base64, more than asked for).
+ * A reply line longer than the base64 of count plus QGA_FILE_READ_REPLY_SLACK
+ * fails with -EFBIG. Otherwise the same contract as qga_send(). */
+int qga_send_file_read(QgaClient *c, int64_t handle, size_t count, void *buf, uint64_t timeout_usec,
+                       qga_reply_cb_t cb, void *userdata, uint64_t *ret_id);
 /* Drops a command that has not been reported yet: its callback runs now, from
  * within this call, with -ECANCELED. A command already written may still run in
  * the guest; its reply is discarded (the channel re-syncs). Returns 0, or

@@ -41,8 +41,7 @@ static size_t utf8_decode(const unsigned char *p, size_t n, uint32_t *ret) {
         return len;
 }
 
-/* A string's bytes as QEMU would read them back: no NUL, valid UTF-8, no noncharacter. */
-static bool wire_text_ok(const char *s, size_t n) {
+bool json_wire_text_ok(const char *s, size_t n) {
         const unsigned char *p = (const unsigned char *) s, *end = p + n;
 
         while (p < end) {
@@ -74,7 +73,7 @@ static int check_value(json_t *v, unsigned depth, unsigned max_depth) {
                 if (depth >= max_depth)
                         return -E2BIG;
                 json_object_keylen_foreach(v, key, key_len, e) {
-                        if (!wire_text_ok(key, key_len))
+                        if (!json_wire_text_ok(key, key_len))
                                 return -EILSEQ;
                         r = check_value(e, depth + 1, max_depth);
                         if (r < 0)
@@ -91,7 +90,7 @@ static int check_value(json_t *v, unsigned depth, unsigned max_depth) {
                 }
                 return 0;
         case JSON_STRING:
-                return wire_text_ok(json_string_value(v), json_string_length(v)) ? 0 : -EILSEQ;
+                return json_wire_text_ok(json_string_value(v), json_string_length(v)) ? 0 : -EILSEQ;
         default:
                 return 0;
         }

@@ -37,6 +37,10 @@ static inline bool unicode_is_noncharacter(uint32_t cp) {
         return (cp >= 0xFDD0 && cp <= 0xFDEF) || (cp & 0xFFFE) == 0xFFFE;
 }
 
+/* A string's bytes as QEMU and qemu-ga read them back: no NUL, valid UTF-8, no
+ * noncharacter. */
+bool json_wire_text_ok(const char *s, size_t n);
+
 /* Checks a parsed value that is about to be forwarded (a request, with v as
  * its outermost object): at most max_depth nested objects and arrays (v counts
  * if it is one), every string and key free of NUL and noncharacters and valid

@@ -18,6 +18,10 @@
 #define _unlikely_(x) (__builtin_expect(!!(x), 0))
 #define _warn_unused_result_ __attribute__((warn_unused_result))
 
+/* The text of a macro's value: STRINGIFY(FOO) with #define FOO 48 is "48". */
+#define STRINGIFY_(x) #x
+#define STRINGIFY(x) STRINGIFY_(x)
+
 #define INT_TO_PTR(i) ((void *) (intptr_t) (i))
 #define ELEMENTSOF(x) (sizeof(x) / sizeof((x)[0]))
 

@@ -4,7 +4,7 @@
 
 _vmsupctl() {
         local cur=${COMP_WORDS[COMP_CWORD]} prev=${COMP_WORDS[COMP_CWORD - 1]}
-        local verbs="list status start stop shutdown reboot reset pause resume sendkey monitor qmp agent events stats metrics read-file write-file console vnc screenshot migrate migrate-in help"
+        local verbs="list status start stop shutdown reboot reset pause resume reload sendkey monitor qmp agent events stats metrics read-file write-file console vnc screenshot migrate migrate-in help"
         local i w verb="" nargs=0
         local -a bus=()
 
@@ -13,7 +13,7 @@ _vmsupctl() {
                 case $w in
                 --bus) bus=(--bus "${COMP_WORDS[i + 1]}"); ((i++)) ;;
                 --bus=*) bus=("$w") ;;
-                --timeout | --count | --since | --offset | --length | --hold-ms | --listen | --max-bandwidth | --downtime-limit) ((i++)) ;;
+                --timeout | --count | --since | --offset | --length | --hold-ms | --listen | --format | --runtime-dir | --max-bandwidth | --downtime-limit) ((i++)) ;;
                 -*) ;;
                 *) if [[ -z $verb ]]; then verb=$w; else ((nargs++)); fi ;;
                 esac
@@ -28,10 +28,18 @@ _vmsupctl() {
                 COMPREPLY=()
                 return
                 ;;
+        --format)
+                COMPREPLY=($(compgen -W "prometheus openmetrics" -- "$cur"))
+                return
+                ;;
+        --runtime-dir)
+                COMPREPLY=($(compgen -d -- "$cur"))
+                return
+                ;;
         esac
 
         if [[ $cur == -* ]]; then
-                local opts="--bus --json --help --version"
+                local opts="--bus --direct --no-direct --runtime-dir --json --help --version"
                 case $verb in
                 list) opts+=" --name" ;;
                 start) opts+=" --paused" ;;
@@ -45,6 +53,7 @@ _vmsupctl() {
                 vnc) opts+=" --listen" ;;
                 migrate) opts+=" --max-bandwidth --downtime-limit --auto-converge --local-disk" ;;
                 migrate-in) opts+=" --local-disk" ;;
+                metrics) opts+=" --format" ;;
                 esac
                 COMPREPLY=($(compgen -W "$opts" -- "$cur"))
                 return

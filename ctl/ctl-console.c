@@ -72,7 +72,7 @@ static int open_fd(const char *name, const char *method, bool force, int *ret) {
         _cleanup_(sd_bus_message_unrefp) sd_bus_message *reply = NULL;
         int r, fd;
 
-        r = ctl_bus_open(&bus);
+        r = ctl_bus_open_vm(name, &bus);
         if (r < 0)
                 return -r;
         if (force)
@@ -163,7 +163,7 @@ int verb_screenshot(char **args, size_t n) {
                 fprintf(stderr, "vmsupctl: cannot open %s: %m\n", args[1]);
                 return CTL_EXIT_FAILURE;
         }
-        r = ctl_bus_open(&bus);
+        r = ctl_bus_open_vm(args[0], &bus);
         if (r < 0)
                 return -r;
         if (pipe2(p, O_CLOEXEC) < 0)

@@ -39,7 +39,7 @@ int verb_monitor(char **args, size_t n) {
 
         if (!line)
                 return ctl_bus_fail(-ENOMEM, "monitor");
-        r = ctl_bus_open(&bus);
+        r = ctl_bus_open_vm(args[0], &bus);
         if (r < 0)
                 return -r;
         r = ctl_call(bus, args[0], MONITOR_IFACE, "HumanCommand", CTL_CALL_TIMEOUT_USEC, &reply, "s", line);
@@ -99,7 +99,7 @@ static int json_verb(char **args, size_t n, const char *iface, const char *metho
                 return CTL_EXIT_USAGE;
         if (r < 0)
                 return ctl_bus_fail(r, method);
-        r = ctl_bus_open(&bus);
+        r = ctl_bus_open_vm(args[0], &bus);
         if (r < 0)
                 return -r;
         r = ctl_call(bus, args[0], iface, method, CTL_CALL_TIMEOUT_USEC, &reply, "s", request);
@@ -228,7 +228,7 @@ int verb_events(char **args, size_t n) {
 
         if (asprintf(&dest, VM_BUS_PREFIX "%s", args[0]) < 0)
                 return ctl_bus_fail(-ENOMEM, "events");
-        r = ctl_bus_open(&bus);
+        r = ctl_bus_open_vm(args[0], &bus);
         if (r < 0)
                 return -r;
         r = sd_event_default(&event);
@@ -240,7 +240,7 @@ int verb_events(char **args, size_t n) {
         /* Nothing more will come once the bus is gone. */
         (void) sd_bus_set_exit_on_disconnect(bus, true);
         /* The signals come addressed to this connection; the match only selects them. */
-        r = sd_bus_match_signal(bus, NULL, dest, VM_OBJECT, VM_IFACE, NULL, on_signal, NULL);
+        r = sd_bus_match_signal(bus, NULL, ctl_dest(bus, dest), VM_OBJECT, VM_IFACE, NULL, on_signal, NULL);
         if (r < 0)
                 return ctl_bus_fail(r, "cannot follow signals");
         /* Every signal sent after the reply follows it on this connection: they are
@@ -417,7 +417,7 @@ static int call_file(const char *name, const char *method, const char *guest_pat
         (void) signal(SIGPIPE, SIG_IGN);
         if (fstat(file_fd, &st) < 0)
                 return ctl_bus_fail(-errno, "cannot look at the local file");
-        r = ctl_bus_open(&bus);
+        r = ctl_bus_open_vm(name, &bus);
         if (r < 0)
                 return -r;
         if (S_ISFIFO(st.st_mode) || S_ISSOCK(st.st_mode))
@@ -444,7 +444,7 @@ static int call_file(const char *name, const char *method, const char *guest_pat
                 safe_close(p[1]);
                 return ctl_bus_fail(r, "cannot set up the pipe");
         }
-        r = sd_bus_message_new_method_call(bus, &m, dest, VM_OBJECT, AGENT_IFACE, method);
+        r = sd_bus_message_new_method_call(bus, &m, ctl_dest(bus, dest), VM_OBJECT, AGENT_IFACE, method);
         if (r >= 0)
                 r = t.reading ? sd_bus_message_append(m, "stth", guest_path, arg.offset, arg.length, p[1])
                               : sd_bus_message_append(m, "shb", guest_path, p[0], (int) arg.append);

@@ -1,7 +1,9 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 /* vmsupctl stats and metrics: VM1.GetStats as "key value" lines or JSON, and as
- * Prometheus text for node-exporter's textfile collector, named after the
- * Prometheus libvirt exporter's metrics (libvirt_domain_* → vmsup_domain_*). */
+ * metrics named after the Prometheus libvirt exporter's (libvirt_domain_* →
+ * vmsup_domain_*), in the Prometheus text format (the default: node-exporter's
+ * textfile collector and promtool read that one) or in OpenMetrics (# EOF at the
+ * end, a counter's family named without its samples' _total, # UNIT). */
 
 #include <inttypes.h>
 
@@ -16,7 +18,7 @@ static int get_stats(sd_bus *bus, const char *name, char **groups, json_t **ret)
 
         if (asprintf(&dest, VM_BUS_PREFIX "%s", name) < 0)
                 return ctl_bus_fail(-ENOMEM, name);
-        r = sd_bus_message_new_method_call(bus, &m, dest, VM_OBJECT, VM_IFACE, "GetStats");
+        r = sd_bus_message_new_method_call(bus, &m, ctl_dest(bus, dest), VM_OBJECT, VM_IFACE, "GetStats");
         if (r >= 0)
                 r = sd_bus_message_append_strv(m, groups);
         if (r < 0)
@@ -38,7 +40,7 @@ int verb_stats(char **args, size_t n) {
         json_t *v;
         int r;
 
-        r = ctl_bus_open(&bus);
+        r = ctl_bus_open_vm(args[0], &bus);
         if (r < 0)
                 return -r;
         r = get_stats(bus, args[0], args + 1, &stats);
@@ -74,6 +76,7 @@ typedef struct Family {
         FamilyKind kind;
         const char *key;
         double scale; /* 0: the integer as is */
+        const char *unit; /* OpenMetrics # UNIT: the name's suffix (before _total) */
 } Family;
 
 #define NS 1e-9
@@ -82,41 +85,41 @@ typedef struct Family {
 static const Family families[] = {
         { "vmsup_domain_info_vstate", "gauge",
           "Virtual machine state as libvirt numbers it (0 no state, 1 running, 3 paused, 4 shutting down, 5 shut off, 6 crashed, 7 suspended); the label is vmsup's state",
-          FAMILY_STATE, NULL, 0 },
+          FAMILY_STATE, NULL, 0, NULL },
         { "vmsup_domain_info_cpu_time_seconds_total", "counter", "CPU time used by QEMU's process", FAMILY_VM,
-          "cpu.time", NS },
-        { "vmsup_domain_info_virtual_cpus", "gauge", "Virtual CPUs QEMU runs", FAMILY_VM, "vcpu.current", 0 },
+          "cpu.time", NS, "seconds" },
+        { "vmsup_domain_info_virtual_cpus", "gauge", "Virtual CPUs QEMU runs", FAMILY_VM, "vcpu.current", 0, NULL },
         { "vmsup_domain_info_maximum_virtual_cpus", "gauge", "Virtual CPUs of the definition", FAMILY_VM,
-          "vcpu.maximum", 0 },
+          "vcpu.maximum", 0, NULL },
         { "vmsup_domain_info_maximum_memory_bytes", "gauge", "Memory of the definition", FAMILY_VM,
-          "balloon.maximum", KIB },
+          "balloon.maximum", KIB, "bytes" },
         { "vmsup_domain_info_memory_usage_bytes", "gauge", "Memory the guest has (balloon actual)", FAMILY_VM,
-          "balloon.current", KIB },
+          "balloon.current", KIB, "bytes" },
         { "vmsup_domain_memory_stats_rss_bytes", "gauge", "Resident memory of QEMU's process", FAMILY_VM,
-          "balloon.rss", KIB },
+          "balloon.rss", KIB, "bytes" },
         { "vmsup_domain_vcpu_time_seconds_total", "counter", "CPU time used by a virtual CPU's thread",
-          FAMILY_VCPU, "time", NS },
+          FAMILY_VCPU, "time", NS, "seconds" },
         { "vmsup_domain_block_stats_read_bytes_total", "counter", "Bytes read from a block device", FAMILY_BLOCK,
-          "rd.bytes", 0 },
+          "rd.bytes", 0, "bytes" },
         { "vmsup_domain_block_stats_read_requests_total", "counter", "Read requests to a block device",
-          FAMILY_BLOCK, "rd.reqs", 0 },
+          FAMILY_BLOCK, "rd.reqs", 0, NULL },
         { "vmsup_domain_block_stats_write_bytes_total", "counter", "Bytes written to a block device",
-          FAMILY_BLOCK, "wr.bytes", 0 },
+          FAMILY_BLOCK, "wr.bytes", 0, "bytes" },
         { "vmsup_domain_block_stats_write_requests_total", "counter", "Write requests to a block device",
-          FAMILY_BLOCK, "wr.reqs", 0 },
+          FAMILY_BLOCK, "wr.reqs", 0, NULL },
         { "vmsup_domain_block_stats_flush_requests_total", "counter", "Flush requests to a block device",
-          FAMILY_BLOCK, "fl.reqs", 0 },
+          FAMILY_BLOCK, "fl.reqs", 0, NULL },
         { "vmsup_domain_agent_connected", "gauge", "1 when the guest agent answered its last sync", FAMILY_VM,
-          "agent.connected", 0 },
-        { "vmsup_domain_agent_syncs_total", "counter", "Guest agent syncs sent", FAMILY_VM, "agent.syncs", 0 },
+          "agent.connected", 0, NULL },
+        { "vmsup_domain_agent_syncs_total", "counter", "Guest agent syncs sent", FAMILY_VM, "agent.syncs", 0, NULL },
         { "vmsup_domain_agent_sync_timeouts_total", "counter", "Guest agent syncs not answered in time", FAMILY_VM,
-          "agent.sync-timeouts", 0 },
+          "agent.sync-timeouts", 0, NULL },
         { "vmsup_domain_agent_timeouts_total", "counter", "Guest agent commands that timed out", FAMILY_VM,
-          "agent.timeouts", 0 },
+          "agent.timeouts", 0, NULL },
         { "vmsup_domain_agent_protocol_errors_total", "counter", "Malformed guest agent replies", FAMILY_VM,
-          "agent.protocol-errors", 0 },
+          "agent.protocol-errors", 0, NULL },
         { "vmsup_domain_agent_dropped_lines_total", "counter", "Guest agent lines nobody asked for, or too long",
-          FAMILY_VM, "agent.dropped-lines", 0 },
+          FAMILY_VM, "agent.dropped-lines", 0, NULL },
 };
 
 static int libvirt_state(const char *s) {
@@ -167,7 +170,18 @@ static void print_sample(const Family *f, const char *domain, const char *label,
 }
 
 static void print_family(const Family *f, VmStats *vms, size_t n_vms) {
-        printf("# HELP %s %s.\n# TYPE %s %s\n", f->name, f->help, f->name, f->type);
+        if (arg.openmetrics) {
+                /* A counter's family is named without the _total its samples carry. */
+                int len = (int) strlen(f->name);
+
+                if (streq(f->type, "counter") && len > 6 && streq(f->name + len - 6, "_total"))
+                        len -= 6;
+                printf("# TYPE %.*s %s\n", len, f->name, f->type);
+                if (f->unit)
+                        printf("# UNIT %.*s %s\n", len, f->name, f->unit);
+                printf("# HELP %.*s %s.\n", len, f->name, f->help);
+        } else
+                printf("# HELP %s %s.\n# TYPE %s %s\n", f->name, f->help, f->name, f->type);
         for (size_t i = 0; i < n_vms; i++) {
                 json_t *st = vms[i].stats, *v;
                 char key[96];
@@ -285,6 +299,8 @@ int verb_metrics(char **args, size_t n) {
         }
         for (size_t f = 0; f < ELEMENTSOF(families); f++)
                 print_family(&families[f], vms, n_vms);
+        if (arg.openmetrics)
+                fputs("# EOF\n", stdout);
         for (size_t i = 0; i < n_vms; i++)
                 json_decref(vms[i].stats);
         if (fflush(stdout) != 0)

@@ -231,6 +231,17 @@ static void status_print_text(json_t *props, json_t *st) {
                 printf(" QEMU process: %s CPU, %s resident\n", t, b);
         }
         printf("        Agent: %s\n", json_is_true(json_object_get(props, "AgentConnected")) ? "connected" : "not connected");
+        {
+                json_t *pending = json_object_get(props, "PendingChanges"), *k;
+                size_t i;
+
+                if (json_array_size(pending) > 0) {
+                        printf("      Pending:");
+                        json_array_foreach(pending, i, k)
+                                printf("%s %s", i > 0 ? "," : "", json_is_string(k) ? json_string_value(k) : "?");
+                        printf(" (reloaded; applied at the next start)\n");
+                }
+        }
 }
 
 int verb_status(char **args, size_t n) {
@@ -240,7 +251,7 @@ int verb_status(char **args, size_t n) {
         const char *name = args[0];
         int r;
 
-        r = ctl_bus_open(&bus);
+        r = ctl_bus_open_vm(name, &bus);
         if (r < 0)
                 return -r;
         {
@@ -278,7 +289,7 @@ int verb_simple(char **args, size_t n, const char *method) {
         _cleanup_(sd_bus_flush_close_unrefp) sd_bus *bus = NULL;
         int r;
 
-        r = ctl_bus_open(&bus);
+        r = ctl_bus_open_vm(args[0], &bus);
         if (r < 0)
                 return -r;
         return ctl_call(bus, args[0], VM_IFACE, method, UINT64_MAX, NULL, NULL);
@@ -292,7 +303,7 @@ int verb_shutdown(char **args, size_t n) {
                 fprintf(stderr, "vmsupctl: --timeout is too large\n");
                 return CTL_EXIT_USAGE;
         }
-        r = ctl_bus_open(&bus);
+        r = ctl_bus_open_vm(args[0], &bus);
         if (r < 0)
                 return -r;
         return ctl_call(bus, args[0], VM_IFACE, "Shutdown", UINT64_MAX, NULL, "ub", (uint32_t) arg.timeout_sec,
@@ -304,7 +315,7 @@ int verb_start(char **args, size_t n) {
         _cleanup_(sd_bus_flush_close_unrefp) sd_bus *bus = NULL;
         int r;
 
-        r = ctl_bus_open(&bus);
+        r = ctl_bus_open_vm(args[0], &bus);
         if (r < 0)
                 return -r;
         if (!arg.paused)
@@ -320,7 +331,7 @@ int verb_reboot(char **args, size_t n) {
                 fprintf(stderr, "vmsupctl: --timeout is too large\n");
                 return CTL_EXIT_USAGE;
         }
-        r = ctl_bus_open(&bus);
+        r = ctl_bus_open_vm(args[0], &bus);
         if (r < 0)
                 return -r;
         return ctl_call(bus, args[0], VM_IFACE, "Reboot", UINT64_MAX, NULL, "u", (uint32_t) arg.timeout_sec);
@@ -352,12 +363,12 @@ int verb_sendkey(char **args, size_t n) {
                 fprintf(stderr, "vmsupctl: sendkey: no key given\n");
                 return CTL_EXIT_USAGE;
         }
-        r = ctl_bus_open(&bus);
+        r = ctl_bus_open_vm(args[0], &bus);
         if (r < 0)
                 return -r;
         if (asprintf(&dest, VM_BUS_PREFIX "%s", args[0]) < 0)
                 return ctl_bus_fail(-ENOMEM, "sendkey");
-        r = sd_bus_message_new_method_call(bus, &m, dest, VM_OBJECT, VM_IFACE, "SendKey");
+        r = sd_bus_message_new_method_call(bus, &m, ctl_dest(bus, dest), VM_OBJECT, VM_IFACE, "SendKey");
         if (r >= 0)
                 r = sd_bus_message_append_strv(m, keys);
         if (r >= 0)

@@ -26,6 +26,8 @@ enum {
 /* Options given on the command line (vmsupctl.c). */
 typedef struct CtlArgs {
         const char *bus;
+        int direct;                /* -1 the direct socket when it answers, else the bus; 0 the bus; 1 direct only */
+        const char *runtime_dir;   /* where the supervisors' direct sockets are */
         bool json;
         uint64_t count;
         uint64_t timeout_sec;
@@ -40,11 +42,17 @@ typedef struct CtlArgs {
         bool have_since;
         uint64_t max_bandwidth, downtime_limit_ms;
         bool have_max_bandwidth, have_downtime_limit, auto_converge, local_disk;
+        bool openmetrics; /* metrics --format openmetrics */
 } CtlArgs;
 extern CtlArgs arg;
 
 /* ctl-bus.c */
 int ctl_bus_open(sd_bus **ret);
+/* A connection for the calls to VM name: its direct socket (RUNTIME/NAME.bus, vmsupd(8))
+ * when it completes the handshake, else the bus (arg.direct says whether either alone). */
+int ctl_bus_open_vm(const char *name, sd_bus **ret);
+/* The destination of a message on bus: dest, or none on a direct connection. */
+const char *ctl_dest(sd_bus *bus, const char *dest);
 /* Calls METHOD on VM NAME's object; on error prints one line and returns the exit status (> 0).
  * The reply is optional. TYPES/... append the arguments. */
 int ctl_call(sd_bus *bus, const char *name, const char *iface, const char *method, uint64_t timeout_usec,

@@ -10,7 +10,7 @@
 
 #define VMSUPCTL_VERSION "0.1"
 
-CtlArgs arg = {};
+CtlArgs arg = { .direct = -1 };
 
 enum {
         OPT_JSON = 1 << 0,
@@ -25,8 +25,9 @@ enum {
         OPT_PAUSED = 1 << 9,
         OPT_LISTEN = 1 << 10,
         OPT_SINCE = 1 << 11,
-        OPT_MIGRATE = 1 << 12, /* --max-bandwidth, --downtime-limit, --auto-converge */
-        OPT_LOCAL_DISK = 1 << 13,
+        OPT_FORMAT = 1 << 12,
+        OPT_MIGRATE = 1 << 13, /* --max-bandwidth, --downtime-limit, --auto-converge */
+        OPT_LOCAL_DISK = 1 << 14,
 };
 
 typedef struct Verb {
@@ -57,6 +58,9 @@ static const Verb verbs[] = {
         { "reset", "reset NAME", "system reset", 1, 1, 0, run_simple, "Reset" },
         { "pause", "pause NAME", "stop the virtual CPUs", 1, 1, 0, run_simple, "Pause" },
         { "resume", "resume NAME", "let the virtual CPUs run again", 1, 1, 0, run_simple, "Resume" },
+        { "reload", "reload NAME",
+          "re-read the definition and the host ACL (root): ACL changes at once, QEMU settings at the next start",
+          1, 1, 0, run_simple, "Reload" },
         { "sendkey", "sendkey NAME KEY... [--hold-ms MS]", "press keys (QKeyCode names; ctrl+alt+delete)", 2,
           SIZE_MAX, OPT_HOLD, verb_sendkey, NULL },
         { "monitor", "monitor NAME COMMAND...", "one HMP command line; prints its output", 2, SIZE_MAX, OPT_JSON,
@@ -72,9 +76,10 @@ static const Verb verbs[] = {
         { "stats", "stats NAME [GROUP...]",
           "statistics (GetStats): state, cpu-total, vcpu, balloon, block, agent; none = all", 1, SIZE_MAX, OPT_JSON,
           verb_stats, NULL },
-        { "metrics", "metrics [NAME...]",
-          "statistics of every VM (or those named) in the Prometheus text format, for node-exporter's textfile collector",
-          0, SIZE_MAX, 0, verb_metrics, NULL },
+        { "metrics", "metrics [NAME...] [--format prometheus|openmetrics]",
+          "statistics of every VM (or those named): the Prometheus text format (default), which node-exporter's "
+          "textfile collector reads, or OpenMetrics",
+          0, SIZE_MAX, OPT_FORMAT, verb_metrics, NULL },
         { "read-file", "read-file NAME GUEST_PATH LOCAL_FILE [--offset N] [--length N]",
           "copy a guest file out through the agent", 3, 3, OPT_JSON | OPT_OFFSET | OPT_LENGTH, verb_read_file, NULL },
         { "write-file", "write-file NAME LOCAL_FILE GUEST_PATH [--append]",
@@ -101,12 +106,16 @@ static int run_simple(char **args, size_t n) {
 }
 
 static void help(void) {
-        printf("Usage: vmsupctl [--bus system|session|ADDRESS] [--json] VERB ...\n\n"
+        printf("Usage: vmsupctl [--bus system|session|ADDRESS] [--direct|--no-direct] [--json] VERB ...\n\n"
                "Controls the virtual machines that vmsupd supervises (org.vmsup.VM.NAME on D-Bus).\n\n");
         for (size_t i = 0; i < ELEMENTSOF(verbs); i++)
                 printf("  %s\n        %s\n", verbs[i].usage, verbs[i].summary);
         printf("\nOptions:\n"
                "  --bus BUS       system (default, or $VMSUP_BUS), session, or a D-Bus address\n"
+               "  --direct        call the VM's supervisor on its own socket only (RUNTIME/NAME.bus);\n"
+               "                  without --bus, vmsupctl uses it when it answers, else the bus\n"
+               "  --no-direct     the bus only\n"
+               "  --runtime-dir DIR  where the direct sockets are (/run/vmsup, or $VMSUP_RUNTIME_DIR)\n"
                "  --json          print data as JSON (list, status, stats, monitor, qmp, agent, events,\n"
                "                  read-file, write-file, migrate, migrate-in)\n"
                "  -h, --help, --version\n\n"
@@ -126,6 +135,7 @@ static const struct {
         { OPT_SINCE, "--since" },
         { OPT_MIGRATE, "--max-bandwidth, --downtime-limit or --auto-converge" },
         { OPT_LOCAL_DISK, "--local-disk" },
+        { OPT_FORMAT, "--format" },
 };
 
 int main(int argc, char *argv[]) {
@@ -147,7 +157,11 @@ int main(int argc, char *argv[]) {
                 ARG_AUTO_CONVERGE,
                 ARG_LOCAL_DISK,
                 ARG_SINCE,
+                ARG_FORMAT,
                 ARG_VERSION,
+                ARG_DIRECT,
+                ARG_NO_DIRECT,
+                ARG_RUNTIME_DIR,
         };
         static const struct option options[] = {
                 { "bus", required_argument, NULL, ARG_BUS },
@@ -167,6 +181,10 @@ int main(int argc, char *argv[]) {
                 { "downtime-limit", required_argument, NULL, ARG_DOWNTIME_LIMIT },
                 { "auto-converge", no_argument, NULL, ARG_AUTO_CONVERGE },
                 { "local-disk", no_argument, NULL, ARG_LOCAL_DISK },
+                { "format", required_argument, NULL, ARG_FORMAT },
+                { "direct", no_argument, NULL, ARG_DIRECT },
+                { "no-direct", no_argument, NULL, ARG_NO_DIRECT },
+                { "runtime-dir", required_argument, NULL, ARG_RUNTIME_DIR },
                 { "help", no_argument, NULL, 'h' },
                 { "version", no_argument, NULL, ARG_VERSION },
                 {},
@@ -181,6 +199,15 @@ int main(int argc, char *argv[]) {
                 switch (c) {
                 case ARG_BUS:
                         arg.bus = optarg;
+                        break;
+                case ARG_DIRECT:
+                        arg.direct = 1;
+                        break;
+                case ARG_NO_DIRECT:
+                        arg.direct = 0;
+                        break;
+                case ARG_RUNTIME_DIR:
+                        arg.runtime_dir = optarg;
                         break;
                 case ARG_JSON:
                         arg.json = true;
@@ -249,6 +276,18 @@ int main(int argc, char *argv[]) {
                         arg.local_disk = true;
                         given |= OPT_LOCAL_DISK;
                         break;
+                case ARG_FORMAT:
+                        if (streq(optarg, "openmetrics"))
+                                arg.openmetrics = true;
+                        else if (streq(optarg, "prometheus"))
+                                arg.openmetrics = false;
+                        else {
+                                fprintf(stderr, "vmsupctl: --format must be prometheus or openmetrics, not \"%.80s\"\n",
+                                        optarg);
+                                return CTL_EXIT_USAGE;
+                        }
+                        given |= OPT_FORMAT;
+                        break;
                 case 'h':
                         help();
                         return 0;
@@ -291,8 +330,8 @@ int main(int argc, char *argv[]) {
                         return CTL_EXIT_USAGE;
                 }
         if (n > 0 && !vm_name_is_valid(argv[optind + 1])) {
-                fprintf(stderr, "vmsupctl: invalid VM name \"%.80s\": must match ^[A-Za-z_][A-Za-z0-9_-]{0,63}$\n",
-                        argv[optind + 1]);
+                fprintf(stderr, "vmsupctl: invalid VM name \"%.80s\": must match " VM_NAME_RULE "\n",
+                        argv[optind + 1], VM_NAME_MAX - 1);
                 return CTL_EXIT_USAGE;
         }
         return current_verb->run(argv + optind + 1, n);

@@ -8,6 +8,7 @@
 #include <time.h>
 
 #include "json-wire.h"
+#include "linebuf.h"
 #include "list.h"
 #include "log.h"
 #include "macro.h"
@@ -47,7 +48,7 @@ struct QmpRequest {
         uint64_t id;
         qmp_reply_cb_t cb;
         void *userdata;
-        sd_event_source *timer;
+        uint64_t deadline; /* CLOCK_MONOTONIC; 0 once reported (the client's one timer: c->timer) */
         bool internal; /* qmp_capabilities: not counted, cannot be cancelled */
         /* Reported (timed out or cancelled) but not answered by QEMU yet: kept, without
          * callback or timer, so that its late reply is recognized as its own. */
@@ -65,6 +66,11 @@ struct QmpClient {
         sd_event *event;
         sd_event_source *io;
         sd_event_source *error_source; /* reports a write error met inside qmp_send() */
+        /* One timer for every request's timeout, armed for the earliest deadline or later: a
+         * request answered in time costs no timer system call. When it fires, the requests
+         * due fail and it is armed for the next deadline. */
+        sd_event_source *timer;
+        uint64_t timer_at; /* when it fires (0: disarmed) */
         int fd;
         uint32_t io_events;
         int write_error;
@@ -74,12 +80,10 @@ struct QmpClient {
 
         char version[64]; /* "major.minor.micro", empty before the greeting */
 
-        /* Input: bytes [0, in_len) are unprocessed; [0, in_scanned) hold no '\n'. */
-        char *in;
-        size_t in_alloc, in_len, in_scanned;
-        /* Inside a line longer than QMP_LINE_MAX: its bytes are dropped unread until its
-         * '\n'; then the request it answers fails with -EFBIG (0: it answers none known). */
-        bool in_discarding;
+        /* Input lines. Inside a line longer than QMP_LINE_MAX its bytes are dropped unread
+         * until its '\n'; then the request it answers fails with -EFBIG (in_discard_id; 0:
+         * it answers none known). */
+        LineBuf in;
         uint64_t in_discard_id;
 
         /* Output: bytes [out_start, out_end) are queued. Before READY only out_gate bytes
@@ -121,8 +125,9 @@ static void qmp_client_unref(QmpClient *c) {
         /* Only reached through qmp_client_free(), which failed every request already. */
         sd_event_source_disable_unref(c->io);
         sd_event_source_disable_unref(c->error_source);
+        sd_event_source_disable_unref(c->timer);
         safe_close(c->fd);
-        free(c->in);
+        linebuf_free(&c->in);
         free(c->out);
         sd_event_unref(c->event);
         free(c);
@@ -138,8 +143,6 @@ static void qmp_request_unlink_free(QmpRequest *req) {
                 c->n_orphans--;
         else if (!req->internal)
                 c->n_requests--;
-        /* Safe from inside the timer's own callback: sd-event defers the final free. */
-        sd_event_source_disable_unref(req->timer);
         free(req);
 }
 
@@ -147,7 +150,7 @@ static void qmp_request_unlink_free(QmpRequest *req) {
 static void qmp_request_orphan(QmpRequest *req) {
         QmpClient *c = req->client;
 
-        req->timer = sd_event_source_disable_unref(req->timer);
+        req->deadline = 0;
         req->cb = NULL;
         req->userdata = NULL;
         req->orphan = true;
@@ -221,11 +224,68 @@ static void qmp_fail_requests(QmpClient *c) {
                         qmp_request_complete(req, -ECONNRESET, NULL, NULL, NULL);
 }
 
-static int qmp_on_request_timeout(sd_event_source *s, uint64_t usec, void *userdata) {
-        QmpRequest *req = userdata;
+static int qmp_timer_arm(QmpClient *c, uint64_t deadline, uint64_t accuracy);
 
-        log_debug("QMP request %" PRIu64 " timed out", req->id);
-        qmp_request_complete(req, -ETIMEDOUT, NULL, NULL, NULL);
+/* The earliest deadline of the live requests (0: none). */
+static uint64_t qmp_next_deadline(QmpClient *c) {
+        uint64_t next = 0;
+        QmpRequest *req;
+
+        LIST_FOREACH(req, &c->requests)
+                if (req->deadline > 0 && (next == 0 || req->deadline < next))
+                        next = req->deadline;
+        return next;
+}
+
+static int qmp_on_timer(sd_event_source *s, uint64_t usec, void *userdata) {
+        QmpClient *c = qmp_client_ref(userdata);
+        uint64_t now = 0, next;
+
+        c->timer_at = 0;
+        (void) sd_event_now(c->event, CLOCK_MONOTONIC, &now);
+        /* One at a time, from the head again after each callback (which may send, cancel, or
+         * free the client: then the list is empty). */
+        for (;;) {
+                QmpRequest *req, *due = NULL;
+
+                LIST_FOREACH(req, &c->requests)
+                        if (req->deadline > 0 && req->deadline <= now) {
+                                due = req;
+                                break;
+                        }
+                if (!due)
+                        break;
+                log_debug("QMP request %" PRIu64 " timed out", due->id);
+                qmp_request_complete(due, -ETIMEDOUT, NULL, NULL, NULL);
+        }
+        next = c->free_requested ? 0 : qmp_next_deadline(c);
+        if (next > 0)
+                (void) qmp_timer_arm(c, next, 1);
+        qmp_client_unref(c);
+        return 0;
+}
+
+/* Makes sure the timer fires by deadline (it may fire earlier: for an earlier request, or
+ * one since answered; then it is armed again for the next). */
+static int qmp_timer_arm(QmpClient *c, uint64_t deadline, uint64_t accuracy) {
+        int r;
+
+        if (c->timer_at > 0 && c->timer_at <= deadline)
+                return 0;
+        if (!c->timer) {
+                r = sd_event_add_time(c->event, &c->timer, CLOCK_MONOTONIC, deadline, accuracy, qmp_on_timer, c);
+                if (r < 0)
+                        return r;
+        } else {
+                r = sd_event_source_set_time(c->timer, deadline);
+                if (r >= 0)
+                        r = sd_event_source_set_time_accuracy(c->timer, accuracy);
+                if (r >= 0)
+                        r = sd_event_source_set_enabled(c->timer, SD_EVENT_ONESHOT);
+                if (r < 0)
+                        return r;
+        }
+        c->timer_at = deadline;
         return 0;
 }
 
@@ -445,16 +505,16 @@ static int qmp_submit(QmpClient *c, const char *execute, json_t *arguments, uint
                 accuracy = 250 * USEC_PER_MSEC;
         if (accuracy == 0)
                 accuracy = 1;
-        r = sd_event_add_time_relative(c->event, &req->timer, CLOCK_MONOTONIC, timeout_usec, accuracy,
-                                       qmp_on_request_timeout, req);
+        uint64_t now = 0;
+        (void) sd_event_now(c->event, CLOCK_MONOTONIC, &now);
+        req->deadline = now + timeout_usec;
+        r = qmp_timer_arm(c, req->deadline, accuracy);
         if (r < 0)
                 return r;
 
         r = qmp_output_append_command(c, execute, arguments, req->id);
-        if (r < 0) {
-                sd_event_source_disable_unref(req->timer);
-                return r;
-        }
+        if (r < 0)
+                return r; /* the timer finds no request due, or another one's */
 
         LIST_APPEND(&c->requests, req);
         if (!internal)
@@ -473,9 +533,7 @@ static void qmp_client_close(QmpClient *c) {
         c->io = sd_event_source_disable_unref(c->io);
         c->error_source = sd_event_source_disable_unref(c->error_source);
         c->fd = safe_close(c->fd);
-        free(c->in);
-        c->in = NULL;
-        c->in_alloc = c->in_len = c->in_scanned = 0;
+        linebuf_free(&c->in);
         free(c->out);
         c->out = NULL;
         c->out_alloc = c->out_start = c->out_end = c->out_gate = 0;
@@ -762,83 +820,71 @@ static int qmp_dispatch_line(QmpClient *c, const char *line, size_t len) {
 
 /* ---- input ---- */
 
+/* The end of an over-long reply arrived: the request it answered fails. */
+static void qmp_input_dropped(QmpClient *c) {
+        /* It timed out or was cancelled meanwhile: it is an orphan now. */
+        QmpRequest *req = c->in_discard_id != 0 ? qmp_find_request(c, c->in_discard_id) : NULL;
+
+        if (req)
+                req = qmp_request_answered(c, req);
+        if (req)
+                qmp_request_complete(req, -EFBIG, NULL, NULL, NULL);
+}
+
 static int qmp_input_dispatch(QmpClient *c) {
-        size_t start = 0, rest;
-        int r;
-
         for (;;) {
-                char *nl = memchr(c->in + c->in_scanned, '\n', c->in_len - c->in_scanned);
-                size_t end, len;
+                const char *line;
+                size_t len;
+                int r;
 
-                if (!nl)
+                switch (linebuf_next(&c->in, QMP_LINE_MAX, &line, &len)) {
+                case LINEBUF_NONE:
+                        linebuf_shrink(&c->in);
+                        return 0;
+                case LINEBUF_LINE:
+                        r = qmp_dispatch_line(c, line, len);
+                        if (r < 0)
+                                return r;
                         break;
-                end = (size_t) (nl - c->in);
-                len = end - start;
-                if (len > 0 && c->in[end - 1] == '\r')
-                        len--;
-
-                r = qmp_dispatch_line(c, c->in + start, len);
-                if (r < 0)
-                        return r;
+                case LINEBUF_DROPPED:
+                        qmp_input_dropped(c);
+                        break;
+                case LINEBUF_TOO_LONG:
+                        /* Too long to hold. QEMU answers in order, so once negotiated a reply
+                         * line belongs to the oldest request not answered yet: drop the line
+                         * and fail that request alone (or, when it already timed out, nothing:
+                         * QEMU was slow, not hostile); the connection stays. Anything else
+                         * this long, with no reply owed, is a violation. */
+                        if (c->state != QMP_STATE_RESYNC &&
+                            (c->state != QMP_STATE_READY || (!c->requests.head && !c->orphans_forgotten) ||
+                             (c->requests.head && c->requests.head->internal))) {
+                                log_debug("QMP line longer than %u bytes", QMP_LINE_MAX);
+                                return -EPROTO;
+                        }
+                        log_debug("QMP reply longer than %u bytes, dropping it", QMP_LINE_MAX);
+                        c->in_discard_id =
+                                c->requests.head && c->state == QMP_STATE_READY ? c->requests.head->id : 0;
+                        return 0;
+                }
                 /* A callback may have ended the connection, and the buffer with it. */
                 if (c->state == QMP_STATE_DISCONNECTED)
                         return 0;
-                start = c->in_scanned = end + 1;
         }
-
-        rest = c->in_len - start;
-        if (rest > QMP_LINE_MAX) {
-                /* Too long to hold. QEMU answers in order, so once negotiated a reply line
-                 * belongs to the oldest request not answered yet: drop the line and fail
-                 * that request alone (or, when it already timed out, nothing: QEMU was
-                 * slow, not hostile); the connection stays. Anything else this long, with
-                 * no reply owed, is a violation. */
-                if (c->state != QMP_STATE_RESYNC &&
-                    (c->state != QMP_STATE_READY || (!c->requests.head && !c->orphans_forgotten) ||
-                     (c->requests.head && c->requests.head->internal))) {
-                        log_debug("QMP line longer than %u bytes", QMP_LINE_MAX);
-                        return -EPROTO;
-                }
-                log_debug("QMP reply longer than %u bytes, dropping it", QMP_LINE_MAX);
-                c->in_discarding = true;
-                c->in_discard_id = c->requests.head && c->state == QMP_STATE_READY ? c->requests.head->id : 0;
-                c->in_len = c->in_scanned = 0;
-                free(c->in);
-                c->in = NULL;
-                c->in_alloc = 0;
-                return 0;
-        }
-        /* Once per read, not per line. */
-        if (start > 0)
-                memmove(c->in, c->in + start, rest);
-        c->in_len = c->in_scanned = rest;
-        if (rest == 0 && c->in_alloc > QMP_INPUT_KEEP) {
-                free(c->in);
-                c->in = NULL;
-                c->in_alloc = 0;
-        }
-        return 0;
 }
 
 /* Returns 1 at the end of the stream, 0 when more may come, -errno on failure. */
 static int qmp_input_read(QmpClient *c) {
+        size_t space;
         ssize_t n;
+        char *p;
+        int r;
 
-        if (c->in_len == c->in_alloc) {
-                /* Never full at QMP_INPUT_LIMIT here: qmp_input_dispatch() refused that. */
-                size_t a = c->in_alloc > 0 ? c->in_alloc * 2 : QMP_INPUT_INITIAL;
-                char *p;
+        /* Never full at its bound here: qmp_input_dispatch() refused a longer line. */
+        r = linebuf_reserve(&c->in, 1, &p, &space);
+        if (r < 0)
+                return r;
 
-                if (a > QMP_INPUT_LIMIT)
-                        a = QMP_INPUT_LIMIT;
-                p = realloc(c->in, a);
-                if (!p)
-                        return -ENOMEM;
-                c->in = p;
-                c->in_alloc = a;
-        }
-
-        n = read(c->fd, c->in + c->in_len, c->in_alloc - c->in_len);
+        n = read(c->fd, p, space);
         if (c->state != QMP_STATE_READY)
                 log_debug("QMP: %s, read %zd%s%s", c->state == QMP_STATE_GREETING ? "awaiting the greeting" : "negotiating",
                           n, n < 0 ? ": " : " bytes", n < 0 ? strerror(errno) : "");
@@ -850,36 +896,18 @@ static int qmp_input_read(QmpClient *c) {
                  * commands byte by byte and acts on the closing '}', so after "quit" it
                  * exits with our '\n' unread: that is a normal end. */
                 if (errno == ECONNRESET)
-                        return c->in_len > 0 ? -EPROTO : 1;
+                        return linebuf_pending(&c->in) > 0 ? -EPROTO : 1;
                 return negative_errno();
         }
         if (n == 0) {
-                if (c->in_len > 0) {
+                if (linebuf_pending(&c->in) > 0) {
                         log_debug("QMP stream ended inside a line");
                         return -EPROTO;
                 }
                 return 1;
         }
 
-        if (c->in_discarding) {
-                char *nl = memchr(c->in + c->in_len, '\n', (size_t) n);
-                if (!nl)
-                        return 0; /* dropped unread: in_len stays where it was */
-                size_t after = (size_t) n - (size_t) (nl + 1 - (c->in + c->in_len));
-                memmove(c->in + c->in_len, nl + 1, after);
-                c->in_discarding = false;
-                c->in_len += after;
-                /* It timed out or was cancelled meanwhile: it is an orphan now. */
-                QmpRequest *req = c->in_discard_id != 0 ? qmp_find_request(c, c->in_discard_id) : NULL;
-                if (req)
-                        req = qmp_request_answered(c, req);
-                if (req)
-                        qmp_request_complete(req, -EFBIG, NULL, NULL, NULL);
-                if (c->state == QMP_STATE_DISCONNECTED)
-                        return 0;
-                return qmp_input_dispatch(c);
-        }
-        c->in_len += (size_t) n;
+        linebuf_commit(&c->in, (size_t) n);
         return qmp_input_dispatch(c);
 }
 
@@ -929,6 +957,7 @@ int qmp_client_new(sd_event *event, int fd, const QmpCallbacks *cb, void *userda
         };
         if (cb)
                 c->callbacks = *cb;
+        linebuf_init(&c->in, QMP_INPUT_INITIAL, QMP_INPUT_KEEP, QMP_INPUT_LIMIT, LINEBUF_STRIP_CR);
 
         r = sd_event_add_io(event, &c->io, c->fd, c->io_events, qmp_on_io, c);
         if (r < 0)

@@ -37,6 +37,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "json-wire.h"
 #include "policy-internal.h"
 
 /* isspace() of the C locale, spelled out so the daemon's own locale cannot
@@ -221,6 +222,12 @@ int policy_check_hmp(const char *line, const Caller *caller, PrivSet privs, char
         if (strnlen(line, POLICY_HMP_LINE_MAX + 1) > POLICY_HMP_LINE_MAX)
                 return policy_msg(-EINVAL, msg, msgsz, "The command line is longer than %u bytes.",
                                   POLICY_HMP_LINE_MAX);
+        /* For root too: the line travels as a JSON string, and QEMU refuses the whole
+         * request for a noncharacter in it (see json_wire_check_value()). */
+        if (!json_wire_text_ok(line, strlen(line)))
+                return policy_msg(-EINVAL, msg, msgsz,
+                                  "The command line holds a character QEMU refuses "
+                                  "(a Unicode noncharacter such as U+FFFF, or invalid UTF-8).");
         if (!root)
                 for (const char *p = line; *p; p++)
                         if (!hmp_char_allowed_unprivileged((unsigned char) *p))

@@ -64,6 +64,7 @@ typedef struct Caller {
         gid_t gid;            /* effective (primary) gid, or (gid_t) -1 when unknown */
         const gid_t *groups;  /* supplementary groups */
         size_t n_groups;
+        pid_t pid;            /* the connection's process, for audit records only; 0 when unknown */
 } Caller;
 
 static inline bool caller_is_root(const Caller *c) {
@@ -162,7 +163,8 @@ HmpTier policy_hmp_line_tier(const char *line, const char **ret_sub, size_t *ret
 
 /* Full decision for a HumanCommand line from caller with privileges privs, in
  * this order:
- *   1. validation, for everyone: at most POLICY_HMP_LINE_MAX bytes; for
+ *   1. validation, for everyone: at most POLICY_HMP_LINE_MAX bytes of valid
+ *      UTF-8 without noncharacters (json_wire_text_ok()); for
  *      non-root callers also no control character other than space and tab,
  *      no DEL, no byte >= 0x80; for everyone a non-empty command name, and
  *      for x and xp a count of at most POLICY_HMP_DUMP_MAX → -EINVAL;

@@ -34,7 +34,7 @@ const QgaCommand policy_qga_commands[] = {
         CMD("guest-file-open", FREAD | FWRITE,
             .note = "FileRead for mode r or rb (the default), FileWrite for every mode that can write; other modes are refused"),
         CMD("guest-file-read", FREAD, .timeout_usec = POLICY_QGA_TIMEOUT_FILE_IO_USEC,
-            .note = "count at most 50331648 (48 MiB), checked before the guest sees it"),
+            .note = "count at most " STRINGIFY(QGA_FILE_READ_CHUNK_MIB) " MiB, checked before the guest sees it"),
         CMD("guest-file-seek", FREAD),
         CMD("guest-file-write", FWRITE, .timeout_usec = POLICY_QGA_TIMEOUT_FILE_IO_USEC),
         CMD("guest-fsfreeze-freeze", FSMGMT, .timeout_usec = POLICY_QGA_TIMEOUT_FSFREEZE_USEC),

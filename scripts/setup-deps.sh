@@ -14,8 +14,13 @@ packages=(
         libxml2-utils python3-dbus python3-gi socat systemd-container clang tmux
         jq groff-base man-db libglib2.0-dev libglib2.0-dev-bin
         libclang-rt-14-dev
-        prometheus
+        prometheus python3-prometheus-client
 )
+# Building the Debian package (make deb, and tests/system/test-deb.sh in make
+# check, which builds it, runs lintian and installs it in a container):
+# dpkg-buildpackage, debhelper 13 with dh_installsysusers
+# (dh-sequence-installsysusers), lintian.
+packages+=(dpkg-dev debhelper fakeroot lintian)
 
 missing=()
 for p in "${packages[@]}"; do

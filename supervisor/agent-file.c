@@ -23,18 +23,22 @@
 #include "vm.h"
 
 /* How much of a guest file one agent command moves. The contract allows up to
- * 48 MiB; smaller chunks keep the supervisor's memory low (each chunk is held
- * three times: as base64 in the line buffer, as a JSON string and decoded). */
-#define FILE_CHUNK (8U * 1024U * 1024U)
+ * 48 MiB; smaller chunks keep the supervisor's memory low. A read chunk is held
+ * twice, as base64 in the agent's line buffer and decoded (qga_send_file_read());
+ * a write chunk once, its base64 going out 64 KiB at a time (qga_send_file_write()).
+ * Either way about 10 MiB at most, beyond that the round trips per chunk (a sync
+ * and the command) start to show. */
+#define FILE_READ_CHUNK (4U * 1024U * 1024U)
+#define FILE_WRITE_CHUNK (8U * 1024U * 1024U)
 /* A caller that neither reads nor writes its end for this long, while the transfer
  * waits for it, loses the transfer. Time spent waiting for the guest does not count:
  * every agent command has its own timeout. */
 #define FILE_IDLE_TIMEOUT_USEC (120U * USEC_PER_SEC)
-/* The longest reply line accepted, beyond the base64 of a guest-file-read chunk:
- * room for the JSON around it, or for an error naming a FILE_PATH_MAX-byte path. A longer
- * line is refused as it arrives instead of being buffered up to QGA_LINE_MAX, so a
- * hostile guest cannot make an 8 MiB chunk cost 64 MiB. */
-#define FILE_REPLY_SLACK (64U * 1024U)
+/* The longest reply line accepted for the other commands (guest-file-read's is its
+ * base64 plus the same, qga.h): room for an error naming a FILE_PATH_MAX-byte path. A
+ * longer line is refused as it arrives instead of being buffered up to QGA_LINE_MAX, so
+ * a hostile guest cannot make a small chunk cost 64 MiB. */
+#define FILE_REPLY_SLACK QGA_FILE_READ_REPLY_SLACK
 /* Transfers at once per VM: each holds a chunk buffer, and one stalled on its caller's
  * descriptor holds no place in the agent's queue, so without a cap a caller could park any
  * number of them. */
@@ -153,13 +157,11 @@ static void on_agent_reply(QgaClient *c, int error, json_t *result, const char *
 
 static int xfer_send(FileXfer *x, const char *execute, json_t *args) {
         uint64_t timeout = x->step == XFER_DATA ? FILE_CHUNK_TIMEOUT_USEC : 0;
-        /* Only guest-file-read may answer with more than a few bytes. */
-        size_t max_reply = x->step == XFER_DATA && !x->writing
-                                   ? qga_b64_encoded_size(x->buf_len) + FILE_REPLY_SLACK
-                                   : FILE_REPLY_SLACK;
         int r;
 
-        r = qga_send(x->vm->qga, execute, args, QGA_REPLY_NORMAL, timeout, max_reply, on_agent_reply, x, NULL);
+        /* guest-file-read, the only command answering more than a few bytes, is not sent here. */
+        r = qga_send(x->vm->qga, execute, args, QGA_REPLY_NORMAL, timeout, FILE_REPLY_SLACK, on_agent_reply, x,
+                     NULL);
         json_decref(args);
         if (r < 0)
                 xfer_set_agent_error(x, r, NULL, NULL);
@@ -186,11 +188,11 @@ static int fd_write_some(FileXfer *x) {
         return 1;
 }
 
-/* WriteFile: fills buf up to FILE_CHUNK from the fd. Returns 1 when the chunk is full
+/* WriteFile: fills buf up to FILE_WRITE_CHUNK from the fd. Returns 1 when the chunk is full
  * or at EOF, 0 when waiting, negative on error. */
 static int fd_read_some(FileXfer *x) {
-        while (x->buf_len < FILE_CHUNK && !x->eof) {
-                ssize_t k = read(x->fd, x->buf + x->buf_len, FILE_CHUNK - x->buf_len);
+        while (x->buf_len < FILE_WRITE_CHUNK && !x->eof) {
+                ssize_t k = read(x->fd, x->buf + x->buf_len, FILE_WRITE_CHUNK - x->buf_len);
                 if (k < 0) {
                         if (errno == EINTR)
                                 continue;
@@ -270,7 +272,7 @@ static void xfer_step(FileXfer *x) {
                                 xfer_step(x);
                                 return;
                         }
-                        if (x->buf_len < FILE_CHUNK && !x->eof) {
+                        if (x->buf_len < FILE_WRITE_CHUNK && !x->eof) {
                                 xfer_fd_io(x); /* comes back here when the chunk is full or at EOF */
                                 return;
                         }
@@ -292,13 +294,17 @@ static void xfer_step(FileXfer *x) {
                         xfer_step(x);
                         return;
                 }
-                uint64_t count = FILE_CHUNK;
+                uint64_t count = FILE_READ_CHUNK;
                 if (x->length > 0 && x->length - x->done < count)
                         count = x->length - x->done;
-                args = json_pack("{s:I,s:I}", "handle", (json_int_t) x->handle, "count", (json_int_t) count);
                 x->buf_len = (size_t) count; /* what was asked for: the most the guest may send */
-                if (!args || xfer_send(x, "guest-file-read", args) < 0)
+                /* The reply is decoded into buf by the agent client, straight from its line. */
+                int r = qga_send_file_read(x->vm->qga, x->handle, x->buf_len, x->buf, FILE_CHUNK_TIMEOUT_USEC,
+                                           on_agent_reply, x, NULL);
+                if (r < 0) {
+                        xfer_set_agent_error(x, r, NULL, NULL);
                         xfer_finish(x);
+                }
                 return;
         case XFER_FLUSH:
                 args = json_pack("{s:I}", "handle", (json_int_t) x->handle);
@@ -328,6 +334,11 @@ static void on_agent_reply(QgaClient *c, int error, json_t *result, const char *
                 if (error < 0)
                         log_debug("VM %s: guest-file-close failed", x->vm->config->name);
                 x->handle_open = false;
+                xfer_finish(x);
+                return;
+        }
+        if (error == -EBADMSG && x->step == XFER_DATA && !x->writing) {
+                xfer_set_error(x, VMSUP_ERROR_AGENT_PROTOCOL, "guest-file-read returned malformed data.");
                 xfer_finish(x);
                 return;
         }
@@ -362,14 +373,9 @@ static void on_agent_reply(QgaClient *c, int error, json_t *result, const char *
                         x->done += x->buf_len;
                         x->buf_len = 0;
                 } else {
-                        size_t n = 0;
-                        bool eof = false;
-                        if (qga_file_read_parse(result, x->buf, x->buf_len, &n, &eof) < 0) {
-                                xfer_set_error(x, VMSUP_ERROR_AGENT_PROTOCOL,
-                                               "guest-file-read returned malformed data.");
-                                xfer_finish(x);
-                                return;
-                        }
+                        /* The data is in buf already (qga_send_file_read()). */
+                        size_t n = (size_t) json_integer_value(json_object_get(result, "count"));
+                        bool eof = json_is_true(json_object_get(result, "eof"));
                         x->eof = eof || n == 0;
                         x->done += n;
                         x->buf_len = n;
@@ -460,7 +466,7 @@ static int xfer_new(Vm *vm, sd_bus_message *m, bool writing, const char *path, i
                 xfer_free(x);
                 return -errno;
         }
-        x->buf = malloc(FILE_CHUNK);
+        x->buf = malloc(writing ? FILE_WRITE_CHUNK : FILE_READ_CHUNK);
         x->path = strdup(path);
         if (!x->buf || !x->path) {
                 xfer_free(x);

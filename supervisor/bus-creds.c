@@ -10,28 +10,45 @@ typedef struct CredsEntry {
         char *name;
         bool ready;
         uid_t uid;
+        pid_t pid;
         gid_t *groups;
         size_t n_groups;
-        bool kept;               /* outlives its messages: on the LRU list, watched */
+        bool kept;               /* outlives its messages: on an LRU list, watched */
+        bool refused;            /* no right here: on the refused list, not the kept one */
         sd_bus_slot *call;       /* GetConnectionCredentials in flight */
         sd_bus_slot *gone_match; /* NameOwnerChanged for this name only; kept entries only */
         sd_bus_message **held;   /* messages waiting for this entry */
         size_t n_held;
         size_t n_requeued;       /* held messages back in sd-bus's read queue, not yet through the gate */
         struct CredsEntry *bucket_next;
-        LIST_FIELDS(struct CredsEntry); /* on the LRU list when kept */
+        LIST_FIELDS(struct CredsEntry); /* on an LRU list when kept */
         CredsCache *cache;
 } CredsEntry;
 
+typedef struct CredsPeer {
+        sd_bus *bus; /* not referenced: removed before the connection is freed */
+        uid_t uid;
+        pid_t pid;
+        gid_t *groups;
+        size_t n_groups;
+        struct CredsPeer *next;
+} CredsPeer;
+
 struct CredsCache {
         sd_bus *bus;
+        CredsPeer *peers; /* direct connections; a few dozen at most */
         creds_keep_t keep;
         void *userdata;
         CredsEntry *buckets[CREDS_BUCKETS];
         size_t n_entries;
         size_t n_held;
-        LIST_HEAD(CredsEntry) lru; /* kept entries, most recently used first */
+        /* Kept entries, most recently used first: callers with some right here, and callers
+         * with none (their calls are refused), each list bounded on its own so that a flood
+         * of refused callers never evicts one with rights. */
+        LIST_HEAD(CredsEntry) lru;
         size_t n_kept;
+        LIST_HEAD(CredsEntry) refused_lru;
+        size_t n_refused;
         /* An entry that is not kept, out of the table, whose last call is being handled:
          * freed when the next call reaches the gate (handlers look the caller up only while
          * they run). */
@@ -55,15 +72,25 @@ static CredsEntry *entry_find(CredsCache *c, const char *name) {
 static void lru_unlink(CredsCache *c, CredsEntry *e) {
         if (!e->kept)
                 return;
-        LIST_REMOVE(&c->lru, e);
+        if (e->refused) {
+                LIST_REMOVE(&c->refused_lru, e);
+                c->n_refused--;
+        } else {
+                LIST_REMOVE(&c->lru, e);
+                c->n_kept--;
+        }
         e->kept = false;
-        c->n_kept--;
 }
 
 static void lru_push_front(CredsCache *c, CredsEntry *e) {
-        LIST_PREPEND(&c->lru, e);
+        if (e->refused) {
+                LIST_PREPEND(&c->refused_lru, e);
+                c->n_refused++;
+        } else {
+                LIST_PREPEND(&c->lru, e);
+                c->n_kept++;
+        }
         e->kept = true;
-        c->n_kept++;
 }
 
 static void entry_free(CredsEntry *e, bool answer_held) {
@@ -129,6 +156,12 @@ static int parse_creds(CredsEntry *e, sd_bus_message *reply) {
                                 return r;
                         e->uid = u;
                         have_uid = true;
+                } else if (streq(key, "ProcessID")) {
+                        uint32_t p;
+                        r = sd_bus_message_read(reply, "v", "u", &p);
+                        if (r < 0)
+                                return r;
+                        e->pid = (pid_t) p;
                 } else if (streq(key, "UnixGroupIDs")) {
                         const void *p;
                         size_t sz;
@@ -178,8 +211,9 @@ static int on_match_installed(sd_bus_message *reply, void *userdata, sd_bus_erro
         return 0;
 }
 
-/* Keeps a ready entry for later calls: at most CREDS_KEPT_MAX, each with its own departure
- * match, least recently used evicted first. Returns false when the entry is not kept. */
+/* Keeps a ready entry for later calls, each with its own departure match, least recently
+ * used evicted first: at most CREDS_KEPT_MAX callers with some right here and
+ * CREDS_REFUSED_KEPT_MAX with none. Returns false when the entry is not kept. */
 static bool entry_keep(CredsCache *c, CredsEntry *e) {
         Caller caller = {
                 .uid = e->uid,
@@ -189,10 +223,18 @@ static bool entry_keep(CredsCache *c, CredsEntry *e) {
         };
         char rule[256];
 
-        if (!c->keep || !c->keep(&caller, c->userdata))
-                return false;
-        while (c->n_kept >= CREDS_KEPT_MAX && c->lru.tail)
-                entry_remove(c, c->lru.tail->name, false);
+        /* A caller with no right keeps its credentials too: every call it makes is refused,
+         * and without them each refusal would cost a GetConnectionCredentials round trip
+         * through the bus daemon. The decision is still made per call against the
+         * credentials, so a caller granted rights later is not refused for having been
+         * remembered here. */
+        e->refused = !c->keep || !c->keep(&caller, c->userdata);
+        if (e->refused)
+                while (c->n_refused >= CREDS_REFUSED_KEPT_MAX && c->refused_lru.tail)
+                        entry_remove(c, c->refused_lru.tail->name, false);
+        else
+                while (c->n_kept >= CREDS_KEPT_MAX && c->lru.tail)
+                        entry_remove(c, c->lru.tail->name, false);
         /* Only this caller's departure: a bus-wide match would wake every supervisor for every
          * connection on the bus. A caller gone before the match is installed leaves a stale entry
          * behind, harmless (unique names are never reused) and evicted in its turn. */
@@ -242,9 +284,8 @@ static int on_creds_reply(sd_bus_message *reply, void *userdata, sd_bus_error *r
                 }
                 sd_bus_message_unref(held[i]);
         }
-        /* A caller with no right here is not remembered: it costs no match rule and no memory
-         * between its calls, only a credentials query per call. Its entry lives until the calls
-         * that waited for it have been handled (creds_cache_gate() retires it). */
+        /* An entry that cannot be kept (no match rule) is not remembered: it lives until the
+         * calls that waited for it have been handled (creds_cache_gate() retires it). */
         if (!entry_keep(c, e) && e->n_requeued == 0)
                 entry_remove(c, e->name, false);
         return 0;
@@ -265,6 +306,47 @@ static void entry_retire(CredsCache *c, CredsEntry *e) {
         c->retired = e;
 }
 
+static CredsPeer *peer_find(CredsCache *c, sd_bus *bus) {
+        for (CredsPeer *p = c->peers; p; p = p->next)
+                if (p->bus == bus)
+                        return p;
+        return NULL;
+}
+
+int creds_cache_add_peer(CredsCache *c, sd_bus *bus, const Caller *caller) {
+        CredsPeer *p;
+        size_t n = caller->n_groups < CREDS_GROUPS_MAX ? caller->n_groups : CREDS_GROUPS_MAX;
+
+        p = calloc(1, sizeof *p);
+        if (!p)
+                return -ENOMEM;
+        p->groups = calloc(n + 1, sizeof(gid_t));
+        if (!p->groups) {
+                free(p);
+                return -ENOMEM;
+        }
+        if (n > 0)
+                memcpy(p->groups, caller->groups, n * sizeof(gid_t));
+        p->n_groups = n;
+        p->uid = caller->uid;
+        p->pid = caller->pid;
+        p->bus = bus;
+        p->next = c->peers;
+        c->peers = p;
+        return 0;
+}
+
+void creds_cache_remove_peer(CredsCache *c, sd_bus *bus) {
+        for (CredsPeer **pp = &c->peers; *pp; pp = &(*pp)->next)
+                if ((*pp)->bus == bus) {
+                        CredsPeer *p = *pp;
+                        *pp = p->next;
+                        free(p->groups);
+                        free(p);
+                        return;
+                }
+}
+
 int creds_cache_gate(CredsCache *c, sd_bus_message *m) {
         const char *sender = sd_bus_message_get_sender(m);
         CredsEntry *e;
@@ -275,11 +357,11 @@ int creds_cache_gate(CredsCache *c, sd_bus_message *m) {
                 entry_free(c->retired, false);
                 c->retired = NULL;
         }
-        if (!sender)
-                return -EPERM; /* peer-to-peer: no bus to ask */
+        if (!sender) /* peer-to-peer: the caller is the connection's peer, or nobody */
+                return peer_find(c, sd_bus_message_get_bus(m)) ? 0 : -EPERM;
         e = entry_find(c, sender);
         if (e && e->ready) {
-                if (e->kept && c->lru.head != e) {
+                if (e->kept && c->lru.head != e && c->refused_lru.head != e) {
                         lru_unlink(c, e);
                         lru_push_front(c, e);
                 } else if (!e->kept && e->n_requeued > 0 && --e->n_requeued == 0)
@@ -333,8 +415,20 @@ int creds_cache_lookup(CredsCache *c, sd_bus_message *m, Caller *ret) {
         const char *sender = sd_bus_message_get_sender(m);
         CredsEntry *e;
 
-        if (!sender)
-                return -ENOENT;
+        if (!sender) {
+                CredsPeer *p = peer_find(c, sd_bus_message_get_bus(m));
+
+                if (!p)
+                        return -ENOENT;
+                *ret = (Caller) {
+                        .uid = p->uid,
+                        .gid = (gid_t) -1, /* the groups hold the primary group too */
+                        .groups = p->groups,
+                        .n_groups = p->n_groups,
+                        .pid = p->pid,
+                };
+                return 0;
+        }
         e = entry_find(c, sender);
         if (!e && c->retired && streq(c->retired->name, sender))
                 e = c->retired;
@@ -345,12 +439,19 @@ int creds_cache_lookup(CredsCache *c, sd_bus_message *m, Caller *ret) {
                 .gid = (gid_t) -1, /* UnixGroupIDs holds the primary group too */
                 .groups = e->groups,
                 .n_groups = e->n_groups,
+                .pid = e->pid,
         };
         return 0;
 }
 
 size_t creds_cache_size(CredsCache *c) {
         return c->n_entries;
+}
+
+size_t creds_cache_kept(CredsCache *c, size_t *ret_refused) {
+        if (ret_refused)
+                *ret_refused = c->n_refused;
+        return c->n_kept;
 }
 
 int creds_cache_new(sd_bus *bus, creds_keep_t keep, void *userdata, CredsCache **ret) {
@@ -377,6 +478,8 @@ CredsCache *creds_cache_free(CredsCache *c) {
                 }
         if (c->retired)
                 entry_free(c->retired, false);
+        while (c->peers)
+                creds_cache_remove_peer(c, c->peers->bus);
         sd_bus_unref(c->bus);
         free(c);
         return NULL;

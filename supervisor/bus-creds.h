@@ -15,14 +15,17 @@
  * order they came. Unique names are never reused on a bus and a connection's
  * credentials never change, so the cache is exact.
  *
- * Only callers with some right here are remembered between calls (creds_keep_t),
- * at most CREDS_KEPT_MAX of them, least recently used evicted first; each has a
- * match rule for its own departure (NameOwnerChanged with arg0 = its name), so
- * the supervisor wakes only when one of its own callers leaves. The bus allows a
+ * Callers are remembered between calls in two lists, least recently used evicted
+ * first: at most CREDS_KEPT_MAX callers with some right here (creds_keep_t), and
+ * at most CREDS_REFUSED_KEPT_MAX with none, so that a flood of refused calls costs
+ * one credentials query per connection, not one per call, and cannot evict the
+ * callers with rights. Each remembered caller has a match rule for its own
+ * departure (NameOwnerChanged with arg0 = its name), so the supervisor wakes only
+ * when one of its own callers leaves, and forgets it then. The bus allows a
  * connection a limited number of match rules (dbus-daemon: 512), and a failed
- * AddMatch would close the connection: the bound keeps the supervisor well below
- * it whoever connects, and a failed AddMatch only drops that entry. Callers with
- * no right cost a credentials query per call and nothing between calls. */
+ * AddMatch would close the connection: the two bounds together keep the
+ * supervisor well below it whoever connects, and a failed AddMatch only drops that
+ * entry. An evicted caller is asked about again on its next call. */
 
 #include <systemd/sd-bus.h>
 
@@ -34,10 +37,12 @@
  * connection cannot take them all; calls beyond are Busy at once). */
 #define CREDS_PENDING_MAX 1024U
 #define CREDS_PENDING_PER_SENDER_MAX 32U
-/* Callers remembered between calls, each with one match rule. */
+/* Callers remembered between calls, each with one match rule: with some right here, and
+ * with none. */
 #define CREDS_KEPT_MAX 256U
+#define CREDS_REFUSED_KEPT_MAX 128U
 /* Entries at once: the remembered ones and those whose query is in flight. */
-#define CREDS_CACHE_MAX (CREDS_KEPT_MAX + CREDS_PENDING_MAX)
+#define CREDS_CACHE_MAX (CREDS_KEPT_MAX + CREDS_REFUSED_KEPT_MAX + CREDS_PENDING_MAX)
 
 typedef struct CredsCache CredsCache;
 
@@ -59,3 +64,12 @@ int creds_cache_gate(CredsCache *c, sd_bus_message *m);
 int creds_cache_lookup(CredsCache *c, sd_bus_message *m, Caller *ret);
 
 size_t creds_cache_size(CredsCache *c);
+/* Callers remembered with some right here; *ret_refused (may be NULL) those with none. */
+size_t creds_cache_kept(CredsCache *c, size_t *ret_refused);
+
+/* Direct (peer-to-peer) connections have no sender name and no bus to ask: their caller is
+ * the socket's peer, known when the connection was accepted (SO_PEERCRED, SO_PEERGROUPS).
+ * The gate and the lookup find a message's caller by its connection. The caller's groups are
+ * copied. Returns 0 or -ENOMEM. */
+int creds_cache_add_peer(CredsCache *c, sd_bus *bus, const Caller *caller);
+void creds_cache_remove_peer(CredsCache *c, sd_bus *bus);

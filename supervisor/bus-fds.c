@@ -268,6 +268,10 @@ static int on_message(sd_bus_message *m, void *userdata, sd_bus_error *error) {
         return 0;
 }
 
+int bus_fds_watch_bus(sd_bus *bus, sd_bus_slot **ret_slot) {
+        return sd_bus_add_filter(bus, ret_slot, on_message, NULL);
+}
+
 size_t bus_fds_watched(void) {
         size_t n;
 

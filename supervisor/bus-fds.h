@@ -45,6 +45,8 @@
  * loop). Call before the system call filter is applied: the threads are created
  * here, never later. */
 int bus_fds_setup(sd_bus *bus);
+/* The same filter on another connection (a direct one, bus-direct.h), after bus_fds_setup(). */
+int bus_fds_watch_bus(sd_bus *bus, sd_bus_slot **ret_slot);
 
 /* Closes fd on a closer thread (synchronously only if no thread was started). */
 void bus_fds_close_async(int fd);

@@ -21,3 +21,14 @@ int bus_object_new(Vm *vm, sd_bus *bus, BusObject **ret);
  * (which ends them) first. Accepts NULL; returns NULL. */
 BusObject *bus_object_free(BusObject *o);
 DEFINE_TRIVIAL_CLEANUP_FUNC(BusObject *, bus_object_free);
+
+/* A direct (peer-to-peer) connection served the same object: the same vtables and state, the
+ * same gate and ACLs, its caller the socket's peer (bus-direct.h). */
+typedef struct BusPeer BusPeer;
+/* bus: started in server mode, attached to the loop. Returns 0 or -errno. */
+int bus_object_add_peer(BusObject *o, sd_bus *bus, const Caller *caller, BusPeer **ret);
+/* Unregisters the object from the connection, ends its subscription, forgets its caller.
+ * Calls still in flight keep the connection (their messages refer to it) and reply into
+ * nothing. Accepts NULL; returns NULL. */
+BusPeer *bus_peer_free(BusPeer *p);
+DEFINE_TRIVIAL_CLEANUP_FUNC(BusPeer *, bus_peer_free);

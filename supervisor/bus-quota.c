@@ -38,15 +38,30 @@ BusQuota *bus_quota_free(BusQuota *q) {
         return NULL;
 }
 
+/* sd_bus_error_setf() returns the errno of the name's mapping, and org.vmsup's names are
+ * not registered with sd-bus (it would be -EIO): the contract is -EBUSY. */
+#define BUSY(error, fmt, bound)                                                \
+        ({                                                                     \
+                (void) sd_bus_error_setf(error, VMSUP_ERROR_BUSY, fmt, bound); \
+                -EBUSY;                                                        \
+        })
+
 int bus_quota_acquire(BusQuota *q, sd_bus_message *m, const Caller *caller, BusQuotaKind kind, BusTicket **ret,
                       sd_bus_error *error) {
-        const char *sender = sd_bus_message_get_sender(m) ?: "";
+        const char *sender = sd_bus_message_get_sender(m);
+        char direct[32];
         unsigned per_conn = 0, per_uid = 0, per_kind = 0;
         BusTicket *t;
 
         if (caller_is_root(caller)) {
                 *ret = NULL;
                 return 0;
+        }
+        /* A direct connection has no name: it is its own connection, which lives at least as
+         * long as the message (and so the ticket) that refers to it. */
+        if (!sender) {
+                snprintf(direct, sizeof direct, "direct:%p", (void *) sd_bus_message_get_bus(m));
+                sender = direct;
         }
         /* The tickets held are bounded by the VM's own limits (about a thousand at most):
          * counting them is cheaper than keeping indexes in step. */
@@ -60,21 +75,21 @@ int bus_quota_acquire(BusQuota *q, sd_bus_message *m, const Caller *caller, BusQ
                 }
         }
         if (per_conn >= BUS_CALLS_PER_CONNECTION_MAX)
-                return sd_bus_error_setf(error, VMSUP_ERROR_BUSY,
-                                         "This connection has %u calls in flight already; wait for their answers.",
-                                         BUS_CALLS_PER_CONNECTION_MAX);
+                return BUSY(error,
+                            "This connection has %u calls in flight already; wait for their answers.",
+                            BUS_CALLS_PER_CONNECTION_MAX);
         if (per_uid >= BUS_CALLS_PER_UID_MAX)
-                return sd_bus_error_setf(error, VMSUP_ERROR_BUSY,
-                                         "This user has %u calls in flight already; wait for their answers.",
-                                         BUS_CALLS_PER_UID_MAX);
+                return BUSY(error,
+                            "This user has %u calls in flight already; wait for their answers.",
+                            BUS_CALLS_PER_UID_MAX);
         if (kind == BUS_QUOTA_AGENT && per_kind >= BUS_AGENT_PER_UID_MAX)
-                return sd_bus_error_setf(error, VMSUP_ERROR_BUSY,
-                                         "This user has %u agent commands waiting already; wait for their answers.",
-                                         BUS_AGENT_PER_UID_MAX);
+                return BUSY(error,
+                            "This user has %u agent commands waiting already; wait for their answers.",
+                            BUS_AGENT_PER_UID_MAX);
         if (kind == BUS_QUOTA_TRANSFER && per_kind >= BUS_TRANSFERS_PER_UID_MAX)
-                return sd_bus_error_setf(error, VMSUP_ERROR_BUSY,
-                                         "This user has %u file transfers under way already; try again later.",
-                                         BUS_TRANSFERS_PER_UID_MAX);
+                return BUSY(error,
+                            "This user has %u file transfers under way already; try again later.",
+                            BUS_TRANSFERS_PER_UID_MAX);
         t = calloc(1, sizeof *t);
         if (!t)
                 return -ENOMEM;

@@ -93,8 +93,8 @@ static int get_string(ParseCtx *ctx, json_t *obj, const char *jpath, const char 
                 return fail(ctx, p, "must not contain NUL");
         if (json_string_length(v) == 0)
                 return fail(ctx, p, "must not be empty");
-        if (json_string_length(v) > 4096)
-                return fail(ctx, p, "is too long");
+        if (json_string_length(v) > CONFIG_STRING_MAX)
+                return fail(ctx, p, "is longer than %u characters", CONFIG_STRING_MAX);
         if (!string_is_clean(json_string_value(v)))
                 return fail(ctx, p, "must not contain control characters");
         char *s = strdup(json_string_value(v));
@@ -182,8 +182,8 @@ static int parse_acl(ParseCtx *ctx, json_t *arr, const char *jpath, AclEntry **r
 
         if (!json_is_array(arr))
                 return fail(ctx, jpath, "must be an array");
-        if (json_array_size(arr) > 4096)
-                return fail(ctx, jpath, "has too many entries");
+        if (json_array_size(arr) > CONFIG_ACL_ENTRIES_MAX)
+                return fail(ctx, jpath, "has more than %u entries", CONFIG_ACL_ENTRIES_MAX);
         acl = calloc(json_array_size(arr) + 1, sizeof(AclEntry));
         if (!acl)
                 return -ENOMEM;
@@ -264,8 +264,8 @@ static int parse_drives(ParseCtx *ctx, json_t *arr, VmConfig *c) {
 
         if (!json_is_array(arr))
                 return fail(ctx, "$.qemu.drives", "must be an array");
-        if (json_array_size(arr) > 64)
-                return fail(ctx, "$.qemu.drives", "has more than 64 drives");
+        if (json_array_size(arr) > CONFIG_DRIVES_MAX)
+                return fail(ctx, "$.qemu.drives", "has more than %u drives", CONFIG_DRIVES_MAX);
         c->drives = calloc(json_array_size(arr) + 1, sizeof(VmDrive));
         if (!c->drives)
                 return -ENOMEM;
@@ -378,8 +378,8 @@ static int parse_extra_args(ParseCtx *ctx, json_t *arr, VmConfig *c) {
 
         if (!json_is_array(arr))
                 return fail(ctx, "$.qemu.extra_args", "must be an array of strings");
-        if (json_array_size(arr) > 1024)
-                return fail(ctx, "$.qemu.extra_args", "has too many arguments");
+        if (json_array_size(arr) > CONFIG_EXTRA_ARGS_MAX)
+                return fail(ctx, "$.qemu.extra_args", "has more than %u arguments", CONFIG_EXTRA_ARGS_MAX);
         json_array_foreach(arr, i, e) {
                 char p[64];
                 const char *s;
@@ -388,8 +388,9 @@ static int parse_extra_args(ParseCtx *ctx, json_t *arr, VmConfig *c) {
                 if (!json_is_string(e) || json_string_length(e) != strlen(json_string_value(e)))
                         return fail(ctx, p, "must be a string");
                 s = json_string_value(e);
-                if (!string_is_clean(s) || json_string_length(e) > 4096)
-                        return fail(ctx, p, "must be at most 4096 characters without control characters");
+                if (!string_is_clean(s) || json_string_length(e) > CONFIG_STRING_MAX)
+                        return fail(ctx, p, "must be at most %u characters without control characters",
+                                    CONFIG_STRING_MAX);
                 if (s[0] == '-' && s[1] != '\0') {
                         /* QEMU accepts -opt and --opt alike. */
                         const char *opt = s + 1 + (s[1] == '-');
@@ -446,8 +447,8 @@ static bool machine_name_is_valid(const char *s) {
 }
 
 static int parse_qemu(ParseCtx *ctx, json_t *q, VmConfig *c) {
-        static const char * const keys[] = { "binary", "machine", "accel",  "cpus",  "memory_mib",
-                                             "kernel", "initrd",  "append", "drives", "extra_args", NULL };
+        static const char * const keys[] = { "binary", "machine", "accel",  "cpus",       "memory_mib", "kernel",
+                                             "initrd", "append",  "drives", "extra_args", "pvpanic",    NULL };
         _cleanup_free_ char *accel = NULL;
         uint64_t v;
         json_t *a;
@@ -505,6 +506,12 @@ static int parse_qemu(ParseCtx *ctx, json_t *q, VmConfig *c) {
                 if (r < 0)
                         return r;
         }
+        r = get_bool(ctx, q, "$.qemu", "pvpanic", &c->pvpanic);
+        if (r < 0)
+                return r;
+        /* The ISA pvpanic device: q35 and pc have the bus, "none" has no bus at all. */
+        if (c->pvpanic && streq(c->machine, "none"))
+                return fail(ctx, "$.qemu.pvpanic", "needs a machine with an ISA bus (q35, pc), not \"none\"");
         return 0;
 }
 
@@ -556,8 +563,9 @@ static int parse_run_as(ParseCtx *ctx, json_t *o, VmConfig *c) {
                 size_t i;
                 json_t *g;
 
-                if (!json_is_array(groups) || json_array_size(groups) > 64)
-                        return fail(ctx, "$.run_as.groups", "must be an array of at most 64 groups");
+                if (!json_is_array(groups) || json_array_size(groups) > CONFIG_GROUPS_MAX)
+                        return fail(ctx, "$.run_as.groups", "must be an array of at most %u groups",
+                                    CONFIG_GROUPS_MAX);
                 c->run_as_groups = calloc(json_array_size(groups) + 1, sizeof(gid_t));
                 if (!c->run_as_groups)
                         return -ENOMEM;
@@ -743,6 +751,12 @@ int vm_config_parse(const char *path, const char *name, const char *text, size_t
         };
         if (!c->name || !c->path || !c->binary || !c->machine)
                 return -ENOMEM;
+        c->text = malloc(len + 1);
+        if (!c->text)
+                return -ENOMEM;
+        memcpy(c->text, text, len);
+        c->text[len] = '\0';
+        c->text_len = len;
 
         r = load_json(&ctx, text, len, &root);
         if (r >= 0) {
@@ -760,7 +774,7 @@ int vm_config_parse(const char *path, const char *name, const char *text, size_t
         return 0;
 }
 
-static int read_file(const char *path, char **ret, size_t *ret_len, char **ret_error) {
+int vm_config_read_file(const char *path, char **ret, size_t *ret_len, char **ret_error) {
         _cleanup_close_ int fd = -EBADF;
         _cleanup_free_ char *buf = NULL;
         struct stat st;
@@ -810,14 +824,14 @@ int vm_config_load(const char *dir, const char *name, VmConfig **ret, char **ret
         int r;
 
         if (!vm_name_is_valid(name)) {
-                if (asprintf(ret_error, "invalid VM name \"%.80s\": must match ^[A-Za-z_][A-Za-z0-9_-]{0,63}$",
-                             name) < 0)
+                if (asprintf(ret_error, "invalid VM name \"%.80s\": must match " VM_NAME_RULE, name,
+                             VM_NAME_MAX - 1) < 0)
                         *ret_error = NULL;
                 return -EINVAL;
         }
         if (asprintf(&path, "%s/%s.json", dir, name) < 0)
                 return -ENOMEM;
-        r = read_file(path, &text, &len, ret_error);
+        r = vm_config_read_file(path, &text, &len, ret_error);
         if (r < 0)
                 return r;
         r = vm_config_parse(path, name, text, len, ret, ret_error);
@@ -877,8 +891,82 @@ VmConfig *vm_config_free(VmConfig *c) {
         strv_free(c->agent_file_paths);
         free(c->run_as_groups);
         free(c->acl);
+        free(c->text);
         free(c);
         return NULL;
+}
+
+#define SWAP(a, b) do { typeof(a) _t = (a); (a) = (b); (b) = _t; } while (0)
+
+void vm_config_swap_qemu(VmConfig *a, VmConfig *b) {
+        SWAP(a->binary, b->binary);
+        SWAP(a->machine, b->machine);
+        SWAP(a->accel, b->accel);
+        SWAP(a->cpus, b->cpus);
+        SWAP(a->memory_mib, b->memory_mib);
+        SWAP(a->kernel, b->kernel);
+        SWAP(a->initrd, b->initrd);
+        SWAP(a->append, b->append);
+        SWAP(a->drives, b->drives);
+        SWAP(a->n_drives, b->n_drives);
+        SWAP(a->extra_args, b->extra_args);
+        SWAP(a->has_run_as, b->has_run_as);
+        SWAP(a->run_as_root, b->run_as_root);
+        SWAP(a->run_as_uid, b->run_as_uid);
+        SWAP(a->run_as_gid, b->run_as_gid);
+        SWAP(a->run_as_groups, b->run_as_groups);
+        SWAP(a->n_run_as_groups, b->n_run_as_groups);
+        SWAP(a->agent, b->agent);
+        SWAP(a->sandbox, b->sandbox);
+        SWAP(a->text, b->text);
+        SWAP(a->text_len, b->text_len);
+}
+
+void vm_config_swap_at_once(VmConfig *a, VmConfig *b) {
+        SWAP(a->autostart, b->autostart);
+        SWAP(a->shutdown_timeout_sec, b->shutdown_timeout_sec);
+        SWAP(a->on_poweroff, b->on_poweroff);
+        SWAP(a->on_reboot, b->on_reboot);
+        SWAP(a->on_crash, b->on_crash);
+        SWAP(a->acl, b->acl);
+        SWAP(a->n_acl, b->n_acl);
+        SWAP(a->agent_file_paths, b->agent_file_paths);
+}
+
+#undef SWAP
+
+const char * const vm_config_qemu_keys[] = { "qemu", "run_as", "agent", "sandbox", NULL };
+
+int vm_config_changed_keys(const VmConfig *old, const VmConfig *new, char ***ret) {
+        _cleanup_strv_free_ char **keys = NULL;
+        json_t *a, *b;
+        int r = 0;
+
+        a = json_loadb(old->text ?: "{}", old->text ? old->text_len : 2, 0, NULL);
+        b = json_loadb(new->text ?: "{}", new->text ? new->text_len : 2, 0, NULL);
+        if (!a || !b) {
+                r = -EINVAL;
+                goto finish;
+        }
+        keys = calloc(1, sizeof(char *));
+        if (!keys) {
+                r = -ENOMEM;
+                goto finish;
+        }
+        for (const char * const *k = vm_config_qemu_keys; *k; k++) {
+                json_t *x = json_object_get(a, *k), *y = json_object_get(b, *k);
+                if ((!x && !y) || (x && y && json_equal(x, y)))
+                        continue;
+                if (strv_extend(&keys, *k) < 0) {
+                        r = -ENOMEM;
+                        goto finish;
+                }
+        }
+        *ret = TAKE_PTR(keys);
+finish:
+        json_decref(a);
+        json_decref(b);
+        return r;
 }
 
 int acl_file_parse(const char *path, const char *text, size_t len, AclEntry **ret, size_t *ret_n,
@@ -913,12 +1001,15 @@ int acl_file_load(const char *path, AclEntry **ret, size_t *ret_n, char **ret_er
         size_t len;
         int r;
 
-        if (access(path, F_OK) < 0 && errno == ENOENT) {
+        /* No access(): the confined supervisor reloads this file, and its system call filter
+         * has open, not access. */
+        r = vm_config_read_file(path, &text, &len, ret_error);
+        if (r == -ENOENT) {
+                *ret_error = mfree(*ret_error);
                 *ret = NULL;
                 *ret_n = 0;
                 return 0;
         }
-        r = read_file(path, &text, &len, ret_error);
         if (r < 0)
                 return r;
         return acl_file_parse(path, text, len, ret, ret_n, ret_error);
@@ -1046,6 +1137,12 @@ int vm_config_build_argv(const VmConfig *c, const char *binary, const QemuFds *f
                 ADD("-drive");
                 ADDF("file=%s,format=%s,if=%s,id=drive%zu%s", file, d->format, ifnames[d->interface], i,
                      d->readonly ? ",readonly=on" : "");
+        }
+        /* The guest kernel's pvpanic driver tells QEMU of a panic: a GUEST_PANICKED event, then
+         * the panic action below, and on_crash decides what follows. */
+        if (c->pvpanic) {
+                ADD("-device");
+                ADD("pvpanic,id=" VMSUP_PVPANIC_ID);
         }
         /* QEMU's defaults are reboot=reset and panic=shutdown. A guest's reboot that should
          * end the VM makes QEMU exit (SHUTDOWN reason guest-reset); a panic to preserve

@@ -9,6 +9,17 @@
 #include "policy.h"
 
 #define VM_NAME_MAX 64
+/* What vm_name_is_valid() accepts, for messages: printf format, argument VM_NAME_MAX - 1. */
+#define VM_NAME_RULE "^[A-Za-z_][A-Za-z0-9_-]{0,%u}$"
+/* A string in a definition (path, argument, name) is at most this long. */
+#define CONFIG_STRING_MAX 4096U
+/* Entries of an ACL at most. */
+#define CONFIG_ACL_ENTRIES_MAX 4096U
+/* Drives of a definition at most; supplementary groups of run_as at most. */
+#define CONFIG_DRIVES_MAX 64U
+#define CONFIG_GROUPS_MAX 64U
+/* Elements of qemu.extra_args at most. */
+#define CONFIG_EXTRA_ARGS_MAX 1024U
 /* A definition or ACL file larger than this is refused unread. */
 #define CONFIG_FILE_MAX (1024U * 1024U)
 #define CONFIG_ERROR_MAX 512
@@ -17,6 +28,7 @@
 #define VMSUP_ID_PREFIX "vmsup-"
 #define VMSUP_QMP_ID "vmsup-qmp"
 #define VMSUP_QGA_ID "vmsup-qga"
+#define VMSUP_PVPANIC_ID "vmsup-pvpanic"
 #define VMSUP_QGA_PORT_ID "vmsup-qga-port"
 #define VMSUP_VSERIAL_ID "vmsup-vserial"
 #define VMSUP_SERIAL_ID "vmsup-serial0"
@@ -72,6 +84,7 @@ typedef struct VmConfig {
         VmDrive *drives;
         size_t n_drives;
         char **extra_args;
+        bool pvpanic; /* -device pvpanic: a guest's panic reaches QEMU (GUEST_PANICKED) */
 
         /* QEMU's identity: run_as's ids when has_run_as (VM_QEMU_DEFAULT_USER's when the
          * definition has no run_as, see vm_config_load()); the supervisor's own (uid 0, no
@@ -99,9 +112,13 @@ typedef struct VmConfig {
          * ReadFile, WriteFile): a NULL-terminated list, possibly empty; NULL when the
          * definition has no "agent_file_paths" (no confinement). */
         char **agent_file_paths;
+
+        /* The definition's bytes, as parsed: what a reload compares (PendingChanges). */
+        char *text;
+        size_t text_len;
 } VmConfig;
 
-/* True when name matches ^[A-Za-z_][A-Za-z0-9_-]{0,63}$. */
+/* True when name matches VM_NAME_RULE. */
 bool vm_name_is_valid(const char *name);
 
 /* Loads DIR/NAME.json. Returns 0, or -errno with a one-line message
@@ -117,6 +134,20 @@ int vm_config_apply_default_user(VmConfig *c, const char *user, char **ret_error
 int vm_config_parse(const char *path, const char *name, const char *text, size_t len, VmConfig **ret,
                     char **ret_error);
 VmConfig *vm_config_free(VmConfig *c);
+/* Reads a definition or ACL file: a regular file of at most CONFIG_FILE_MAX bytes (NUL
+ * appended). Returns 0, or -errno with "FILE: reason" in *ret_error. */
+int vm_config_read_file(const char *path, char **ret, size_t *ret_len, char **ret_error);
+
+/* A reload (reload.h). The top-level keys of a definition that only a new QEMU applies:
+ * its command line and its identity. */
+extern const char * const vm_config_qemu_keys[];
+/* Those of vm_config_qemu_keys whose values differ between the two definitions' texts, as a
+ * NULL-terminated list (possibly empty). Returns 0 or -errno. */
+int vm_config_changed_keys(const VmConfig *old, const VmConfig *new, char ***ret);
+/* Exchanges what vm_config_qemu_keys decide (with the text), or what applies at once: the
+ * ACL, agent_file_paths, shutdown_timeout_sec, on_poweroff/on_reboot/on_crash, autostart. */
+void vm_config_swap_qemu(VmConfig *a, VmConfig *b);
+void vm_config_swap_at_once(VmConfig *a, VmConfig *b);
 DEFINE_TRIVIAL_CLEANUP_FUNC(VmConfig *, vm_config_free);
 
 /* Loads the host-wide ACL file { "acl": [ ... ] }. A missing file is an empty ACL. */

@@ -212,6 +212,12 @@ static void shot_fail(Shot *s, const char *name, const char *msg) {
         shot_free(s);
 }
 
+static void shot_fail_too_large(Shot *s) {
+        bus_reply_error(s->message, VMSUP_ERROR_RESPONSE_TOO_LARGE, "The screenshot is larger than %u MiB.",
+                        CONSOLE_SCREENSHOT_MAX >> 20);
+        shot_free(s);
+}
+
 /* Copies what the caller's descriptor accepts; 1 when done, 0 to wait, <0 on error. */
 static int shot_copy(Shot *s) {
         char buf[65536];
@@ -262,7 +268,7 @@ static void on_screendump(QmpClient *c, int error, json_t *result, const char *e
         if (fstat(s->memfd, &st) < 0 || st.st_size <= 0)
                 return shot_fail(s, VMSUP_ERROR_QEMU_ERROR, "QEMU wrote no screenshot.");
         if ((uint64_t) st.st_size > CONSOLE_SCREENSHOT_MAX)
-                return shot_fail(s, VMSUP_ERROR_RESPONSE_TOO_LARGE, "The screenshot is larger than 64 MiB.");
+                return shot_fail_too_large(s);
         s->size = (uint64_t) st.st_size;
         if (sd_event_add_io(s->cb->bus->vm->event, &s->io, s->fd, EPOLLOUT, on_shot_io, s) < 0)
                 return shot_fail(s, SD_BUS_ERROR_NO_MEMORY, "Out of memory.");

@@ -18,7 +18,9 @@ struct Console {
         char *log_path, *log_old_path;
         uint64_t log_max, log_size;
         int log_fd;
-        bool log_failed; /* reported once per run */
+        bool log_failed;        /* the log is closed after an error; reported once per run */
+        uint64_t log_retry_at;  /* CLOCK_MONOTONIC: when to try the log again */
+        uint64_t log_lost;      /* bytes of output not logged since it failed */
 
         int serial_fd;
         sd_event_source *serial_source;
@@ -92,12 +94,47 @@ static int log_open(Console *c) {
 static void log_fail(Console *c, int r) {
         c->log_fd = safe_close(c->log_fd);
         if (!c->log_failed)
-                log_warning_errno(r, "VM %s: cannot write the console log %s, not logging this run: %m", c->name,
-                                  c->log_path);
+                log_warning_errno(r, "VM %s: cannot write the console log %s, output is not logged until it can be "
+                                  "written again: %m", c->name, c->log_path);
         c->log_failed = true;
+        c->log_retry_at = now_usec(CLOCK_MONOTONIC) + CONSOLE_LOG_RETRY_USEC;
+}
+
+/* After a failure (a full filesystem, usually): reopens the log when it is time to try, and
+ * says in it what is missing. */
+static void log_retry(Console *c) {
+        char note[128];
+        int r, k;
+
+        if (now_usec(CLOCK_MONOTONIC) < c->log_retry_at)
+                return;
+        r = log_open(c);
+        if (r >= 0) {
+                k = snprintf(note, sizeof note, "\n[vmsupd: %" PRIu64 " bytes of console output not logged]\n",
+                             c->log_lost);
+                if (write(c->log_fd, note, (size_t) k) != k)
+                        r = -errno ?: -EIO;
+        }
+        if (r < 0) {
+                c->log_fd = safe_close(c->log_fd);
+                c->log_retry_at = now_usec(CLOCK_MONOTONIC) + CONSOLE_LOG_RETRY_USEC;
+                return;
+        }
+        c->log_size += (uint64_t) k;
+        log_info("VM %s: the console log %s can be written again; %" PRIu64 " bytes were not logged", c->name,
+                 c->log_path, c->log_lost);
+        c->log_failed = false;
+        c->log_lost = 0;
 }
 
 static void log_append(Console *c, const char *p, size_t n) {
+        if (c->log_failed && c->log_path) {
+                log_retry(c);
+                if (c->log_fd < 0) {
+                        c->log_lost += n;
+                        return;
+                }
+        }
         while (n > 0 && c->log_fd >= 0) {
                 size_t room, m;
                 ssize_t k;
@@ -118,7 +155,9 @@ static void log_append(Console *c, const char *p, size_t n) {
                 if (k < 0) {
                         if (errno == EINTR)
                                 continue;
-                        return log_fail(c, -errno);
+                        log_fail(c, -errno);
+                        c->log_lost += n;
+                        return;
                 }
                 c->log_size += (uint64_t) k;
                 p += k;
@@ -301,6 +340,7 @@ int console_attach(Console *c, int fd) {
                 return r;
         c->serial_fd = TAKE_FD(owned);
         c->log_failed = false;
+        c->log_lost = 0;
         if (c->log_path) {
                 r = log_open(c);
                 if (r < 0)

@@ -17,9 +17,14 @@
  *    bytes; a session that falls further behind is closed (its caller sees EOF). What
  *    the caller writes goes to the guest, CONSOLE_INPUT_BUFFER bytes at a time: a guest
  *    that does not read only stops the session's input, never the loop.
- * The serial stream is always read, so the guest never blocks on the supervisor. */
+ * The serial stream is always read, so the guest never blocks on the supervisor.
+ * A log that cannot be written (the runtime directory's filesystem full) is closed;
+ * the guest's output meanwhile is counted, not kept, and the log is tried again at
+ * most every CONSOLE_LOG_RETRY_USEC when more output comes: once it can be written
+ * again, a line in it says how many bytes are missing. */
 #define CONSOLE_SESSION_BUFFER (256U * 1024U)
 #define CONSOLE_INPUT_BUFFER 4096U
+#define CONSOLE_LOG_RETRY_USEC (5U * USEC_PER_SEC)
 
 typedef struct Console Console;
 

@@ -4,6 +4,7 @@
 #include <fcntl.h>
 #include <poll.h>
 #include <signal.h>
+#include <sys/mman.h>
 #include <sys/prctl.h>
 #include <sys/signalfd.h>
 #include <sys/un.h>
@@ -21,7 +22,8 @@
 #define LAUNCH_OP_START 1U
 #define LAUNCH_OP_ADOPT 2U
 #define LAUNCH_OP_RECORD 3U /* QEMU is up (its final exec done): record what runs; no answer */
-#define LAUNCH_OP_START_INCOMING 4U /* as START, with -incoming defer: the VM arrives by migration */
+#define LAUNCH_OP_RELOAD 4U /* + a memfd with the definition the supervisor validated */
+#define LAUNCH_OP_START_INCOMING 5U /* as START, with -incoming defer: the VM arrives by migration */
 
 typedef struct LaunchRequest {
         uint32_t magic;
@@ -44,6 +46,14 @@ typedef struct LaunchAdoptReply {
         int32_t code;   /* when alive is 0: how it ended, as in LaunchExit */
         int32_t status;
 } LaunchAdoptReply;
+
+/* The answer to LAUNCH_OP_RELOAD: LaunchReply's fields, then why it was refused. */
+typedef struct LaunchReloadReply {
+        uint32_t magic;
+        int32_t error; /* 0 or a positive errno */
+        int32_t pid;   /* 0 */
+        char message[CONFIG_ERROR_MAX];
+} LaunchReloadReply;
 
 typedef struct LaunchExit {
         int32_t code;   /* CLD_EXITED, CLD_KILLED, CLD_DUMPED */
@@ -363,7 +373,7 @@ static ssize_t recv_reply(int sock, void *buf, size_t len, int *fds, size_t max_
         return recv_with_fds(sock, buf, len, MSG_DONTWAIT, fds, max_fds, ret_n_fds);
 }
 
-/* Any request: returns the number of descriptors (0 for ADOPT and RECORD) with *ret_op,
+/* Any request: returns the number of descriptors (0 for ADOPT and RECORD, 1 for RELOAD) with *ret_op,
  * -ECONNRESET at the end of the stream, -EAGAIN, -EBADMSG (its descriptors closed). */
 static int launch_request_recv_op(int sock, int fds[static LAUNCH_FDS_MAX], uint32_t *ret_op) {
         LaunchRequest req;
@@ -379,6 +389,11 @@ static int launch_request_recv_op(int sock, int fds[static LAUNCH_FDS_MAX], uint
             IN_SET(req.op, LAUNCH_OP_ADOPT, LAUNCH_OP_RECORD) && req.n_fds == 0 && n_fds == 0) {
                 *ret_op = req.op;
                 return 0;
+        }
+        if ((size_t) k == sizeof req && req.magic == LAUNCH_MAGIC && req.op == LAUNCH_OP_RELOAD &&
+            req.n_fds == 1 && n_fds == 1 && fd_is(fds[0], S_IFREG)) {
+                *ret_op = req.op;
+                return 1;
         }
         if ((size_t) k != sizeof req || req.magic != LAUNCH_MAGIC ||
             !IN_SET(req.op, LAUNCH_OP_START, LAUNCH_OP_START_INCOMING) ||
@@ -403,8 +418,62 @@ int launch_request_recv(int sock, int fds[static LAUNCH_FDS_MAX]) {
         return r;
 }
 
-/* One request: validated completely before anything is started. */
-static int launcher_handle(const VmConfig *c, int sock, LauncherChild *child, const char *runtime_dir) {
+/* The definition for the next QEMU, re-read (LAUNCH_OP_RELOAD): the launcher reads the file
+ * itself, as the administrator left it, and takes it only when it is the very text the
+ * supervisor validated (fd) — a compromised supervisor cannot make the launcher start
+ * anything but what the definition says. The QEMU running now is not touched. Answers with
+ * the refusal's reason; returns the new definition, or NULL (refused). */
+static VmConfig *launcher_reload(const VmConfig *c, int sock, int fd) {
+        LaunchReloadReply reply = { .magic = LAUNCH_MAGIC };
+        _cleanup_free_ char *text = NULL, *theirs = NULL, *error = NULL;
+        _cleanup_(vm_config_freep) VmConfig *n = NULL;
+        size_t len = 0, their_len = 0;
+        int r;
+
+        r = vm_config_read_file(c->path, &text, &len, &error);
+        if (r >= 0) {
+                theirs = malloc(CONFIG_FILE_MAX + 1);
+                if (!theirs)
+                        r = -ENOMEM;
+        }
+        if (r >= 0) {
+                ssize_t k;
+                do {
+                        k = pread(fd, theirs + their_len, CONFIG_FILE_MAX + 1 - their_len, (off_t) their_len);
+                        if (k > 0)
+                                their_len += (size_t) k;
+                } while ((k > 0 && their_len <= CONFIG_FILE_MAX) || (k < 0 && errno == EINTR));
+                if (k < 0)
+                        r = -errno;
+                else if (their_len != len || memcmp(theirs, text, len) != 0) {
+                        r = -ESTALE;
+                        if (asprintf(&error, "%s: $: the file changed while it was being reloaded; reload again",
+                                     c->path) < 0)
+                                error = NULL;
+                }
+        }
+        if (r >= 0)
+                r = vm_config_parse(c->path, c->name, text, len, &n, &error);
+        if (r >= 0)
+                r = vm_config_apply_default_user(n, VM_QEMU_DEFAULT_USER, &error);
+        if (r >= 0 && (sandbox_launcher_caps(n) & ~sandbox_launcher_caps(c)) != 0) {
+                r = -EPERM;
+                if (asprintf(&error, "%s: $.run_as: QEMU's identity can change from root to another user only "
+                             "when the supervisor starts", c->path) < 0)
+                        error = NULL;
+        }
+        if (r < 0) {
+                reply.error = -r;
+                snprintf(reply.message, sizeof reply.message, "%s", error ?: strerror(-r));
+                n = vm_config_free(n);
+        }
+        (void) send_with_fds(sock, &reply, sizeof reply, NULL, 0);
+        return TAKE_PTR(n);
+}
+
+/* One request: validated completely before anything is started. A reload replaces *cp. */
+static int launcher_handle(const VmConfig **cp, int sock, LauncherChild *child, const char *runtime_dir) {
+        const VmConfig *c = *cp;
         LaunchReply reply = { .magic = LAUNCH_MAGIC };
         int fds[LAUNCH_FDS_MAX], pipefd[2] = { -EBADF, -EBADF }, qmp[2] = { -EBADF, -EBADF };
         size_t n_fds = 0;
@@ -426,6 +495,13 @@ static int launcher_handle(const VmConfig *c, int sock, LauncherChild *child, co
         if (r >= 0 && op == LAUNCH_OP_RECORD) {
                 if (child->pid > 0 && !child->exited)
                         launcher_record(runtime_dir, c, child->pid, true);
+                return 0;
+        }
+        if (r >= 0 && op == LAUNCH_OP_RELOAD) {
+                VmConfig *n = launcher_reload(c, sock, fds[0]);
+                safe_close(fds[0]);
+                if (n)
+                        *cp = n; /* the one before stays allocated: QEMU's child may still use it (it is ours since fork) */
                 return 0;
         }
         if (r > 0) {
@@ -600,7 +676,7 @@ _noreturn_ static void launcher_run(const VmConfig *c, int sock, int listen_fd, 
                                 _exit(EXIT_SUCCESS);
                 }
                 if (sock >= 0 && (p[0].revents & POLLIN)) {
-                        if (launcher_handle(c, sock, &child, runtime_dir) == -ECONNRESET)
+                        if (launcher_handle(&c, sock, &child, runtime_dir) == -ECONNRESET)
                                 p[0].revents |= POLLHUP;
                         else
                                 continue;
@@ -868,6 +944,70 @@ int launch_qemu(int qga_listen_fd, bool incoming, LaunchCallback callback, void 
         pending.stderr_r = TAKE_FD(pipe_r);
         pending.callback = callback;
         pending.userdata = userdata;
+        return 0;
+}
+
+int launch_reload(const char *text, size_t len, char **ret_error) {
+        _cleanup_close_ int fd = -EBADF;
+        LaunchRequest req = { .magic = LAUNCH_MAGIC, .op = LAUNCH_OP_RELOAD, .n_fds = 1 };
+        LaunchReloadReply reply;
+        int fds[LAUNCH_FDS_MAX];
+        size_t n_fds = 0, done = 0;
+        ssize_t k;
+        int r;
+
+        if (launcher_sock < 0)
+                return -ECHILD;
+        /* One request at a time: the answer to a start comes on the loop. */
+        if (pending.active)
+                return -EBUSY;
+        fd = memfd_create("vmsup-definition", MFD_CLOEXEC);
+        if (fd < 0)
+                return -errno;
+        while (done < len) {
+                k = write(fd, text + done, len - done);
+                if (k < 0 && errno == EINTR)
+                        continue;
+                if (k <= 0)
+                        return k < 0 ? -errno : -EIO;
+                done += (size_t) k;
+        }
+        r = send_with_fds(launcher_sock, &req, sizeof req, &fd, 1);
+        if (r < 0)
+                return r == -EPIPE || r == -ECONNRESET ? -ECHILD : r;
+        /* The launcher reads and parses one file: it answers at once. Before that answer may
+         * come the late answer to a start the supervisor gave up on: nobody manages that QEMU. */
+        for (unsigned i = 0;; i++) {
+                k = recv_reply(launcher_sock, &reply, sizeof reply, fds, ELEMENTSOF(fds), &n_fds);
+                if (k == (ssize_t) sizeof(LaunchReply) && n_fds >= 1 && reply.error == 0 && i == 0) {
+                        (void) syscall(SYS_pidfd_send_signal, fds[0], SIGKILL, NULL, 0);
+                        for (size_t j = 0; j < n_fds; j++)
+                                safe_close(fds[j]);
+                        log_warning("The launcher answered a start request too late, ignoring.");
+                        continue;
+                }
+                break;
+        }
+        for (size_t i = 0; i < n_fds; i++)
+                safe_close(fds[i]);
+        if (k == 0)
+                return -ECHILD;
+        if (k < 0)
+                return (int) k;
+        /* A launcher from before this request answers with a bare LaunchReply. */
+        if ((size_t) k == sizeof(LaunchReply) && reply.magic == LAUNCH_MAGIC && reply.error > 0)
+                return -EOPNOTSUPP;
+        if ((size_t) k != sizeof reply || reply.magic != LAUNCH_MAGIC || reply.error < 0 || n_fds != 0)
+                return -EBADMSG;
+        if (reply.error > 0) {
+                reply.message[sizeof reply.message - 1] = '\0';
+                if (ret_error) {
+                        char safe[CONFIG_ERROR_MAX];
+                        text_sanitize(safe, sizeof safe, reply.message, strlen(reply.message), 0);
+                        *ret_error = strdup(safe);
+                }
+                return -reply.error;
+        }
         return 0;
 }
 

@@ -110,6 +110,13 @@ typedef void (*LaunchCallback)(int error, LaunchResult *lr, void *userdata);
  * refuses the request (-EBADMSG). */
 int launch_qemu(int qga_listen_fd, bool incoming, LaunchCallback callback, void *userdata);
 
+/* A reload: the launcher re-reads the definition file and takes it for every later start
+ * when it is byte for byte text (what the supervisor validated), parses and accepts it.
+ * Returns 0; -EINVAL/-ESTALE/-EPERM/-ENOENT… with the launcher's reason ("FILE: $.path:
+ * why") in *ret_error; -EOPNOTSUPP from a launcher of an older vmsupd; -ECHILD without one.
+ * Blocks at most LAUNCH_REPLY_TIMEOUT_MSEC (the launcher answers at once). */
+int launch_reload(const char *text, size_t len, char **ret_error);
+
 /* QEMU is up: the launcher records what runs (the run record's executable after any
  * wrapper's exec). Nothing is answered. */
 void launch_note_running(void);

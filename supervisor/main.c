@@ -4,6 +4,7 @@
 
 #include <getopt.h>
 #include <inttypes.h>
+#include <malloc.h>
 #include <signal.h>
 #include <sys/stat.h>
 
@@ -11,15 +12,18 @@
 #include <systemd/sd-daemon.h>
 #include <systemd/sd-event.h>
 
+#include "bus-direct.h"
 #include "bus-fds.h"
 #include "bus-object.h"
 #include "config.h"
 #include "launch.h"
 #include "reattach.h"
+#include "reload.h"
 #include "log.h"
 #include "machined.h"
 #include "policy.h"
 #include "sandbox.h"
+#include "stop-orphan.h"
 #include "vm.h"
 
 #define VMSUP_VERSION "0.1"
@@ -30,6 +34,7 @@ static const char *arg_runtime_dir = "/run/vmsup";
 static const char *arg_bus = "system";
 static const char *arg_name = NULL;
 static bool arg_check_only = false;
+static bool arg_stop_orphan = false;
 static SeccompMode arg_seccomp = _SECCOMP_MODE_INVALID; /* seccomp_mode_default() */
 
 static void help(void) {
@@ -44,6 +49,8 @@ static void help(void) {
                "  --seccomp MODE       kill (default) or log: a system call outside the allowlist\n"
                "                       kills the supervisor, or only goes to the kernel's audit log\n"
                "  --check              validate the definition and the ACL, then exit\n"
+               "  --stop-orphan        the unit's ExecStopPost: end the QEMU a killed supervisor left\n"
+               "                       when the unit stops for good (not before a restart)\n"
                "  --list-permissions[=markdown|roff]\n"
                "                       print the HMP, QMP and agent permission tables\n"
                "  --help, --version\n");
@@ -59,6 +66,7 @@ static int parse_argv(int argc, char *argv[]) {
                 ARG_LOG_LEVEL,
                 ARG_SECCOMP,
                 ARG_CHECK,
+                ARG_STOP_ORPHAN,
                 ARG_VERSION,
                 ARG_LIST_PERMISSIONS,
         };
@@ -70,6 +78,7 @@ static int parse_argv(int argc, char *argv[]) {
                 { "log-level", required_argument, NULL, ARG_LOG_LEVEL },
                 { "seccomp", required_argument, NULL, ARG_SECCOMP },
                 { "check", no_argument, NULL, ARG_CHECK },
+                { "stop-orphan", no_argument, NULL, ARG_STOP_ORPHAN },
                 { "list-permissions", optional_argument, NULL, ARG_LIST_PERMISSIONS },
                 { "help", no_argument, NULL, 'h' },
                 { "version", no_argument, NULL, ARG_VERSION },
@@ -113,6 +122,9 @@ static int parse_argv(int argc, char *argv[]) {
                 case ARG_CHECK:
                         arg_check_only = true;
                         break;
+                case ARG_STOP_ORPHAN:
+                        arg_stop_orphan = true;
+                        break;
                 case 'h':
                         help();
                         return 1;
@@ -143,8 +155,8 @@ static int parse_argv(int argc, char *argv[]) {
         }
         arg_name = argv[optind];
         if (!vm_name_is_valid(arg_name)) {
-                fprintf(stderr, "vmsupd: invalid VM name \"%.80s\": must match ^[A-Za-z_][A-Za-z0-9_-]{0,63}$\n",
-                        arg_name);
+                fprintf(stderr, "vmsupd: invalid VM name \"%.80s\": must match " VM_NAME_RULE "\n", arg_name,
+                        VM_NAME_MAX - 1);
                 return -EINVAL;
         }
         return 0;
@@ -234,6 +246,20 @@ static int on_handover(sd_event_source *s, const struct signalfd_siginfo *si, vo
         return sd_event_exit(vm->event, 0);
 }
 
+/* SIGHUP (systemctl reload): as Reload() (reload.h). A refusal is logged there. */
+static int on_reload(sd_event_source *s, const struct signalfd_siginfo *si, void *userdata) {
+        _cleanup_free_ char *why = NULL;
+        Vm *vm = userdata;
+
+        log_info("VM %s: %s: reloading the definition and the host ACL.", vm->config->name,
+                 strsignal((int) si->ssi_signo));
+        (void) sd_notify(false, "RELOADING=1");
+        (void) vm_reload(vm, &why);
+        (void) sd_notify(false, "READY=1");
+        notify_state(vm);
+        return 0;
+}
+
 static int on_signal(sd_event_source *s, const struct signalfd_siginfo *si, void *userdata) {
         Vm *vm = userdata;
 
@@ -262,16 +288,21 @@ static int on_signal(sd_event_source *s, const struct signalfd_siginfo *si, void
         return 0;
 }
 
+/* Allocations from this size on are mapped on their own (mallopt(M_MMAP_THRESHOLD)). */
+#define VMSUPD_MMAP_THRESHOLD (256 * 1024)
+
 int main(int argc, char *argv[]) {
         _cleanup_(sd_event_unrefp) sd_event *event = NULL;
         _cleanup_(sd_bus_flush_close_unrefp) sd_bus *bus = NULL;
         _cleanup_(vm_config_freep) VmConfig *config = NULL;
         _cleanup_free_ AclEntry *host_acl = NULL;
-        _cleanup_free_ char *error = NULL, *bus_name = NULL, *vm_runtime_dir = NULL;
+        _cleanup_free_ char *error = NULL, *bus_name = NULL, *vm_runtime_dir = NULL, *direct_path = NULL;
         Reattach reattach;
         /* Declared before the VM, so freed after it: freeing the VM ends the calls still in
          * flight, and their replies use the object's state. */
         _cleanup_(bus_object_freep) BusObject *object = NULL;
+        /* Its connections use the object: freed before it, after the VM. */
+        _cleanup_(bus_direct_freep) BusDirect *direct = NULL;
         _cleanup_(vm_freep) Vm *vm = NULL;
         size_t n_host_acl = 0;
         sigset_t ss;
@@ -282,6 +313,14 @@ int main(int argc, char *argv[]) {
         r = parse_argv(argc, argv);
         if (r != 0)
                 return r > 0 ? EXIT_SUCCESS : 2;
+        if (arg_stop_orphan)
+                return stop_orphan_run(arg_runtime_dir, arg_name) < 0 ? EXIT_FAILURE : EXIT_SUCCESS;
+
+        /* Buffers of megabytes come and go (agent file chunks, long reply lines). A fixed
+         * mmap threshold gives each back to the kernel when it is freed and lets realloc
+         * grow it with mremap instead of a copy; glibc's default threshold rises after the
+         * first such free and would keep them in the heap, copied on growth, retained. */
+        (void) mallopt(M_MMAP_THRESHOLD, VMSUPD_MMAP_THRESHOLD);
 
         r = vm_config_load(arg_config_dir, arg_name, &config, &error);
         if (r < 0) {
@@ -304,6 +343,7 @@ int main(int argc, char *argv[]) {
         sigaddset(&ss, SIGINT);
         sigaddset(&ss, SIGCHLD);
         sigaddset(&ss, SIGUSR2);
+        sigaddset(&ss, SIGHUP);
         if (sigprocmask(SIG_BLOCK, &ss, NULL) < 0)
                 return log_error_errno(errno, "Failed to block signals: %m"), EXIT_FAILURE;
         (void) signal(SIGPIPE, SIG_IGN);
@@ -321,9 +361,18 @@ int main(int argc, char *argv[]) {
         reattach_prepare(vm_runtime_dir, config->name, &reattach);
         if (reattach.busy)
                 return EXIT_FAILURE; /* its launcher and socket are not ours to replace */
-        if (reattach.verdict == ADOPT_ATTACH)
+        if (reattach.verdict == ADOPT_ATTACH) {
                 r = launcher_use(&reattach.launcher);
-        else {
+                if (r >= 0) {
+                        /* The launcher kept the definition of the supervisor that forked it: the
+                         * next QEMU starts from this one's. */
+                        _cleanup_free_ char *why = NULL;
+                        int k = launch_reload(config->text, config->text_len, &why);
+                        if (k < 0)
+                                log_warning_errno(k, "VM %s: the adopted launcher keeps its definition for the next start: %s",
+                                                  config->name, why ?: strerror(-k));
+                }
+        } else {
                 launch_adoption_release(&reattach.launcher);
                 r = launcher_fork(config, vm_runtime_dir);
         }
@@ -341,6 +390,7 @@ int main(int argc, char *argv[]) {
         if (r < 0)
                 return log_error_errno(r, "Failed to set up the VM: %m"), EXIT_FAILURE;
         vm->on_settled = on_settled;
+        vm_reload_setup(vm, arg_acl);
         r = launcher_attach(event);
         if (r < 0)
                 return log_error_errno(r, "Failed to watch the QEMU launcher: %m"), EXIT_FAILURE;
@@ -350,6 +400,8 @@ int main(int argc, char *argv[]) {
                 r = sd_event_add_signal(event, NULL, SIGINT, on_signal, vm);
         if (r >= 0)
                 r = sd_event_add_signal(event, NULL, SIGUSR2, on_handover, vm);
+        if (r >= 0)
+                r = sd_event_add_signal(event, NULL, SIGHUP, on_reload, vm);
         if (r < 0)
                 return log_error_errno(r, "Failed to watch signals: %m"), EXIT_FAILURE;
 
@@ -370,6 +422,13 @@ int main(int argc, char *argv[]) {
         if (r < 0)
                 return log_error_errno(r, "Failed to register the D-Bus objects: %m"), EXIT_FAILURE;
 
+        /* The same object for direct connections, past the bus daemon (bus-direct.h). */
+        if (asprintf(&direct_path, "%s.bus", vm_runtime_dir) < 0)
+                return log_oom(), EXIT_FAILURE;
+        r = bus_direct_new(event, object, direct_path, &direct);
+        if (r < 0)
+                return log_error_errno(r, "Failed to listen on %s: %m", direct_path), EXIT_FAILURE;
+
         /* Every method can be answered now: take the name. */
         if (asprintf(&bus_name, "org.vmsup.VM.%s", vm->config->name) < 0)
                 return log_oom(), EXIT_FAILURE;
@@ -381,6 +440,7 @@ int main(int argc, char *argv[]) {
         /* Start-up is over: from here on, callers' and QEMU's bytes are read. */
         if (confine(vm->config) < 0)
                 return EXIT_FAILURE;
+        vm_reload_confined();
 
         if (reattach.verdict != ADOPT_NOTHING)
                 reattach_apply(vm, &reattach);

@@ -131,6 +131,8 @@ static const int supervisor_syscalls[] = {
         SCMP_SYS(connect),        /* the agent socket at each Start */
         SCMP_SYS(bind),           /* the agent's listening socket at each Start */
         SCMP_SYS(listen),
+        SCMP_SYS(accept4),        /* direct D-Bus connections (bus-direct.c) */
+        SCMP_SYS(getsockname),    /* sd-bus: what a direct connection's socket is */
         SCMP_SYS(setsockopt),     /* sd_notify(): SO_SNDBUF */
         SCMP_SYS(getsockopt),
         SCMP_SYS(shutdown),       /* a migration's disk stream: one direction ended (SHUT_WR) */
@@ -143,7 +145,10 @@ static const int supervisor_syscalls[] = {
         SCMP_SYS(rename),         /* the console log's rotation */
         SCMP_SYS(renameat),       /* not seen: the same through other libcs */
         SCMP_SYS(renameat2),
-        SCMP_SYS(memfd_create),   /* a screenshot, written by QEMU, then copied to the caller */
+        SCMP_SYS(memfd_create),   /* a screenshot, written by QEMU, then copied to the caller; a reload's
+                                   * definition for the launcher */
+        SCMP_SYS(writev),         /* not seen: sd_journal_send() writes an audit record into a memfd
+                                   * when the journal's socket refuses the datagram (ENOBUFS) */
         SCMP_SYS(pread64),
         SCMP_SYS(getdents64),     /* not seen: the flight recorder lists QEMU's threads after a failed start */
 

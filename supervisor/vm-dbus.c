@@ -1,11 +1,14 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 /* org.vmsup.VM1 on /org/vmsup/VM: Start, StartWithOptions, Reboot, Shutdown, Stop, Reset, Pause, Resume,
- * SendKey, GetStatus, GetStats, Subscribe, Unsubscribe, GetEvents; the properties; StateChanged,
+ * SendKey, GetStatus, GetStats, Subscribe, Unsubscribe, GetEvents, Reload; the properties; StateChanged,
  * Event and PropertiesChanged, sent to subscribers only (vm-events.h). */
+
+#include <fcntl.h>
 
 #include "bus-errors.h"
 #include "bus-util.h"
 #include "policy.h"
+#include "reload.h"
 #include "vm-dbus.h"
 #include "vm-stats.h"
 #include "vm-events.h"
@@ -258,18 +261,43 @@ static int method_send_key(sd_bus_message *m, void *userdata, sd_bus_error *erro
         return r;
 }
 
+/* QEMU's /proc/PID/stat, kept open between GetStatus calls: a pread() per call instead of
+ * open, fstat, two reads and close. One VM per process: one descriptor. */
+static int stat_fd = -EBADF;
+static pid_t stat_pid;
+
+static ssize_t proc_stat_read(pid_t pid, char *buf, size_t size) {
+        for (int attempt = 0; attempt < 2; attempt++) {
+                ssize_t n;
+
+                if (stat_fd < 0 || stat_pid != pid) {
+                        char path[64];
+
+                        stat_fd = safe_close(stat_fd);
+                        snprintf(path, sizeof path, "/proc/%d/stat", (int) pid);
+                        stat_fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
+                        if (stat_fd < 0)
+                                return -errno;
+                        stat_pid = pid;
+                }
+                n = pread(stat_fd, buf, size, 0);
+                if (n >= 0)
+                        return n;
+                /* The process it was opened for is gone (a pid used again): open anew. */
+                stat_fd = safe_close(stat_fd);
+        }
+        return -ESRCH;
+}
+
 static int proc_read_usage(pid_t pid, uint64_t *ret_cpu_usec, uint64_t *ret_rss) {
-        char path[64], buf[1024];
-        _cleanup_fclose_ FILE *f = NULL;
+        char buf[1024];
         unsigned long long utime = 0, stime = 0, rss_pages = 0;
-        size_t n;
+        ssize_t n;
         char *p;
 
-        snprintf(path, sizeof path, "/proc/%d/stat", (int) pid);
-        f = fopen(path, "re");
-        if (!f)
-                return -errno;
-        n = fread(buf, 1, sizeof buf - 1, f);
+        n = proc_stat_read(pid, buf, sizeof buf - 1);
+        if (n < 0)
+                return (int) n;
         buf[n] = '\0';
         /* The command name may contain anything; fields follow the last ')'. */
         p = strrchr(buf, ')');
@@ -384,7 +412,10 @@ static int method_subscribe(sd_bus_message *m, void *userdata, sd_bus_error *err
                 return r;
         if (!b->vm->events)
                 return sd_bus_error_set(error, SD_BUS_ERROR_FAILED, "Events are not available.");
-        r = vm_events_subscribe(b->vm->events, sd_bus_message_get_sender(m), &caller);
+        if (sd_bus_message_get_sender(m))
+                r = vm_events_subscribe(b->vm->events, sd_bus_message_get_sender(m), &caller);
+        else
+                r = vm_events_subscribe_peer(b->vm->events, sd_bus_message_get_bus(m), &caller);
         if (r == -EBUSY)
                 return sd_bus_error_setf(error, VMSUP_ERROR_BUSY, "There are %u subscribers already, try again later.",
                                          VM_EVENTS_SUBSCRIBERS_MAX);
@@ -401,8 +432,10 @@ static int method_unsubscribe(sd_bus_message *m, void *userdata, sd_bus_error *e
         r = bus_require(b, m, PRIV_VM_AUDIT, error);
         if (r < 0)
                 return r;
-        if (b->vm->events)
+        if (b->vm->events && sd_bus_message_get_sender(m))
                 (void) vm_events_unsubscribe(b->vm->events, sd_bus_message_get_sender(m));
+        else if (b->vm->events)
+                (void) vm_events_unsubscribe_peer(b->vm->events, sd_bus_message_get_bus(m));
         return sd_bus_reply_method_return(m, NULL);
 }
 
@@ -429,6 +462,28 @@ static int method_get_events(sd_bus_message *m, void *userdata, sd_bus_error *er
         return sd_bus_send(NULL, reply, NULL);
 }
 
+/* Reload(): root only, as SIGHUP (reload.h). A refused reload is InvalidArgs with "FILE:
+ * $.json.path: why" and changes nothing. */
+static int method_reload(sd_bus_message *m, void *userdata, sd_bus_error *error) {
+        VmBus *b = userdata;
+        _cleanup_free_ char *why = NULL;
+        Caller caller;
+        PrivSet privs;
+        int r;
+
+        r = bus_caller(b, m, &caller, &privs, error);
+        if (r < 0)
+                return r;
+        if (!caller_is_root(&caller))
+                return sd_bus_error_set(error, SD_BUS_ERROR_ACCESS_DENIED, "Reload is root-only.");
+        r = vm_reload(b->vm, &why);
+        if (r == -ENOMEM)
+                return r;
+        if (r < 0)
+                return sd_bus_error_setf(error, SD_BUS_ERROR_INVALID_ARGS, "%s", why ?: strerror(-r));
+        return sd_bus_reply_method_return(m, NULL);
+}
+
 /* ---- properties (authorized by bus-object.c before sd-bus reads them) ---- */
 
 static int property_get(sd_bus *bus, const char *path, const char *interface, const char *property,
@@ -450,6 +505,8 @@ static int property_get(sd_bus *bus, const char *path, const char *interface, co
                 return sd_bus_message_append(reply, "t", vm->started_at_usec);
         if (streq(property, "AgentConnected"))
                 return sd_bus_message_append(reply, "b", vm->agent_connected);
+        if (streq(property, "PendingChanges"))
+                return sd_bus_message_append_strv(reply, vm->pending_keys);
         return sd_bus_error_setf(error, SD_BUS_ERROR_UNKNOWN_PROPERTY, "Unknown property.");
 }
 
@@ -465,6 +522,7 @@ static const sd_bus_vtable vm_vtable[] = {
         SD_BUS_PROPERTY("QemuVersion", "s", property_get, 0, SD_BUS_VTABLE_PROPERTY_EMITS_CHANGE),
         SD_BUS_PROPERTY("StartedAtUSec", "t", property_get, 0, SD_BUS_VTABLE_PROPERTY_EMITS_CHANGE),
         SD_BUS_PROPERTY("AgentConnected", "b", property_get, 0, SD_BUS_VTABLE_PROPERTY_EMITS_CHANGE),
+        SD_BUS_PROPERTY("PendingChanges", "as", property_get, 0, SD_BUS_VTABLE_PROPERTY_EMITS_CHANGE),
         SD_BUS_METHOD_WITH_ARGS("Start", SD_BUS_NO_ARGS, SD_BUS_NO_RESULT, method_start, SD_BUS_VTABLE_UNPRIVILEGED),
         SD_BUS_METHOD_WITH_ARGS("Shutdown", SD_BUS_ARGS("u", timeout_sec, "b", force), SD_BUS_NO_RESULT,
                                 method_shutdown, SD_BUS_VTABLE_UNPRIVILEGED),
@@ -488,6 +546,7 @@ static const sd_bus_vtable vm_vtable[] = {
                                 SD_BUS_VTABLE_UNPRIVILEGED),
         SD_BUS_METHOD_WITH_ARGS("GetEvents", SD_BUS_ARGS("t", since), SD_BUS_RESULT("a(tsst)", events),
                                 method_get_events, SD_BUS_VTABLE_UNPRIVILEGED),
+        SD_BUS_METHOD_WITH_ARGS("Reload", SD_BUS_NO_ARGS, SD_BUS_NO_RESULT, method_reload, SD_BUS_VTABLE_UNPRIVILEGED),
         SD_BUS_SIGNAL_WITH_ARGS("StateChanged", SD_BUS_ARGS("s", state, "s", reason), 0),
         SD_BUS_SIGNAL_WITH_ARGS("Event", SD_BUS_ARGS("s", name, "s", data_json, "t", timestamp_usec), 0),
         SD_BUS_VTABLE_END,

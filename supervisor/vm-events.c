@@ -18,6 +18,7 @@ typedef struct Subscriber {
         size_t n_groups;
         sd_bus_slot *gone_match; /* NameOwnerChanged for this name only */
         sd_bus_slot *owner_call; /* GetNameOwner: still there once the match is in place? */
+        sd_bus *peer;            /* a direct connection (name is NULL): signals go to it alone */
 } Subscriber;
 
 struct VmEvents {
@@ -132,6 +133,7 @@ static Subscriber *subscriber_free(Subscriber *s) {
                 return NULL;
         sd_bus_slot_unref(s->gone_match);
         sd_bus_slot_unref(s->owner_call);
+        sd_bus_unref(s->peer);
         free(s->groups);
         free(s->name);
         free(s);
@@ -140,9 +142,34 @@ static Subscriber *subscriber_free(Subscriber *s) {
 
 static ssize_t subscriber_find(VmEvents *ev, const char *name) {
         for (size_t i = 0; i < ev->n_subscribers; i++)
-                if (streq(ev->subscribers[i]->name, name))
+                if (ev->subscribers[i]->name && streq(ev->subscribers[i]->name, name))
                         return (ssize_t) i;
         return -1;
+}
+
+static ssize_t subscriber_find_peer(VmEvents *ev, sd_bus *peer) {
+        for (size_t i = 0; i < ev->n_subscribers; i++)
+                if (ev->subscribers[i]->peer == peer)
+                        return (ssize_t) i;
+        return -1;
+}
+
+static Subscriber *subscriber_new(VmEvents *ev, const Caller *caller) {
+        Subscriber *s = calloc(1, sizeof *s);
+
+        if (!s)
+                return NULL;
+        s->events = ev;
+        s->uid = caller->uid;
+        s->groups = calloc(caller->n_groups + 1, sizeof(gid_t));
+        if (!s->groups) {
+                free(s);
+                return NULL;
+        }
+        if (caller->n_groups > 0)
+                memcpy(s->groups, caller->groups, caller->n_groups * sizeof(gid_t));
+        s->n_groups = caller->n_groups;
+        return s;
 }
 
 static void subscriber_remove(Subscriber *s) {
@@ -218,20 +245,14 @@ int vm_events_subscribe(VmEvents *ev, const char *name, const Caller *caller) {
                 return -EBUSY;
         if (strlen(name) > 200)
                 return -EINVAL;
-        s = calloc(1, sizeof *s);
+        s = subscriber_new(ev, caller);
         if (!s)
                 return -ENOMEM;
-        s->events = ev;
-        s->uid = caller->uid;
         s->name = strdup(name);
-        s->groups = calloc(caller->n_groups + 1, sizeof(gid_t));
-        if (!s->name || !s->groups) {
+        if (!s->name) {
                 subscriber_free(s);
                 return -ENOMEM;
         }
-        if (caller->n_groups > 0)
-                memcpy(s->groups, caller->groups, caller->n_groups * sizeof(gid_t));
-        s->n_groups = caller->n_groups;
         snprintf(rule, sizeof rule,
                  "type='signal',sender='org.freedesktop.DBus',path='/org/freedesktop/DBus',"
                  "interface='org.freedesktop.DBus',member='NameOwnerChanged',arg0='%s',arg2=''", name);
@@ -241,6 +262,31 @@ int vm_events_subscribe(VmEvents *ev, const char *name, const Caller *caller) {
                 return r;
         }
         ev->subscribers[ev->n_subscribers++] = s;
+        return 1;
+}
+
+int vm_events_subscribe_peer(VmEvents *ev, sd_bus *peer, const Caller *caller) {
+        Subscriber *s;
+
+        if (subscriber_find_peer(ev, peer) >= 0)
+                return 0;
+        if (ev->n_subscribers >= VM_EVENTS_SUBSCRIBERS_MAX)
+                return -EBUSY;
+        s = subscriber_new(ev, caller);
+        if (!s)
+                return -ENOMEM;
+        /* No match: the connection's end is ours to see (vm_events_unsubscribe_peer()). */
+        s->peer = sd_bus_ref(peer);
+        ev->subscribers[ev->n_subscribers++] = s;
+        return 1;
+}
+
+int vm_events_unsubscribe_peer(VmEvents *ev, sd_bus *peer) {
+        ssize_t i = subscriber_find_peer(ev, peer);
+
+        if (i < 0)
+                return 0;
+        subscriber_remove(ev->subscribers[i]);
         return 1;
 }
 
@@ -267,6 +313,16 @@ void vm_events_send(VmEvents *ev, vm_events_build_t build, void *userdata) {
 
                 if (ev->allowed && !ev->allowed(&caller, ev->userdata))
                         continue;
+                if (s->peer) {
+                        /* A direct connection: no bus daemon to route, the signal is written to
+                         * that connection only. */
+                        r = build(s->peer, &m, userdata);
+                        if (r >= 0)
+                                r = sd_bus_send(s->peer, m, NULL);
+                        if (r < 0)
+                                log_debug_errno(r, "Signal to a direct subscriber not sent: %m");
+                        continue;
+                }
                 r = build(ev->bus, &m, userdata);
                 if (r >= 0)
                         r = sd_bus_message_set_destination(m, s->name);

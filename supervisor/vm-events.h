@@ -63,6 +63,10 @@ int vm_events_append(VmEvents *ev, sd_bus_message *m, uint64_t since);
  * Returns 1 when subscribed now, 0 when it already was, -EBUSY when the subscribers are
  * VM_EVENTS_SUBSCRIBERS_MAX, or -errno. */
 int vm_events_subscribe(VmEvents *ev, const char *name, const Caller *caller);
+/* The same for a direct connection (no name; bus-direct.h), its signals written to it alone;
+ * it ends with vm_events_unsubscribe_peer(), which its disconnection calls. */
+int vm_events_subscribe_peer(VmEvents *ev, sd_bus *peer, const Caller *caller);
+int vm_events_unsubscribe_peer(VmEvents *ev, sd_bus *peer);
 /* Returns 1 when name was subscribed, 0 otherwise. */
 int vm_events_unsubscribe(VmEvents *ev, const char *name);
 size_t vm_events_subscribers(const VmEvents *ev);

@@ -23,6 +23,7 @@
 #include "vm-dbus.h"
 #include "vm-state.h"
 #include "vm.h"
+#include "reload.h"
 
 static const char * const vm_state_table[_VM_STATE_MAX] = {
         [VM_STOPPED] = "stopped",
@@ -1035,6 +1036,9 @@ static int vm_launch(Vm *vm, sd_bus_message *m, bool paused, bool incoming) {
          * I/O thread) but never executed qmp_capabilities, and the start timed out. A
          * connected chardev is set up before the monitor exists and never accepted, so no
          * thread races for it. The launcher answers on the loop (on_launched()). */
+        /* The launcher starts QEMU from the definition last reloaded: so does everything that
+         * reads QEMU's settings from now on. */
+        vm_reload_apply_pending(vm);
         log_info("VM %s: asking the launcher for a QEMU", vm->config->name);
         r = launch_qemu(qga_listen, incoming, on_launched, vm);
         if (r < 0) {
@@ -1428,6 +1432,9 @@ Vm *vm_free(Vm *vm) {
         qga_client_free(vm->qga);
         console_free(vm->console);
         vm_config_free(vm->config);
+        vm_config_free(vm->pending);
+        strv_free(vm->pending_keys);
+        free(vm->acl_path);
         free(vm->host_acl);
         free(vm->runtime_dir);
         free(vm->state_reason);

@@ -78,6 +78,9 @@ struct Vm {
         VmConfig *config;
         AclEntry *host_acl;
         size_t n_host_acl;
+        char *acl_path;         /* the host ACL's file, for reloads (reload.h) */
+        VmConfig *pending;      /* reloaded QEMU settings the next start applies, or NULL */
+        char **pending_keys;    /* their top-level keys (PendingChanges); NULL when none */
         char *runtime_dir; /* RUNTIME/NAME, 0700 */
 
         VmState state;

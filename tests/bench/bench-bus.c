@@ -32,6 +32,29 @@ int bus_open(sd_bus **ret) {
         return 0;
 }
 
+int direct_open(const char *name, sd_bus **ret) {
+        _cleanup_(sd_bus_flush_close_unrefp) sd_bus *bus = NULL;
+        _cleanup_free_ char *address = strf("unix:path=%s/run/%s.bus", cfg.dir, name);
+        int r;
+
+        if (!address)
+                return -ENOMEM;
+        r = sd_bus_new(&bus);
+        if (r < 0)
+                return r;
+        r = sd_bus_set_address(bus, address);
+        if (r < 0)
+                return r;
+        r = sd_bus_negotiate_fds(bus, true);
+        if (r < 0)
+                return r;
+        r = sd_bus_start(bus);
+        if (r < 0)
+                return r;
+        *ret = TAKE_PTR(bus);
+        return 0;
+}
+
 int bus_open_as(const char *user, sd_bus **ret) {
         _cleanup_(sd_bus_flush_close_unrefp) sd_bus *bus = NULL;
         struct passwd *pw = getpwnam(user);

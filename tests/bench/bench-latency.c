@@ -19,6 +19,7 @@
 
 typedef struct Ctx {
         sd_bus *bus;
+        sd_bus *direct; /* the same supervisor on its direct socket */
         const char *dest;
         RawQemu *raw;
         pid_t sup_pid, sup_qemu_pid;
@@ -72,6 +73,22 @@ static int op_bus_state(Ctx *c) {
         int r;
 
         r = sd_bus_call_method(c->bus, c->dest, BUS_VM_PATH, "org.freedesktop.DBus.Properties", "Get", &error, &reply,
+                               "ss", "org.vmsup.VM1", "State");
+        if (r < 0)
+                return bus_failed(c, &error, r);
+        r = sd_bus_message_read(reply, "v", "s", &s);
+        if (r < 0)
+                return r;
+        return streq(s, "running") ? 0 : -EBADMSG;
+}
+
+static int op_direct_state(Ctx *c) {
+        _cleanup_(sd_bus_error_free) sd_bus_error error = SD_BUS_ERROR_NULL;
+        _cleanup_(sd_bus_message_unrefp) sd_bus_message *reply = NULL;
+        const char *s;
+        int r;
+
+        r = sd_bus_call_method(c->direct, NULL, BUS_VM_PATH, "org.freedesktop.DBus.Properties", "Get", &error, &reply,
                                "ss", "org.vmsup.VM1", "State");
         if (r < 0)
                 return bus_failed(c, &error, r);
@@ -321,28 +338,36 @@ static int on_load_end(sd_event_source *s, uint64_t usec, void *userdata) {
         return 0;
 }
 
-static void bench_clients(const char *dest, pid_t sup_pid) {
-        static const char *figure = "calls/s, 16 concurrent clients reading State";
+/* The bus path's rate in this run, for the direct row's goal (negative: not measured). */
+static double clients_bus_rate = -1;
+
+/* 16 clients on the bus (direct == NULL), or on the direct socket of supervisor direct. */
+static void bench_clients(const char *dest, pid_t sup_pid, const char *direct) {
+        const char *id = direct ? "clients16_direct" : "clients16";
+        const char *figure = direct ? "… the same on the direct socket (no bus daemon)"
+                                    : "calls/s, 16 concurrent clients reading State";
         _cleanup_(sd_event_unrefp) sd_event *event = NULL;
         _cleanup_free_ LoadClient *clients = calloc(cfg.clients, sizeof(LoadClient));
-        Load l = { .dest = dest, .sup_pid = sup_pid };
-        const char *goal = "≥ 15,000/s on 2 cores";
+        Load l = { .dest = direct ? NULL : dest, .sup_pid = sup_pid };
+        _cleanup_free_ char *goal = direct && clients_bus_rate > 0
+                                            ? strf("≥ 2 × the bus path (%.0f/s)", clients_bus_rate)
+                                            : strdup(direct ? "≥ 2 × the bus path" : "≥ 15,000/s on 2 cores");
         int r;
 
-        if (!clients || sd_event_new(&event) < 0) {
-                row_error("clients16", figure, goal, "out of memory");
+        if (!clients || !goal || sd_event_new(&event) < 0) {
+                row_error(id, figure, goal, "out of memory");
                 return;
         }
         l.event = event;
         for (unsigned i = 0; i < cfg.clients; i++) {
                 clients[i].load = &l;
-                r = bus_open(&clients[i].bus);
+                r = direct ? direct_open(direct, &clients[i].bus) : bus_open(&clients[i].bus);
                 if (r >= 0)
                         r = sd_bus_attach_event(clients[i].bus, event, 0);
                 /* Each client is known to the supervisor (credentials cached) before the clock runs,
                  * as a long-lived caller would be; the warm-up does that. */
                 if (r < 0) {
-                        row_error("clients16", figure, goal, "cannot connect client %u: %s", i, strerror(-r));
+                        row_error(id, figure, goal, "cannot connect client %u: %s", i, strerror(-r));
                         goto finish;
                 }
         }
@@ -352,12 +377,12 @@ static void bench_clients(const char *dest, pid_t sup_pid) {
                                           on_load_end, &l);
         for (unsigned i = 0; i < cfg.clients; i++)
                 if ((r = load_send(&clients[i])) < 0) {
-                        row_error("clients16", figure, goal, "cannot send: %s", strerror(-r));
+                        row_error(id, figure, goal, "cannot send: %s", strerror(-r));
                         goto finish;
                 }
         r = sd_event_loop(event);
         if (r < 0 || l.errors > 0 || l.wrong > 0 || l.count == 0) {
-                row_error("clients16", figure, goal, "%" PRIu64 " errors, %" PRIu64 " wrong answers (loop %d)",
+                row_error(id, figure, goal, "%" PRIu64 " errors, %" PRIu64 " wrong answers (loop %d)",
                           l.errors, l.wrong, r);
                 goto finish;
         }
@@ -377,14 +402,69 @@ static void bench_clients(const char *dest, pid_t sup_pid) {
                 _cleanup_free_ char *sup = strf("%.0f calls/s (latency p50 %.0f µs, p99 %.0f µs)", rate,
                                                 samples_pct(&l.lat, 50) / 1e3, samples_pct(&l.lat, 99) / 1e3);
                 _cleanup_free_ char *cpu = strf("CPU per call: vmsupd %.1f µs, dbus-daemon %.1f µs, clients %.1f µs",
-                                                sup_us, bus_us, cli_us);
-                row_add("clients16", figure, sup, "—", cpu, goal, rate >= 15000 ? VERDICT_MET : VERDICT_MISSED, data);
+                                                sup_us, bus_us, cli_us),
+                                    *ratio = direct && clients_bus_rate > 0
+                                                     ? strf("%.2f × the bus path; %s", rate / clients_bus_rate, cpu)
+                                                     : strdup(cpu);
+                _cleanup_free_ char *base = direct && clients_bus_rate > 0 ? strf("bus: %.0f calls/s", clients_bus_rate)
+                                                                           : NULL;
+                bool met = direct ? clients_bus_rate > 0 && rate >= 2 * clients_bus_rate : rate >= 15000;
+
+                if (!direct)
+                        clients_bus_rate = rate;
+                row_add(id, figure, sup, base ?: "—", ratio ?: cpu, goal, met ? VERDICT_MET : VERDICT_MISSED, data);
                 json_decref(data);
         }
 finish:
         for (unsigned i = 0; i < cfg.clients; i++)
                 sd_bus_flush_close_unref(clients[i].bus);
         samples_free(&l.lat);
+}
+
+/* ---- the direct socket against the bus ---- */
+
+static void bench_direct(Ctx *c, const char *dest, pid_t sup_pid) {
+        static const char *figure = "read `State` on the direct socket (no bus daemon)";
+        static const char *goal = "p50 ≤ 0.5 × the bus path";
+        _cleanup_(sd_bus_flush_close_unrefp) sd_bus *direct = NULL;
+        Samples s_direct = {}, s_bus = {};
+        unsigned calls = cfg.warmup + cfg.iterations;
+        CpuUse u = {};
+        int r;
+
+        r = direct_open("bench", &direct);
+        if (r < 0) {
+                row_error("state_direct", figure, goal, "cannot connect to the direct socket: %s", strerror(-r));
+                return;
+        }
+        c->direct = direct;
+        c->err[0] = '\0';
+        r = run_pair(c, op_direct_state, op_bus_state, &s_direct, &s_bus, &u);
+        if (r < 0)
+                row_error("state_direct", figure, goal, "%s", c->err[0] ? c->err : strerror(-r));
+        else {
+                double ratio = samples_pct(&s_direct, 50) / samples_pct(&s_bus, 50);
+                /* CPU of both sides together: the direct calls cost the bus daemon nothing. */
+                double per = 1e-3 / (double) (2 * calls);
+                json_t *d = json_pack("{s:s,s:o,s:o,s:f,s:f,s:f}", "unit", "us", "direct",
+                                      samples_json(&s_direct, 1e3), "bus", samples_json(&s_bus, 1e3), "ratio_p50",
+                                      ratio, "vmsupd_cpu_us_per_call_both_sides", (u.sup[1] - u.sup[0]) * per,
+                                      "dbus_daemon_cpu_us_per_call_both_sides", (u.bus[1] - u.bus[0]) * per);
+                _cleanup_free_ char *a = us_cell(&s_direct), *b = us_cell(&s_bus), *rb = strf("bus: %s", b),
+                                    *q = strf("%.2f×", ratio);
+                note_add("state_direct: the same supervisor, one connection each, alternating; over both sides "
+                         "vmsupd spent %.1f µs of CPU per call and dbus-daemon %.1f µs (all of it on the bus side).",
+                         (u.sup[1] - u.sup[0]) * per, (u.bus[1] - u.bus[0]) * per);
+                row_add("state_direct", figure, a, rb, q, goal, ratio <= 0.5 ? VERDICT_MET : VERDICT_MISSED, d);
+                json_decref(d);
+        }
+        c->direct = NULL;
+        samples_free(&s_direct);
+        samples_free(&s_bus);
+
+        if (clients_bus_rate < 0)
+                bench_clients(dest, sup_pid, NULL);
+        bench_clients(dest, sup_pid, "bench");
 }
 
 /* ---- memory ---- */
@@ -544,7 +624,8 @@ static void flood_row(Ctx *root_ctx, const char *id, const char *flooder, const 
         FloodCounts *counts = MAP_FAILED, before = {}, after = {};
         char last_err[256] = "";
         pid_t child = 0;
-        uint64_t t_flood = 0;
+        uint64_t t_flood = 0, t0_row, sup_cpu0 = 0, sup_cpu1 = 0, bus_cpu0 = 0, bus_cpu1 = 0;
+        double secs_row, sup_pct, bus_pct;
         int r;
 
         r = bus_open_as(cfg.user, &bus);
@@ -574,6 +655,12 @@ static void flood_row(Ctx *root_ctx, const char *id, const char *flooder, const 
         }
         Ctx c = *root_ctx;
         c.bus = bus;
+        /* What the supervisor and the bus daemon spend meanwhile: a refused call costs the
+         * supervisor a dispatch, and each credentials query both of them a round trip. */
+        t0_row = now_ns();
+        (void) proc_cpu_ns(c.sup_pid, &sup_cpu0);
+        if (cfg.dbus_pid > 0)
+                (void) proc_cpu_ns(cfg.dbus_pid, &bus_cpu0);
         for (unsigned i = 0; i < n; i++)
                 for (size_t k = 0; k < ELEMENTSOF(ops); k++) {
                         uint64_t t0 = now_ns();
@@ -587,6 +674,12 @@ static void flood_row(Ctx *root_ctx, const char *id, const char *flooder, const 
                         } else
                                 samples_add(&s[k], t1 - t0);
                 }
+        (void) proc_cpu_ns(c.sup_pid, &sup_cpu1);
+        if (cfg.dbus_pid > 0)
+                (void) proc_cpu_ns(cfg.dbus_pid, &bus_cpu1);
+        secs_row = (double) (now_ns() - t0_row) / 1e9;
+        sup_pct = 100.0 * (double) (sup_cpu1 - sup_cpu0) / 1e9 / secs_row;
+        bus_pct = 100.0 * (double) (bus_cpu1 - bus_cpu0) / 1e9 / secs_row;
         if (flooder) {
                 double secs = (double) (now_ns() - t_flood) / 1e9;
                 after = *counts;
@@ -600,18 +693,19 @@ static void flood_row(Ctx *root_ctx, const char *id, const char *flooder, const 
         {
                 unsigned total_failed = failed[0] + failed[1] + failed[2];
                 double success = 100.0 * (3.0 * n - total_failed) / (3.0 * n);
-                json_t *d = json_pack("{s:s,s:s,s:s,s:f,s:o,s:o,s:o,s:i,s:i,s:i,s:I,s:I,s:I}", "user", cfg.user,
+                json_t *d = json_pack("{s:s,s:s,s:s,s:f,s:o,s:o,s:o,s:i,s:i,s:i,s:I,s:I,s:I,s:f,s:f}", "user", cfg.user,
                                       "flooder", flooder ?: "", "unit", "us", "success_pct", success, "State",
                                       samples_json(&s[0], 1e3), "GetStatus", samples_json(&s[1], 1e3),
                                       "HumanCommand", samples_json(&s[2], 1e3), "failed_state", (int) failed[0],
                                       "failed_getstatus", (int) failed[1], "failed_hmp", (int) failed[2],
                                       "flood_ok", (json_int_t) (after.ok - before.ok), "flood_busy",
                                       (json_int_t) (after.busy - before.busy), "flood_other",
-                                      (json_int_t) (after.other - before.other));
+                                      (json_int_t) (after.other - before.other), "sup_cpu_pct", sup_pct,
+                                      "bus_cpu_pct", cfg.dbus_pid > 0 ? bus_pct : -1.0);
                 _cleanup_free_ char *a = strf("p99: State %.0f µs, GetStatus %.0f µs, HumanCommand %.0f µs; "
-                                              "%.1f%% of %u calls answered",
+                                              "%.1f%% of %u calls answered; CPU: supervisor %.0f%%, bus daemon %.0f%%",
                                               samples_pct(&s[0], 99) / 1e3, samples_pct(&s[1], 99) / 1e3,
-                                              samples_pct(&s[2], 99) / 1e3, success, 3 * n);
+                                              samples_pct(&s[2], 99) / 1e3, success, 3 * n, sup_pct, bus_pct);
                 if (total_failed > 0)
                         note_add("%s: %u calls of the second caller failed; the last: %s", id, total_failed, last_err);
                 row_add(id, figure, a, NULL, NULL, goal, total_failed == 0 ? VERDICT_MET : VERDICT_MISSED, d);
@@ -694,7 +788,10 @@ void bench_latency(void) {
                 bench_flood(&c);
 
         if (section_enabled("clients"))
-                bench_clients(dest, pid);
+                bench_clients(dest, pid, NULL);
+
+        if (section_enabled("direct"))
+                bench_direct(&c, dest, pid);
 
         if (section_enabled("memory")) {
                 /* Idle: after the load above, nothing talks to it for a moment. */

@@ -72,6 +72,7 @@ static int config_load(void) {
         cfg.readfile_mib = env_uint("VMSUP_BENCH_READFILE_MIB", cfg.quick ? 32 : 200);
         cfg.guest_mib = env_uint("VMSUP_BENCH_GUEST_MIB", cfg.readfile_mib > 100 ? 768 : 384);
         cfg.migrations = env_uint("VMSUP_BENCH_MIGRATIONS", cfg.quick ? 2 : 6);
+        cfg.agent_iterations = env_uint("VMSUP_BENCH_AGENT_ITERATIONS", cfg.quick ? 100 : 1000);
         only = env_str("VMSUP_BENCH_ONLY");
         if (only) {
                 _cleanup_free_ char *copy = strdup(only);
@@ -125,7 +126,8 @@ static int define_all(void) {
             (r = define_vm("bstart", none_off)) < 0 || (r = define_vm("rawstart", none_off)) < 0 ||
             (r = define_vm("bguest", guest)) < 0 || (r = define_vm("rawguest", guest)) < 0 ||
             (r = define_vm("bmig1", mig_on)) < 0 || (r = define_vm("bmig2", mig_off)) < 0 ||
-            (r = define_vm("rawmig1", mig_on)) < 0 || (r = define_vm("rawmig2", mig_off)) < 0)
+            (r = define_vm("rawmig1", mig_on)) < 0 || (r = define_vm("rawmig2", mig_off)) < 0 ||
+            (r = define_vm("aguest", guest)) < 0 || (r = define_vm("rawaguest", guest)) < 0)
                 return r;
         for (unsigned i = 0; i < cfg.fleet; i++) {
                 _cleanup_free_ char *name = strf("fleet%03u", i);
@@ -164,7 +166,8 @@ int main(int argc, char *argv[]) {
                cfg.starts, cfg.fleet, cfg.readfile_runs, cfg.readfile_mib);
 
         if (section_enabled("state") || section_enabled("hmp") || section_enabled("getstatus") ||
-            section_enabled("nonroot") || section_enabled("flood") || section_enabled("clients") || section_enabled("memory")) {
+            section_enabled("nonroot") || section_enabled("flood") || section_enabled("clients") || section_enabled("memory") ||
+            section_enabled("direct")) {
                 printf("vmsup-bench: round trips, 16 clients, idle memory …\n");
                 bench_latency();
         }
@@ -180,7 +183,7 @@ int main(int argc, char *argv[]) {
                 printf("vmsup-bench: stress: %u rounds of %u concurrent starts …\n", cfg.stress_rounds, cfg.fleet);
                 bench_stress();
         }
-        if (section_enabled("readfile") || section_enabled("readfile-command")) {
+        if (section_enabled("readfile") || section_enabled("readfile-command") || section_enabled("writefile")) {
                 printf("vmsup-bench: ReadFile (two guests under TCG) …\n");
                 bench_readfile();
         }
@@ -189,6 +192,10 @@ int main(int argc, char *argv[]) {
                 bench_migrate();
         }
 
+        if (section_enabled("agent")) {
+                printf("vmsup-bench: Agent1.Command round trips (two guests under TCG) …\n");
+                bench_agent();
+        }
         note_add("Every timed answer is checked (State \"running\", query-status \"running\", HMP text, GetStatus "
                  "state and qmp-status, Start then State/Pid, byte counts and CRC-32 of ReadFile data).");
         note_add("Raw QMP baseline: a blocking C client (jansson) on the QMP socket of a second QEMU started with the "

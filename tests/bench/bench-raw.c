@@ -50,17 +50,17 @@ static int write_all(int fd, const void *data, size_t len) {
         return 0;
 }
 
-void linebuf_discard(LineBuf *b) {
+void rawline_discard(RawLineBuf *b) {
         b->start = b->scan = b->len = 0;
 }
 
-void linebuf_free(LineBuf *b) {
+void rawline_free(RawLineBuf *b) {
         free(b->buf);
         safe_close(b->fd);
-        *b = (LineBuf) { .fd = -1 };
+        *b = (RawLineBuf) { .fd = -1 };
 }
 
-int linebuf_next(LineBuf *b, bool ff_resets, uint64_t timeout_usec, char **ret_line, size_t *ret_len) {
+int rawline_next(RawLineBuf *b, bool ff_resets, uint64_t timeout_usec, char **ret_line, size_t *ret_len) {
         uint64_t deadline = now_ns() + (timeout_usec ?: 60 * USEC_PER_SEC) * 1000;
 
         if (b->start > 0) {
@@ -137,7 +137,7 @@ static int raw_qmp_read_reply(RawQmp *q, uint64_t id, json_t **ret) {
                 size_t len;
                 int r;
 
-                r = linebuf_next(&q->in, false, 30 * USEC_PER_SEC, &line, &len);
+                r = rawline_next(&q->in, false, 30 * USEC_PER_SEC, &line, &len);
                 if (r < 0)
                         return r;
                 v = json_loadb(line, len, JSON_REJECT_DUPLICATES, NULL);
@@ -233,7 +233,7 @@ int raw_qmp_handshake(RawQmp *q, int fd) {
         struct timeval tv = { .tv_sec = 30 };
         (void) setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
         *q = (RawQmp) { .in = { .fd = fd } };
-        r = linebuf_next(&q->in, false, 30 * USEC_PER_SEC, &line, &len);
+        r = rawline_next(&q->in, false, 30 * USEC_PER_SEC, &line, &len);
         if (r < 0)
                 return r;
         greeting = json_loadb(line, len, JSON_REJECT_DUPLICATES, NULL);
@@ -246,7 +246,7 @@ int raw_qmp_handshake(RawQmp *q, int fd) {
 }
 
 void raw_qmp_close(RawQmp *q) {
-        linebuf_free(&q->in);
+        rawline_free(&q->in);
 }
 
 /* ---- QEMU launched by the harness ---- */
@@ -414,7 +414,7 @@ void raw_qga_init(RawQga *g, int fd) {
 }
 
 void raw_qga_close(RawQga *g) {
-        linebuf_free(&g->in);
+        rawline_free(&g->in);
 }
 
 int raw_qga_sync(RawQga *g, uint64_t timeout_usec) {
@@ -429,7 +429,7 @@ int raw_qga_sync(RawQga *g, uint64_t timeout_usec) {
         snprintf(idstr, sizeof idstr, "%" PRIu64, id);
         n = snprintf(line_out, sizeof line_out,
                      "\xff{\"execute\":\"guest-sync-delimited\",\"arguments\":{\"id\":%" PRIu64 "}}\n", id);
-        linebuf_discard(&g->in);
+        rawline_discard(&g->in);
         r = write_all(g->in.fd, line_out, (size_t) n);
         if (r < 0)
                 return r;
@@ -440,7 +440,7 @@ int raw_qga_sync(RawQga *g, uint64_t timeout_usec) {
 
                 if (now >= deadline)
                         return -ETIMEDOUT;
-                r = linebuf_next(&g->in, true, (deadline - now) / 1000, &line, &len);
+                r = rawline_next(&g->in, true, (deadline - now) / 1000, &line, &len);
                 if (r < 0)
                         return r;
                 if (!memmem(line, len, idstr, strlen(idstr)))
@@ -468,12 +468,32 @@ int raw_qga_command_line(RawQga *g, const char *cmd_line, char **ret_line, size_
         r = write_all(g->in.fd, out, len + 1);
         if (r < 0)
                 return r;
-        return linebuf_next(&g->in, true, 300 * USEC_PER_SEC, ret_line, ret_len);
+        return rawline_next(&g->in, true, 300 * USEC_PER_SEC, ret_line, ret_len);
+}
+
+static int qga_reply(const char *line, size_t len, json_t **ret);
+
+int raw_qga_command_nosync(RawQga *g, const char *cmd_line, json_t **ret) {
+        size_t len = strlen(cmd_line);
+        _cleanup_free_ char *out = malloc(len + 1);
+        char *line;
+        size_t n;
+        int r;
+
+        if (!out)
+                return -ENOMEM;
+        memcpy(out, cmd_line, len);
+        out[len] = '\n';
+        r = write_all(g->in.fd, out, len + 1);
+        if (r < 0)
+                return r;
+        r = rawline_next(&g->in, true, 300 * USEC_PER_SEC, &line, &n);
+        if (r < 0)
+                return r;
+        return qga_reply(line, n, ret);
 }
 
 int raw_qga_command(RawQga *g, const char *cmd_line, json_t **ret) {
-        json_auto_t *v = NULL;
-        json_t *rv;
         char *line;
         size_t len;
         int r;
@@ -481,6 +501,13 @@ int raw_qga_command(RawQga *g, const char *cmd_line, json_t **ret) {
         r = raw_qga_command_line(g, cmd_line, &line, &len);
         if (r < 0)
                 return r;
+        return qga_reply(line, len, ret);
+}
+
+static int qga_reply(const char *line, size_t len, json_t **ret) {
+        json_auto_t *v = NULL;
+        json_t *rv;
+
         v = json_loadb(line, len, JSON_REJECT_DUPLICATES, NULL);
         if (!json_is_object(v))
                 return -EPROTO;

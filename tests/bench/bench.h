@@ -50,6 +50,7 @@ typedef struct BenchConfig {
         unsigned readfile_mib;   /* ReadFile: size of the guest file */
         unsigned guest_mib;      /* ReadFile: guest RAM */
         unsigned migrations;     /* migration: runs per side */
+        unsigned agent_iterations; /* agent rows: timed commands per side */
 } BenchConfig;
 
 extern BenchConfig cfg;
@@ -134,6 +135,9 @@ int define_vm(const char *name, const char *json_text);
 /* ---- the bus ---- */
 
 int bus_open(sd_bus **ret);
+/* A direct (peer-to-peer) connection to supervisor name's own socket, DIR/run/NAME.bus (the
+ * handshake completes with the first call). Messages on it carry no destination. */
+int direct_open(const char *name, sd_bus **ret);
 /* A connection authenticated as user (a name): a caller that is not root. */
 int bus_open_as(const char *user, sd_bus **ret);
 /* Properties.Get(org.vmsup.VM1, prop) as a string; checks it equals want when want != NULL.
@@ -149,20 +153,20 @@ char *vm_dest(const char *name);
 /* ---- raw QMP (blocking client on QEMU's own socket) ---- */
 
 /* Newline-framed input from a blocking socket. */
-typedef struct LineBuf {
+typedef struct RawLineBuf {
         int fd;
         char *buf;
         size_t start, scan, len, cap;
-} LineBuf;
+} RawLineBuf;
 
 /* The next line, NUL-terminated in place, valid until the next call. ff_resets: a 0xFF byte
  * voids what came before it (the agent's delimiter). timeout_usec 0 = 60 s. */
-int linebuf_next(LineBuf *b, bool ff_resets, uint64_t timeout_usec, char **ret_line, size_t *ret_len);
-void linebuf_discard(LineBuf *b);
-void linebuf_free(LineBuf *b);
+int rawline_next(RawLineBuf *b, bool ff_resets, uint64_t timeout_usec, char **ret_line, size_t *ret_len);
+void rawline_discard(RawLineBuf *b);
+void rawline_free(RawLineBuf *b);
 
 typedef struct RawQmp {
-        LineBuf in;
+        RawLineBuf in;
         uint64_t next_id;
 } RawQmp;
 
@@ -202,7 +206,7 @@ void raw_qemu_free(RawQemu *q);
 /* ---- raw QGA (blocking client on the agent socket) ---- */
 
 typedef struct RawQga {
-        LineBuf in;
+        RawLineBuf in;
         uint64_t sync_id;
 } RawQga;
 
@@ -212,6 +216,8 @@ int raw_qga_sync(RawQga *g, uint64_t timeout_usec);
 /* Syncs, then sends one command; the "return" (new reference) in *ret. cmd_line is the
  * complete command without its newline. -EREMOTEIO on an agent error. */
 int raw_qga_command(RawQga *g, const char *cmd_line, json_t **ret);
+/* The same without the sync: the command alone, its reply the next line. */
+int raw_qga_command_nosync(RawQga *g, const char *cmd_line, json_t **ret);
 /* Syncs, sends, and hands back the reply line unparsed (valid until the next call). */
 int raw_qga_command_line(RawQga *g, const char *cmd_line, char **ret_line, size_t *ret_len);
 void raw_qga_close(RawQga *g);
@@ -232,3 +238,4 @@ void bench_fleet(void);       /* 100 supervisors */
 void bench_stress(void);      /* rounds of 100 concurrent starts and stops (only when named) */
 void bench_readfile(void);    /* ReadFile vs the agent socket, peak RSS */
 void bench_migrate(void);     /* live migration through two supervisors vs two raw QEMUs */
+void bench_agent(void);       /* Agent1.Command round trips vs the agent socket */

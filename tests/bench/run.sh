@@ -10,17 +10,19 @@
 # Environment (all optional):
 #   VMSUP_BENCH_QUICK=1           a fast smoke run (smaller counts and file, 20 VMs)
 #   VMSUP_BENCH_STRICT=1          exit 3 when a goal is missed (a failed measurement always exits 1)
-#   VMSUP_BENCH_ONLY=a,b          sections: state hmp getstatus nonroot flood clients memory start fleet
-#                                 readfile readfile-command migrate, and stress (only when named: make stress)
+#   VMSUP_BENCH_ONLY=a,b          sections: state hmp getstatus nonroot flood clients direct memory start fleet agent
+#                                 readfile readfile-command writefile migrate, and stress (only when named:
+#                                 make stress); e.g. VMSUP_BENCH_ONLY=readfile,writefile for the agent file rows
 #   VMSUP_BENCH_ITERATIONS=N      timed calls per side per latency row (5000)
 #   VMSUP_BENCH_WARMUP=N          untimed calls per side first (300)
 #   VMSUP_BENCH_BATCH=N           calls per side before switching sides (100)
 #   VMSUP_BENCH_CLIENTS=N         concurrent clients (16)
 #   VMSUP_BENCH_SECONDS=N         measured seconds of the concurrent-clients row (5)
 #   VMSUP_BENCH_STARTS=N          timed starts per side (30)
-#   VMSUP_BENCH_FLEET=N           supervisors in the fleet rows (100)
+#   VMSUP_BENCH_FLEET=N           supervisors in the fleet rows (100; make bench-fleet: 500)
 #   VMSUP_BENCH_FLEET_ROUNDS=N    listing rounds per variant (20)
 #   VMSUP_BENCH_STRESS_ROUNDS=N   stress: rounds of VMSUP_BENCH_FLEET concurrent starts and stops (50)
+#   VMSUP_BENCH_AGENT_ITERATIONS=N  timed agent commands per side per agent row (1000)
 #   VMSUP_BENCH_READFILE_RUNS=N   ReadFile transfers per side (3)
 #   VMSUP_BENCH_READFILE_MIB=N    size of the guest file (200)
 #   VMSUP_BENCH_GUEST_MIB=N       guest RAM (768; the file lives in the guest's tmpfs)
@@ -42,8 +44,9 @@ HARNESS_PID=
 for f in "$VMSUPD" "$BENCH_BIN"; do
         [[ -x $f ]] || { echo "run.sh: $f missing (make bench builds it)" >&2; exit 1; }
 done
-# Only the ReadFile and migration rows boot the guest.
-if [[ -z ${VMSUP_BENCH_ONLY:-} || ${VMSUP_BENCH_ONLY} == *readfile* || ${VMSUP_BENCH_ONLY} == *migrate* ]]; then
+# Only the ReadFile, WriteFile, agent and migration rows boot the guest.
+if [[ -z ${VMSUP_BENCH_ONLY:-} || ${VMSUP_BENCH_ONLY} == *readfile* || ${VMSUP_BENCH_ONLY} == *writefile* ||
+      ${VMSUP_BENCH_ONLY} == *agent* || ${VMSUP_BENCH_ONLY} == *migrate* ]]; then
         [[ -s $GUEST_DIR/vmlinuz && -s $GUEST_DIR/initrd.img ]] ||
                 { echo "run.sh: no test guest in $GUEST_DIR (make guest)" >&2; exit 1; }
 fi
@@ -69,6 +72,10 @@ trap 'exit 130' INT TERM HUP
 ensure_user vmsupbench # a caller that is not root, known to the bench VM's ACL
 ensure_user vmsupflood # another one, with the same rights, flooding in the flood rows
 ensure_user vmsupnone  # one with no right at all, flooding in the flood rows
+# dbus-daemon's defaults allow a uid 256 connections: the fleet rows run 500 supervisors as root.
+BUS_EXTRA_CONF='<limit name="max_connections_per_user">4096</limit>
+  <limit name="max_completed_connections">4096</limit>
+  <limit name="max_incomplete_connections">1024</limit>'
 bus_start || exit 1
 mkdir -p "$OUT_DIR"
 

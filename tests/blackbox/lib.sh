@@ -168,6 +168,7 @@ bus_start() {
     <allow send_destination="org.freedesktop.DBus" send_interface="org.freedesktop.DBus.Monitoring"/>
   </policy>
   <include>$ROOT/units/org.vmsup.VM.conf</include>
+  ${BUS_EXTRA_CONF:-}
 </busconfig>
 CONF
         BUS_PID=$( (umask 000; dbus-daemon --config-file="$T/bus.conf" --fork --print-pid) )

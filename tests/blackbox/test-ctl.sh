@@ -220,8 +220,8 @@ complete_words() {
         bash -c 'source "$1"; shift; COMP_WORDS=("$@"); COMP_CWORD=$(($# - 1)); _vmsupctl
                  printf "%s\n" "${COMPREPLY[@]}" | sort | xargs' _ "$ROOT/completion/vmsupctl.bash" "$VMSUPCTL" "$@"
 }
-check_eq "completion: verbs" "read-file reboot reset resume" "$(complete_words re)"
-check_eq "completion: every verb from nothing" 24 "$(complete_words '' | wc -w)"
+check_eq "completion: verbs" "read-file reboot reload reset resume" "$(complete_words re)"
+check_eq "completion: every verb from nothing" 25 "$(complete_words '' | wc -w)"
 check_eq "completion: VM names from the bus" "c1 c2" "$(complete_words status '')"
 check_eq "completion: VM names after --bus ADDRESS" "c1 c2" "$(DBUS_SYSTEM_BUS_ADDRESS=unix:path=/nonexistent complete_words --bus "$BUS" start c)"
 check_eq "completion: no VM names from another bus" "" "$(complete_words --bus unix:path=/nonexistent start c)"
@@ -233,6 +233,9 @@ check_eq "completion: nothing after list" "" "$(complete_words list '')"
 check_eq "completion: stats groups" "balloon block" "$(complete_words stats c1 b)"
 check_eq "completion: metrics takes any number of VM names" "c1 c2" "$(complete_words metrics c1 '')"
 check_eq "completion: start --paused" "--paused" "$(complete_words start c1 --p)"
+check_eq "completion: metrics --format" "--format" "$(complete_words metrics --f)"
+check_eq "completion: the formats of metrics --format" "openmetrics prometheus" "$(complete_words metrics --format '')"
+check_eq "completion: VM names after metrics --format FORMAT" "c1 c2" "$(complete_words metrics --format openmetrics '')"
 
 # --- the agent verbs with the tiny guest
 if [[ -f $GUEST_DIR/vmlinuz ]]; then

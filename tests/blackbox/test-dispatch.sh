@@ -19,7 +19,7 @@ INVALID=org.freedesktop.DBus.Error.InvalidArgs
 NOT_RUNNING='org.vmsup.Error.NotRunning: The VM is not running.'
 NO_AGENT='org.vmsup.Error.AgentNotConnected: The guest agent is disabled for this VM.'
 STATUS_KEYS='\{agent-connected,cpu-usec,event-seq,pid,qemu-version,qmp-status,rss-bytes,state,state-reason,uptime-usec\}'
-PROPS='\{AgentConnected,Name,Pid,QemuVersion,StartedAtUSec,State,StateReason\}'
+PROPS='\{AgentConnected,Name,PendingChanges,Pid,QemuVersion,StartedAtUSec,State,StateReason\}'
 
 # expect USER [--pipelined] <<< "CALL<TAB>REGEX" lines: makes the calls (each the first
 # call of its own connection, or all at once on one fresh connection) and checks that

@@ -127,6 +127,53 @@ check "metrics without rights is still valid for promtool" bash -c "promtool che
 check_eq "metrics NAME without rights: exit 4" 4 "$(rc_of as vmsupt-none "$VMSUPCTL" --bus "$BUS" metrics st)"
 check_eq "metrics of an invalid name: exit 2" 2 "$(rc_of ctl metrics st 'a.b')"
 
+# --- metrics --format openmetrics: checked by a strict OpenMetrics parser
+# (python3-prometheus-client; promtool reads the Prometheus text format only).
+# om_check FILE: every family "name type unit" and sample "name{labels}" it parses to.
+om_check() {
+        /usr/bin/python3 -c '
+import sys
+from prometheus_client.openmetrics.parser import text_string_to_metric_families
+for f in text_string_to_metric_families(open(sys.argv[1]).read()):
+    print("family", f.name, f.type, f.unit or "-")
+    for s in f.samples:
+        print("sample", s.name + "{" + ",".join("%s=%s" % kv for kv in sorted(s.labels.items())) + "}")
+' "$1"
+}
+ctl metrics --format openmetrics > "$T/all.om"; rc=$?
+check_eq "vmsupctl metrics --format openmetrics: exit 0" 0 "$rc"
+if om=$(om_check "$T/all.om" 2>&1); then
+        ok "the OpenMetrics parser accepts the output"
+else
+        not_ok "the OpenMetrics parser accepts the output"
+        printf '%s\n' "$om" | tail -3 | sed 's/^/#   /'
+fi
+check_eq "openmetrics: the last line is # EOF" "# EOF" "$(tail -n 1 "$T/all.om")"
+check_match "openmetrics: a counter's family has no _total, its unit is seconds" \
+        $'\nfamily vmsup_domain_info_cpu_time_seconds counter seconds\nsample vmsup_domain_info_cpu_time_seconds_total\\{domain=st\\}\n' "$(printf '\n%s\n' "$om")"
+check_match "openmetrics: a gauge in bytes declares its unit" \
+        $'\nfamily vmsup_domain_info_maximum_memory_bytes gauge bytes\n' "$(printf '\n%s\n' "$om")"
+check_eq "openmetrics and prometheus name the same series" \
+        "$(grep -v '^#' "$T/all.prom" | cut -d' ' -f1 | sort)" "$(grep -v '^#' "$T/all.om" | cut -d' ' -f1 | sort)"
+ctl metrics --format prometheus > "$T/explicit.prom"
+check_eq "--format prometheus is the default's format" \
+        "$(grep '^#' "$T/all.prom")" "$(grep '^#' "$T/explicit.prom")"
+wrm=$(sed -n 's/^vmsup_domain_block_stats_write_bytes_total{domain="st",target_device="drive0"} \([0-9]*\)$/\1/p' "$T/all.om")
+check "openmetrics: block write bytes count the 8 MiB written" test "${wrm:-0}" -ge $((8 * 1048576))
+if promtool check metrics < "$T/all.om" > "$T/promtool.om" 2>&1; then
+        diag "promtool check metrics accepts the OpenMetrics output too"
+else
+        diag "promtool check metrics on the OpenMetrics output: $(head -1 "$T/promtool.om")"
+fi
+as vmsupt-none "$VMSUPCTL" --bus "$BUS" metrics --format openmetrics > "$T/none.om" 2>/dev/null; rc=$?
+check_eq "openmetrics without rights: exit 0, no sample" "0 0" "$rc $(grep -c '^vmsup_' "$T/none.om")"
+check "openmetrics without rights: still valid OpenMetrics" om_check "$T/none.om"
+check_eq "openmetrics NAME without rights: exit 4" 4 "$(rc_of as vmsupt-none "$VMSUPCTL" --bus "$BUS" metrics st --format openmetrics)"
+check_eq "--format with an unknown format: exit 2" 2 "$(rc_of ctl metrics --format json)"
+check_match "... naming the choices" 'prometheus or openmetrics' "$(ctl metrics --format json 2>&1)"
+check_eq "--format on another verb: exit 2" 2 "$(rc_of ctl stats st --format openmetrics)"
+check_eq "--format of 100000 bytes: exit 2" 2 "$(rc_of ctl metrics --format "$(head -c 100000 /dev/zero | tr '\0' o)")"
+
 # --- on_poweroff restart: the guest powers itself off, QEMU starts afresh
 pid=$(vmprop_value st Pid)
 events_start st "$T/ev" || not_ok "subscriber started"

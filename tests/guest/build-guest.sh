@@ -25,7 +25,9 @@
 #   vmsup.hostile=MODE   run tests/guest/hostile-agent.c instead of qemu-ga;
 #                        MODE is flood, silent, hugeline, stale,
 #                        recover[:SECONDS] or liar[:DELAY] (see that file)
-# Without an org.qemu.guest_agent.0 port the guest just idles.  /tmp is a
+# Without an org.qemu.guest_agent.0 port the guest just idles.  With a pvpanic
+# device (-device pvpanic or pvpanic-pci) a kernel panic, e.g. `echo c >
+# /proc/sysrq-trigger` through guest-exec, reaches QEMU as GUEST_PANICKED.  /tmp is a
 # tmpfs of 90% of RAM (a 200 MiB file needs about 768 MiB of guest RAM;
 # 48 MiB guest-file-read chunks work from 256 MiB up).  ACPI power-button
 # presses (QMP system_powerdown) in the first ~2 s, before acpid runs, are
@@ -41,8 +43,10 @@ busybox=/bin/busybox
 inputs=("$here/build-guest.sh" "$here/init" "$here/shutdown" "$here/hostile-agent.c"
         "$qemu_ga" "$busybox")
 # The guest has no modprobe: init loads these by name (see tests/guest/init).
+# pvpanic-mmio binds the ISA pvpanic device (-device pvpanic, ACPI QEMU0001) and
+# pvpanic-pci the PCI one; both need the pvpanic core module.
 modules=(button evdev virtio_ring virtio virtio_pci_modern_dev virtio_pci_legacy_dev virtio_pci
-         virtio_console)
+         virtio_console pvpanic pvpanic-mmio pvpanic-pci)
 
 up_to_date() {
 	local f

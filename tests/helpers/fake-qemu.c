@@ -5,8 +5,11 @@
  * It takes QEMU's command line, finds the monitor's descriptor (connected, or a listener) in
  * "-chardev socket,id=vmsup-qmp,fd=N,...", greets, accepts qmp_capabilities, and
  * answers in order, one command at a time like QEMU: cont (and a RESUME event),
- * stop (STOP), query-status, quit (then exits); {} for anything else. Every
- * command line read is appended to DIR/received.
+ * stop (STOP), query-status (running or paused, as cont and stop left it), quit
+ * (then exits); {} for anything else. Every command line read is appended to
+ * DIR/received.
+ *
+ * "-fake-greeting nocaps" sends a greeting without its "capabilities" member.
  *
  * Cues, from extra arguments "-fake-dir DIR" and "-fake-late NAME":
  *  - the command NAME is answered only once DIR/late-go exists, with a reply
@@ -16,7 +19,19 @@
  *    asked (a broken stream), then DIR/garbage-sent is created;
  *  - once DIR/storm-go exists, STORM_EVENTS events named STORM with data {"i":N}
  *    (N from 0) are sent as fast as the supervisor reads them, then DIR/storm-sent is
- *    created. */
+ *    created;
+ *  - once DIR/inject exists, its bytes (anything: binary, NUL bytes, lines) are sent as
+ *    they are, at once, DIR/inject is removed and DIR/inject-sent created;
+ *  - the same for DIR/inject-reply, but just before the next reply (between a command
+ *    and its answer, when a request is pending);
+ *  - once DIR/dup-go exists, the next reply to query-status is remembered, and sent
+ *    again (the same id, the same text) just before the reply to the query-status after
+ *    it; then DIR/dup-sent is created;
+ *  - once DIR/endless-go exists, the next reply is preceded by a line of
+ *    ENDLESS_MIB MiB (from "-fake-endless-mib N", 300 by default) that ends only
+ *    after all of it, then DIR/endless-sent is created;
+ *  - once DIR/close-go exists, the next command gets half a reply and the fake
+ *    exits (closing the socket mid-reply). */
 
 #include <errno.h>
 #include <fcntl.h>
@@ -37,6 +52,10 @@
 static const char *dir = ".";
 static const char *late_name;
 static int conn = -1;
+static bool running = true;
+static unsigned endless_mib = 300;
+static char *dup_line; /* a query-status reply to send again */
+static bool dup_armed;
 
 static void touch(const char *name) {
         char path[4096];
@@ -112,6 +131,49 @@ static void write_long_line(const char *id) {
         free(buf);
 }
 
+/* Sends DIR/NAME's bytes, then removes it and creates DIR/NAME-sent. */
+static bool inject_file(const char *name) {
+        char path[4096], sent[4200], buf[65536];
+        ssize_t k;
+        int fd;
+
+        snprintf(path, sizeof path, "%s/%s", dir, name);
+        fd = open(path, O_RDONLY | O_CLOEXEC);
+        if (fd < 0)
+                return false;
+        while ((k = read(fd, buf, sizeof buf)) > 0)
+                write_all(buf, (size_t) k);
+        close(fd);
+        unlink(path);
+        snprintf(sent, sizeof sent, "%s-sent", name);
+        touch(sent);
+        return true;
+}
+
+/* A line of endless_mib MiB: a reply whose string never seems to end. */
+static void write_endless_line(void) {
+        static const char head[] = "{\"return\": {\"pad\": \"";
+        char *buf = malloc(1U << 20);
+
+        if (!buf)
+                exit(1);
+        memset(buf, 'y', 1U << 20);
+        write_all(head, sizeof head - 1);
+        for (unsigned i = 0; i < endless_mib; i++)
+                write_all(buf, 1U << 20);
+        write_all("\"}}\r\n", 5);
+        free(buf);
+}
+
+/* What comes before any reply, on cue. */
+static void before_reply(void) {
+        (void) inject_file("inject-reply");
+        if (exists("endless-go") && !exists("endless-sent")) {
+                write_endless_line();
+                touch("endless-sent");
+        }
+}
+
 static void event(const char *name) {
         writef("{\"timestamp\": {\"seconds\": 1, \"microseconds\": 0}, \"event\": \"%s\"}\r\n", name);
 }
@@ -129,6 +191,13 @@ static void handle(const char *line, size_t len) {
         char *id = idv ? json_dumps(idv, JSON_ENCODE_ANY | JSON_COMPACT) : NULL;
 
         record(line, len);
+        if (exists("close-go") && !exists("close-sent")) {
+                /* Half a reply, and gone. */
+                touch("close-sent");
+                writef("{\"return\": {\"status\": \"runn");
+                exit(0);
+        }
+        before_reply();
         if (!msg) {
                 /* What QEMU says when its parser fails: no id. */
                 writef("{\"error\": {\"class\": \"GenericError\", \"desc\": \"JSON parse error\"}}\r\n");
@@ -137,14 +206,31 @@ static void handle(const char *line, size_t len) {
                 write_long_line(id ? id : "0");
                 touch("late-sent");
         } else if (strcmp(name, "query-status") == 0) {
-                writef("{\"return\": {\"status\": \"running\", \"singlestep\": false, \"running\": true}, \"id\": %s}\r\n",
-                       id ? id : "null");
+                char reply[256];
+
+                snprintf(reply, sizeof reply,
+                         "{\"return\": {\"status\": \"%s\", \"singlestep\": false, \"running\": %s}, \"id\": %s}\r\n",
+                         running ? "running" : "paused", running ? "true" : "false", id ? id : "null");
+                if (dup_line) {
+                        /* The earlier reply again, its request long answered. */
+                        write_all(dup_line, strlen(dup_line));
+                        free(dup_line);
+                        dup_line = NULL;
+                        touch("dup-sent");
+                } else if (!dup_armed && exists("dup-go")) {
+                        dup_armed = true;
+                        dup_line = strdup(reply);
+                }
+                write_all(reply, strlen(reply));
         } else {
                 writef("{\"return\": {}, \"id\": %s}\r\n", id ? id : "null");
-                if (strcmp(name, "cont") == 0)
+                if (strcmp(name, "cont") == 0) {
+                        running = true;
                         event("RESUME");
-                else if (strcmp(name, "stop") == 0)
+                } else if (strcmp(name, "stop") == 0) {
+                        running = false;
                         event("STOP");
+                }
                 else if (strcmp(name, "quit") == 0) {
                         event("SHUTDOWN");
                         exit(0);
@@ -157,7 +243,7 @@ static void handle(const char *line, size_t len) {
 int main(int argc, char **argv) {
         static char in[1 << 20];
         size_t in_len = 0;
-        bool garbage_done = false, storm_done = false;
+        bool garbage_done = false, storm_done = false, nocaps = false;
         int lfd = -1;
 
         for (int i = 1; i < argc; i++) {
@@ -166,6 +252,12 @@ int main(int argc, char **argv) {
                         dir = argv[++i];
                 else if (strcmp(argv[i], "-fake-late") == 0 && i + 1 < argc)
                         late_name = argv[++i];
+                else if (strcmp(argv[i], "-fake-greeting") == 0 && i + 1 < argc)
+                        nocaps = strcmp(argv[++i], "nocaps") == 0;
+                else if (strcmp(argv[i], "-fake-endless-mib") == 0 && i + 1 < argc)
+                        endless_mib = (unsigned) atoi(argv[++i]);
+                else if (strcmp(argv[i], "-S") == 0)
+                        running = false;
                 else if (strcmp(argv[i], "-chardev") == 0 && i + 1 < argc && strstr(argv[i + 1], "id=vmsup-qmp,") &&
                          (p = strstr(argv[i + 1], ",fd=")))
                         lfd = atoi(p + 4);
@@ -186,8 +278,11 @@ int main(int argc, char **argv) {
                 perror("fake-qemu: accept");
                 return 1;
         }
-        writef("{\"QMP\": {\"version\": {\"qemu\": {\"micro\": 0, \"minor\": 2, \"major\": 7}, \"package\": \"fake\"}, "
-               "\"capabilities\": [\"oob\"]}}\r\n");
+        if (nocaps)
+                writef("{\"QMP\": {\"version\": {\"qemu\": {\"micro\": 0, \"minor\": 2, \"major\": 7}, \"package\": \"fake\"}}}\r\n");
+        else
+                writef("{\"QMP\": {\"version\": {\"qemu\": {\"micro\": 0, \"minor\": 2, \"major\": 7}, \"package\": \"fake\"}, "
+                       "\"capabilities\": [\"oob\"]}}\r\n");
 
         for (;;) {
                 struct pollfd pfd = { .fd = conn, .events = POLLIN };
@@ -206,6 +301,7 @@ int main(int argc, char **argv) {
                         touch("storm-sent");
                         storm_done = true;
                 }
+                (void) inject_file("inject");
                 if (poll(&pfd, 1, 50) <= 0)
                         continue;
                 k = read(conn, in + in_len, sizeof in - in_len);

@@ -200,14 +200,16 @@ sys_prepare() {
                 SKIP_ALL="cannot mount an overlay of / here"
                 return 1
         fi
+        sys_mask_units
+        # A machine id of its own (the overlay would share the host's).
+        : > "$CROOT/etc/machine-id"
+        # SYS_INSTALL=none: the suite installs the project itself (the package).
+        [[ ${SYS_INSTALL:-make} == none ]] && return 0
         # The project, as a package would install it (binaries, unit, bus policy,
         # tmpfiles entry, docs); nothing is rebuilt here.
         make -C "$ROOT" --no-print-directory -s install DESTDIR="$CROOT" PREFIX=/usr BUILD="$BUILD" \
                 SANITIZE="${SANITIZE:-0}" \
                 >"$R/install.log" 2>&1 || { cat "$R/install.log" >&2; return 1; }
-        sys_mask_units
-        # A machine id of its own (the overlay would share the host's).
-        : > "$CROOT/etc/machine-id"
 }
 
 # sys_cgroup_dirs: where nspawn gets a cgroup of its own in every hierarchy it

@@ -310,6 +310,90 @@ t_watchdog() {
 t_kill9() {
         restart_after KILL "kill -9"
 }
+# kill -9 of the supervisor and at once systemctl stop: no supervisor comes back, and
+# ExecStopPost (vmsupd --stop-orphan) ends the QEMU it left; its scope goes.
+t_stop_orphan() {
+        local unit="vmsup@$VM_NONE.service" qemu
+        check "systemctl start vmsup@$VM_NONE again" sys systemctl start "$unit"
+        if ! sys_wait 30 state_is "$VM_NONE" running; then
+                not_ok "stop while down: the VM runs"
+                return 1
+        fi
+        qemu=$(vmprop "$VM_NONE" Pid)
+        check "stop while down: systemctl kill -s KILL --kill-whom=main, then systemctl stop" \
+                sys sh -c "systemctl kill --kill-whom=main -s KILL $unit && systemctl stop $unit"
+        # failed: systemd reports how the supervisor ended (Result=signal); no restart follows.
+        check_match "stop while down: the unit is down, not restarted" '^(inactive dead|failed failed) 0$' \
+                "$(sys_unit_prop "$unit" ActiveState) $(sys_unit_prop "$unit" SubState) $(sys_unit_prop "$unit" MainPID)"
+        qemu_gone() { gone "$qemu"; }
+        check "stop while down: QEMU $qemu is gone" sys_wait 30 qemu_gone
+        scope_gone() { ! sys systemctl is-active --quiet "machine-$VM_NONE.scope" && ! machine_listed "$VM_NONE"; }
+        check "stop while down: the machine and its scope are gone" sys_wait 30 scope_gone
+        check_match "stop while down: journal: ExecStopPost ended QEMU" \
+                "VM $VM_NONE: the unit stops while no supervisor runs: ending QEMU \\(pid $qemu\\)" "$(journal "$VM_NONE")"
+        check "stop while down: no launcher left" sys sh -c '! pgrep -x vmsupd-launcher'
+        check "stop while down: no run record left" sys test ! -e "/run/vmsup/$VM_NONE/run-state"
+}
+
+# systemctl reload (ExecReload: SIGHUP) applies a host ACL change at once, with the same
+# supervisor and the same QEMU.
+t_reload() {
+        local unit="vmsup@$VM_NONE.service" main qemu t0
+        main=$(sys_unit_prop "$unit" MainPID)
+        qemu=$(vmprop "$VM_NONE" Pid)
+        check_fails "reload: $U_NONE refused before" 'AccessDenied' dsend "$U_NONE" "$VM_NONE" VM1.GetStatus
+        sys_write /etc/vmsup/acl.json 0600 <<JSON
+{ "acl": [ { "user": "$U_HOST", "privileges": [ "VM.Audit" ] },
+           { "user": "$U_NONE", "privileges": [ "VM.Audit" ] } ] }
+JSON
+        t0=$(now_ms)
+        check "systemctl reload vmsup@$VM_NONE" sys systemctl reload "$unit"
+        none_allowed() { dsend "$U_NONE" "$VM_NONE" VM1.GetStatus >/dev/null 2>&1; }
+        if sys_wait 30 none_allowed; then
+                ok "reload: $U_NONE allowed after systemctl reload"
+                diag "reload: the new ACL decided a call $(($(now_ms) - t0)) ms after systemctl reload"
+        else
+                not_ok "reload: $U_NONE allowed after systemctl reload"
+                journal "$VM_NONE" | tail -5 | sed 's/^/#   /'
+        fi
+        check_eq "reload: the same supervisor and the same QEMU, running" "$main $qemu running active" \
+                "$(sys_unit_prop "$unit" MainPID) $(vmprop "$VM_NONE" Pid) $(vmprop "$VM_NONE" State) $(sys_unit_prop "$unit" ActiveState)"
+        check_match "reload: journal: the reload" "VM $VM_NONE: reloaded /etc/vmsup/vms/$VM_NONE.json and /etc/vmsup/acl.json" \
+                "$(journal "$VM_NONE")"
+        sys_write /etc/vmsup/acl.json 0600 <<JSON
+{ "acl": [ { "user": "$U_HOST", "privileges": [ "VM.Audit" ] } ] }
+JSON
+        check "systemctl reload again (the line removed)" sys systemctl reload "$unit"
+        none_refused() { local out; out=$(dsend "$U_NONE" "$VM_NONE" VM1.GetStatus 2>&1); [[ $out == *AccessDenied* ]]; }
+        check "reload: $U_NONE refused again" sys_wait 30 none_refused
+}
+
+# Audit records in the journal: a refused busctl call as an unprivileged user.
+t_audit() {
+        local uid out
+        uid=$(sys id -u "$U_NONE")
+        check_fails "audit: busctl Pause as $U_NONE is refused" 'Access denied' \
+                sys_as "$U_NONE" busctl --system call "$(bus_name "$VM_NONE")" /org/vmsup/VM org.vmsup.VM1 Pause
+        audit_entry() {
+                sys journalctl --no-pager -o json MESSAGE_ID=fcfc696647aa41e7851cc823de8d258f "VMSUP_VM=$VM_NONE" \
+                        "VMSUP_CALLER_UID=$uid" VMSUP_METHOD=org.vmsup.VM1.Pause | grep -q .
+        }
+        check "audit: journalctl MESSAGE_ID=<refusal> VMSUP_VM=$VM_NONE finds it" sys_wait 30 audit_entry
+        out=$(sys journalctl --no-pager -o json MESSAGE_ID=fcfc696647aa41e7851cc823de8d258f "VMSUP_VM=$VM_NONE" \
+                "VMSUP_CALLER_UID=$uid" VMSUP_METHOD=org.vmsup.VM1.Pause | tail -1)
+        check_eq "audit: the structured fields" "$VM_NONE $uid org.vmsup.VM1.Pause org.freedesktop.DBus.Error.AccessDenied true 4" \
+                "$(printf '%s' "$out" | jq -r '[.VMSUP_VM, .VMSUP_CALLER_UID, .VMSUP_METHOD, .VMSUP_RESULT, (.VMSUP_CALLER_PID | test("^[1-9][0-9]*$")), .PRIORITY] | join(" ")' 2>&1)"
+        check "audit: a state change as root (Pause, Resume) is a call record" \
+                sys sh -c "busctl --system call $(bus_name "$VM_NONE") /org/vmsup/VM org.vmsup.VM1 Pause &&
+                           busctl --system call $(bus_name "$VM_NONE") /org/vmsup/VM org.vmsup.VM1 Resume"
+        call_entry() {
+                sys journalctl --no-pager -o json MESSAGE_ID=589a189353544c62a65c46a7637a3ea0 "VMSUP_VM=$VM_NONE" \
+                        VMSUP_CALLER_UID=0 VMSUP_METHOD=org.vmsup.VM1.Resume VMSUP_RESULT=accepted | grep -q .
+        }
+        check "audit: journalctl MESSAGE_ID=<call> finds root's Resume" sys_wait 30 call_entry
+        check "audit: the supervisor is still up (sd_journal_send under its system call filter)" \
+                sys systemctl is-active --quiet "vmsup@$VM_NONE.service"
+}
 
 t_stop_none() {
         local unit="vmsup@$VM_NONE.service"
@@ -461,7 +545,10 @@ if t_start_ready; then
         t_security
         t_watchdog
         t_kill9
+        t_reload
+        t_audit
         t_stop_none
+        t_stop_orphan
 fi
 t_guest
 

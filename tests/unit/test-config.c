@@ -65,6 +65,10 @@ static const BadCase bad_cases[] = {
         { "{\"qemu\":{\"extra_args\":[\"-no-shutdown\"]}}", "option \"-no-shutdown\" is reserved" },
         { "{\"qemu\":{\"extra_args\":[\"-no-reboot\"]}}", "option \"-no-reboot\" is reserved" },
         { "{\"qemu\":{\"extra_args\":[\"-action\",\"panic=none\"]}}", "option \"-action\" is reserved" },
+        { "{\"qemu\":{\"pvpanic\":1}}", "$.qemu.pvpanic: must be true or false" },
+        { "{\"qemu\":{\"pvpanic\":\"isa\"}}", "$.qemu.pvpanic: must be true or false" },
+        { "{\"qemu\":{\"machine\":\"none\",\"pvpanic\":true}}",
+          "$.qemu.pvpanic: needs a machine with an ISA bus (q35, pc), not \"none\"" },
         { "{\"qemu\":{}, \"on_crash\":\"reboot\"}", "$.on_crash: must be one of \"destroy\" \"restart\" \"preserve\"" },
         { "{\"qemu\":{}, \"on_crash\":true}", "$.on_crash: must be one of" },
         { "{\"qemu\":{}, \"on_reboot\":\"preserve\"}", "$.on_reboot: must be one of \"destroy\" \"restart\"" },
@@ -224,7 +228,7 @@ static const char full_def[] =
         "{\"qemu\":{\"binary\":\"/usr/bin/qemu-system-x86_64\",\"machine\":\"q35\",\"accel\":\"tcg\",\"cpus\":2,"
         "\"memory_mib\":768,\"kernel\":\"/k\",\"initrd\":\"/i\",\"append\":\"console=ttyS0 quiet\","
         "\"drives\":[{\"file\":\"/var/lib/a,b.img\",\"format\":\"qcow2\",\"interface\":\"virtio\",\"readonly\":true}],"
-        "\"extra_args\":[\"-device\",\"virtio-rng-pci\"]},"
+        "\"extra_args\":[\"-device\",\"virtio-rng-pci\"],\"pvpanic\":true},"
         "\"run_as\":{\"user\":\"nobody\",\"group\":\"nogroup\"},\"agent\":true,\"sandbox\":true,\"autostart\":false,"
         "\"shutdown_timeout_sec\":7,\"on_poweroff\":\"restart\",\"on_reboot\":\"destroy\",\"on_crash\":\"preserve\",\"console_log_kib\":0,"
         "\"acl\":[{\"user\":\"nobody\",\"privileges\":[\"VM.Audit\",\"VM.PowerMgmt\"]},"
@@ -268,6 +272,8 @@ static void test_full_definition_and_argv(void **state) {
         assert_true(argv_has_pair(argv, "-m", "768M"));
         assert_true(argv_has_pair(argv, "-action", "reboot=shutdown"));
         assert_true(argv_has_pair(argv, "-action", "panic=pause"));
+        assert_true(c->pvpanic);
+        assert_true(argv_has_pair(argv, "-device", "pvpanic,id=vmsup-pvpanic"));
         assert_true(argv_has_pair(argv, "-sandbox", "on,obsolete=deny,elevateprivileges=deny,spawn=deny,resourcecontrol=deny"));
         assert_true(argv_has_pair(argv, "-chardev", "socket,id=vmsup-qmp,fd=3,server=off"));
         assert_true(argv_has_pair(argv, "-mon", "chardev=vmsup-qmp,mode=control"));
@@ -303,6 +309,7 @@ static void test_machine_none_has_no_agent_device(void **state) {
         assert_int_equal(vm_config_build_argv(c, "qemu", &fds, &argv), 0);
         for (char **a = argv; *a; a++) {
                 assert_null(strstr(*a, "vmsup-qga"));
+                assert_null(strstr(*a, "pvpanic"));
                 assert_string_not_equal(*a, "-sandbox");
                 assert_string_not_equal(*a, "-smp");
                 assert_string_not_equal(*a, "-vnc");

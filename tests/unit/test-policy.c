@@ -933,11 +933,46 @@ static bool ref_dump_too_large(const char *name, size_t len) {
 }
 
 /* The whole decision, modelled from the contract. */
+/* RFC 3629 UTF-8 (no overlong forms, no surrogates, at most U+10FFFF) without
+ * noncharacters: what QEMU reads back from a JSON string. */
+static bool ref_wire_text_ok(const unsigned char *p) {
+        while (*p) {
+                uint32_t cp, min;
+                unsigned n;
+
+                if (*p < 0x80) {
+                        p++;
+                        continue;
+                }
+                if ((*p & 0xE0) == 0xC0)
+                        n = 1, cp = *p & 0x1F, min = 0x80;
+                else if ((*p & 0xF0) == 0xE0)
+                        n = 2, cp = *p & 0x0F, min = 0x800;
+                else if ((*p & 0xF8) == 0xF0)
+                        n = 3, cp = *p & 0x07, min = 0x10000;
+                else
+                        return false;
+                for (unsigned i = 1; i <= n; i++) {
+                        if ((p[i] & 0xC0) != 0x80)
+                                return false;
+                        cp = cp << 6 | (p[i] & 0x3F);
+                }
+                if (cp < min || cp > 0x10FFFF || (cp >= 0xD800 && cp <= 0xDFFF))
+                        return false;
+                if ((cp >= 0xFDD0 && cp <= 0xFDEF) || (cp & 0xFFFE) == 0xFFFE)
+                        return false;
+                p += n + 1;
+        }
+        return true;
+}
+
 static int ref_check_hmp(const char *line, bool root, PrivSet privs) {
         const char *name;
         size_t len;
 
         if (strlen(line) > POLICY_HMP_LINE_MAX)
+                return -EINVAL;
+        if (!ref_wire_text_ok((const unsigned char *) line))
                 return -EINVAL;
         if (!root)
                 for (const unsigned char *p = (const unsigned char *) line; *p; p++)
@@ -1160,6 +1195,15 @@ static void test_hmp_bypass_strings(void **state) {
                 { "\t \t", -EINVAL, -EINVAL, -EINVAL },
                 { "\n", -EINVAL, -EINVAL, -EINVAL },
                 { "\r\n", -EINVAL, -EINVAL, -EINVAL },
+                /* What QEMU refuses in a JSON string, for root too. */
+                { "info \xef\xbf\xbf", -EINVAL, -EINVAL, -EINVAL },        /* U+FFFF */
+                { "\x03\xef\xbf\xbf", -EINVAL, -EINVAL, -EINVAL },
+                { "info \xef\xb7\x90", -EINVAL, -EINVAL, -EINVAL },        /* U+FDD0 */
+                { "info \xf4\x8f\xbf\xbe", -EINVAL, -EINVAL, -EINVAL },   /* U+10FFFE */
+                { "info \xed\xa0\x80", -EINVAL, -EINVAL, -EINVAL },        /* a surrogate */
+                { "info \xc0\xaf", -EINVAL, -EINVAL, -EINVAL },             /* overlong '/' */
+                { "info \xff", -EINVAL, -EINVAL, -EINVAL },
+                { "info \xc3\xa9", -EINVAL, -EINVAL, 0 },                    /* é: non-ASCII, root's to send */
         };
         char msg[256];
 
@@ -1260,8 +1304,11 @@ static void test_hmp_order_and_messages(void **state) {
         assert_int_equal(policy_check_hmp("info /x", &user_caller, MONSYS, msg, sizeof(msg)), -EACCES);
         assert_sentence(msg);
 
-        /* Root: anything with a name, control characters too. */
-        assert_int_equal(policy_check_hmp("\nquit\x01\xff", &root_caller, 0, msg, sizeof(msg)), 0);
+        /* Root: anything with a name, control characters too, but only what QEMU can
+         * read back from a JSON string (no D-Bus string holds invalid UTF-8 anyway). */
+        assert_int_equal(policy_check_hmp("\nquit\x01", &root_caller, 0, msg, sizeof(msg)), 0);
+        assert_int_equal(policy_check_hmp("\nquit\x01\xff", &root_caller, 0, msg, sizeof(msg)), -EINVAL);
+        assert_sentence(msg);
         assert_int_equal(policy_check_hmp("migrate exec:true", &root_caller, 0, NULL, 0), 0);
 
         /* Messages are optional and always terminated. */

@@ -764,6 +764,101 @@ static void test_big_file_read_reply(void **state) {
         assert_true(qga_client_buffer_capacity(t->c) <= QGA_READ_CHUNK_MIN);
 }
 
+static void file_read_exchange(const char *reply_line, uint8_t *buf, size_t count, Reply *r) {
+        json_auto_t *args = NULL;
+
+        in_api = true;
+        assert_int_equal(qga_send_file_read(t->c, 7, count, buf, 0, on_reply, r, &r->id), 0);
+        in_api = false;
+        assert_false(r->done);
+        peer_sync();
+        args = peer_expect_command("guest-file-read");
+        assert_int_equal(json_integer_value(json_object_get(args, "handle")), 7);
+        assert_int_equal(json_integer_value(json_object_get(args, "count")), count);
+        peer_send(reply_line);
+        wait_reply(r);
+}
+
+/* qga_send_file_read(): the data lands in the caller's buffer, read straight from the
+ * line or, for another shape, through jansson; wrong data is -EBADMSG and costs the
+ * channel nothing; malformed JSON is a protocol error as for any command. */
+static void test_send_file_read(void **state) {
+        uint8_t buf[8];
+        Reply r1 = {}, r2 = {}, r3 = {}, r4 = {}, r5 = {}, r6 = {};
+
+        file_read_exchange("{\"return\": {\"count\": 3, \"buf-b64\": \"Zm9v\", \"eof\": false}}\n", buf, 8, &r1);
+        assert_int_equal(r1.error, 0);
+        assert_string_equal(r1.json, "{\"count\":3,\"eof\":false}");
+        assert_memory_equal(buf, "foo", 3);
+
+        file_read_exchange("{\"return\": {\"x\": 1, \"count\": 6, \"buf-b64\": \"YmFyYmF6\", \"eof\": true}}\n", buf, 8,
+                           &r2);
+        assert_int_equal(r2.error, 0);
+        assert_string_equal(r2.json, "{\"count\":6,\"eof\":true}");
+        assert_memory_equal(buf, "barbaz", 6);
+
+        file_read_exchange("{\"return\": {\"count\": 4, \"buf-b64\": \"Zm9v\", \"eof\": true}}\n", buf, 8, &r3);
+        assert_int_equal(r3.error, -EBADMSG);
+        assert_true(qga_client_is_connected(t->c));
+
+        file_read_exchange("{\"return\": {\"count\": 6, \"buf-b64\": \"YmFyYmF6\", \"eof\": true}}\n", buf, 5, &r4);
+        assert_int_equal(r4.error, -EBADMSG); /* more than asked for */
+
+        file_read_exchange("{\"error\": {\"class\": \"GenericError\", \"desc\": \"bad handle\"}}\n", buf, 8, &r5);
+        assert_int_equal(r5.error, -EREMOTEIO);
+        assert_string_equal(r5.desc, "bad handle");
+
+        file_read_exchange("{\"return\": {\"count\": 3, \"buf-b64\": \"Zm9v\", \"eof\": true}\n", buf, 8, &r6);
+        assert_int_equal(r6.error, -EPROTO);
+
+        in_api = true;
+        assert_int_equal(qga_send_file_read(t->c, 7, QGA_FILE_READ_CHUNK_MAX + 1, buf, 0, on_reply, &r1, NULL),
+                         -EMSGSIZE);
+        assert_int_equal(qga_send_file_read(t->c, -1, 3, buf, 0, on_reply, &r1, NULL), -EINVAL);
+        in_api = false;
+}
+
+/* A full 48 MiB chunk through qga_send_file_read(): decoded from the line buffer, no
+ * JSON string; the input buffer holds the line once. */
+static void test_big_send_file_read(void **state) {
+        const size_t size = QGA_FILE_READ_CHUNK_MAX;
+        _cleanup_free_ uint8_t *data = malloc(size), *out = malloc(size);
+        _cleanup_free_ char *b64 = NULL;
+        size_t b64_len;
+        Reply r = { .no_dump = true }, r2 = {};
+        uint64_t start;
+
+        assert_non_null(data);
+        assert_non_null(out);
+        for (size_t i = 0; i < size; i++)
+                data[i] = (uint8_t) (i * 2654435761U >> 13);
+        b64 = malloc(qga_b64_encoded_size(size));
+        assert_non_null(b64);
+        assert_int_equal(qga_b64_encode(data, size, b64, qga_b64_encoded_size(size), &b64_len), 0);
+
+        in_api = true;
+        assert_int_equal(qga_send_file_read(t->c, 7, size, out, 60 * USEC_PER_SEC, on_reply, &r, &r.id), 0);
+        in_api = false;
+        peer_sync();
+        peer_expect_command_only("guest-file-read");
+        start = now_usec(CLOCK_MONOTONIC);
+        peer_sendf("{\"return\": {\"count\": %zu, \"buf-b64\": \"", size);
+        peer_send_len(b64, b64_len);
+        peer_send("\", \"eof\": false}}\n");
+        wait_reply(&r);
+        assert_int_equal(r.error, 0);
+        assert_memory_equal(out, data, size);
+        print_message("48 MiB guest-file-read reply, framing and decoding: %" PRIu64 " ms\n",
+                      (r.done_usec - start) / 1000);
+        assert_true(qga_client_buffer_peak(t->c) <= QGA_INPUT_BUFFER_MAX);
+        settle();
+        /* Kept for the next chunk, given back once another command is written. */
+        assert_true(qga_client_buffer_capacity(t->c) > QGA_LINE_MAX / 2);
+        exchange("guest-ping", "{\"return\": {}}\n", &r2);
+        assert_int_equal(r2.error, 0);
+        assert_true(qga_client_buffer_capacity(t->c) <= QGA_READ_CHUNK_MIN);
+}
+
 static void test_flood_while_idle(void **state) {
         Reply r = {}, r2 = {};
         _cleanup_free_ char *lines = NULL;
@@ -1411,6 +1506,34 @@ static void test_file_write(void **state) {
         assert_string_equal(r.json, "{\"count\":100000,\"eof\":false}");
 }
 
+/* The line written piece by piece is exactly qga_file_write_line()'s, whatever the size
+ * around the piece boundaries (48 KiB of data, 64 KiB of base64). */
+static void test_file_write_pieces(void **state) {
+        static const size_t sizes[] = { 0, 1, 2, 3, 49151, 49152, 49153, 2 * 49152 + 1, 2 * 49152 + 2, 1000000 };
+        _cleanup_free_ uint8_t *data = malloc(1000000);
+
+        assert_non_null(data);
+        for (size_t i = 0; i < 1000000; i++)
+                data[i] = (uint8_t) (i * 2654435761U >> 11);
+        for (size_t i = 0; i < ELEMENTSOF(sizes); i++) {
+                _cleanup_free_ char *want = NULL, *got = NULL;
+                size_t want_len;
+                bool ff;
+                Reply r = {};
+
+                assert_int_equal(qga_file_write_line(77, data, sizes[i], &want, &want_len), 0);
+                assert_int_equal(qga_send_file_write(t->c, 77, data, sizes[i], 0, on_reply, &r, &r.id), 0);
+                peer_sync();
+                got = peer_line(&ff);
+                assert_false(ff);
+                assert_int_equal(strlen(got) + 1, want_len);
+                assert_memory_equal(got, want, want_len - 1);
+                peer_sendf("{\"return\": {\"count\": %zu, \"eof\": false}}\n", sizes[i]);
+                wait_reply(&r);
+                assert_int_equal(r.error, 0);
+        }
+}
+
 static void test_send_errors(void **state) {
         json_auto_t *num = json_integer(1);
         Reply r = {};
@@ -1593,6 +1716,74 @@ static void test_file_read_parse(void **state) {
                 if (v[i].ret == 0)
                         assert_true(eof);
         }
+}
+
+/* The direct reader of a guest-file-read reply line: it takes the shape qemu-ga writes,
+ * and when it takes a line, the path through jansson and qga_file_read_parse() gives the
+ * same; everything else (1 == 0 below) is left to that path. */
+static void test_file_read_scan(void **state) {
+        static const struct {
+                const char *line;
+                int scan; /* 1: read directly */
+                int slow; /* the path through jansson: 0 data, -EPROTO malformed data, 1 not a return */
+        } v[] = {
+                { "{\"return\": {\"count\": 3, \"buf-b64\": \"Zm9v\", \"eof\": true}}", 1, 0 },
+                { "{\"return\":{\"count\":3,\"buf-b64\":\"Zm9v\",\"eof\":false}}", 1, 0 },
+                { "{\"return\": {\"count\": 3, \"eof\": true, \"buf-b64\": \"Zm9v\"}}", 1, 0 },
+                { "{\"return\": {\"buf-b64\": \"Zm9v\", \"count\": 3, \"eof\": true}}", 1, 0 },
+                { "{\"return\": {\"buf-b64\": \"Zm9v\", \"eof\": true, \"count\": 3}}", 1, 0 },
+                { "{\"return\": {\"eof\": true, \"count\": 3, \"buf-b64\": \"Zm9v\"}}", 1, 0 },
+                { "{\"return\": {\"eof\": true, \"buf-b64\": \"Zm9v\", \"count\": 3}}", 1, 0 },
+                { " \t{ \"return\" :\r{ \"count\" : 2 , \"buf-b64\" : \"Zm8=\" , \"eof\" : false } }\r ", 1, 0 },
+                { "{\"return\": {\"count\": 0, \"buf-b64\": \"\", \"eof\": true}}", 1, 0 },
+                /* valid, another shape: left to jansson, which takes it */
+                { "{\"return\": {\"count\": 3, \"buf-b64\": \"Zm9v\", \"eof\": true, \"x\": [1]}}", 0, 0 },
+                { "{\"return\": {\"count\": 3, \"buf-b64\": \"Zm9\\u0076\", \"eof\": true}}", 0, 0 },
+                { "{\"ret\\u0075rn\": {\"count\": 3, \"buf-b64\": \"Zm9v\", \"eof\": true}}", 0, 0 },
+                /* well-formed, wrong data */
+                { "{\"return\": {\"count\": 4, \"buf-b64\": \"Zm9v\", \"eof\": true}}", 0, -EPROTO },
+                { "{\"return\": {\"count\": 2, \"buf-b64\": \"Zm9v\", \"eof\": true}}", 0, -EPROTO },
+                { "{\"return\": {\"count\": -3, \"buf-b64\": \"Zm9v\", \"eof\": true}}", 0, -EPROTO },
+                { "{\"return\": {\"count\": 3.0, \"buf-b64\": \"Zm9v\", \"eof\": true}}", 0, -EPROTO },
+                { "{\"return\": {\"count\": 3, \"buf-b64\": \"Zm9\", \"eof\": true}}", 0, -EPROTO },
+                { "{\"return\": {\"count\": 2, \"buf-b64\": \"Zm9=\", \"eof\": true}}", 0, -EPROTO },
+                { "{\"return\": {\"count\": 3, \"buf-b64\": \"Zm9v\\n\", \"eof\": true}}", 0, -EPROTO },
+                { "{\"return\": {\"count\": 3, \"buf-b64\": \"Zm9v\", \"eof\": null}}", 0, -EPROTO },
+                { "{\"return\": {\"count\": 3, \"buf-b64\": \"Zm9v\"}}", 0, -EPROTO },
+                { "{\"return\": {\"count\": 6, \"buf-b64\": \"Zm9vYmFy\", \"eof\": false}}", 0, -EPROTO },
+                { "{\"return\": {}}", 0, -EPROTO },
+                /* not JSON, or not a single return */
+                { "{\"return\": {\"count\": 3, \"count\": 3, \"buf-b64\": \"Zm9v\", \"eof\": true}}", 0, 1 },
+                { "{\"return\": {\"count\": 03, \"buf-b64\": \"Zm9v\", \"eof\": true}}", 0, 1 },
+                { "{\"return\": {\"count\": 3, \"buf-b64\": \"Zm9v\", \"eof\": true}} x", 0, 1 },
+                { "{\"return\": {\"count\": 3, \"buf-b64\": \"Zm9v\", \"eof\": true}", 0, 1 },
+                { "{\"return\": {\"count\": 3, \"buf-b64\": \"Zm9v\", \"eof\": true}, \"id\": 1}", 0, 1 },
+                { "{\"return\": {\"count\": 3, \"buf-b64\": \"Zm9v\x01\", \"eof\": true}}", 0, 1 },
+                { "{\"return\": {\"count\": 3, \"buf-b64\": \"Zm9v\", \"eof\": truex}}", 0, 1 },
+                { "{\"error\": {\"class\": \"GenericError\", \"desc\": \"no\"}}", 0, 1 },
+                { "", 0, 1 },
+        };
+        uint8_t a[5], b[5];
+
+        for (size_t i = 0; i < ELEMENTSOF(v); i++) {
+                size_t len = strlen(v[i].line), na = 99, nb = 77;
+                bool ea = false, eb = false;
+                json_auto_t *j = json_loadb(v[i].line, len, JSON_REJECT_DUPLICATES, NULL);
+                json_t *ret = json_is_object(j) && json_object_size(j) == 1 ? json_object_get(j, "return") : NULL;
+                int slow = ret ? qga_file_read_parse(ret, b, sizeof b, &nb, &eb) : 1;
+
+                print_message("%zu: %s\n", i, v[i].line);
+                assert_int_equal(slow, v[i].slow);
+                assert_int_equal(qga_file_read_scan(v[i].line, len, a, sizeof a, &na, &ea), v[i].scan);
+                if (v[i].scan == 1) {
+                        assert_int_equal(na, nb);
+                        assert_int_equal(ea, eb);
+                        assert_memory_equal(a, b, na);
+                }
+        }
+        /* Not more than asked for, whatever the count says. */
+        assert_int_equal(qga_file_read_scan("{\"return\": {\"count\": 3, \"buf-b64\": \"Zm9v\", \"eof\": true}}",
+                                            58, a, 2, NULL, NULL), 0);
 }
 
 static void test_file_write_line(void **state) {
@@ -1821,6 +2012,8 @@ int main(void) {
                 cmocka_unit_test_setup_teardown(test_overlong_line, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_line_of_max_length, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_big_file_read_reply, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_send_file_read, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_big_send_file_read, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_flood_while_idle, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_flood_while_idle, setup_on_demand, teardown),
                 cmocka_unit_test_setup_teardown(test_disconnect_mid_reply, setup, teardown),
@@ -1842,12 +2035,14 @@ int main(void) {
                 cmocka_unit_test_setup_teardown(test_resync_reports_reconnect, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_abandoned_partial_write, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_file_write, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_file_write_pieces, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_send_errors, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_send_wire_checks, setup, teardown),
                 cmocka_unit_test(test_b64_vectors),
                 cmocka_unit_test(test_b64_invalid),
                 cmocka_unit_test(test_b64_roundtrip),
                 cmocka_unit_test(test_file_read_parse),
+                cmocka_unit_test(test_file_read_scan),
                 cmocka_unit_test(test_file_write_line),
                 cmocka_unit_test_setup_teardown(test_real_qemu_ga, setup, teardown),
         };

@@ -1130,6 +1130,42 @@ static void test_timeout(void **state) {
         reply_done(&next);
 }
 
+/* One timer serves every request: a shorter timeout sent after a longer one still fires
+ * first, the longer one keeps its own deadline, and an answered request's deadline is
+ * forgotten (the timer, armed for it, finds nothing due and waits for the next). */
+static void test_timeouts_share_a_timer(void **state) {
+        Fixture *f = *state;
+        Reply lng = { .f = f }, shrt = { .f = f }, answered = { .f = f }, last = { .f = f };
+        uint64_t t0 = now_usec(CLOCK_MONOTONIC), id_long, id_short, id_answered, id_last;
+
+        assert_int_equal(qmp_send(f->client, "query-status", NULL, 20 * USEC_PER_MSEC, reply_cb, &answered,
+                                  &id_answered), 0);
+        assert_int_equal(qmp_send(f->client, "query-name", NULL, 400 * USEC_PER_MSEC, reply_cb, &lng, &id_long), 0);
+        assert_int_equal(qmp_send(f->client, "query-kvm", NULL, 60 * USEC_PER_MSEC, reply_cb, &shrt, &id_short), 0);
+        assert_int_equal(peer_expect(f, "query-status", NULL), id_answered);
+        peer_writef(f, "{\"return\": {}, \"id\": %" PRIu64 "}\r\n", id_answered);
+        RUN_UNTIL(f, answered.calls == 1);
+        assert_int_equal(answered.error, 0);
+        RUN_UNTIL(f, shrt.calls == 1);
+        assert_int_equal(shrt.error, -ETIMEDOUT);
+        assert_true(now_usec(CLOCK_MONOTONIC) - t0 >= 60 * USEC_PER_MSEC);
+        assert_int_equal(lng.calls, 0);
+        assert_int_equal(qmp_client_pending(f->client), 1);
+        /* A request sent now, due before the long one, fires first too. */
+        assert_int_equal(qmp_send(f->client, "query-uuid", NULL, 30 * USEC_PER_MSEC, reply_cb, &last, &id_last), 0);
+        RUN_UNTIL(f, last.calls == 1);
+        assert_int_equal(last.error, -ETIMEDOUT);
+        assert_int_equal(lng.calls, 0);
+        RUN_UNTIL(f, lng.calls == 1);
+        assert_int_equal(lng.error, -ETIMEDOUT);
+        assert_true(now_usec(CLOCK_MONOTONIC) - t0 >= 400 * USEC_PER_MSEC);
+        assert_int_equal(qmp_client_pending(f->client), 0);
+        reply_done(&lng);
+        reply_done(&shrt);
+        reply_done(&answered);
+        reply_done(&last);
+}
+
 static void test_cancel(void **state) {
         Fixture *f = *state;
         Reply r = { .f = f }, other = { .f = f };
@@ -1677,6 +1713,7 @@ int main(void) {
                 cmocka_unit_test_setup_teardown(test_eof_inside_line, setup_ready, teardown),
                 cmocka_unit_test_setup_teardown(test_eof_before_greeting, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_timeout, setup_ready, teardown),
+                cmocka_unit_test_setup_teardown(test_timeouts_share_a_timer, setup_ready, teardown),
                 cmocka_unit_test_setup_teardown(test_cancel, setup_ready, teardown),
                 cmocka_unit_test(test_bad_greeting),
                 cmocka_unit_test(test_bad_lines),

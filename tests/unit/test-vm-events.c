@@ -39,6 +39,35 @@ static void test_too_large(void **state) {
         free(big);
 }
 
+/* Direct connections subscribe by connection (no name, no match rule): once each, at most
+ * VM_EVENTS_SUBSCRIBERS_MAX together with the named ones, and gone with the connection. */
+static void test_peers(void **state) {
+        _cleanup_(vm_events_freep) VmEvents *ev = NULL;
+        sd_bus *peers[VM_EVENTS_SUBSCRIBERS_MAX + 1];
+        gid_t groups[] = { 1000, 27 };
+        Caller caller = { .uid = 1000, .gid = (gid_t) -1, .groups = groups, .n_groups = 2 };
+
+        assert_int_equal(vm_events_new(NULL, NULL, NULL, &ev), 0);
+        for (size_t i = 0; i < ELEMENTSOF(peers); i++)
+                assert_int_equal(sd_bus_new(&peers[i]), 0);
+        assert_int_equal(vm_events_subscribe_peer(ev, peers[0], &caller), 1);
+        assert_int_equal(vm_events_subscribe_peer(ev, peers[0], &caller), 0);
+        assert_int_equal(vm_events_subscribers(ev), 1);
+        for (size_t i = 1; i < VM_EVENTS_SUBSCRIBERS_MAX; i++)
+                assert_int_equal(vm_events_subscribe_peer(ev, peers[i], &caller), 1);
+        assert_int_equal(vm_events_subscribe_peer(ev, peers[VM_EVENTS_SUBSCRIBERS_MAX], &caller), -EBUSY);
+        /* A name is no peer, and a peer's end is not a name's. */
+        assert_int_equal(vm_events_unsubscribe(ev, ":1.5"), 0);
+        assert_int_equal(vm_events_unsubscribe_peer(ev, peers[VM_EVENTS_SUBSCRIBERS_MAX]), 0);
+        assert_int_equal(vm_events_unsubscribe_peer(ev, peers[3]), 1);
+        assert_int_equal(vm_events_unsubscribe_peer(ev, peers[3]), 0);
+        assert_int_equal(vm_events_subscribers(ev), VM_EVENTS_SUBSCRIBERS_MAX - 1);
+        assert_int_equal(vm_events_subscribe_peer(ev, peers[VM_EVENTS_SUBSCRIBERS_MAX], &caller), 1);
+        ev = vm_events_free(ev); /* drops its references */
+        for (size_t i = 0; i < ELEMENTSOF(peers); i++)
+                assert_null(sd_bus_unref(peers[i]));
+}
+
 static void test_budget(void **state) {
         _cleanup_(vm_events_freep) VmEvents *ev = NULL;
         uint64_t t = 1000000, dropped = 99, last = 99, seq = 0;
@@ -70,6 +99,7 @@ int main(void) {
         const struct CMUnitTest tests[] = {
                 cmocka_unit_test(test_sequence),
                 cmocka_unit_test(test_too_large),
+                cmocka_unit_test(test_peers),
                 cmocka_unit_test(test_budget),
         };
         return cmocka_run_group_tests(tests, NULL, NULL);
