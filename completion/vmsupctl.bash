@@ -4,7 +4,7 @@
 
 _vmsupctl() {
         local cur=${COMP_WORDS[COMP_CWORD]} prev=${COMP_WORDS[COMP_CWORD - 1]}
-        local verbs="list status start stop shutdown reboot reset pause resume reload sendkey monitor qmp agent events stats metrics read-file write-file console vnc screenshot help"
+        local verbs="list status start stop shutdown reboot reset pause resume reload sendkey monitor qmp agent events stats metrics read-file write-file console vnc screenshot migrate migrate-in help"
         local i w verb="" nargs=0
         local -a bus=()
 
@@ -13,7 +13,7 @@ _vmsupctl() {
                 case $w in
                 --bus) bus=(--bus "${COMP_WORDS[i + 1]}"); ((i++)) ;;
                 --bus=*) bus=("$w") ;;
-                --timeout | --count | --since | --offset | --length | --hold-ms | --listen | --format | --runtime-dir) ((i++)) ;;
+                --timeout | --count | --since | --offset | --length | --hold-ms | --listen | --format | --runtime-dir | --max-bandwidth | --downtime-limit) ((i++)) ;;
                 -*) ;;
                 *) if [[ -z $verb ]]; then verb=$w; else ((nargs++)); fi ;;
                 esac
@@ -24,7 +24,7 @@ _vmsupctl() {
                 COMPREPLY=($(compgen -W "system session" -- "$cur"))
                 return
                 ;;
-        --timeout | --count | --since | --offset | --length | --hold-ms | --listen)
+        --timeout | --count | --since | --offset | --length | --hold-ms | --listen | --max-bandwidth | --downtime-limit)
                 COMPREPLY=()
                 return
                 ;;
@@ -51,6 +51,8 @@ _vmsupctl() {
                 write-file) opts+=" --append" ;;
                 console) opts+=" --force" ;;
                 vnc) opts+=" --listen" ;;
+                migrate) opts+=" --max-bandwidth --downtime-limit --auto-converge --local-disk" ;;
+                migrate-in) opts+=" --local-disk" ;;
                 metrics) opts+=" --format" ;;
                 esac
                 COMPREPLY=($(compgen -W "$opts" -- "$cur"))
@@ -97,6 +99,14 @@ _vmsupctl() {
                 ;;
         screenshot)
                 [[ $nargs -eq 1 ]] && COMPREPLY=($(compgen -f -- "$cur"))
+                ;;
+        migrate)
+                # After NAME: "--", then COMMAND and its arguments.
+                if [[ $nargs -eq 1 ]]; then
+                        COMPREPLY=($(compgen -W "--" -- "$cur"))
+                else
+                        COMPREPLY=($(compgen -c -- "$cur"))
+                fi
                 ;;
         esac
 }

@@ -136,6 +136,7 @@ static const struct {
         { "org.vmsup.Error.AgentProtocol", "the guest agent broke the protocol", CTL_EXIT_FAILURE },
         { "org.vmsup.Error.ResponseTooLarge", "the answer is too large for the bus", CTL_EXIT_FAILURE },
         { "org.vmsup.Error.Busy", "the supervisor is busy, try again later", CTL_EXIT_FAILURE },
+        { "org.vmsup.Error.MigrationFailed", "the migration failed", CTL_EXIT_FAILURE },
         { SD_BUS_ERROR_TIMEOUT, "timed out", CTL_EXIT_FAILURE },
         { SD_BUS_ERROR_NO_REPLY, "no reply in time", CTL_EXIT_FAILURE },
         { SD_BUS_ERROR_UNKNOWN_METHOD, "this supervisor does not offer the method", CTL_EXIT_FAILURE },

@@ -40,6 +40,8 @@ typedef struct CtlArgs {
         const char *listen;
         uint64_t since;
         bool have_since;
+        uint64_t max_bandwidth, downtime_limit_ms;
+        bool have_max_bandwidth, have_downtime_limit, auto_converge, local_disk;
         bool openmetrics; /* metrics --format openmetrics */
 } CtlArgs;
 extern CtlArgs arg;
@@ -81,6 +83,10 @@ int verb_agent(char **args, size_t n);
 int verb_events(char **args, size_t n);
 int verb_read_file(char **args, size_t n);
 int verb_write_file(char **args, size_t n);
+
+/* ctl-migrate.c: live migration over a command's standard input and output */
+int verb_migrate(char **args, size_t n);
+int verb_migrate_in(char **args, size_t n);
 
 /* ctl-console.c: serial console, VNC, screenshots */
 int verb_console(char **args, size_t n);

@@ -26,6 +26,8 @@ enum {
         OPT_LISTEN = 1 << 10,
         OPT_SINCE = 1 << 11,
         OPT_FORMAT = 1 << 12,
+        OPT_MIGRATE = 1 << 13, /* --max-bandwidth, --downtime-limit, --auto-converge */
+        OPT_LOCAL_DISK = 1 << 14,
 };
 
 typedef struct Verb {
@@ -88,6 +90,13 @@ static const Verb verbs[] = {
         { "vnc", "vnc NAME --listen unix:PATH|127.0.0.1:PORT",
           "serve local VNC viewers, each through its own OpenVNC", 1, 1, OPT_LISTEN, verb_vnc, NULL },
         { "screenshot", "screenshot NAME FILE.png", "a PNG of the VM's screen", 2, 2, 0, verb_screenshot, NULL },
+        { "migrate", "migrate NAME [--max-bandwidth BYTES_PER_SEC] [--downtime-limit MS] [--auto-converge] [--local-disk] -- COMMAND...",
+          "live-migrate the VM into COMMAND's standard input and output (e.g. ssh HOST vmsupctl migrate-in NAME)",
+          2, SIZE_MAX, OPT_JSON | OPT_MIGRATE | OPT_LOCAL_DISK, verb_migrate, NULL },
+        { "migrate-in", "migrate-in NAME [--local-disk]",
+          "receive the VM from a migration on standard input and output; returns once it runs here", 1, 1,
+          OPT_JSON | OPT_LOCAL_DISK,
+          verb_migrate_in, NULL },
 };
 
 static const Verb *current_verb = NULL;
@@ -108,7 +117,7 @@ static void help(void) {
                "  --no-direct     the bus only\n"
                "  --runtime-dir DIR  where the direct sockets are (/run/vmsup, or $VMSUP_RUNTIME_DIR)\n"
                "  --json          print data as JSON (list, status, stats, monitor, qmp, agent, events,\n"
-               "                  read-file, write-file)\n"
+               "                  read-file, write-file, migrate, migrate-in)\n"
                "  -h, --help, --version\n\n"
                "Exit status: 0 done, 1 failed, 2 usage error or invalid arguments, 3 the VM is not\n"
                "running, 4 access denied, 5 no such VM on the bus. See vmsupctl(1).\n");
@@ -124,6 +133,8 @@ static const struct {
         { OPT_PAUSED, "--paused" },
         { OPT_LISTEN, "--listen" },
         { OPT_SINCE, "--since" },
+        { OPT_MIGRATE, "--max-bandwidth, --downtime-limit or --auto-converge" },
+        { OPT_LOCAL_DISK, "--local-disk" },
         { OPT_FORMAT, "--format" },
 };
 
@@ -141,6 +152,10 @@ int main(int argc, char *argv[]) {
                 ARG_NAME,
                 ARG_PAUSED,
                 ARG_LISTEN,
+                ARG_MAX_BANDWIDTH,
+                ARG_DOWNTIME_LIMIT,
+                ARG_AUTO_CONVERGE,
+                ARG_LOCAL_DISK,
                 ARG_SINCE,
                 ARG_FORMAT,
                 ARG_VERSION,
@@ -162,6 +177,10 @@ int main(int argc, char *argv[]) {
                 { "paused", no_argument, NULL, ARG_PAUSED },
                 { "listen", required_argument, NULL, ARG_LISTEN },
                 { "since", required_argument, NULL, ARG_SINCE },
+                { "max-bandwidth", required_argument, NULL, ARG_MAX_BANDWIDTH },
+                { "downtime-limit", required_argument, NULL, ARG_DOWNTIME_LIMIT },
+                { "auto-converge", no_argument, NULL, ARG_AUTO_CONVERGE },
+                { "local-disk", no_argument, NULL, ARG_LOCAL_DISK },
                 { "format", required_argument, NULL, ARG_FORMAT },
                 { "direct", no_argument, NULL, ARG_DIRECT },
                 { "no-direct", no_argument, NULL, ARG_NO_DIRECT },
@@ -238,6 +257,24 @@ int main(int argc, char *argv[]) {
                         target = &arg.since;
                         arg.have_since = true;
                         given |= OPT_SINCE;
+                        break;
+                case ARG_MAX_BANDWIDTH:
+                        target = &arg.max_bandwidth;
+                        arg.have_max_bandwidth = true;
+                        given |= OPT_MIGRATE;
+                        break;
+                case ARG_DOWNTIME_LIMIT:
+                        target = &arg.downtime_limit_ms;
+                        arg.have_downtime_limit = true;
+                        given |= OPT_MIGRATE;
+                        break;
+                case ARG_AUTO_CONVERGE:
+                        arg.auto_converge = true;
+                        given |= OPT_MIGRATE;
+                        break;
+                case ARG_LOCAL_DISK:
+                        arg.local_disk = true;
+                        given |= OPT_LOCAL_DISK;
                         break;
                 case ARG_FORMAT:
                         if (streq(optarg, "openmetrics"))

@@ -14,3 +14,4 @@
 #define VMSUP_ERROR_AGENT_PROTOCOL      "org.vmsup.Error.AgentProtocol"
 #define VMSUP_ERROR_RESPONSE_TOO_LARGE  "org.vmsup.Error.ResponseTooLarge"
 #define VMSUP_ERROR_BUSY                "org.vmsup.Error.Busy"
+#define VMSUP_ERROR_MIGRATION_FAILED    "org.vmsup.Error.MigrationFailed"

@@ -5,6 +5,7 @@
 #include "bus-object.h"
 #include "bus-util.h"
 #include "console-dbus.h"
+#include "migration-dbus.h"
 #include "monitor-dbus.h"
 #include "vm-dbus.h"
 #include "vm-events.h"
@@ -16,6 +17,7 @@ static const BusInterface * const bus_interfaces[] = {
         &monitor_bus_interface,
         &agent_bus_interface,
         &console_bus_interface,
+        &migration_bus_interface,
 };
 
 struct BusObject {

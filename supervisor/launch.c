@@ -23,6 +23,7 @@
 #define LAUNCH_OP_ADOPT 2U
 #define LAUNCH_OP_RECORD 3U /* QEMU is up (its final exec done): record what runs; no answer */
 #define LAUNCH_OP_RELOAD 4U /* + a memfd with the definition the supervisor validated */
+#define LAUNCH_OP_START_INCOMING 5U /* as START, with -incoming defer: the VM arrives by migration */
 
 typedef struct LaunchRequest {
         uint32_t magic;
@@ -274,7 +275,8 @@ typedef struct LauncherChild {
 } LauncherChild;
 
 /* Forks QEMU. Returns 0 with the child's pid and pidfd, or -errno. */
-static int launcher_spawn(const VmConfig *c, int qmp_fd, int qga_fd, int out_fd, pid_t *ret_pid, int *ret_pidfd) {
+static int launcher_spawn(const VmConfig *c, bool incoming, int qmp_fd, int qga_fd, int out_fd, pid_t *ret_pid,
+                          int *ret_pidfd) {
         _cleanup_strv_free_ char **argv = NULL;
         _cleanup_free_ char *binary = NULL;
         QemuFds fds = {
@@ -290,6 +292,9 @@ static int launcher_spawn(const VmConfig *c, int qmp_fd, int qga_fd, int out_fd,
         r = vm_config_build_argv(c, binary, &fds, &argv);
         if (r < 0)
                 return r;
+        /* The state arrives later on a descriptor passed through QMP (migrate-incoming). */
+        if (incoming && (strv_extend(&argv, "-incoming") < 0 || strv_extend(&argv, "defer") < 0))
+                return -ENOMEM;
         pid = fork();
         if (pid < 0)
                 return -errno;
@@ -390,7 +395,8 @@ static int launch_request_recv_op(int sock, int fds[static LAUNCH_FDS_MAX], uint
                 *ret_op = req.op;
                 return 1;
         }
-        if ((size_t) k != sizeof req || req.magic != LAUNCH_MAGIC || req.op != LAUNCH_OP_START ||
+        if ((size_t) k != sizeof req || req.magic != LAUNCH_MAGIC ||
+            !IN_SET(req.op, LAUNCH_OP_START, LAUNCH_OP_START_INCOMING) ||
             req.n_fds != n_fds || !IN_SET(n_fds, 1U, 2U) || !fd_is(fds[0], S_IFIFO) ||
             (n_fds == 2 && !fd_is(fds[1], S_IFSOCK))) {
                 for (size_t i = 0; i < n_fds; i++)
@@ -407,7 +413,7 @@ int launch_request_recv(int sock, int fds[static LAUNCH_FDS_MAX]) {
 
         if (r == -ECONNRESET)
                 return 0;
-        if (r >= 0 && op != LAUNCH_OP_START)
+        if (r >= 0 && !IN_SET(op, LAUNCH_OP_START, LAUNCH_OP_START_INCOMING))
                 return -EBADMSG;
         return r;
 }
@@ -507,8 +513,8 @@ static int launcher_handle(const VmConfig **cp, int sock, LauncherChild *child, 
                 else if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, qmp) < 0)
                         r = -errno;
                 else
-                        r = launcher_spawn(c, qmp[1], n_fds == 2 ? fds[1] : -1, fds[0], &child->pid,
-                                           &child->pidfd);
+                        r = launcher_spawn(c, op == LAUNCH_OP_START_INCOMING, qmp[1], n_fds == 2 ? fds[1] : -1,
+                                           fds[0], &child->pid, &child->pidfd);
         }
         for (size_t i = 0; i < n_fds; i++)
                 safe_close(fds[i]);
@@ -901,9 +907,9 @@ int launcher_attach(sd_event *e) {
         return sd_event_add_io(e, &launcher_source, launcher_sock, EPOLLIN, on_launcher_event, NULL);
 }
 
-int launch_qemu(int qga_listen_fd, LaunchCallback callback, void *userdata) {
+int launch_qemu(int qga_listen_fd, bool incoming, LaunchCallback callback, void *userdata) {
         _cleanup_close_ int pipe_r = -EBADF, pipe_w = -EBADF;
-        LaunchRequest req = { .magic = LAUNCH_MAGIC, .op = LAUNCH_OP_START };
+        LaunchRequest req = { .magic = LAUNCH_MAGIC, .op = incoming ? LAUNCH_OP_START_INCOMING : LAUNCH_OP_START };
         int pipefd[2], send_fds[LAUNCH_FDS_MAX];
         int r;
 

@@ -105,8 +105,10 @@ typedef void (*LaunchCallback)(int error, LaunchResult *lr, void *userdata);
  * loop (launcher_attach() first) and handed to callback. One request at a time. Returns 0
  * when the request is sent (callback will be called exactly once), or
  * -errno: -ECHILD when there is no launcher, -EBUSY while a request is pending. Exec
- * failures show up as exit status 127 with the reason on the pipe. */
-int launch_qemu(int qga_listen_fd, LaunchCallback callback, void *userdata);
+ * failures show up as exit status 127 with the reason on the pipe. incoming: QEMU also gets
+ * -incoming defer (a VM arriving by migration: migration.h); a launcher older than that
+ * refuses the request (-EBADMSG). */
+int launch_qemu(int qga_listen_fd, bool incoming, LaunchCallback callback, void *userdata);
 
 /* A reload: the launcher re-reads the definition file and takes it for every later start
  * when it is byte for byte text (what the supervisor validated), parses and accepts it.

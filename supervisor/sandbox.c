@@ -135,6 +135,7 @@ static const int supervisor_syscalls[] = {
         SCMP_SYS(getsockname),    /* sd-bus: what a direct connection's socket is */
         SCMP_SYS(setsockopt),     /* sd_notify(): SO_SNDBUF */
         SCMP_SYS(getsockopt),
+        SCMP_SYS(shutdown),       /* a migration's disk stream: one direction ended (SHUT_WR) */
 
         /* files: the runtime directory's sockets, QEMU's /proc/PID/stat for GetStatus,
          * /proc/sys/kernel/random/boot_id (sd-event's timer coalescing) */

@@ -117,7 +117,21 @@ void vm_state_exit(const VmExitInput *in, VmExitOutcome *ret) {
         (void) snprintf(ret->status, sizeof(ret->status), exited ? "exit-status-%d" : "killed-by-signal-%d",
                         in->status);
 
-        if (in->state == VM_STARTING) {
+        if (in->migrated_out) {
+                /* The VM runs elsewhere now, however its QEMU here ended. */
+                ret->state = VM_STOPPED;
+                ret->reason = "migrated";
+        } else if (in->incoming) {
+                /* Nothing ran here: the migration failed (QEMU says why as it exits). */
+                const char *why = in->kill_reason ?:
+                                  (in->stderr_last && in->stderr_last[0] ? in->stderr_last :
+                                   in->stop_phase > 0 ? "stopped by a caller" : ret->status);
+
+                (void) snprintf(ret->text, sizeof(ret->text), "migration-failed: %s", why);
+                ret->state = VM_STOPPED;
+                ret->reason = ret->text;
+                ret->start_failed = true;
+        } else if (in->state == VM_STARTING) {
                 const char *why = in->kill_reason ?:
                                   (in->stderr_last && in->stderr_last[0] ? in->stderr_last : ret->status);
 

@@ -54,6 +54,8 @@ typedef struct VmExitInput {
         const char *shutdown_reason; /* the SHUTDOWN event's reason, or NULL */
         const char *stderr_last;     /* QEMU's last stderr line, or NULL/"" */
         bool guest_panicked;         /* a GUEST_PANICKED event came */
+        bool incoming;               /* an incoming migration's run that had not completed */
+        bool migrated_out;           /* the outgoing migration completed */
 } VmExitInput;
 
 typedef struct VmExitOutcome {

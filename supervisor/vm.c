@@ -34,6 +34,8 @@ static const char * const vm_state_table[_VM_STATE_MAX] = {
         [VM_SHUTTING_DOWN] = "shutting-down",
         [VM_STOPPING] = "stopping",
         [VM_CRASHED] = "crashed",
+        [VM_MIGRATING] = "migrating",
+        [VM_INCOMING] = "incoming",
 };
 
 const char *vm_state_to_string(VmState s) {
@@ -50,7 +52,7 @@ bool vm_is_active(Vm *vm) {
 
 bool vm_is_running(Vm *vm) {
         return vm->pid > 0 && vm->qmp && qmp_client_is_ready(vm->qmp) &&
-               IN_SET(vm->state, VM_RUNNING, VM_PAUSED, VM_SUSPENDED, VM_SHUTTING_DOWN, VM_STOPPING);
+               IN_SET(vm->state, VM_RUNNING, VM_PAUSED, VM_SUSPENDED, VM_SHUTTING_DOWN, VM_STOPPING, VM_MIGRATING);
 }
 
 static void vm_set_state(Vm *vm, VmState state, const char *reason) {
@@ -386,6 +388,8 @@ static void vm_cleanup_run(Vm *vm) {
         vm_agent_detach(vm);
         vm->pid = 0;
         vm->adopting = false;
+        vm->incoming = false;
+        vm->migrated_out = false;
         vm->stop_phase = 0;
         vm->start_paused = false;
         vm->host_stop_requested = false;
@@ -422,7 +426,8 @@ static int on_child_exit(sd_event_source *s, const siginfo_t *si, void *userdata
         vm_state_exit(&(VmExitInput) { .state = vm->state, .code = si->si_code, .status = si->si_status,
                                        .stop_phase = vm->stop_phase, .kill_reason = kill_reason,
                                        .shutdown_reason = shutdown_reason, .stderr_last = vm->stderr_last,
-                                       .guest_panicked = vm->guest_panicked },
+                                       .guest_panicked = vm->guest_panicked, .incoming = vm->incoming,
+                                       .migrated_out = vm->migrated_out },
                       &end);
         log_info("VM %s: QEMU (pid %d) %s", vm->config->name, (int) vm->pid, end.status);
         vm_cleanup_run(vm);
@@ -453,6 +458,8 @@ static int on_child_exit(sd_event_source *s, const siginfo_t *si, void *userdata
         waiters_answer(vm, 1U << VM_WAIT_START, VMSUP_ERROR_QEMU_ERROR,
                        end.start_failed ? end.reason : "QEMU exited before the VM ran.");
         waiters_answer(vm, 1U << VM_WAIT_EXIT | 1U << VM_WAIT_SHUTDOWN, NULL, NULL);
+        if (vm->migration_hooks && vm->migration_hooks->ended)
+                vm->migration_hooks->ended(vm, vm->migration_userdata);
         vm->stderr_last[0] = '\0';
         vm->guest_panicked = false;
         if (d.restart) {
@@ -569,6 +576,71 @@ static int vm_serial_attach(Vm *vm, QmpClient *c) {
 
 static void vm_adopt_ready(Vm *vm);
 
+/* An incoming run's QMP is up: everything a start does but "cont"; the migration takes it
+ * from here (its stream is handed to QEMU, the guest's state arrives). */
+static void vm_incoming_ready(Vm *vm, QmpClient *c) {
+        int r;
+
+        vm->start_timer = sd_event_source_disable_unref(vm->start_timer);
+        r = vm_serial_attach(vm, c);
+        if (r < 0) {
+                log_warning_errno(r, "VM %s: cannot take over the serial port: %m", vm->config->name);
+                console_detach(vm->console);
+        }
+        set_string(&vm->qemu_version, qmp_client_version(c));
+        vm_emit_properties_changed(vm, "QemuVersion");
+        r = vm_agent_connect(vm);
+        if (r < 0)
+                log_warning_errno(r, "VM %s: cannot connect the agent channel, continuing without: %m",
+                                  vm->config->name);
+        vm_set_state(vm, VM_INCOMING, "incoming");
+        if (vm->migration_hooks && vm->migration_hooks->incoming_ready)
+                vm->migration_hooks->incoming_ready(vm, vm->migration_userdata);
+}
+
+void vm_incoming_done(Vm *vm) {
+        vm->incoming = false;
+        vm_set_state(vm, VM_RUNNING, "migrated");
+        /* The guest's agent opened its port on the source: no VSERPORT_CHANGE says so here. */
+        if (vm->qga) {
+                vm->agent_port_open = true;
+                (void) qga_client_resync(vm->qga);
+        }
+        if (vm->on_settled)
+                vm->on_settled(vm);
+}
+
+void vm_abort_run(Vm *vm, const char *reason) {
+        if (!vm_is_active(vm))
+                return;
+        set_string(&vm->kill_reason, reason);
+        vm->host_stop_requested = true;
+        vm_kill(vm, SIGKILL);
+}
+
+void vm_set_migration_state(Vm *vm, VmState state, const char *reason) {
+        vm_set_state(vm, state, reason);
+}
+
+static void stop_arm_timer(Vm *vm);
+
+void vm_finish_migration_out(Vm *vm) {
+        if (!vm_is_active(vm))
+                return;
+        vm->migrated_out = true;
+        vm->host_stop_requested = true;
+        if (vm->stop_phase > 0)
+                return;
+        vm->stop_phase = 1;
+        if (vm->qmp && qmp_client_is_ready(vm->qmp) && qmp_send(vm->qmp, "quit", NULL, 0, NULL, NULL, NULL) >= 0) {
+                stop_arm_timer(vm);
+                return;
+        }
+        vm->stop_phase = 2;
+        vm_kill(vm, SIGTERM);
+        stop_arm_timer(vm);
+}
+
 static void on_qmp_ready(QmpClient *c, void *userdata) {
         Vm *vm = userdata;
         int r;
@@ -580,6 +652,10 @@ static void on_qmp_ready(QmpClient *c, void *userdata) {
         log_debug("VM %s: QMP negotiated", vm->config->name);
         launch_note_running();
         vm_start_diag_close(vm);
+        if (vm->incoming) {
+                vm_incoming_ready(vm, c);
+                return;
+        }
 
         r = vm_serial_attach(vm, c);
         if (r < 0) {
@@ -626,8 +702,13 @@ static void on_qmp_event(QmpClient *c, const char *name, json_t *data, uint64_t 
 
         if (!vm_state_event(&(VmEventInput) { .state = vm->state, .pause_requested = vm->pause_requested,
                                               .resume_requested = vm->resume_requested, .have_agent = vm->qga },
-                            name, data, &e))
+                            name, data, &e)) {
+                if (vm->migration_hooks && vm->migration_hooks->event)
+                        vm->migration_hooks->event(vm, name, data, vm->migration_userdata);
                 return;
+        }
+        if (vm->migrated_out)
+                e.set_state = false; /* the VM has moved: it stays migrating until QEMU is gone */
         if (e.shutdown_reason)
                 set_string(&vm->shutdown_reason, e.shutdown_reason);
         if (e.save_state_before_shutdown)
@@ -816,8 +897,10 @@ int vm_start(Vm *vm, sd_bus_message *m) {
 
 static void vm_launch_failed(Vm *vm, int r) {
         _cleanup_free_ char *why = NULL, *msg = NULL;
+        bool incoming = vm->incoming;
 
-        if (asprintf(&why, "start-failed: %s%s", r == -ENOENT ? "QEMU binary not found: " : "",
+        vm->incoming = false;
+        if (asprintf(&why, "%s: %s%s", incoming ? "migration-failed" : "start-failed", r == -ENOENT ? "QEMU binary not found: " : "",
                      r == -ENOENT ? vm->config->binary :
                      r == -ECHILD ? "the QEMU launcher is gone" : strerror(-r)) < 0)
                 why = NULL;
@@ -829,6 +912,8 @@ static void vm_launch_failed(Vm *vm, int r) {
         vm->reboot_pending = false;
         waiters_answer(vm, 1U << VM_WAIT_START | 1U << VM_WAIT_REBOOT, VMSUP_ERROR_QEMU_ERROR,
                        msg ?: "QEMU could not be started.");
+        if (incoming && vm->migration_hooks && vm->migration_hooks->ended)
+                vm->migration_hooks->ended(vm, vm->migration_userdata);
         if (vm->on_settled)
                 vm->on_settled(vm);
 }
@@ -873,8 +958,9 @@ static void on_launched(int error, LaunchResult *lr, void *userdata) {
         if (r < 0)
                 goto fail;
 
-        log_info("VM %s: QEMU started, pid %d", vm->config->name, (int) vm->pid);
-        vm_set_state(vm, VM_STARTING, "start");
+        log_info("VM %s: QEMU started%s, pid %d", vm->config->name, vm->incoming ? " for an incoming migration" : "",
+                 (int) vm->pid);
+        vm_set_state(vm, VM_STARTING, vm->incoming ? "incoming" : "start");
         vm_emit_properties_changed(vm, "Pid");
         vm_emit_properties_changed(vm, "StartedAtUSec");
         if (vm->exit_when_stopped) {
@@ -892,7 +978,10 @@ fail:
         /* The exit report (if it is watched) ends the run and answers the waiters; otherwise
          * the launcher reaps QEMU and nobody listens. */
         if (!vm->child_source) {
+                bool incoming = vm->incoming;
+
                 vm_cleanup_run(vm);
+                vm->incoming = incoming; /* the failure's reason says which kind of start */
                 vm_launch_failed(vm, r);
         } else
                 set_string(&vm->kill_reason, "start-failed: internal error");
@@ -902,7 +991,19 @@ bool vm_is_starting(const Vm *vm) {
         return vm->launching || vm->state == VM_STARTING;
 }
 
+static int vm_launch(Vm *vm, sd_bus_message *m, bool paused, bool incoming);
+
 int vm_start_with(Vm *vm, sd_bus_message *m, bool paused) {
+        return vm_launch(vm, m, paused, false);
+}
+
+int vm_start_incoming(Vm *vm) {
+        if (vm_is_starting(vm) || vm_is_active(vm))
+                return -EBUSY;
+        return vm_launch(vm, NULL, false, true);
+}
+
+static int vm_launch(Vm *vm, sd_bus_message *m, bool paused, bool incoming) {
         _cleanup_close_ int qga_listen = -EBADF;
         int r;
 
@@ -939,10 +1040,10 @@ int vm_start_with(Vm *vm, sd_bus_message *m, bool paused) {
          * reads QEMU's settings from now on. */
         vm_reload_apply_pending(vm);
         log_info("VM %s: asking the launcher for a QEMU", vm->config->name);
-        r = launch_qemu(qga_listen, on_launched, vm);
+        r = launch_qemu(qga_listen, incoming, on_launched, vm);
         if (r < 0) {
                 _cleanup_free_ char *why = NULL;
-                if (asprintf(&why, "start-failed: %s", r == -ECHILD ? "the QEMU launcher is gone" : strerror(-r)) < 0)
+                if (asprintf(&why, "%s: %s", incoming ? "migration-failed" : "start-failed", r == -ECHILD ? "the QEMU launcher is gone" : strerror(-r)) < 0)
                         why = NULL;
                 log_error_errno(r, "Failed to launch QEMU: %m");
                 vm_flight_dump(vm, "launch failed");
@@ -951,6 +1052,7 @@ int vm_start_with(Vm *vm, sd_bus_message *m, bool paused) {
         }
         vm->launching = true;
         vm->start_paused = paused;
+        vm->incoming = incoming;
         r = waiter_add(vm, VM_WAIT_START, m, 0, false);
         if (r < 0)
                 log_warning_errno(r, "VM %s: the caller will not hear when the VM runs: %m", vm->config->name);

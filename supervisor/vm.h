@@ -35,6 +35,8 @@ typedef enum VmState {
         VM_SHUTTING_DOWN,
         VM_STOPPING,
         VM_CRASHED,
+        VM_MIGRATING, /* the source of a live migration: the guest runs (or stays paused) meanwhile */
+        VM_INCOMING,  /* the target: QEMU waits for, or receives, the migration stream */
         _VM_STATE_MAX,
         _VM_STATE_INVALID = -EINVAL,
 } VmState;
@@ -49,6 +51,16 @@ typedef enum VmWaitKind {
 } VmWaitKind;
 
 typedef struct Vm Vm;
+
+/* What a migration (migration.h) hears of the VM's run. */
+typedef struct VmMigrationHooks {
+        /* QMP is negotiated on a run started by vm_start_incoming(): the state is incoming. */
+        void (*incoming_ready)(Vm *vm, void *userdata);
+        /* Every QMP event, after the state machine saw it. */
+        void (*event)(Vm *vm, const char *name, json_t *data, void *userdata);
+        /* QEMU's process is gone and the final state is set. */
+        void (*ended)(Vm *vm, void *userdata);
+} VmMigrationHooks;
 
 typedef struct VmWaiter {
         Vm *vm;
@@ -127,6 +139,14 @@ struct Vm {
          * whether it runs. */
         bool adopting;
         bool launching;          /* a start request is with the launcher (no QEMU yet) */
+
+        /* This run was started for an incoming migration that has not completed yet: its end
+         * is "migration-failed: …" rather than a start failure or a crash. */
+        bool incoming;
+        /* The outgoing migration completed: QEMU's exit ends the VM here, "migrated". */
+        bool migrated_out;
+        const VmMigrationHooks *migration_hooks;
+        void *migration_userdata;
 };
 
 int vm_new(sd_event *event, VmConfig *config, AclEntry *host_acl, size_t n_host_acl,
@@ -162,6 +182,22 @@ void vm_adopt_exited(Vm *vm, pid_t pid, int code, int status);
 int vm_stop(Vm *vm, sd_bus_message *m);
 /* Graceful shutdown; m answered on exit, or with Timeout (force=false) after timeout_sec. */
 int vm_shutdown(Vm *vm, unsigned timeout_sec, bool force, sd_bus_message *m);
+
+/* Launches QEMU with -incoming defer for a migration's target: no answer, no "cont"; once QMP
+ * is negotiated the state is incoming and migration_hooks->incoming_ready runs. Returns 0,
+ * -EBUSY when QEMU runs, or -errno (the state then says migration-failed and why). */
+int vm_start_incoming(Vm *vm);
+/* The incoming migration completed and the guest runs: state running, reason "migrated";
+ * the agent (whose port the guest opened on the source) is synchronized afresh. */
+void vm_incoming_done(Vm *vm);
+/* Ends the run at once (SIGKILL), no automatic restart; the reason goes into the final state
+ * (for an incoming run "migration-failed: <reason>"). */
+void vm_abort_run(Vm *vm, const char *reason);
+/* The outgoing migration completed: QEMU is quit (then SIGTERM, SIGKILL after the grace) and
+ * the VM ends stopped, reason "migrated". */
+void vm_finish_migration_out(Vm *vm);
+/* A migration moves the VM to state with reason (migrating, and back to running or paused). */
+void vm_set_migration_state(Vm *vm, VmState state, const char *reason);
 
 /* The bus the VM's signals go to (referenced). */
 void vm_set_bus(Vm *vm, sd_bus *bus);

@@ -71,6 +71,7 @@ static int config_load(void) {
         cfg.readfile_runs = env_uint("VMSUP_BENCH_READFILE_RUNS", cfg.quick ? 1 : 3);
         cfg.readfile_mib = env_uint("VMSUP_BENCH_READFILE_MIB", cfg.quick ? 32 : 200);
         cfg.guest_mib = env_uint("VMSUP_BENCH_GUEST_MIB", cfg.readfile_mib > 100 ? 768 : 384);
+        cfg.migrations = env_uint("VMSUP_BENCH_MIGRATIONS", cfg.quick ? 2 : 6);
         cfg.agent_iterations = env_uint("VMSUP_BENCH_AGENT_ITERATIONS", cfg.quick ? 100 : 1000);
         only = env_str("VMSUP_BENCH_ONLY");
         if (only) {
@@ -104,8 +105,19 @@ static char *guest_def(void) {
                     cfg.qemu, cfg.guest_mib, cfg.guest_dir, cfg.guest_dir);
 }
 
+/* The migration rows' guest: the tiny guest in 256 MiB, no agent; the first of each pair
+ * runs, the second waits for the migration. */
+static char *mig_def(bool autostart) {
+        return strf("{ \"qemu\": { \"binary\": \"%s\", \"machine\": \"q35\", \"accel\": \"tcg\", \"memory_mib\": 256,\n"
+                    "            \"kernel\": \"%s/vmlinuz\", \"initrd\": \"%s/initrd.img\",\n"
+                    "            \"append\": \"console=ttyS0 quiet\" },\n"
+                    "  \"agent\": false, \"autostart\": %s, \"shutdown_timeout_sec\": 5 }\n",
+                    cfg.qemu, cfg.guest_dir, cfg.guest_dir, autostart ? "true" : "false");
+}
+
 static int define_all(void) {
         _cleanup_free_ char *none_on = none_def(true), *none_off = none_def(false), *guest = guest_def();
+        _cleanup_free_ char *mig_on = mig_def(true), *mig_off = mig_def(false);
         _cleanup_free_ char *raw = strf("%s/raw", cfg.dir);
         int r = 0;
 
@@ -113,6 +125,8 @@ static int define_all(void) {
         if ((r = define_vm("bench", none_on)) < 0 || (r = define_vm("rawqmp", none_on)) < 0 ||
             (r = define_vm("bstart", none_off)) < 0 || (r = define_vm("rawstart", none_off)) < 0 ||
             (r = define_vm("bguest", guest)) < 0 || (r = define_vm("rawguest", guest)) < 0 ||
+            (r = define_vm("bmig1", mig_on)) < 0 || (r = define_vm("bmig2", mig_off)) < 0 ||
+            (r = define_vm("rawmig1", mig_on)) < 0 || (r = define_vm("rawmig2", mig_off)) < 0 ||
             (r = define_vm("aguest", guest)) < 0 || (r = define_vm("rawaguest", guest)) < 0)
                 return r;
         for (unsigned i = 0; i < cfg.fleet; i++) {
@@ -172,6 +186,10 @@ int main(int argc, char *argv[]) {
         if (section_enabled("readfile") || section_enabled("readfile-command") || section_enabled("writefile")) {
                 printf("vmsup-bench: ReadFile (two guests under TCG) …\n");
                 bench_readfile();
+        }
+        if (section_enabled("migrate")) {
+                printf("vmsup-bench: live migration (two pairs of guests under TCG) …\n");
+                bench_migrate();
         }
 
         if (section_enabled("agent")) {

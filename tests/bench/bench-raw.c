@@ -183,6 +183,46 @@ int raw_qmp_command(RawQmp *q, const char *execute, json_t *arguments, json_t **
         return raw_qmp_read_reply(q, id, ret);
 }
 
+int raw_qmp_command_fd(RawQmp *q, const char *execute, json_t *arguments, int fd, json_t **ret) {
+        _cleanup_free_ char *text = NULL;
+        json_auto_t *cmd = NULL;
+        uint64_t id = ++q->next_id;
+        union {
+                struct cmsghdr h;
+                uint8_t buf[CMSG_SPACE(sizeof(int))];
+        } control = {};
+        struct iovec iov;
+        struct msghdr mh = { .msg_iov = &iov, .msg_iovlen = 1, .msg_control = &control,
+                             .msg_controllen = sizeof control };
+        size_t len;
+        ssize_t k;
+
+        cmd = json_pack("{s:s,s:O,s:I}", "execute", execute, "arguments", arguments, "id", (json_int_t) id);
+        if (!cmd)
+                return -ENOMEM;
+        text = json_dumps(cmd, JSON_COMPACT);
+        if (!text)
+                return -ENOMEM;
+        len = strlen(text);
+        text[len] = '\n';
+        /* The descriptor travels with the command's first byte, as the supervisor sends it. */
+        iov = (struct iovec) { .iov_base = text, .iov_len = 1 };
+        control.h.cmsg_level = SOL_SOCKET;
+        control.h.cmsg_type = SCM_RIGHTS;
+        control.h.cmsg_len = CMSG_LEN(sizeof(int));
+        memcpy(CMSG_DATA(&control.h), &fd, sizeof(int));
+        do
+                k = sendmsg(q->in.fd, &mh, MSG_NOSIGNAL);
+        while (k < 0 && errno == EINTR);
+        if (k < 0)
+                return -errno;
+        k = write_all(q->in.fd, text + 1, len);
+        text[len] = '\0';
+        if (k < 0)
+                return (int) k;
+        return raw_qmp_read_reply(q, id, ret);
+}
+
 int raw_qmp_handshake(RawQmp *q, int fd) {
         json_auto_t *greeting = NULL, *ret = NULL;
         char *line;
@@ -288,6 +328,8 @@ int raw_qemu_launch(RawQemu *q) {
         r = vm_config_build_argv(q->config, q->binary, &fds, &argv);
         if (r < 0)
                 return r;
+        if (q->incoming && (strv_extend(&argv, "-incoming") < 0 || strv_extend(&argv, "defer") < 0))
+                return -ENOMEM;
         logfd = open(log, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
         if (logfd < 0)
                 return -errno;
@@ -321,6 +363,8 @@ int raw_qemu_launch(RawQemu *q) {
                 if (q->qga_fd < 0)
                         return q->qga_fd;
         }
+        if (q->incoming)
+                return 0; /* the migration's caller sends "cont" */
         r = raw_qmp_command(&q->qmp, "cont", NULL, &ret);
         if (r < 0)
                 return r;

@@ -49,6 +49,7 @@ typedef struct BenchConfig {
         unsigned readfile_runs;  /* ReadFile: transfers per side */
         unsigned readfile_mib;   /* ReadFile: size of the guest file */
         unsigned guest_mib;      /* ReadFile: guest RAM */
+        unsigned migrations;     /* migration: runs per side */
         unsigned agent_iterations; /* agent rows: timed commands per side */
 } BenchConfig;
 
@@ -174,6 +175,8 @@ int raw_qmp_handshake(RawQmp *q, int fd);
 /* One command; the "return" value (new reference) in *ret (may be NULL). -EREMOTEIO on a QMP
  * error, -EPROTO on garbage, else -errno. Events are skipped. */
 int raw_qmp_command(RawQmp *q, const char *execute, json_t *arguments, json_t **ret);
+/* The same with fd passed (SCM_RIGHTS with the first byte), for getfd. */
+int raw_qmp_command_fd(RawQmp *q, const char *execute, json_t *arguments, int fd, json_t **ret);
 void raw_qmp_close(RawQmp *q);
 
 /* A QEMU started by the harness itself, with exactly the argv the supervisor would use for
@@ -186,6 +189,7 @@ typedef struct RawQemu {
         pid_t pid;
         RawQmp qmp;
         int qga_fd; /* connected agent socket (when the definition has an agent device), or -1 */
+        bool incoming; /* raw_qemu_launch adds -incoming defer and sends no "cont" */
 } RawQemu;
 
 /* Loads definition NAME and resolves the binary: what the supervisor does before any Start. */
@@ -233,4 +237,5 @@ void bench_start(void);       /* Start vs exec → QMP negotiated */
 void bench_fleet(void);       /* 100 supervisors */
 void bench_stress(void);      /* rounds of 100 concurrent starts and stops (only when named) */
 void bench_readfile(void);    /* ReadFile vs the agent socket, peak RSS */
+void bench_migrate(void);     /* live migration through two supervisors vs two raw QEMUs */
 void bench_agent(void);       /* Agent1.Command round trips vs the agent socket */

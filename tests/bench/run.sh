@@ -11,7 +11,7 @@
 #   VMSUP_BENCH_QUICK=1           a fast smoke run (smaller counts and file, 20 VMs)
 #   VMSUP_BENCH_STRICT=1          exit 3 when a goal is missed (a failed measurement always exits 1)
 #   VMSUP_BENCH_ONLY=a,b          sections: state hmp getstatus nonroot flood clients direct memory start fleet agent
-#                                 readfile readfile-command writefile, and stress (only when named:
+#                                 readfile readfile-command writefile migrate, and stress (only when named:
 #                                 make stress); e.g. VMSUP_BENCH_ONLY=readfile,writefile for the agent file rows
 #   VMSUP_BENCH_ITERATIONS=N      timed calls per side per latency row (5000)
 #   VMSUP_BENCH_WARMUP=N          untimed calls per side first (300)
@@ -26,6 +26,7 @@
 #   VMSUP_BENCH_READFILE_RUNS=N   ReadFile transfers per side (3)
 #   VMSUP_BENCH_READFILE_MIB=N    size of the guest file (200)
 #   VMSUP_BENCH_GUEST_MIB=N       guest RAM (768; the file lives in the guest's tmpfs)
+#   VMSUP_BENCH_MIGRATIONS=N      live migrations per side (6), each moving the 256 MiB tiny guest
 #   VMSUP_BENCH_KEEP=1            keep the scratch directory (logs, sockets) for inspection
 #   VMSUP_BENCH_VMSUPD=PATH       another vmsupd binary (compare a change against this tree's)
 #   VMSUP_BENCH_LOG_LEVEL=LEVEL   the supervisors' --log-level (warning)
@@ -43,9 +44,9 @@ HARNESS_PID=
 for f in "$VMSUPD" "$BENCH_BIN"; do
         [[ -x $f ]] || { echo "run.sh: $f missing (make bench builds it)" >&2; exit 1; }
 done
-# Only the ReadFile, WriteFile and agent rows boot the guest.
+# Only the ReadFile, WriteFile, agent and migration rows boot the guest.
 if [[ -z ${VMSUP_BENCH_ONLY:-} || ${VMSUP_BENCH_ONLY} == *readfile* || ${VMSUP_BENCH_ONLY} == *writefile* ||
-      ${VMSUP_BENCH_ONLY} == *agent* ]]; then
+      ${VMSUP_BENCH_ONLY} == *agent* || ${VMSUP_BENCH_ONLY} == *migrate* ]]; then
         [[ -s $GUEST_DIR/vmlinuz && -s $GUEST_DIR/initrd.img ]] ||
                 { echo "run.sh: no test guest in $GUEST_DIR (make guest)" >&2; exit 1; }
 fi

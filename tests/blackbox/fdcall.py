@@ -16,6 +16,13 @@
 #                                write end) or dgram; prints the reply or "error NAME"
 #   fdcall.py fdon VM IFACE METHOD   the method (taking no arguments) called with a pipe's end
 #                                attached (signature "h"); prints the reply or "error NAME"
+#   fdcall.py migrate VM METHOD KIND [OPTIONS]
+#                                Migration1.METHOD (MigrateOut, MigrateIn) with fd of KIND: dgram,
+#                                seqpacket, regular, opath, udp, rdpipe (a pipe's read end),
+#                                wrpipe (its write end), unix (an AF_UNIX stream socket) or tcp
+#                                (a connected TCP socket); OPTIONS a Python expression for the
+#                                a{sv} (dbus types; "disk" is a second fd of KIND); prints the
+#                                reply or "error NAME: message"
 #   fdcall.py connections VM N   N connections, each calling GetStatus once and staying open;
 #                                prints a count of each outcome, then "HOLDING" and waits
 import os
@@ -163,6 +170,45 @@ def connections(vm, n):
         time.sleep(60)
 
 
+def migrate_fd(kind, keep):
+    if kind in ("dgram", "seqpacket", "unix"):
+        t = {"dgram": socket.SOCK_DGRAM, "seqpacket": socket.SOCK_SEQPACKET, "unix": socket.SOCK_STREAM}[kind]
+        a, b = socket.socketpair(socket.AF_UNIX, t)
+        keep += [a, b]
+        return a.fileno()
+    if kind == "udp":
+        s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        keep.append(s)
+        return s.fileno()
+    if kind == "tcp":
+        listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(1)
+        s = socket.create_connection(listener.getsockname())
+        keep += [listener, s]
+        return s.fileno()
+    if kind == "regular":
+        f = tempfile.TemporaryFile()
+        keep.append(f)
+        return f.fileno()
+    if kind == "opath":
+        return os.open("/", os.O_PATH)
+    r, w = os.pipe()
+    return r if kind == "rdpipe" else w
+
+
+def migrate(vm, method, kind, options="{}"):
+    keep = []
+    fd = migrate_fd(kind, keep)
+    opts = eval(options, {"dbus": dbus, "disk": dbus.types.UnixFd(fd)})
+    try:
+        reply = connect().call_blocking("org.vmsup.VM." + vm, PATH, "org.vmsup.Migration1", method, "ha{sv}",
+                                        [dbus.types.UnixFd(fd), opts], timeout=120)
+        print("ok %s" % (reply,))
+    except dbus.exceptions.DBusException as e:
+        print("error %s: %s" % (e.get_dbus_name(), e.get_dbus_message()))
+
+
 def main():
     cmd, vm = sys.argv[1], sys.argv[2]
     if cmd == "linger":
@@ -173,6 +219,8 @@ def main():
         writefile(vm, sys.argv[3])
     elif cmd == "fdon":
         fdon(vm, sys.argv[3], sys.argv[4])
+    elif cmd == "migrate":
+        migrate(vm, *sys.argv[3:6])
     elif cmd == "connections":
         connections(vm, int(sys.argv[3]))
     else:

@@ -221,7 +221,7 @@ complete_words() {
                  printf "%s\n" "${COMPREPLY[@]}" | sort | xargs' _ "$ROOT/completion/vmsupctl.bash" "$VMSUPCTL" "$@"
 }
 check_eq "completion: verbs" "read-file reboot reload reset resume" "$(complete_words re)"
-check_eq "completion: every verb from nothing" 23 "$(complete_words '' | wc -w)"
+check_eq "completion: every verb from nothing" 25 "$(complete_words '' | wc -w)"
 check_eq "completion: VM names from the bus" "c1 c2" "$(complete_words status '')"
 check_eq "completion: VM names after --bus ADDRESS" "c1 c2" "$(DBUS_SYSTEM_BUS_ADDRESS=unix:path=/nonexistent complete_words --bus "$BUS" start c)"
 check_eq "completion: no VM names from another bus" "" "$(complete_words --bus unix:path=/nonexistent start c)"

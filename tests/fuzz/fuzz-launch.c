@@ -103,12 +103,13 @@ static void fuzz_request(const uint8_t *data, size_t size) {
         r = launch_request_recv(sv[1], fds);
         if (size - 2 >= sizeof req)
                 memcpy(&req, data + 2, sizeof req);
-        /* Accepted exactly when it is what launch_qemu() sends. */
-        FUZZ_ASSERT((r > 0) == (size - 2 == sizeof req && req.magic == 0x766d7375U && req.op == 1U &&
+        /* Accepted exactly when it is what launch_qemu() sends (op 1, or 5 for an incoming
+         * migration's QEMU). */
+        FUZZ_ASSERT((r > 0) == (size - 2 == sizeof req && req.magic == 0x766d7375U && (req.op == 1U || req.op == 5U) &&
                                 req.n_fds == n_send && (n_send == 1 || n_send == 2) && (kinds & 3) == 1 &&
                                 (n_send == 1 || ((kinds >> 2) & 3) == 0)));
         if (r > 0) {
-                FUZZ_ASSERT(size - 2 == sizeof req && req.magic == 0x766d7375U && req.op == 1U);
+                FUZZ_ASSERT(size - 2 == sizeof req && req.magic == 0x766d7375U && (req.op == 1U || req.op == 5U));
                 FUZZ_ASSERT(IN_SET(r, 1, 2) && (unsigned) r == n_send && req.n_fds == n_send);
                 FUZZ_ASSERT(fd_is(fds[0], S_IFIFO));
                 FUZZ_ASSERT(r == 1 || fd_is(fds[1], S_IFSOCK));

@@ -16,11 +16,12 @@
 
 static const VmState all_states[] = {
         VM_STOPPED, VM_STARTING, VM_RUNNING, VM_PAUSED, VM_SUSPENDED, VM_SHUTTING_DOWN, VM_STOPPING, VM_CRASHED,
+        VM_MIGRATING, VM_INCOMING,
 };
 
 static const char *state_name(VmState s) {
         static const char * const names[] = { "stopped", "starting", "running", "paused", "suspended",
-                                               "shutting-down", "stopping", "crashed" };
+                                               "shutting-down", "stopping", "crashed", "migrating", "incoming" };
         return s >= 0 && (size_t) s < ELEMENTSOF(names) ? names[s] : "?";
 }
 
@@ -366,6 +367,50 @@ static void test_exit_cases(void **state) {
         }
 }
 
+/* A migration's run: the source's QEMU ends "migrated" however it exits once the migration
+ * completed; an incoming run that never completed is "migration-failed: <why>", never a
+ * crash or a start failure's reason, and is never restarted (start_failed). */
+static void test_exit_migration(void **state) {
+        static const struct {
+                const char *what;
+                VmExitInput in;
+                VmState final;
+                const char *reason;
+                bool start_failed;
+        } cases[] = {
+                { "source: quit after completed", { .state = VM_MIGRATING, .code = CLD_EXITED, .stop_phase = 1,
+                                                    .shutdown_reason = "host-qmp-quit", .migrated_out = true },
+                  VM_STOPPED, "migrated", false },
+                { "source: SIGKILL after completed", { .state = VM_MIGRATING, .code = CLD_KILLED, .status = SIGKILL,
+                                                       .stop_phase = 3, .migrated_out = true },
+                  VM_STOPPED, "migrated", false },
+                { "source: crash while migrating", { .state = VM_MIGRATING, .code = CLD_KILLED, .status = SIGSEGV },
+                  VM_CRASHED, "killed-by-signal-11", false },
+                { "target: QEMU's load failed", { .state = VM_INCOMING, .code = CLD_EXITED, .status = 1,
+                                                  .stderr_last = "load of migration failed: Input/output error",
+                                                  .incoming = true },
+                  VM_STOPPED, "migration-failed: load of migration failed: Input/output error", true },
+                { "target: killed", { .state = VM_INCOMING, .code = CLD_KILLED, .status = SIGKILL, .incoming = true },
+                  VM_STOPPED, "migration-failed: killed-by-signal-9", true },
+                { "target: QMP never came", { .state = VM_STARTING, .code = CLD_KILLED, .status = SIGKILL,
+                                              .kill_reason = "timeout waiting for QMP", .incoming = true },
+                  VM_STOPPED, "migration-failed: timeout waiting for QMP", true },
+                { "target: a caller's Stop", { .state = VM_STOPPING, .code = CLD_EXITED, .stop_phase = 1,
+                                               .shutdown_reason = "host-qmp-quit", .incoming = true },
+                  VM_STOPPED, "migration-failed: stopped by a caller", true },
+        };
+
+        for (size_t i = 0; i < ELEMENTSOF(cases); i++) {
+                VmExitOutcome o;
+
+                print_message("case %zu: %s\n", i, cases[i].what);
+                vm_state_exit(&cases[i].in, &o);
+                assert_int_equal(o.state, cases[i].final);
+                assert_string_equal(o.reason, cases[i].reason);
+                assert_int_equal(o.start_failed, cases[i].start_failed);
+        }
+}
+
 /* The longest stderr line the supervisor keeps fits whole in a start failure's reason. */
 static void test_exit_long_stderr(void **state) {
         char line[VM_STDERR_TAIL], want[VM_STDERR_TAIL + 64];
@@ -562,6 +607,7 @@ int main(void) {
                 cmocka_unit_test(test_events_never_settle),
                 cmocka_unit_test(test_exit_cases),
                 cmocka_unit_test(test_exit_long_stderr),
+                cmocka_unit_test(test_exit_migration),
                 cmocka_unit_test(test_exit_always_settles),
                 cmocka_unit_test(test_restart_policy),
                 cmocka_unit_test(test_restart_bound),
