@@ -2,6 +2,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
+#include <poll.h>
 #include <sys/epoll.h>
 #include <sys/random.h>
 #include <sys/socket.h>
@@ -928,6 +929,28 @@ static int qmp_on_io(sd_event_source *s, int fd, uint32_t revents, void *userdat
 }
 
 /* ---- public API ---- */
+
+/* At most this many reads when draining: what a QEMU that has exited left in the socket
+ * (its buffer holds a few hundred KiB; each read takes what the line buffer has room for). */
+#define QMP_DRAIN_READS_MAX 64U
+
+void qmp_client_read_pending(QmpClient *c) {
+        int r = 0;
+
+        if (!c || c->state == QMP_STATE_DISCONNECTED || c->fd < 0)
+                return;
+        qmp_client_ref(c);
+        for (unsigned i = 0; i < QMP_DRAIN_READS_MAX && r == 0 && c->state != QMP_STATE_DISCONNECTED; i++) {
+                struct pollfd p = { .fd = c->fd, .events = POLLIN };
+
+                if (poll(&p, 1, 0) <= 0 || !(p.revents & (POLLIN | POLLHUP | POLLERR)))
+                        break;
+                r = qmp_input_read(c);
+        }
+        if (r != 0 && c->state != QMP_STATE_DISCONNECTED)
+                qmp_client_disconnect(c, r > 0 ? 0 : r);
+        qmp_client_unref(c);
+}
 
 int qmp_client_new(sd_event *event, int fd, const QmpCallbacks *cb, void *userdata, QmpClient **ret) {
         _cleanup_close_ int owned_fd = fd;

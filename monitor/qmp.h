@@ -123,5 +123,9 @@ const char *qmp_client_version(QmpClient *c);
 bool qmp_client_is_ready(QmpClient *c);
 /* Requests in flight (qmp_capabilities not counted). */
 size_t qmp_client_pending(QmpClient *c);
+/* Reads and handles, now, what QEMU has already written (never waits): for an owner that
+ * learned QEMU has ended and wants its last events and replies first. May end the client
+ * (on_disconnect) when the stream ended. */
+void qmp_client_read_pending(QmpClient *c);
 
 DEFINE_TRIVIAL_CLEANUP_FUNC(QmpClient *, qmp_client_free);

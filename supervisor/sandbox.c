@@ -107,7 +107,7 @@ static const int supervisor_syscalls[] = {
         SCMP_SYS(gettid),         /* sd-event and sd-bus: "am I still the process that made you?" */
         SCMP_SYS(getpid),         /* not seen: the same check in older code paths */
         SCMP_SYS(clock_gettime),  /* not seen: the vDSO's fallback when the clock source has none */
-        SCMP_SYS(poll),           /* the launcher's answer to a start request */
+        SCMP_SYS(poll),           /* with a zero timeout: QMP's last words once QEMU has exited */
         SCMP_SYS(ppoll),          /* not seen: sd_bus_flush() at exit when output is queued */
         SCMP_SYS(restart_syscall), /* not seen: a poll with a timeout resumed after SIGSTOP/SIGCONT */
         SCMP_SYS(getrandom),      /* sd-bus cookies and hash seeds, the agent's sync ids */

@@ -418,6 +418,10 @@ static int on_child_exit(sd_event_source *s, const siginfo_t *si, void *userdata
         uint64_t now = now_usec(CLOCK_MONOTONIC);
         int r;
 
+        /* What QEMU said before it ended comes first: its SHUTDOWN event (why it ended)
+         * may still be unread when the launcher's exit report is. */
+        if (vm->qmp)
+                qmp_client_read_pending(vm->qmp);
         stderr_drain(vm);
         stderr_consume(vm, "\n", 1); /* an unterminated last line */
 

@@ -238,6 +238,20 @@ diag "closed mid-reply: GetStatus said: $out"
 check "closed mid-reply: the fake closed" test -e "$FQ/close-sent"
 rm -f "$FQ/close-go"
 ended "closed mid-reply"
+# QEMU's last words: a SHUTDOWN event written just before QEMU exits decides the reason,
+# even when the launcher's exit report is there first (the supervisor stopped meanwhile,
+# both are readable when it goes on).
+check_eq "poweroff: running" running "$(vmprop_value hq State)"
+qpid=$(vmprop_value hq Pid)
+kill -STOP "${VMSUPD_PID[hq]}"
+touch "$FQ/poweroff-go"
+for i in $(seq 200); do [[ -e /proc/$qpid ]] || break; sleep 0.05; done
+check "poweroff: the fake QEMU exited and was reaped" test ! -e "/proc/$qpid"
+sleep 0.2 # the launcher writes its exit report right after reaping
+kill -CONT "${VMSUPD_PID[hq]}"
+rm -f "$FQ/poweroff-go"
+check "poweroff: stopped" wait_state hq stopped 20
+check_eq "poweroff: the reason is the SHUTDOWN event's, not the exit status" guest-shutdown "$(vmprop_value hq StateReason)"
 # A greeting without capabilities: that QEMU never becomes the VM's.
 define_vm hqn "{ \"qemu\": { \"binary\": \"$FAKE\", \"machine\": \"none\", \"accel\": \"tcg\", \"memory_mib\": 32,
   \"extra_args\": [ \"-fake-dir\", \"$FQ\", \"-fake-greeting\", \"nocaps\" ] }, \"agent\": false, \"autostart\": false }"

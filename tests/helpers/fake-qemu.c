@@ -302,6 +302,12 @@ int main(int argc, char **argv) {
                         storm_done = true;
                 }
                 (void) inject_file("inject");
+                if (exists("poweroff-go")) {
+                        /* The guest powered off: QEMU's last words, then its end. */
+                        writef("{\"timestamp\": {\"seconds\": 1, \"microseconds\": 0}, \"event\": \"SHUTDOWN\", "
+                               "\"data\": {\"guest\": true, \"reason\": \"guest-shutdown\"}}\r\n");
+                        return 0;
+                }
                 if (poll(&pfd, 1, 50) <= 0)
                         continue;
                 k = read(conn, in + in_len, sizeof in - in_len);
