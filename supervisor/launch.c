@@ -413,8 +413,12 @@ int launch_request_recv(int sock, int fds[static LAUNCH_FDS_MAX]) {
 
         if (r == -ECONNRESET)
                 return 0;
-        if (r >= 0 && !IN_SET(op, LAUNCH_OP_START, LAUNCH_OP_START_INCOMING))
+        if (r >= 0 && !IN_SET(op, LAUNCH_OP_START, LAUNCH_OP_START_INCOMING)) {
+                /* Not a start: refused here, and what came with it (a reload's memfd) closed. */
+                for (int i = 0; i < r; i++)
+                        safe_close(fds[i]);
                 return -EBADMSG;
+        }
         return r;
 }
 
