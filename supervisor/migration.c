@@ -961,10 +961,18 @@ static void on_vm_ended(Vm *vm, void *userdata) {
         migration_answer(m, false, why ?: "QEMU ended during the migration");
 }
 
+/* The supervisor exits and frees the VM before the bus object that owns this. */
+static void on_vm_freed(Vm *vm, void *userdata) {
+        Migration *m = userdata;
+
+        m->vm = NULL;
+}
+
 static const VmMigrationHooks hooks = {
         .incoming_ready = on_incoming_ready,
         .event = on_vm_event,
         .ended = on_vm_ended,
+        .vm_freed = on_vm_freed,
 };
 
 int migration_new(Vm *vm, Migration **ret) {
@@ -987,7 +995,7 @@ Migration *migration_free(Migration *m) {
         if (m->reply)
                 (void) sd_bus_reply_method_errorf(m->reply, VMSUP_ERROR_NOT_RUNNING, "The supervisor is exiting.");
         migration_reset(m);
-        if (m->vm->migration_userdata == m) {
+        if (m->vm && m->vm->migration_userdata == m) {
                 m->vm->migration_hooks = NULL;
                 m->vm->migration_userdata = NULL;
         }

@@ -1419,6 +1419,10 @@ int vm_new(sd_event *event, VmConfig *config, AclEntry *host_acl, size_t n_host_
 Vm *vm_free(Vm *vm) {
         if (!vm)
                 return NULL;
+        if (vm->migration_hooks && vm->migration_hooks->vm_freed)
+                vm->migration_hooks->vm_freed(vm, vm->migration_userdata);
+        vm->migration_hooks = NULL;
+        vm->migration_userdata = NULL;
         while (!LIST_IS_EMPTY(&vm->waiters)) {
                 waiter_reply(vm->waiters.head->message, VMSUP_ERROR_NOT_RUNNING, "The supervisor is exiting.");
                 waiter_free(vm->waiters.head);

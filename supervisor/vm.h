@@ -60,6 +60,8 @@ typedef struct VmMigrationHooks {
         void (*event)(Vm *vm, const char *name, json_t *data, void *userdata);
         /* QEMU's process is gone and the final state is set. */
         void (*ended)(Vm *vm, void *userdata);
+        /* The VM is being freed (the supervisor exits): forget it. */
+        void (*vm_freed)(Vm *vm, void *userdata);
 } VmMigrationHooks;
 
 typedef struct VmWaiter {
