@@ -135,6 +135,10 @@ cleanup() {
                         tail -15 "$f" | sed 's/^/#   /'
                 done
         fi
+        if [[ -n ${VMSUP_TEST_KEEP:-} ]]; then
+                echo "# kept for inspection: $T"
+                return
+        fi
         rm -rf "$T"
 }
 trap cleanup EXIT
