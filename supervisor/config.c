@@ -437,8 +437,10 @@ static int parse_accel(ParseCtx *ctx, const char *s, VmConfig *c) {
         return 0;
 }
 
+/* QEMU's machine names: letters, digits, '.', '_', '-', starting with a letter or digit
+ * (a leading '-' would read like an option to anyone who reads the command line). */
 static bool machine_name_is_valid(const char *s) {
-        if (!*s || strlen(s) > 64)
+        if (!*s || strlen(s) > 64 || !isalnum((unsigned char) *s))
                 return false;
         for (const char *p = s; *p; p++)
                 if (!(isascii((unsigned char) *p) && (isalnum((unsigned char) *p) || strchr("._-", *p))))
