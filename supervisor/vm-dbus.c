@@ -23,6 +23,17 @@
 
 /* ---- methods ---- */
 
+/* What Start and StartWithOptions say when the start could not even be asked for; 1 when
+ * it is under way (the answer comes when the VM runs). */
+static int start_answer(Vm *vm, int r, sd_bus_error *error) {
+        if (r == -EBUSY)
+                return sd_bus_error_set(error, VMSUP_ERROR_ALREADY_RUNNING, "The VM is already running.");
+        if (r < 0)
+                return sd_bus_error_setf(error, VMSUP_ERROR_QEMU_ERROR, "QEMU could not be started: %s.",
+                                         vm->state_reason && *vm->state_reason ? vm->state_reason : strerror(-r));
+        return 1;
+}
+
 static int method_start(sd_bus_message *m, void *userdata, sd_bus_error *error) {
         VmBus *b = userdata;
         Vm *vm = b->vm;
@@ -33,13 +44,7 @@ static int method_start(sd_bus_message *m, void *userdata, sd_bus_error *error) 
                 return r;
         if (vm_is_active(vm) && vm->state != VM_STARTING)
                 return sd_bus_error_set(error, VMSUP_ERROR_ALREADY_RUNNING, "The VM is already running.");
-        r = vm_start(vm, m);
-        if (r == -EBUSY)
-                return sd_bus_error_set(error, VMSUP_ERROR_ALREADY_RUNNING, "The VM is already running.");
-        if (r < 0)
-                return sd_bus_error_setf(error, VMSUP_ERROR_QEMU_ERROR, "QEMU could not be started: %s.",
-                                         vm->state_reason && *vm->state_reason ? vm->state_reason : strerror(-r));
-        return 1;
+        return start_answer(vm, vm_start(vm, m), error);
 }
 
 /* StartWithOptions(a{sv}): "paused" (b). Unknown options, wrong types, repeated
@@ -104,13 +109,7 @@ static int method_start_with_options(sd_bus_message *m, void *userdata, sd_bus_e
                 return r;
         if (vm_is_active(vm) || vm_is_starting(vm))
                 return sd_bus_error_set(error, VMSUP_ERROR_ALREADY_RUNNING, "The VM is already running.");
-        r = vm_start_with(vm, m, paused);
-        if (r == -EBUSY)
-                return sd_bus_error_set(error, VMSUP_ERROR_ALREADY_RUNNING, "The VM is already running.");
-        if (r < 0)
-                return sd_bus_error_setf(error, VMSUP_ERROR_QEMU_ERROR, "QEMU could not be started: %s.",
-                                         vm->state_reason && *vm->state_reason ? vm->state_reason : strerror(-r));
-        return 1;
+        return start_answer(vm, vm_start_with(vm, m, paused), error);
 }
 
 static int method_reboot(sd_bus_message *m, void *userdata, sd_bus_error *error) {
