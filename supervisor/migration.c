@@ -143,7 +143,9 @@ static int writable_drive(Vm *vm) {
         return found;
 }
 
+/* Takes disk_fd (may be -EBADF), also on failure. */
 static int disk_prepare(Migration *m, int disk_fd) {
+        _cleanup_close_ int fd = disk_fd;
         int i = writable_drive(m->vm);
 
         if (i < 0)
@@ -151,7 +153,7 @@ static int disk_prepare(Migration *m, int disk_fd) {
         if (asprintf(&m->disk_device, "drive%d", i) < 0)
                 return -ENOMEM;
         m->disk = true;
-        m->disk_fd = disk_fd;
+        m->disk_fd = TAKE_FD(fd);
         return 0;
 }
 
@@ -640,6 +642,14 @@ int migration_cancel(Migration *m, sd_bus_message *msg) {
 
         if (m->dir != MIGRATION_OUT || m->finishing || !m->vm->qmp)
                 return -ESRCH;
+        if (m->disk_stage == 1) {
+                /* The disk is still being mirrored and no RAM migration exists yet for
+                 * migrate_cancel to end: end the mirror (the call fails "cancelled"). */
+                m->cancelled = true;
+                r = sd_bus_reply_method_return(msg, NULL);
+                out_setup_failed(m, "drive-mirror", "cancelled");
+                return r;
+        }
         r = qmp_send(m->vm->qmp, "migrate_cancel", NULL, 0, NULL, NULL, NULL);
         if (r < 0)
                 return r;
@@ -893,7 +903,7 @@ static void on_mirror_event(Migration *m, const char *name, json_t *data) {
         }
         if (m->dir != MIGRATION_OUT || m->finishing)
                 return;
-        if (streq(name, "BLOCK_JOB_READY") && m->disk_stage == 1) {
+        if (streq(name, "BLOCK_JOB_READY") && m->disk_stage == 1 && !m->cancelled) {
                 m->disk_stage = 2;
                 m->disk_len = (uint64_t) json_integer_value(json_object_get(data, "len"));
                 m->disk_offset = (uint64_t) json_integer_value(json_object_get(data, "offset"));
