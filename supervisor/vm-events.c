@@ -1,4 +1,7 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
+#include <inttypes.h>
+
+#include "bus-direct.h"
 #include "log.h"
 #include "vm-events.h"
 
@@ -314,8 +317,16 @@ void vm_events_send(VmEvents *ev, vm_events_build_t build, void *userdata) {
                 if (ev->allowed && !ev->allowed(&caller, ev->userdata))
                         continue;
                 if (s->peer) {
+                        uint64_t queued = 0;
+
                         /* A direct connection: no bus daemon to route, the signal is written to
-                         * that connection only. */
+                         * that connection only. A subscriber that reads nothing does not make
+                         * the queue grow past the bound its calls have: the signal is dropped
+                         * (the ring still holds the event, for GetEvents). */
+                        if (sd_bus_get_n_queued_write(s->peer, &queued) >= 0 && queued >= BUS_DIRECT_WQUEUE_MAX) {
+                                log_debug("Direct subscriber reads nothing (%" PRIu64 " queued): signal dropped.", queued);
+                                continue;
+                        }
                         r = build(s->peer, &m, userdata);
                         if (r >= 0)
                                 r = sd_bus_send(s->peer, m, NULL);
