@@ -131,7 +131,9 @@ static void write_long_line(const char *id) {
         free(buf);
 }
 
-/* Sends DIR/NAME's bytes, then removes it and creates DIR/NAME-sent. */
+/* Sends DIR/NAME's bytes and creates DIR/NAME-sent. The file is removed as soon as it is
+ * open: the supervisor may kill this process the moment the bytes arrive, and a file left
+ * behind would be sent again by the next fake QEMU, at its start. */
 static bool inject_file(const char *name) {
         char path[4096], sent[4200], buf[65536];
         ssize_t k;
@@ -141,10 +143,10 @@ static bool inject_file(const char *name) {
         fd = open(path, O_RDONLY | O_CLOEXEC);
         if (fd < 0)
                 return false;
+        unlink(path);
         while ((k = read(fd, buf, sizeof buf)) > 0)
                 write_all(buf, (size_t) k);
         close(fd);
-        unlink(path);
         snprintf(sent, sizeof sent, "%s-sent", name);
         touch(sent);
         return true;
