@@ -54,6 +54,7 @@ struct QgaCommand {
         LIST_FIELDS(QgaCommand);
 
         uint64_t id;
+        uint64_t exchange_usec; /* CLOCK_MONOTONIC: at the head of the queue with the channel free */
         QgaCommandState state;
         QgaReplyMode mode;
         char *line; /* the serialized command with its '\n'; freed once written */
@@ -242,6 +243,10 @@ static void qga_command_set_outcome(QgaCommand *cmd, int error, json_t *result) 
 
 /* Records the outcome (taking the reference on result); the callback runs from the defer source. */
 static void qga_command_finish(QgaClient *c, QgaCommand *cmd, int error, json_t *result) {
+        if (cmd->exchange_usec > 0 && IN_SET(error, 0, -EREMOTEIO) && cmd->state == QGA_CMD_SENT) {
+                c->stats.answered++;
+                c->stats.answer_usec += now_usec(CLOCK_MONOTONIC) - cmd->exchange_usec;
+        }
         qga_command_unlink(c, cmd);
         if (error == 0 && !result) {
                 result = json_object(); /* commands without a reply */
@@ -665,6 +670,8 @@ static void qga_dispatch(QgaClient *c) {
         }
         if (!cmd)
                 return;
+        if (cmd->exchange_usec == 0)
+                cmd->exchange_usec = now_usec(CLOCK_MONOTONIC); /* its sync, if one is needed, starts now */
         /* Anything that arrived after the sync reply voids it. */
         if (c->sync == QGA_SYNCED && !qga_input_quiet(c))
                 c->sync = QGA_UNSYNCED;

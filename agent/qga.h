@@ -198,6 +198,9 @@ typedef struct QgaStats {
         uint64_t command_timeouts; /* commands that timed out (queued, syncing or sent) */
         uint64_t protocol_errors;  /* malformed replies */
         uint64_t dropped_lines;    /* lines nobody asked for (outside a sync), or too long */
+        uint64_t answered;         /* commands the agent answered (a result or an error) */
+        uint64_t answer_usec;      /* their total time from the first byte of their exchange
+                                    * (the sync before them, if any) to the end of the answer */
 } QgaStats;
 /* Accepts NULL (all zero). */
 void qga_client_get_stats(QgaClient *c, QgaStats *ret);

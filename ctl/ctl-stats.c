@@ -80,6 +80,7 @@ typedef struct Family {
 } Family;
 
 #define NS 1e-9
+#define US 1e-6
 #define KIB 1024.0
 
 static const Family families[] = {
@@ -120,6 +121,11 @@ static const Family families[] = {
           "agent.protocol-errors", 0, NULL },
         { "vmsup_domain_agent_dropped_lines_total", "counter", "Guest agent lines nobody asked for, or too long",
           FAMILY_VM, "agent.dropped-lines", 0, NULL },
+        { "vmsup_domain_agent_answered_total", "counter", "Guest agent commands answered", FAMILY_VM,
+          "agent.answered", 0, NULL },
+        { "vmsup_domain_agent_answer_seconds_total", "counter",
+          "Time the guest agent took to answer them, each from its sync", FAMILY_VM, "agent.answer-time", US,
+          "seconds" },
 };
 
 static int libvirt_state(const char *s) {

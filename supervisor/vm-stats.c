@@ -245,6 +245,10 @@ static int append_stats(StatsCall *c, sd_bus_message *reply) {
                 APPEND("t", q.protocol_errors);
                 KEY("agent.dropped-lines");
                 APPEND("t", q.dropped_lines);
+                KEY("agent.answered");
+                APPEND("t", q.answered);
+                KEY("agent.answer-time");
+                APPEND("t", q.answer_usec);
         }
         return 0;
 }

@@ -12,7 +12,8 @@ typedef enum StatsGroup {
         STATS_GROUP_BALLOON,   /* balloon.current, balloon.maximum, balloon.rss (KiB) */
         STATS_GROUP_BLOCK,     /* block.count, block.N.name, block.N.{rd,wr}.{reqs,bytes}, block.N.fl.reqs */
         STATS_GROUP_AGENT,     /* agent.connected, agent.syncs, agent.sync-timeouts, agent.timeouts,
-                                * agent.protocol-errors, agent.dropped-lines */
+                                * agent.protocol-errors, agent.dropped-lines, agent.answered,
+                                * agent.answer-time */
         _STATS_GROUP_MAX,
 } StatsGroup;
 

@@ -82,6 +82,16 @@ check_eq "running: balloon.maximum is the memory (KiB)" $((256 * 1024)) "$(stat_
 check_match "running: balloon.rss > 0" '^[1-9][0-9]*$' "$(stat_value balloon.rss <<< "$out")"
 check_eq "running: agent.connected" 1 "$(stat_value agent.connected <<< "$out")"
 check_match "running: agent.syncs > 0" '^[1-9][0-9]*$' "$(stat_value agent.syncs <<< "$out")"
+# Two results and an error from the agent: three answers, each with its time.
+an0=$(stats agent | stat_value agent.answered)
+at0=$(stats agent | stat_value agent.answer-time)
+cmd '{"execute":"guest-ping"}' > /dev/null
+cmd '{"execute":"guest-ping"}' > /dev/null
+cmd '{"execute":"guest-file-open","arguments":{"path":"/nonexistent/x","mode":"r"}}' > /dev/null 2>&1
+out=$(stats agent)
+diag "agent.answered $an0 -> $(stat_value agent.answered <<< "$out"), agent.answer-time $at0 -> $(stat_value agent.answer-time <<< "$out") µs"
+check_eq "agent.answered counts two results and an error" 3 $(( $(stat_value agent.answered <<< "$out") - an0 ))
+check "agent.answer-time rose" test "$(stat_value agent.answer-time <<< "$out")" -gt "$at0"
 
 # --- figures that move: 8 MiB written in the guest
 wr0=$(stats block | stat_value block.0.wr.bytes)
