@@ -146,6 +146,7 @@ $(eval $(call unit_test,vm-events,policy supervisor/vm-events.c))
 $(eval $(call unit_test,bus-util,policy monitor agent supervisor))
 $(eval $(call unit_test,bus-quota,policy supervisor/bus-quota.c))
 $(eval $(call unit_test,linebuf,))
+$(eval $(call unit_test,json-wire-reply,))
 
 $(BUILD)/tests/helpers/%.o: tests/helpers/%.c
 	@mkdir -p $(dir $@)

@@ -70,10 +70,13 @@ struct QgaCommand {
         bool write_suffix;
         sd_event_source *timer;
         qga_reply_cb_t cb;
+        qga_text_cb_t text_cb; /* instead of cb: the result as text */
         void *userdata;
 
         int error;
         json_t *result;
+        char *text; /* text_cb: the result written straight from the reply line */
+        size_t text_len;
         char err_class[QGA_ERROR_CLASS_MAX + 1];
         char err_desc[QGA_ERROR_DESC_MAX + 1];
 };
@@ -149,6 +152,7 @@ static QgaCommand *qga_command_free(QgaCommand *cmd) {
                 return NULL;
         sd_event_source_disable_unref(cmd->timer);
         json_decref(cmd->result);
+        free(cmd->text);
         free(cmd->line);
         free(cmd);
         return NULL;
@@ -248,7 +252,7 @@ static void qga_command_finish(QgaClient *c, QgaCommand *cmd, int error, json_t 
                 c->stats.answer_usec += now_usec(CLOCK_MONOTONIC) - cmd->exchange_usec;
         }
         qga_command_unlink(c, cmd);
-        if (error == 0 && !result) {
+        if (error == 0 && !result && !cmd->text) {
                 result = json_object(); /* commands without a reply */
                 if (!result)
                         error = -ENOMEM;
@@ -262,7 +266,19 @@ static void qga_command_finish(QgaClient *c, QgaCommand *cmd, int error, json_t 
 static void qga_command_deliver(QgaClient *c, QgaCommand *cmd) {
         bool remote = cmd->error == -EREMOTEIO;
 
-        if (cmd->cb)
+        if (cmd->text_cb) {
+                if (cmd->error == 0 && !cmd->text) {
+                        /* The reply went through jansson, or there was none. */
+                        cmd->text = json_dumps(cmd->result ?: json_object(),
+                                               JSON_COMPACT | JSON_ENCODE_ANY | JSON_ENSURE_ASCII);
+                        if (cmd->text)
+                                cmd->text_len = strlen(cmd->text);
+                        else
+                                cmd->error = -ENOMEM;
+                }
+                cmd->text_cb(c, cmd->error, cmd->error == 0 ? cmd->text : NULL, cmd->error == 0 ? cmd->text_len : 0,
+                             remote ? cmd->err_class : NULL, remote ? cmd->err_desc : NULL, cmd->userdata);
+        } else if (cmd->cb)
                 cmd->cb(c, cmd->error, cmd->error == 0 ? cmd->result : NULL, remote ? cmd->err_class : NULL,
                         remote ? cmd->err_desc : NULL, cmd->userdata);
         qga_command_free(cmd);
@@ -507,6 +523,22 @@ static void qga_handle_reply(QgaClient *c, QgaCommand *cmd, const char *line, si
                 qga_desync(c);
                 qga_command_finish(c, cmd, -EFBIG, NULL);
                 return;
+        }
+
+        /* Wanted as text, a plain {"return": ...}: written straight from the line. */
+        if (cmd->text_cb && !cmd->read_buf) {
+                char *text = NULL;
+                size_t text_len = 0;
+                int r = json_wire_reply_return(line, len, &text, &text_len);
+
+                if (r != 0) {
+                        if (resync)
+                                qga_desync(c);
+                        cmd->text = text;
+                        cmd->text_len = text_len;
+                        qga_command_finish(c, cmd, r < 0 ? r : 0, NULL);
+                        return;
+                }
         }
 
         v = json_loadb(line, len, JSON_REJECT_DUPLICATES, NULL);
@@ -992,7 +1024,8 @@ static int qga_can_queue(QgaClient *c) {
 /* Takes ownership of line ('\n'-terminated, len includes the newline). */
 static int qga_enqueue(QgaClient *c, char *line, size_t len, QgaReplyMode mode, uint64_t timeout_usec,
                        size_t max_reply_bytes, void *read_buf, size_t read_size, const void *write_data,
-                       size_t write_size, qga_reply_cb_t cb, void *userdata, uint64_t *ret_id) {
+                       size_t write_size, qga_reply_cb_t cb, qga_text_cb_t text_cb, void *userdata,
+                       uint64_t *ret_id) {
         _cleanup_free_ char *l = line;
         QgaCommand *cmd;
         int r;
@@ -1015,6 +1048,7 @@ static int qga_enqueue(QgaClient *c, char *line, size_t len, QgaReplyMode mode, 
         cmd->write_data = write_data;
         cmd->write_size = write_size;
         cmd->cb = cb;
+        cmd->text_cb = text_cb;
         cmd->userdata = userdata;
 
         r = sd_event_add_time_relative(c->event, &cmd->timer, CLOCK_MONOTONIC,
@@ -1035,8 +1069,9 @@ static int qga_enqueue(QgaClient *c, char *line, size_t len, QgaReplyMode mode, 
         return 0;
 }
 
-int qga_send(QgaClient *c, const char *execute, json_t *arguments, QgaReplyMode mode, uint64_t timeout_usec,
-             size_t max_reply_bytes, qga_reply_cb_t cb, void *userdata, uint64_t *ret_id) {
+static int qga_send_internal(QgaClient *c, const char *execute, json_t *arguments, QgaReplyMode mode,
+                             uint64_t timeout_usec, size_t max_reply_bytes, qga_reply_cb_t cb, qga_text_cb_t text_cb,
+                             void *userdata, uint64_t *ret_id) {
         _cleanup_free_ char *line = NULL;
         json_auto_t *o = NULL;
         json_t *name;
@@ -1093,7 +1128,19 @@ int qga_send(QgaClient *c, const char *execute, json_t *arguments, QgaReplyMode 
         line[len + 1] = '\0';
 
         return qga_enqueue(c, TAKE_PTR(line), len + 1, mode, timeout_usec, max_reply_bytes, NULL, 0, NULL, 0, cb,
-                           userdata, ret_id);
+                           text_cb, userdata, ret_id);
+}
+
+int qga_send(QgaClient *c, const char *execute, json_t *arguments, QgaReplyMode mode, uint64_t timeout_usec,
+             size_t max_reply_bytes, qga_reply_cb_t cb, void *userdata, uint64_t *ret_id) {
+        return qga_send_internal(c, execute, arguments, mode, timeout_usec, max_reply_bytes, cb, NULL, userdata,
+                                 ret_id);
+}
+
+int qga_send_text(QgaClient *c, const char *execute, json_t *arguments, QgaReplyMode mode, uint64_t timeout_usec,
+                  size_t max_reply_bytes, qga_text_cb_t cb, void *userdata, uint64_t *ret_id) {
+        return qga_send_internal(c, execute, arguments, mode, timeout_usec, max_reply_bytes, NULL, cb, userdata,
+                                 ret_id);
 }
 
 int qga_send_file_write(QgaClient *c, int64_t handle, const void *data, size_t size, uint64_t timeout_usec,
@@ -1114,7 +1161,7 @@ int qga_send_file_write(QgaClient *c, int64_t handle, const void *data, size_t s
         if (n < 0)
                 return -ENOMEM;
         return qga_enqueue(c, prefix, (size_t) n, QGA_REPLY_NORMAL, timeout_usec, QGA_FILE_WRITE_REPLY_MAX, NULL, 0,
-                           size > 0 ? data : "", size, cb, userdata, ret_id);
+                           size > 0 ? data : "", size, cb, NULL, userdata, ret_id);
 }
 
 int qga_send_file_read(QgaClient *c, int64_t handle, size_t count, void *buf, uint64_t timeout_usec,
@@ -1138,7 +1185,7 @@ int qga_send_file_read(QgaClient *c, int64_t handle, size_t count, void *buf, ui
         /* A zero-byte read still gets a buffer the decoder may point at. */
         return qga_enqueue(c, line, (size_t) n, QGA_REPLY_NORMAL, timeout_usec,
                            qga_b64_encoded_size(count) + QGA_FILE_READ_REPLY_SLACK, buf ?: (void *) c, count, NULL,
-                           0, cb, userdata, ret_id);
+                           0, cb, NULL, userdata, ret_id);
 }
 
 static QgaCommand *qga_find(QgaClient *c, uint64_t id) {

@@ -92,6 +92,12 @@ typedef struct QgaClient QgaClient;
 typedef void (*qga_reply_cb_t)(QgaClient *c, int error, json_t *result, const char *err_class,
                                const char *err_desc, void *userdata);
 
+/* The same for qga_send_text(): on success, text[0..len) (NUL-terminated) is the
+ * result as compact JSON with only ASCII in it ("{}" for a command without a
+ * reply), borrowed for the call. */
+typedef void (*qga_text_cb_t)(QgaClient *c, int error, const char *text, size_t len, const char *err_class,
+                              const char *err_desc, void *userdata);
+
 typedef struct QgaCallbacks {
         /* The agent answered a sync (connected == true), or a sync timed out, a reply was
          * malformed or the channel went away (false). Only called on an actual change of
@@ -155,6 +161,12 @@ int qga_client_resync(QgaClient *c);
 int qga_send(QgaClient *c, const char *execute, json_t *arguments, QgaReplyMode mode,
              uint64_t timeout_usec, size_t max_reply_bytes, qga_reply_cb_t cb, void *userdata,
              uint64_t *ret_id);
+/* qga_send() for a caller that wants the result as text: a plain reply is re-written
+ * straight from the input line (json_wire_reply_return(): no JSON value built),
+ * any other through jansson, with the same text and the same refusals. */
+int qga_send_text(QgaClient *c, const char *execute, json_t *arguments, QgaReplyMode mode,
+                  uint64_t timeout_usec, size_t max_reply_bytes, qga_text_cb_t cb, void *userdata,
+                  uint64_t *ret_id);
 /* guest-file-write of data[0..size), which is borrowed: it must stay valid and
  * unchanged until the callback has run. The base64 is encoded into the output
  * 64 KiB at a time as the agent reads the command (no copy of the whole line).

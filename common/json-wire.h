@@ -56,3 +56,15 @@ int json_wire_check_value(json_t *v, unsigned max_depth);
  * deep), -EILSEQ (a character or escape), -EMSGSIZE (too many tokens) or
  * -EINVAL (not one well-formed object). */
 int json_wire_check_line(const char *s, size_t n, unsigned max_depth);
+
+/* A reply of QEMU's or the agent's whose only member is "return": writes that
+ * value as json_dumps(value, JSON_COMPACT | JSON_ENCODE_ANY | JSON_ENSURE_ASCII)
+ * of json_loadb(line, len, JSON_REJECT_DUPLICATES) would, byte for byte, straight
+ * from the line (no JSON value built, the text allocated at its size). Handles the
+ * plain shapes replies have: values nested at most JSON_WIRE_DEPTH_MAX deep,
+ * integers of at most 18 digits, objects of at most 32 keys without escapes in
+ * them. Anything else (fractions, long integers, escaped keys, an "error" reply,
+ * whatever jansson refuses) is declined, for the caller to parse with jansson,
+ * which then decides. Returns 1 with the NUL-terminated text in *ret (free()) and
+ * its length in *ret_len (may be NULL), 0 when declined, -ENOMEM, -EINVAL. */
+int json_wire_reply_return(const char *line, size_t len, char **ret, size_t *ret_len);

@@ -104,31 +104,45 @@ static void handle_record(AgentBus *a, int64_t handle, uid_t owner) {
 
 /* ---- Command ---- */
 
-static void on_agent_reply(QgaClient *c, int error, json_t *result, const char *err_class, const char *err_desc,
-                           void *userdata) {
-        AgentCall *ac = userdata;
-
-        if (error >= 0 && ac->op == HANDLE_OPEN && json_is_integer(result))
-                handle_record(ac->agent, json_integer_value(result), ac->uid);
-        else if (error >= 0 && ac->op == HANDLE_CLOSE)
-                handle_forget(ac->agent, ac->handle);
+/* The agent's answer to the caller: its result as compact ASCII JSON text, or the error. */
+static void agent_call_answer(AgentCall *ac, int error, const char *text, size_t len, const char *err_class,
+                              const char *err_desc) {
         /* Before the reply: a caller that waits for it may send the next command at once. */
         bus_ticket_release(ac->ticket);
 
         if (error < 0)
                 bus_reply_errno(ac->message, BUS_ERROR_AGENT_REPLY, error, err_class, err_desc);
-        else {
-                /* ENSURE_ASCII: the guest's strings may hold anything; D-Bus wants valid UTF-8. */
-                _cleanup_free_ char *s = json_dumps(result ?: json_object(), JSON_COMPACT | JSON_ENCODE_ANY |
-                                                                                   JSON_ENSURE_ASCII);
-                if (!s)
-                        bus_reply_error(ac->message, SD_BUS_ERROR_NO_MEMORY, "Out of memory.");
-                else
-                        bus_reply_string(ac->message, s, strlen(s), "The agent's reply",
-                                         "; use ReadFile for large data");
-        }
+        else
+                bus_reply_string(ac->message, text, len, "The agent's reply", "; use ReadFile for large data");
         sd_bus_message_unref(ac->message);
         free(ac);
+}
+
+/* Most commands: the reply's text, re-written straight from the agent's line. */
+static void on_agent_text(QgaClient *c, int error, const char *text, size_t len, const char *err_class,
+                          const char *err_desc, void *userdata) {
+        AgentCall *ac = userdata;
+
+        if (error >= 0 && ac->op == HANDLE_CLOSE)
+                handle_forget(ac->agent, ac->handle);
+        agent_call_answer(ac, error, text, len, err_class, err_desc);
+}
+
+/* guest-file-open: the handle in the result is recorded as the caller's. */
+static void on_agent_open(QgaClient *c, int error, json_t *result, const char *err_class, const char *err_desc,
+                          void *userdata) {
+        AgentCall *ac = userdata;
+        _cleanup_free_ char *s = NULL;
+
+        if (error >= 0 && json_is_integer(result))
+                handle_record(ac->agent, json_integer_value(result), ac->uid);
+        if (error >= 0) {
+                /* ENSURE_ASCII: the guest's strings may hold anything; D-Bus wants valid UTF-8. */
+                s = json_dumps(result ?: json_object(), JSON_COMPACT | JSON_ENCODE_ANY | JSON_ENSURE_ASCII);
+                if (!s)
+                        error = -ENOMEM;
+        }
+        agent_call_answer(ac, error, s, s ? strlen(s) : 0, err_class, err_desc);
 }
 
 /* AgentNotConnected / NotRunning unless the agent can be asked. */
@@ -219,9 +233,13 @@ static int method_command(sd_bus_message *m, void *userdata, sd_bus_error *error
         }
         *ac = (AgentCall) { .agent = a, .message = sd_bus_message_ref(m), .op = op, .uid = caller.uid,
                             .handle = handle, .ticket = ticket };
-        r = qga_send(vm->qga, execute, json_object_get(cmd, "arguments"),
-                     policy_qga_no_reply(execute) ? QGA_REPLY_NONE : QGA_REPLY_NORMAL,
-                     policy_qga_timeout_usec(execute), BUS_REPLY_MAX, on_agent_reply, ac, NULL);
+        QgaReplyMode mode = policy_qga_no_reply(execute) ? QGA_REPLY_NONE : QGA_REPLY_NORMAL;
+        if (op == HANDLE_OPEN)
+                r = qga_send(vm->qga, execute, json_object_get(cmd, "arguments"), mode,
+                             policy_qga_timeout_usec(execute), BUS_REPLY_MAX, on_agent_open, ac, NULL);
+        else
+                r = qga_send_text(vm->qga, execute, json_object_get(cmd, "arguments"), mode,
+                                  policy_qga_timeout_usec(execute), BUS_REPLY_MAX, on_agent_text, ac, NULL);
         if (r < 0) {
                 bus_ticket_release(ac->ticket);
                 sd_bus_message_unref(ac->message);

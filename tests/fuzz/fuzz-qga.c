@@ -8,7 +8,10 @@
  * (its replies decoded straight from the line, or parsed by jansson and
  * qga_file_read_parse() when they have another shape), and every line of the input is
  * also given to both readers of a guest-file-read reply: when the direct one accepts
- * it, jansson and qga_file_read_parse() accept it too, with the same data.
+ * it, jansson and qga_file_read_parse() accept it too, with the same data; and to
+ * json_wire_reply_return(): when it re-writes a reply, jansson reads the line and
+ * writes its "return" value as the same text. Some commands ask for the text
+ * (qga_send_text()), as the supervisor's Agent1.Command does.
  * Checked: every command is answered exactly once with a documented error, agent
  * error text is sanitized, callbacks never run from inside the calls that promise
  * so, on_connected_changed reports changes only, the input buffer stays bounded. */
@@ -21,6 +24,7 @@
 #include <sys/socket.h>
 
 #include "fuzz.h"
+#include "json-wire.h"
 #include "qga-file.h"
 #include "qga.h"
 
@@ -114,6 +118,22 @@ static void on_reply(QgaClient *c, int error, json_t *result, const char *err_cl
         }
 }
 
+static void on_text(QgaClient *c, int error, const char *text, size_t len, const char *err_class,
+                    const char *err_desc, void *userdata) {
+        json_auto_t *v = NULL;
+
+        FUZZ_ASSERT((error == 0) == (text != NULL));
+        if (text) {
+                /* Compact JSON, ASCII only, as long as it says. */
+                FUZZ_ASSERT(strlen(text) == len);
+                for (size_t i = 0; i < len; i++)
+                        FUZZ_ASSERT((unsigned char) text[i] >= 0x20 && (unsigned char) text[i] < 0x80);
+                v = json_loadb(text, len, JSON_DECODE_ANY, NULL);
+                FUZZ_ASSERT(v);
+        }
+        on_reply(c, error, v, err_class, err_desc, userdata);
+}
+
 static void send_command(Harness *h, uint8_t x) {
         static const size_t counts[] = { 0, 3, 4096, 65536 };
         json_auto_t *args = NULL;
@@ -164,6 +184,8 @@ static void send_command(Harness *h, uint8_t x) {
                 r = qga_send_file_write(h->client, 1000, "hello\n\xff", 7, timeout, on_reply, cmd, &id);
         else if (cmd->kind == 1)
                 r = qga_send_file_read(h->client, 1000, cmd->read_count, cmd->read_buf, timeout, on_reply, cmd, &id);
+        else if ((x & 0x18) == 0x18 && cmd->kind != 4)
+                r = qga_send_text(h->client, name, args, mode, timeout, max_reply, on_text, cmd, &id);
         else
                 r = qga_send(h->client, name, args, mode, timeout, max_reply, on_reply, cmd, &id);
         h->in_api = false;
@@ -270,6 +292,21 @@ static void check_read_reply(const char *line, size_t len, size_t buf_size) {
         free(b);
 }
 
+/* A reply re-written straight from the line is what jansson reads and writes. */
+static void check_reply_text(const char *line, size_t len) {
+        _cleanup_free_ char *text = NULL, *dumped = NULL;
+        size_t n = 0;
+        int r = json_wire_reply_return(line, len, &text, &n);
+
+        FUZZ_ASSERT(r >= 0);
+        if (r == 0)
+                return;
+        json_auto_t *v = json_loadb(line, len, JSON_REJECT_DUPLICATES, NULL);
+        FUZZ_ASSERT(json_is_object(v) && json_object_size(v) == 1 && json_object_get(v, "return"));
+        dumped = json_dumps(json_object_get(v, "return"), JSON_COMPACT | JSON_ENCODE_ANY | JSON_ENSURE_ASCII);
+        FUZZ_ASSERT(dumped && strlen(text) == n && streq(dumped, text));
+}
+
 static void check_read_replies(const uint8_t *data, size_t size) {
         const char *p = (const char *) data, *end = p + size;
 
@@ -279,6 +316,7 @@ static void check_read_replies(const uint8_t *data, size_t size) {
 
                 check_read_reply(p, len, qga_b64_decoded_max(len));
                 check_read_reply(p, len, 3);
+                check_reply_text(p, len);
                 p += len + 1;
         }
 }
