@@ -177,6 +177,10 @@ check "silent source: B stopped" onb wait_state mig stopped 30
 check_match "silent source: B says migration-failed, no data" '^migration-failed: .*no migration data' \
         "$(onb vmprop_value mig StateReason)"
 check_eq "silent source: no QEMU on B" 0 "$(onb vmprop_value mig Pid)"
+ctlb migrate-in mig --timeout 2 < <(sleep 30) > "$T/ctl-in.out" 2>&1
+check_match "vmsupctl migrate-in --timeout 2 from a silent source: fails, no data" 'no migration data for 2 s' \
+        "$(cat "$T/ctl-in.out")"
+check "vmsupctl's silent source: B stopped" onb wait_state mig stopped 30
 # The source, into a stream nobody reads: the transferred bytes stop moving, QEMU cancels.
 check_match "MigrateOut into a stream nobody reads (timeout 2 s): MigrationFailed, no progress" \
         'MigrationFailed: .*no progress for 2 s' "$("${FDCALL[@]}" MigrateOut unix "{'timeout': dbus.UInt32(2)}")"
