@@ -38,9 +38,12 @@ pid=$(qemu_pid)
 check_eq "PendingChanges empty after the start" "as 0" "$(pending)"
 
 # --- who may reload
+asks() { grep -c 'asking the launcher to take' "$T/logs/rl.log"; }
+asked0=$(asks)
 check_fails "Reload from a caller with no rights: AccessDenied" 'AccessDenied' dsend_as vmsupt-none rl VM1.Reload
 check_fails "Reload from a non-root caller with VM.Audit: AccessDenied" 'AccessDenied.*root-only' \
         dsend_as vmsupt-audit rl VM1.Reload
+check_eq "... and nothing was sent to the launcher for them" "$asked0" "$(asks)"
 check "Reload as root with nothing changed" reload
 check_eq "nothing changed: PendingChanges empty" "as 0" "$(pending)"
 
