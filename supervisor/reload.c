@@ -260,8 +260,8 @@ static void on_launcher_reloaded(int error, const char *message, void *userdata)
         }
         if (vm->on_reloaded)
                 vm->on_reloaded(vm);
-        vm_reload_ended(vm);
         reload_next(vm, rl);
+        vm_reload_ended(vm);
 }
 
 static int on_loop_exit(sd_event_source *s, void *userdata) {

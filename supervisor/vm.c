@@ -501,8 +501,8 @@ static void vm_restart_failed(Vm *vm, bool restart) {
 void vm_reload_ended(Vm *vm) {
         int r;
 
-        if (!vm->start_after_reload)
-                return;
+        if (!vm->start_after_reload || vm_reload_in_flight(vm))
+                return; /* nothing waits, or after the next reload */
         vm->start_after_reload = false;
         if (vm_is_starting(vm) || vm_is_active(vm))
                 return; /* someone started it meanwhile */

@@ -159,7 +159,8 @@ struct Vm {
 int vm_new(sd_event *event, VmConfig *config, AclEntry *host_acl, size_t n_host_acl,
            const char *runtime_root, Vm **ret);
 Vm *vm_free(Vm *vm);
-/* A reload ended (reload.c): an automatic restart that waited for it runs now. */
+/* A reload ended (reload.c): an automatic restart that waited for it runs now, unless one
+ * more reload is in flight (then after that one). */
 void vm_reload_ended(Vm *vm);
 DEFINE_TRIVIAL_CLEANUP_FUNC(Vm *, vm_free);
 
