@@ -51,8 +51,8 @@ _vmsupctl() {
                 write-file) opts+=" --append" ;;
                 console) opts+=" --force" ;;
                 vnc) opts+=" --listen" ;;
-                migrate) opts+=" --max-bandwidth --downtime-limit --auto-converge --local-disk" ;;
-                migrate-in) opts+=" --local-disk" ;;
+                migrate) opts+=" --max-bandwidth --downtime-limit --auto-converge --local-disk --timeout" ;;
+                migrate-in) opts+=" --local-disk --timeout" ;;
                 metrics) opts+=" --format" ;;
                 esac
                 COMPREPLY=($(compgen -W "$opts" -- "$cur"))

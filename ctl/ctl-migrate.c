@@ -237,6 +237,8 @@ static int migrate_call(sd_bus *bus, const char *name, const char *method, int f
                 r = sd_bus_message_append(m, "{sv}", "auto-converge", "b", 1);
         if (r >= 0 && disk_fd >= 0)
                 r = sd_bus_message_append(m, "{sv}", "disk-fd", "h", disk_fd);
+        if (r >= 0 && arg.have_timeout) /* checked by the verbs */
+                r = sd_bus_message_append(m, "{sv}", "timeout", "u", (uint32_t) arg.timeout_sec);
         if (r >= 0)
                 r = sd_bus_message_close_container(m);
         if (r < 0)
@@ -309,6 +311,10 @@ int verb_migrate(char **args, size_t n) {
         int sp[2], r;
         pid_t pid;
 
+        if (arg.have_timeout && arg.timeout_sec > UINT32_MAX) {
+                fprintf(stderr, "vmsupctl: --timeout is too large\n");
+                return CTL_EXIT_USAGE;
+        }
         r = ctl_bus_open(&bus);
         if (r < 0)
                 return -r;
@@ -404,6 +410,10 @@ int verb_migrate_in(char **args, size_t n) {
         int sp[2], r;
         pid_t pid;
 
+        if (arg.have_timeout && arg.timeout_sec > UINT32_MAX) {
+                fprintf(stderr, "vmsupctl: --timeout is too large\n");
+                return CTL_EXIT_USAGE;
+        }
         r = ctl_bus_open(&bus);
         if (r < 0)
                 return -r;

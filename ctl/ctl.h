@@ -42,6 +42,7 @@ typedef struct CtlArgs {
         bool have_since;
         uint64_t max_bandwidth, downtime_limit_ms;
         bool have_max_bandwidth, have_downtime_limit, auto_converge, local_disk;
+        bool have_timeout; /* --timeout given (migrate, migrate-in: the migration's "timeout") */
         bool openmetrics; /* metrics --format openmetrics */
 } CtlArgs;
 extern CtlArgs arg;

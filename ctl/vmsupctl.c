@@ -90,12 +90,12 @@ static const Verb verbs[] = {
         { "vnc", "vnc NAME --listen unix:PATH|127.0.0.1:PORT",
           "serve local VNC viewers, each through its own OpenVNC", 1, 1, OPT_LISTEN, verb_vnc, NULL },
         { "screenshot", "screenshot NAME FILE.png", "a PNG of the VM's screen", 2, 2, 0, verb_screenshot, NULL },
-        { "migrate", "migrate NAME [--max-bandwidth BYTES_PER_SEC] [--downtime-limit MS] [--auto-converge] [--local-disk] -- COMMAND...",
+        { "migrate", "migrate NAME [--max-bandwidth BYTES_PER_SEC] [--downtime-limit MS] [--auto-converge] [--local-disk] [--timeout SEC] -- COMMAND...",
           "live-migrate the VM into COMMAND's standard input and output (e.g. ssh HOST vmsupctl migrate-in NAME)",
-          2, SIZE_MAX, OPT_JSON | OPT_MIGRATE | OPT_LOCAL_DISK, verb_migrate, NULL },
-        { "migrate-in", "migrate-in NAME [--local-disk]",
+          2, SIZE_MAX, OPT_JSON | OPT_MIGRATE | OPT_LOCAL_DISK | OPT_TIMEOUT, verb_migrate, NULL },
+        { "migrate-in", "migrate-in NAME [--local-disk] [--timeout SEC]",
           "receive the VM from a migration on standard input and output; returns once it runs here", 1, 1,
-          OPT_JSON | OPT_LOCAL_DISK,
+          OPT_JSON | OPT_LOCAL_DISK | OPT_TIMEOUT,
           verb_migrate_in, NULL },
 };
 
@@ -219,6 +219,7 @@ int main(int argc, char *argv[]) {
                         break;
                 case ARG_TIMEOUT:
                         target = &arg.timeout_sec;
+                        arg.have_timeout = true;
                         given |= OPT_TIMEOUT;
                         break;
                 case ARG_FORCE:

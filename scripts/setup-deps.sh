@@ -9,7 +9,7 @@ packages=(
         gcc make pkg-config
         libsystemd-dev libjansson-dev libseccomp-dev libcap-ng-dev libcmocka-dev
         qemu-system-x86 qemu-guest-agent qemu-utils
-        dbus dbus-daemon dbus-bin systemd util-linux passwd procps
+        dbus dbus-daemon dbus-bin systemd util-linux passwd procps iproute2
         busybox-static cpio kmod
         libxml2-utils python3-dbus python3-gi socat systemd-container clang tmux
         jq groff-base man-db libglib2.0-dev libglib2.0-dev-bin

@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 /* The launcher (see launch.h): the supervisor's one child, which forks and execs QEMU for it. */
 
+#include <assert.h>
 #include <fcntl.h>
 #include <poll.h>
 #include <signal.h>
@@ -65,14 +66,34 @@ static int launcher_sock = -EBADF;
 static pid_t launcher_pid = 0;
 static sd_event_source *launcher_source = NULL;
 
-/* The start request the launcher has not answered yet (one at a time: one VM). */
+/* The request the launcher has not answered yet (one at a time: one VM). */
+typedef enum PendingKind {
+        PENDING_START,
+        PENDING_RELOAD,
+} PendingKind;
+
 static struct {
         bool active;
-        int stderr_r;                  /* our end of QEMU's output pipe */
-        LaunchCallback callback;
+        PendingKind kind;
+        int stderr_r;                  /* a start: our end of QEMU's output pipe */
+        LaunchCallback callback;       /* a start */
+        LaunchReloadCallback reload_callback; /* a reload; NULL once abandoned */
         void *userdata;
         sd_event_source *timer;
 } pending = { .stderr_r = -EBADF };
+
+/* The launcher answers in order. Answers still owed for requests given up on (timed out):
+ * the next answers of their kind are theirs, not the next request's. */
+static unsigned late_starts = 0;
+static struct {
+        bool owed;
+        bool wanted;    /* sent before the loop, with the supervisor's own definition */
+} late_reload;
+/* The launcher took a definition the supervisor did not (its answer came too late): no start
+ * until a reload succeeds. */
+static bool diverged = false;
+static LaunchLateCallback late_callback = NULL;
+static void *late_userdata = NULL;
 
 int launch_resolve_binary(const VmConfig *c, char **ret) {
         const char *path;
@@ -830,42 +851,147 @@ int launcher_use(LaunchAdoption *a) {
         return 0;
 }
 
+static void pending_clear(void) {
+        pending.active = false;
+        pending.callback = NULL;
+        pending.reload_callback = NULL;
+        pending.userdata = NULL;
+        pending.timer = sd_event_source_disable_unref(pending.timer);
+}
+
 static void pending_finish(int error, LaunchResult *lr) {
         LaunchCallback cb = pending.callback;
         void *userdata = pending.userdata;
 
-        pending.active = false;
-        pending.callback = NULL;
-        pending.userdata = NULL;
-        pending.timer = sd_event_source_disable_unref(pending.timer);
+        assert(pending.kind == PENDING_START);
         if (error < 0)
                 pending.stderr_r = safe_close(pending.stderr_r);
         else
                 lr->stderr_fd = TAKE_FD(pending.stderr_r);
+        pending_clear();
         cb(error, lr, userdata);
 }
 
+/* A reload's answer (or its end: -ETIMEDOUT, -ECHILD). */
+static void pending_reload_finish(int error, const char *message) {
+        LaunchReloadCallback cb = pending.reload_callback;
+        void *userdata = pending.userdata;
+
+        assert(pending.kind == PENDING_RELOAD);
+        if (error == 0 && diverged) {
+                log_info("The QEMU launcher and the supervisor hold the same definition again.");
+                diverged = false;
+        }
+        pending_clear();
+        if (cb)
+                cb(error, message, userdata);
+}
+
 static int on_launch_timeout(sd_event_source *s, uint64_t usec, void *userdata) {
-        /* A reply after this is a QEMU nobody manages: on_launcher_event() kills it. */
-        log_error("The QEMU launcher did not answer a start request within %u ms.", LAUNCH_REPLY_TIMEOUT_MSEC);
-        pending_finish(-ETIMEDOUT, NULL);
+        if (pending.kind == PENDING_START) {
+                /* A reply after this is a QEMU nobody manages: on_launcher_event() kills it. */
+                log_error("The QEMU launcher did not answer a start request within %u ms.", LAUNCH_REPLY_TIMEOUT_MSEC);
+                late_starts++;
+                pending_finish(-ETIMEDOUT, NULL);
+                return 0;
+        }
+        /* The launcher may still take that definition when it answers: until then it gets no
+         * request (a start would run from a definition nobody knows). */
+        log_error("The QEMU launcher did not answer a reload within %u ms.", LAUNCH_REPLY_TIMEOUT_MSEC);
+        late_reload.owed = true;
+        pending_reload_finish(-ETIMEDOUT, NULL);
         return 0;
 }
 
-/* The launcher answers start requests and otherwise sends nothing: anything else readable
- * is its end, or a late answer to a start that timed out. */
+/* Reads a reload's answer: 0 when the launcher took the definition, -errno with its reason
+ * (sanitized, in a buffer of CONFIG_ERROR_MAX) when it did not. */
+static int reload_reply_parse(ssize_t k, LaunchReloadReply *reply, size_t n_fds, char *ret_message) {
+        ret_message[0] = '\0';
+        if (k == 0)
+                return -ECHILD;
+        if (k < 0)
+                return (int) k;
+        /* A launcher from before this request answers with a bare LaunchReply. */
+        if ((size_t) k == sizeof(LaunchReply) && reply->magic == LAUNCH_MAGIC && reply->error > 0 && n_fds == 0)
+                return -EOPNOTSUPP;
+        if ((size_t) k != sizeof *reply || reply->magic != LAUNCH_MAGIC || reply->error < 0 || n_fds != 0)
+                return -EBADMSG;
+        if (reply->error > 0) {
+                reply->message[sizeof reply->message - 1] = '\0';
+                text_sanitize(ret_message, CONFIG_ERROR_MAX, reply->message, strlen(reply->message), 0);
+                return -reply->error;
+        }
+        return 0;
+}
+
+static void late_reload_answered(int r) {
+        bool wanted = late_reload.wanted;
+
+        late_reload.owed = late_reload.wanted = false;
+        if (r < 0) {
+                log_info("The QEMU launcher refused the reload it answered late: it keeps its definition.");
+                return;
+        }
+        if (wanted) {
+                log_info("The QEMU launcher took this supervisor's definition, late.");
+                return;
+        }
+        /* It reads the file itself and takes it only as the supervisor validated it: the
+         * definition it had cannot be given back. What the file says now is reloaded. */
+        log_warning("The QEMU launcher took a definition late, after its reload had failed: reloading again, "
+                    "no start until the supervisor holds the same.");
+        diverged = true;
+        if (late_callback)
+                late_callback(late_userdata);
+}
+
+/* The launcher answers requests in order and otherwise sends nothing: anything else
+ * readable is its end. */
 static int on_launcher_event(sd_event_source *s, int fd, uint32_t revents, void *userdata) {
+        union {
+                LaunchReply start;
+                LaunchReloadReply reload;
+        } u;
         LaunchReply reply;
         int fds[LAUNCH_FDS_MAX];
         size_t n_fds = 0;
         ssize_t k;
 
-        k = recv_with_fds(fd, &reply, sizeof reply, MSG_DONTWAIT, fds, ELEMENTSOF(fds), &n_fds);
+        k = recv_with_fds(fd, &u, sizeof u, MSG_DONTWAIT, fds, ELEMENTSOF(fds), &n_fds);
         if (k == -EAGAIN)
                 return 0;
+        if (k > 0 && late_starts > 0 && (size_t) k == sizeof(LaunchReply)) {
+                /* A QEMU whose start the supervisor gave up on: nobody manages it. */
+                late_starts--;
+                if (n_fds >= 1)
+                        (void) syscall(SYS_pidfd_send_signal, fds[0], SIGKILL, NULL, 0);
+                for (size_t i = 0; i < n_fds; i++)
+                        safe_close(fds[i]);
+                log_warning("The launcher answered a start request too late, ignoring.");
+                return 0;
+        }
+        if (k > 0 && late_reload.owed) {
+                char message[CONFIG_ERROR_MAX];
+                int r = reload_reply_parse(k, &u.reload, n_fds, message);
+
+                for (size_t i = 0; i < n_fds; i++)
+                        safe_close(fds[i]);
+                late_reload_answered(r);
+                return 0;
+        }
+        if (k > 0 && pending.active && pending.kind == PENDING_RELOAD) {
+                char message[CONFIG_ERROR_MAX];
+                int r = reload_reply_parse(k, &u.reload, n_fds, message);
+
+                for (size_t i = 0; i < n_fds; i++)
+                        safe_close(fds[i]);
+                pending_reload_finish(r, message[0] ? message : NULL);
+                return 0;
+        }
         if (k > 0 && pending.active) {
                 LaunchResult lr = { .pidfd = -EBADF, .exit_fd = -EBADF, .qmp_fd = -EBADF, .stderr_fd = -EBADF };
 
+                memcpy(&reply, &u.start, sizeof reply);
                 if ((size_t) k != sizeof reply || reply.magic != LAUNCH_MAGIC || reply.error < 0 ||
                     (reply.error == 0 && (n_fds != 3 || reply.pid <= 0)) || (reply.error > 0 && n_fds != 0)) {
                         if (n_fds >= 1 && (size_t) k == sizeof reply && reply.error == 0)
@@ -888,20 +1014,22 @@ static int on_launcher_event(sd_event_source *s, int fd, uint32_t revents, void 
                 return 0;
         }
         if (k > 0) {
-                /* A QEMU whose start the supervisor gave up on: nobody manages it. */
+                /* Nothing asked for it: if it hands over a QEMU, nobody manages that one. */
                 if (n_fds >= 1)
                         (void) syscall(SYS_pidfd_send_signal, fds[0], SIGKILL, NULL, 0);
                 for (size_t i = 0; i < n_fds; i++)
                         safe_close(fds[i]);
-                log_warning("The launcher answered a start request too late, ignoring.");
+                log_warning("The launcher sent an answer nobody waits for, ignoring.");
                 return 0;
         }
         sd_event *e = sd_event_source_get_event(s);
 
         log_error("The QEMU launcher (pid %d) is gone; exiting.", (int) launcher_pid);
         launcher_source = sd_event_source_disable_unref(launcher_source);
-        if (pending.active)
+        if (pending.active && pending.kind == PENDING_START)
                 pending_finish(-ECHILD, NULL);
+        else if (pending.active)
+                pending_reload_finish(-ECHILD, NULL);
         return sd_event_exit(e, -ECHILD);
 }
 
@@ -909,6 +1037,15 @@ int launcher_attach(sd_event *e) {
         if (launcher_sock < 0)
                 return -ECHILD;
         return sd_event_add_io(e, &launcher_source, launcher_sock, EPOLLIN, on_launcher_event, NULL);
+}
+
+bool launch_busy_reloading(void) {
+        return diverged || late_reload.owed || (pending.active && pending.kind == PENDING_RELOAD);
+}
+
+void launch_on_late_reload(LaunchLateCallback callback, void *userdata) {
+        late_callback = callback;
+        late_userdata = userdata;
 }
 
 int launch_qemu(int qga_listen_fd, bool incoming, LaunchCallback callback, void *userdata) {
@@ -919,8 +1056,10 @@ int launch_qemu(int qga_listen_fd, bool incoming, LaunchCallback callback, void 
 
         if (launcher_sock < 0 || !launcher_source)
                 return -ECHILD;
-        if (pending.active)
+        if (pending.active || late_reload.owed)
                 return -EBUSY;
+        if (diverged)
+                return -ESTALE;
         if (pipe2(pipefd, O_CLOEXEC | O_NONBLOCK) < 0)
                 return -errno;
         pipe_r = pipefd[0];
@@ -945,26 +1084,21 @@ int launch_qemu(int qga_listen_fd, bool incoming, LaunchCallback callback, void 
         }
         /* The answer comes right after the launcher's fork(), on the loop. */
         pending.active = true;
+        pending.kind = PENDING_START;
         pending.stderr_r = TAKE_FD(pipe_r);
         pending.callback = callback;
         pending.userdata = userdata;
         return 0;
 }
 
-int launch_reload(const char *text, size_t len, char **ret_error) {
+/* Sends text in a memfd as a reload request. */
+static int send_reload_fd(const char *text, size_t len) {
         _cleanup_close_ int fd = -EBADF;
         LaunchRequest req = { .magic = LAUNCH_MAGIC, .op = LAUNCH_OP_RELOAD, .n_fds = 1 };
-        LaunchReloadReply reply;
-        int fds[LAUNCH_FDS_MAX];
-        size_t n_fds = 0, done = 0;
+        size_t done = 0;
         ssize_t k;
         int r;
 
-        if (launcher_sock < 0)
-                return -ECHILD;
-        /* One request at a time: the answer to a start comes on the loop. */
-        if (pending.active)
-                return -EBUSY;
         fd = memfd_create("vmsup-definition", MFD_CLOEXEC);
         if (fd < 0)
                 return -errno;
@@ -979,38 +1113,77 @@ int launch_reload(const char *text, size_t len, char **ret_error) {
         r = send_with_fds(launcher_sock, &req, sizeof req, &fd, 1);
         if (r < 0)
                 return r == -EPIPE || r == -ECONNRESET ? -ECHILD : r;
-        /* The launcher reads and parses one file: it answers at once. Before that answer may
-         * come the late answer to a start the supervisor gave up on: nobody manages that QEMU. */
-        for (unsigned i = 0;; i++) {
-                k = recv_reply(launcher_sock, &reply, sizeof reply, fds, ELEMENTSOF(fds), &n_fds);
-                if (k == (ssize_t) sizeof(LaunchReply) && n_fds >= 1 && reply.error == 0 && i == 0) {
-                        (void) syscall(SYS_pidfd_send_signal, fds[0], SIGKILL, NULL, 0);
-                        for (size_t j = 0; j < n_fds; j++)
-                                safe_close(fds[j]);
-                        log_warning("The launcher answered a start request too late, ignoring.");
-                        continue;
-                }
-                break;
+        return 0;
+}
+
+/* As send_reload_fd(), the answer then awaited on the loop. */
+static int send_reload(const char *text, size_t len) {
+        int r;
+
+        if (launcher_sock < 0 || !launcher_source)
+                return -ECHILD;
+        if (pending.active || late_reload.owed)
+                return -EBUSY;
+        r = sd_event_add_time_relative(sd_event_source_get_event(launcher_source), &pending.timer,
+                                       CLOCK_MONOTONIC, LAUNCH_REPLY_TIMEOUT_MSEC * USEC_PER_MSEC, 0,
+                                       on_launch_timeout, NULL);
+        if (r < 0)
+                return r;
+        r = send_reload_fd(text, len);
+        if (r < 0) {
+                pending.timer = sd_event_source_disable_unref(pending.timer);
+                return r;
         }
+        pending.active = true;
+        pending.kind = PENDING_RELOAD;
+        return 0;
+}
+
+int launch_reload(const char *text, size_t len, LaunchReloadCallback callback, void *userdata) {
+        int r;
+
+        r = send_reload(text, len);
+        if (r < 0)
+                return r;
+        pending.reload_callback = callback;
+        pending.userdata = userdata;
+        return 0;
+}
+
+void launch_reload_abandon(void *userdata) {
+        if (pending.active && pending.kind == PENDING_RELOAD && pending.userdata == userdata) {
+                pending.reload_callback = NULL;
+                pending.userdata = NULL;
+        }
+}
+
+int launch_reload_sync(const char *text, size_t len, char **ret_error) {
+        LaunchReloadReply reply;
+        char message[CONFIG_ERROR_MAX];
+        int fds[LAUNCH_FDS_MAX];
+        size_t n_fds = 0;
+        ssize_t k;
+        int r;
+
+        if (launcher_sock < 0)
+                return -ECHILD;
+        if (launcher_source || pending.active)
+                return -EBUSY; /* on the loop: launch_reload() */
+        r = send_reload_fd(text, len);
+        if (r < 0)
+                return r;
+        /* The launcher reads and parses one file: it answers at once. */
+        k = recv_reply(launcher_sock, &reply, sizeof reply, fds, ELEMENTSOF(fds), &n_fds);
         for (size_t i = 0; i < n_fds; i++)
                 safe_close(fds[i]);
-        if (k == 0)
-                return -ECHILD;
-        if (k < 0)
-                return (int) k;
-        /* A launcher from before this request answers with a bare LaunchReply. */
-        if ((size_t) k == sizeof(LaunchReply) && reply.magic == LAUNCH_MAGIC && reply.error > 0)
-                return -EOPNOTSUPP;
-        if ((size_t) k != sizeof reply || reply.magic != LAUNCH_MAGIC || reply.error < 0 || n_fds != 0)
-                return -EBADMSG;
-        if (reply.error > 0) {
-                reply.message[sizeof reply.message - 1] = '\0';
-                if (ret_error) {
-                        char safe[CONFIG_ERROR_MAX];
-                        text_sanitize(safe, sizeof safe, reply.message, strlen(reply.message), 0);
-                        *ret_error = strdup(safe);
-                }
-                return -reply.error;
+        r = reload_reply_parse(k, &reply, n_fds, message);
+        if (r == -ETIMEDOUT)
+                /* Its answer comes on the loop; until then it gets no request. */
+                late_reload.owed = late_reload.wanted = true;
+        if (r < 0) {
+                if (ret_error && message[0])
+                        *ret_error = strdup(message);
+                return r;
         }
         return 0;
 }

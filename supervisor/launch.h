@@ -104,7 +104,8 @@ typedef void (*LaunchCallback)(int error, LaunchResult *lr, void *userdata);
  * Never waits: the answer, which comes right after the launcher's fork(), is read on the
  * loop (launcher_attach() first) and handed to callback. One request at a time. Returns 0
  * when the request is sent (callback will be called exactly once), or
- * -errno: -ECHILD when there is no launcher, -EBUSY while a request is pending. Exec
+ * -errno: -ECHILD when there is no launcher, -EBUSY while a request (or a reload's late answer:
+ * launch_reload()) is pending. Exec
  * failures show up as exit status 127 with the reason on the pipe. incoming: QEMU also gets
  * -incoming defer (a VM arriving by migration: migration.h); a launcher older than that
  * refuses the request (-EBADMSG). */
@@ -112,10 +113,29 @@ int launch_qemu(int qga_listen_fd, bool incoming, LaunchCallback callback, void 
 
 /* A reload: the launcher re-reads the definition file and takes it for every later start
  * when it is byte for byte text (what the supervisor validated), parses and accepts it.
- * Returns 0; -EINVAL/-ESTALE/-EPERM/-ENOENT… with the launcher's reason ("FILE: $.path:
- * why") in *ret_error; -EOPNOTSUPP from a launcher of an older vmsupd; -ECHILD without one.
- * Blocks at most LAUNCH_REPLY_TIMEOUT_MSEC (the launcher answers at once). */
-int launch_reload(const char *text, size_t len, char **ret_error);
+ * Never waits: the answer is read on the loop and handed to callback, exactly once when this
+ * returns 0: error 0, or -EINVAL/-ESTALE/-EPERM/-ENOENT… with the launcher's reason ("FILE:
+ * $.path: why", else NULL) in message; -EOPNOTSUPP from a launcher of an older vmsupd;
+ * -ETIMEDOUT when no answer came within LAUNCH_REPLY_TIMEOUT_MSEC; -ECHILD when the launcher
+ * is gone. Until a timed-out reload's late answer comes, the launcher gets no other request;
+ * if it then took the definition (it reads the file itself: the one it held cannot be given
+ * back), the callback of launch_on_late_reload() is called and no start is asked for until a
+ * reload succeeds. Returns -ECHILD without a launcher, -EBUSY while another request waits for
+ * its answer (one at a time). */
+typedef void (*LaunchReloadCallback)(int error, const char *message, void *userdata);
+int launch_reload(const char *text, size_t len, LaunchReloadCallback callback, void *userdata);
+/* The pending reload made with userdata is nobody's any more: its answer calls nothing. */
+void launch_reload_abandon(void *userdata);
+/* A reload or its late answer is awaited, or the launcher took a definition late: no start
+ * now (launch_qemu() is refused). */
+bool launch_busy_reloading(void);
+/* Called when the launcher took a definition after its reload had failed. */
+typedef void (*LaunchLateCallback)(void *userdata);
+void launch_on_late_reload(LaunchLateCallback callback, void *userdata);
+/* As launch_reload(), before the loop (launcher_attach()): blocks at most
+ * LAUNCH_REPLY_TIMEOUT_MSEC. Returns 0 or -errno with the launcher's reason, if any, in
+ * *ret_error (malloc'd). */
+int launch_reload_sync(const char *text, size_t len, char **ret_error);
 
 /* QEMU is up: the launcher records what runs (the run record's executable after any
  * wrapper's exec). Nothing is answered. */

@@ -246,7 +246,14 @@ static int on_handover(sd_event_source *s, const struct signalfd_siginfo *si, vo
         return sd_event_exit(vm->event, 0);
 }
 
-/* SIGHUP (systemctl reload): as Reload() (reload.h). A refusal is logged there. */
+/* A reload ended (taken or refused): ready again. */
+static void on_reloaded(Vm *vm) {
+        (void) sd_notify(false, "READY=1");
+        notify_state(vm);
+}
+
+/* SIGHUP (systemctl reload): as Reload() (reload.h). A refusal is logged there. Signals
+ * during a reload in flight make one more after it. */
 static int on_reload(sd_event_source *s, const struct signalfd_siginfo *si, void *userdata) {
         _cleanup_free_ char *why = NULL;
         Vm *vm = userdata;
@@ -254,9 +261,8 @@ static int on_reload(sd_event_source *s, const struct signalfd_siginfo *si, void
         log_info("VM %s: %s: reloading the definition and the host ACL.", vm->config->name,
                  strsignal((int) si->ssi_signo));
         (void) sd_notify(false, "RELOADING=1");
-        (void) vm_reload(vm, &why);
-        (void) sd_notify(false, "READY=1");
-        notify_state(vm);
+        if (vm_reload(vm, NULL, &why) < 0)
+                on_reloaded(vm);
         return 0;
 }
 
@@ -367,7 +373,7 @@ int main(int argc, char *argv[]) {
                         /* The launcher kept the definition of the supervisor that forked it: the
                          * next QEMU starts from this one's. */
                         _cleanup_free_ char *why = NULL;
-                        int k = launch_reload(config->text, config->text_len, &why);
+                        int k = launch_reload_sync(config->text, config->text_len, &why);
                         if (k < 0)
                                 log_warning_errno(k, "VM %s: the adopted launcher keeps its definition for the next start: %s",
                                                   config->name, why ?: strerror(-k));
@@ -390,6 +396,7 @@ int main(int argc, char *argv[]) {
         if (r < 0)
                 return log_error_errno(r, "Failed to set up the VM: %m"), EXIT_FAILURE;
         vm->on_settled = on_settled;
+        vm->on_reloaded = on_reloaded;
         vm_reload_setup(vm, arg_acl);
         r = launcher_attach(event);
         if (r < 0)

@@ -41,17 +41,18 @@ static void state_free(void *state) {
         free(mb);
 }
 
-/* Reads a{sv}: max-bandwidth t, downtime-limit-ms t, auto-converge b, disk-fd h. Each at most
+/* Reads a{sv}: max-bandwidth t, downtime-limit-ms t, auto-converge b, disk-fd h, timeout u. Each at most
  * once; unknown keys and wrong types are InvalidArgs. *ret_disk_fd is the message's (not
  * ours), or -1. */
 static int read_options(sd_bus_message *m, MigrationOptions *o, int *ret_disk_fd, sd_bus_error *error) {
-        bool seen[4] = {};
+        bool seen[5] = {};
         unsigned n = 0;
         int r;
 
         *o = (MigrationOptions) {
                 .max_bandwidth = MIGRATION_DEFAULT_MAX_BANDWIDTH,
                 .downtime_limit_ms = MIGRATION_DEFAULT_DOWNTIME_MS,
+                .stall_usec = MIGRATION_STALL_USEC,
         };
         *ret_disk_fd = -1;
         r = sd_bus_message_enter_container(m, 'a', "{sv}");
@@ -66,6 +67,7 @@ static int read_options(sd_bus_message *m, MigrationOptions *o, int *ret_disk_fd
                         { "downtime-limit-ms", "t" },
                         { "auto-converge", "b" },
                         { "disk-fd", "h" },
+                        { "timeout", "u" },
                 };
                 const char *key;
                 size_t i;
@@ -90,7 +92,7 @@ static int read_options(sd_bus_message *m, MigrationOptions *o, int *ret_disk_fd
                         text_sanitize(safe, sizeof safe, key, strlen(key), 0);
                         return sd_bus_error_setf(error, SD_BUS_ERROR_INVALID_ARGS,
                                                  "Unknown migration option \"%s\" (known: max-bandwidth, "
-                                                 "downtime-limit-ms, auto-converge, disk-fd).", safe);
+                                                 "downtime-limit-ms, auto-converge, disk-fd, timeout).", safe);
                 }
                 if (seen[i])
                         return sd_bus_error_setf(error, SD_BUS_ERROR_INVALID_ARGS, "The option \"%s\" is given twice.",
@@ -119,9 +121,19 @@ static int read_options(sd_bus_message *m, MigrationOptions *o, int *ret_disk_fd
                         o->auto_converge = b;
                         break;
                 }
-                default:
+                case 3:
                         r = sd_bus_message_read(m, "h", ret_disk_fd);
                         break;
+                default: {
+                        uint32_t sec = 0;
+                        r = sd_bus_message_read(m, "u", &sec);
+                        if (r >= 0 && sec > MIGRATION_TIMEOUT_SEC_MAX)
+                                return sd_bus_error_setf(error, SD_BUS_ERROR_INVALID_ARGS,
+                                                         "timeout is at most %u seconds (0: no bound).",
+                                                         MIGRATION_TIMEOUT_SEC_MAX);
+                        o->stall_usec = (uint64_t) sec * USEC_PER_SEC;
+                        break;
+                }
                 }
                 if (r < 0)
                         return r;

@@ -15,6 +15,7 @@
 #include "bus-fds.h"
 #include "log.h"
 #include "migration.h"
+#include "vm-state.h"
 #include "vm.h"
 
 /* Whether s is one of the strings that follow (NULL-terminated). */
@@ -57,7 +58,9 @@ struct Migration {
         sd_event_source *settle_timer;
         unsigned settle_tries;
         uint64_t last_transferred;
-        uint64_t last_progress_usec;
+        uint64_t last_progress_usec; /* the last progress, or the start (0: not started) */
+        uint64_t cancel_sent_usec;   /* source: when migrate_cancel was sent (0: not) */
+        bool receiving;         /* target: QEMU reads the RAM stream (its status went past setup) */
         bool finishing;         /* the end is being handled */
         bool cancelled;         /* a caller's MigrateCancel, or the stall bound */
         char *error;            /* why it failed */
@@ -93,6 +96,8 @@ static void migration_reset(Migration *m) {
         m->poll_timer = sd_event_source_disable_unref(m->poll_timer);
         m->settle_timer = sd_event_source_disable_unref(m->settle_timer);
         m->settle_tries = 0;
+        m->last_progress_usec = m->cancel_sent_usec = 0;
+        m->receiving = false;
         m->finishing = m->cancelled = false;
         m->error = mfree(m->error);
 }
@@ -182,8 +187,11 @@ static int splice_step(Splice *sp, unsigned i, uint32_t revents) {
                 size_t room = MIGRATION_SPLICE_BUF - in->start - in->len;
                 if (room > 0) {
                         ssize_t k = read(sp->fd[i], in->buf + in->start + in->len, room);
-                        if (k > 0)
+                        if (k > 0) {
                                 in->len += (size_t) k;
+                                if (sp->m->last_progress_usec > 0)
+                                        sp->m->last_progress_usec = now_usec(CLOCK_MONOTONIC);
+                        }
                         else if (k == 0)
                                 in->eof = true;
                         else if (!IN_SET(errno, EAGAIN, EINTR))
@@ -392,15 +400,12 @@ static void out_end(Migration *m, json_t *result) {
                 out_failed_settled(m, NULL);
 }
 
-static void on_cancel_sent(QmpClient *c, int error, json_t *result, const char *err_class, const char *err_desc,
-                           void *userdata) {
-}
-
+/* Progress is counted here; the bounds are the poll's (on_poll_timer()): a query QEMU does
+ * not answer, or answers with an error, is no progress. */
 static void on_out_query(QmpClient *c, int error, json_t *result, const char *err_class, const char *err_desc,
                          void *userdata) {
         Migration *m = userdata;
-        json_t *ram;
-        uint64_t now, transferred;
+        uint64_t transferred;
 
         if (m->dir != MIGRATION_OUT || error < 0)
                 return;
@@ -408,18 +413,10 @@ static void on_out_query(QmpClient *c, int error, json_t *result, const char *er
         out_end(m, result);
         if (m->finishing)
                 return;
-        now = now_usec(CLOCK_MONOTONIC);
-        ram = json_object_get(result, "ram");
-        transferred = (uint64_t) json_integer_value(json_object_get(ram, "transferred"));
-        if (transferred != m->last_transferred || m->last_progress_usec == 0) {
+        transferred = (uint64_t) json_integer_value(json_object_get(json_object_get(result, "ram"), "transferred"));
+        if (transferred != m->last_transferred) {
                 m->last_transferred = transferred;
-                m->last_progress_usec = now;
-        } else if (now - m->last_progress_usec > MIGRATION_STALL_USEC && !m->cancelled) {
-                log_warning("VM %s: the outgoing migration made no progress for %u s, cancelling it",
-                            m->vm->config->name, (unsigned) (MIGRATION_STALL_USEC / USEC_PER_SEC));
-                set_error(m, "no progress for 60 s");
-                m->cancelled = true;
-                (void) qmp_send(m->vm->qmp, "migrate_cancel", NULL, 0, on_cancel_sent, m, NULL);
+                m->last_progress_usec = now_usec(CLOCK_MONOTONIC);
         }
 }
 
@@ -428,7 +425,6 @@ static void on_jobs_query(QmpClient *c, int error, json_t *result, const char *e
         Migration *m = userdata;
         size_t i;
         json_t *job;
-        uint64_t now = now_usec(CLOCK_MONOTONIC);
 
         if (m->dir != MIGRATION_OUT || m->disk_stage != 1 || error < 0 || m->finishing)
                 return;
@@ -437,27 +433,115 @@ static void on_jobs_query(QmpClient *c, int error, json_t *result, const char *e
                         continue;
                 m->disk_len = (uint64_t) json_integer_value(json_object_get(job, "len"));
                 uint64_t off = (uint64_t) json_integer_value(json_object_get(job, "offset"));
-                if (off != m->disk_offset || m->last_progress_usec == 0) {
+                if (off != m->disk_offset) {
                         m->disk_offset = off;
-                        m->last_progress_usec = now;
+                        m->last_progress_usec = now_usec(CLOCK_MONOTONIC);
                 }
-        }
-        if (now - m->last_progress_usec > MIGRATION_STALL_USEC) {
-                log_warning("VM %s: the disk mirror made no progress for %u s, giving up", m->vm->config->name,
-                            (unsigned) (MIGRATION_STALL_USEC / USEC_PER_SEC));
-                out_setup_failed(m, "drive-mirror", "no progress for 60 s");
         }
 }
 
+static void in_fail(Migration *m, const char *what, const char *desc);
+
+/* No progress for the bound: the source cancels (the disk mirror stage ends its job), the
+ * target fails. */
+static void migration_stalled(Migration *m, uint64_t now) {
+        _cleanup_free_ char *why = NULL;
+        unsigned sec = (unsigned) (m->opts.stall_usec / USEC_PER_SEC);
+
+        if (m->dir == MIGRATION_IN) {
+                log_warning("VM %s: no migration data arrived for %u s, giving up the incoming migration",
+                            m->vm->config->name, sec);
+                if (asprintf(&why, "no migration data for %u s", sec) < 0)
+                        why = NULL;
+                in_fail(m, "migrate-incoming", why ?: "no migration data");
+                return;
+        }
+        if (asprintf(&why, "no progress for %u s", sec) < 0)
+                why = NULL;
+        if (m->disk_stage == 1) {
+                log_warning("VM %s: the disk mirror made no progress for %u s, giving up", m->vm->config->name, sec);
+                out_setup_failed(m, "drive-mirror", why ?: "no progress");
+                return;
+        }
+        log_warning("VM %s: the outgoing migration made no progress for %u s, cancelling it", m->vm->config->name, sec);
+        set_error(m, why ?: "no progress");
+        m->cancelled = true;
+        m->cancel_sent_usec = now;
+        /* Unsent (QEMU's queue full): the cancel's bound ends the migration all the same. */
+        (void) qmp_send(m->vm->qmp, "migrate_cancel", NULL, 0, NULL, NULL, NULL);
+}
+
+/* QEMU did not confirm a cancel: the migration is failed without its word. The VM's state
+ * is the one it had before; what QEMU last said is logged. */
+static void out_give_up(Migration *m) {
+        const char *last = json_string_value(json_object_get(m->last, "status"));
+        _cleanup_free_ char *why = NULL;
+
+        log_error("VM %s: QEMU did not confirm the migration's cancel within %u s (its last status: %s); "
+                  "failing the migration", m->vm->config->name, (unsigned) (MIGRATION_CANCEL_USEC / USEC_PER_SEC),
+                  last ?: "none");
+        if (asprintf(&why, "%s%sQEMU did not confirm the cancel within %u s", m->error ?: "", m->error ? "; " : "",
+                     (unsigned) (MIGRATION_CANCEL_USEC / USEC_PER_SEC)) >= 0) {
+                free(m->error);
+                m->error = TAKE_PTR(why);
+        }
+        m->finishing = true;
+        m->poll_timer = sd_event_source_disable_unref(m->poll_timer);
+        out_failed_settled(m, NULL);
+}
+
+static void on_in_query(QmpClient *c, int error, json_t *result, const char *err_class, const char *err_desc,
+                        void *userdata);
+
 static int on_poll_timer(sd_event_source *s, uint64_t usec, void *userdata) {
         Migration *m = userdata;
+        VmMigrationWatchInput in = {
+                .now_usec = now_usec(CLOCK_MONOTONIC),
+                .last_progress_usec = m->last_progress_usec,
+                .cancel_sent_usec = m->cancel_sent_usec,
+                .stall_usec = m->opts.stall_usec,
+                .cancel_usec = MIGRATION_CANCEL_USEC,
+        };
 
-        if (m->dir == MIGRATION_OUT && m->vm->qmp && m->disk_stage == 1)
+        /* QEMU gone, the end being handled, or (the target) QEMU reading the stream: a
+         * source that stops sending then is the source's to bound (its cancel closes the
+         * stream, and QEMU here fails). */
+        if (m->dir == MIGRATION_NONE || m->finishing || !m->vm->qmp || (m->dir == MIGRATION_IN && m->receiving)) {
+                m->poll_timer = sd_event_source_disable_unref(m->poll_timer);
+                return 0;
+        }
+        switch (vm_migration_watch(&in)) {
+        case VM_MIGRATION_CANCEL:
+                migration_stalled(m, in.now_usec);
+                if (m->dir != MIGRATION_OUT || m->finishing) {
+                        /* failed, or ending */
+                        m->poll_timer = sd_event_source_disable_unref(m->poll_timer);
+                        return 0;
+                }
+                break;
+        case VM_MIGRATION_GIVE_UP:
+                out_give_up(m);
+                return 0;
+        default:
+                break;
+        }
+        if (m->dir == MIGRATION_IN)
+                (void) qmp_send(m->vm->qmp, "query-migrate", NULL, 0, on_in_query, m, NULL);
+        else if (m->disk_stage == 1)
                 (void) qmp_send(m->vm->qmp, "query-block-jobs", NULL, 0, on_jobs_query, m, NULL);
-        else if (m->dir == MIGRATION_OUT && m->vm->qmp)
+        else
                 (void) qmp_send(m->vm->qmp, "query-migrate", NULL, 0, on_out_query, m, NULL);
         (void) sd_event_source_set_time_relative(s, MIGRATION_POLL_USEC);
         return 0;
+}
+
+/* The watch: every MIGRATION_POLL_USEC from now, the bounds counted from now. */
+static void watch_start(Migration *m) {
+        m->last_progress_usec = now_usec(CLOCK_MONOTONIC);
+        if (!m->poll_timer &&
+            sd_event_add_time_relative(m->vm->event, &m->poll_timer, CLOCK_MONOTONIC, MIGRATION_POLL_USEC, 0,
+                                       on_poll_timer, m) >= 0)
+                (void) sd_event_source_set_enabled(m->poll_timer, SD_EVENT_ON);
 }
 
 /* A step before the migration ran failed: the VM is as it was. */
@@ -480,12 +564,8 @@ static void on_migrate_reply(QmpClient *c, int error, json_t *result, const char
                 return;
         if (error < 0)
                 return out_setup_failed(m, "migrate", err_desc);
-        m->last_progress_usec = now_usec(CLOCK_MONOTONIC);
         m->last_transferred = 0;
-        if (!m->poll_timer &&
-            sd_event_add_time_relative(m->vm->event, &m->poll_timer, CLOCK_MONOTONIC, MIGRATION_POLL_USEC, 0,
-                                       on_poll_timer, m) >= 0)
-                (void) sd_event_source_set_enabled(m->poll_timer, SD_EVENT_ON);
+        watch_start(m);
 }
 
 static void on_out_getfd(QmpClient *c, int error, json_t *result, const char *err_class, const char *err_desc,
@@ -557,10 +637,7 @@ static void on_mirror_started(QmpClient *c, int error, json_t *result, const cha
                 return out_setup_failed(m, "blockdev-mirror", err_desc);
         m->mirror_job = true;
         m->disk_stage = 1;
-        m->last_progress_usec = now_usec(CLOCK_MONOTONIC);
-        if (sd_event_add_time_relative(m->vm->event, &m->poll_timer, CLOCK_MONOTONIC, MIGRATION_POLL_USEC, 0,
-                                       on_poll_timer, m) >= 0)
-                (void) sd_event_source_set_enabled(m->poll_timer, SD_EVENT_ON);
+        watch_start(m);
 }
 
 static void on_nbd_added(QmpClient *c, int error, json_t *result, const char *err_class, const char *err_desc,
@@ -654,6 +731,8 @@ int migration_cancel(Migration *m, sd_bus_message *msg) {
         if (r < 0)
                 return r;
         m->cancelled = true;
+        if (m->cancel_sent_usec == 0)
+                m->cancel_sent_usec = now_usec(CLOCK_MONOTONIC); /* QEMU confirms it within a bound */
         return sd_bus_reply_method_return(msg, NULL);
 }
 
@@ -682,20 +761,32 @@ static void on_in_cont(QmpClient *c, int error, json_t *result, const char *err_
         migration_answer(m, true, NULL);
 }
 
+/* The target's status: past none and setup, QEMU reads the stream. */
+static void in_status(Migration *m, const char *st) {
+        if (m->dir == MIGRATION_IN && st && !IN_SET_STR(st, "none", "setup"))
+                m->receiving = true;
+}
+
 static void on_in_query(QmpClient *c, int error, json_t *result, const char *err_class, const char *err_desc,
                         void *userdata) {
         Migration *m = userdata;
 
-        if (error >= 0)
-                keep_last(m, result);
+        if (error < 0)
+                return;
+        keep_last(m, result);
+        in_status(m, json_string_value(json_object_get(result, "status")));
 }
 
 static void on_in_started(QmpClient *c, int error, json_t *result, const char *err_class, const char *err_desc,
                           void *userdata) {
         Migration *m = userdata;
 
-        if (m->dir == MIGRATION_IN && error < 0)
-                in_fail(m, "migrate-incoming", err_desc);
+        if (m->dir != MIGRATION_IN)
+                return;
+        if (error < 0)
+                return in_fail(m, "migrate-incoming", err_desc);
+        /* Until the source's first bytes: the stall bound (disk bytes through the splice count). */
+        watch_start(m);
 }
 
 static void on_in_getfd(QmpClient *c, int error, json_t *result, const char *err_class, const char *err_desc,
@@ -941,6 +1032,7 @@ static void on_vm_event(Vm *vm, const char *name, json_t *data, void *userdata) 
                 return;
         }
         /* Incoming. A failure ends QEMU by itself, with its reason on stderr. */
+        in_status(m, st);
         if (streq(st, "completed")) {
                 (void) qmp_send(vm->qmp, "query-migrate", NULL, 0, on_in_query, m, NULL);
                 /* The source finished writing the disk before its last RAM pages: the export
@@ -1028,7 +1120,7 @@ static int append_u64(sd_bus_message *r, const char *key, json_t *v) {
 
 static int status_reply(Migration *m, sd_bus_message *msg, json_t *q) {
         _cleanup_(sd_bus_message_unrefp) sd_bus_message *r = NULL;
-        json_t *ram = json_object_get(q, "ram"), *disk = json_object_get(q, "disk");
+        json_t *ram = json_object_get(q, "ram");
         const char *st = json_string_value(json_object_get(q, "status")) ?: "none";
         MigrationDirection d = m->dir != MIGRATION_NONE ? m->dir : q ? m->last_dir : MIGRATION_NONE;
         int k;
@@ -1060,16 +1152,10 @@ static int status_reply(Migration *m, sd_bus_message *msg, json_t *q) {
                 k = append_u64(r, "downtime-ms", json_object_get(q, "downtime"));
         if (k >= 0)
                 k = append_u64(r, "setup-time-ms", json_object_get(q, "setup-time"));
-        if (k >= 0 && m->disk_len > 0 && d == MIGRATION_OUT && !json_is_object(disk))
+        if (k >= 0 && m->disk_len > 0 && d == MIGRATION_OUT)
                 k = sd_bus_message_append(r, "{sv}{sv}{sv}", "disk-transferred-bytes", "t", m->disk_offset,
                                           "disk-remaining-bytes", "t", m->disk_offset < m->disk_len ? m->disk_len - m->disk_offset : 0,
                                           "disk-total-bytes", "t", m->disk_len);
-        if (k >= 0)
-                k = append_u64(r, "disk-transferred-bytes", json_object_get(disk, "transferred"));
-        if (k >= 0)
-                k = append_u64(r, "disk-remaining-bytes", json_object_get(disk, "remaining"));
-        if (k >= 0)
-                k = append_u64(r, "disk-total-bytes", json_object_get(disk, "total"));
         if (k >= 0 && json_is_string(json_object_get(q, "error-desc"))) {
                 char safe[512];
                 const char *e = json_string_value(json_object_get(q, "error-desc"));

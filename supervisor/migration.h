@@ -14,14 +14,19 @@
  * "migrated", and the call returns. failed or cancelled: QEMU resumes a VM that ran (it is
  * sent "cont" if it did not), the state is running or paused again with the reason
  * "migration-failed: <QEMU's error-desc>" or "migration-cancelled", and the call fails
- * MigrationFailed with QEMU's reason. No progress for MIGRATION_STALL_USEC: cancelled.
+ * MigrationFailed with QEMU's reason. No progress for MIGRATION_STALL_USEC (or the
+ * "timeout" option): cancelled; a query QEMU does not answer is no progress. A cancel QEMU
+ * does not confirm within MIGRATION_CANCEL_USEC fails the migration without its word (the VM
+ * keeps the state it had before, logged with QEMU's last status).
  *
  * Target (migration_in): the VM is stopped. QEMU starts with -incoming defer through the
  * launcher (so it is confined, recorded and adoptable like any run); once QMP is up the
  * state is incoming, then the "events" capability, getfd and migrate-incoming. When QEMU says
  * completed, "cont", and the VM is running, "migrated". A QEMU that fails to load the stream
  * exits with its reason; the VM is then stopped, "migration-failed: <reason>", and the call
- * fails MigrationFailed. A caller's Stop ends a waiting incoming migration.
+ * fails MigrationFailed. A caller's Stop ends a waiting incoming migration. No data for
+ * MIGRATION_STALL_USEC (or the "timeout" option) after migrate-incoming (until QEMU reports
+ * the stream active; disk bytes through the splice count): QEMU is stopped, the call fails.
  *
  * A local disk (a second stream, disk-fd): the source mirrors its one writable drive into an
  * NBD client node on that stream (blockdev-mirror, write-blocking) and starts the RAM once
@@ -45,6 +50,11 @@
 /* query-migrate while a migration runs on the source: progress, and the stall bound. */
 #define MIGRATION_POLL_USEC (1U * USEC_PER_SEC)
 #define MIGRATION_STALL_USEC (60U * USEC_PER_SEC)
+/* The "timeout" option (seconds; 0: no bound) replaces MIGRATION_STALL_USEC: at most a day. */
+#define MIGRATION_TIMEOUT_SEC_MAX 86400U
+/* A migrate_cancel (the stall's or a caller's) QEMU has not confirmed after this: the
+ * migration fails all the same. */
+#define MIGRATION_CANCEL_USEC (10U * USEC_PER_SEC)
 /* QEMU's own defaults, set explicitly when the caller names none (a previous migration's
  * values would persist otherwise). */
 #define MIGRATION_DEFAULT_MAX_BANDWIDTH (128ULL * 1024ULL * 1024ULL)
@@ -62,6 +72,7 @@ typedef struct MigrationOptions {
         uint64_t max_bandwidth;     /* bytes/s */
         uint64_t downtime_limit_ms;
         bool auto_converge;
+        uint64_t stall_usec;        /* no progress this long fails the migration; 0: no bound */
 } MigrationOptions;
 
 typedef enum MigrationDirection {

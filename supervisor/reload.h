@@ -33,9 +33,18 @@ void vm_reload_setup(Vm *vm, const char *acl_path);
 /* Call once confined: names resolve through the files from now on. */
 void vm_reload_confined(void);
 
-/* Reloads. Returns 0 (and logs what changed), or -errno with the reason in *ret_error
- * (malloc'd, may be NULL on -ENOMEM) and nothing changed. */
-int vm_reload(Vm *vm, char **ret_error);
+/* Reloads: the files are read and checked at once; the launcher's answer comes on the loop,
+ * and only then is the reload taken. Returns 0 when the launcher is asked, or when a reload
+ * is in flight already: then one more runs after it (a Reload call m waits for that one, and
+ * any number of SIGHUPs, m NULL, make one). m (a VM1.Reload call; NULL for SIGHUP) is
+ * answered when its reload ends; vm->on_reloaded is called at each end. Returns -errno with
+ * the reason in *ret_error (malloc'd, may be NULL on -ENOMEM) when refused before asking
+ * the launcher (nothing changed; m is the caller's to answer); -ENOBUFS when too many calls
+ * wait already. */
+int vm_reload(Vm *vm, sd_bus_message *m, char **ret_error);
+bool vm_reload_in_flight(const Vm *vm);
+/* vm_free(): a reload in flight is forgotten, its callers told the supervisor exits. */
+void vm_reload_free(Vm *vm);
 
 /* For vm_start: QEMU's pending settings become this start's. */
 void vm_reload_apply_pending(Vm *vm);

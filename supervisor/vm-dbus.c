@@ -28,6 +28,10 @@
 static int start_answer(Vm *vm, int r, sd_bus_error *error) {
         if (r == -EBUSY)
                 return sd_bus_error_set(error, VMSUP_ERROR_ALREADY_RUNNING, "The VM is already running.");
+        if (r == -EAGAIN)
+                return sd_bus_error_set(error, VMSUP_ERROR_BUSY,
+                                        "The QEMU launcher has not answered a reload, or took a definition the "
+                                        "supervisor has not: start again once a reload succeeded.");
         if (r < 0)
                 return sd_bus_error_setf(error, VMSUP_ERROR_QEMU_ERROR, "QEMU could not be started: %s.",
                                          vm->state_reason && *vm->state_reason ? vm->state_reason : strerror(-r));
@@ -462,7 +466,7 @@ static int method_get_events(sd_bus_message *m, void *userdata, sd_bus_error *er
 }
 
 /* Reload(): root only, as SIGHUP (reload.h). A refused reload is InvalidArgs with "FILE:
- * $.json.path: why" and changes nothing. */
+ * $.json.path: why" and changes nothing; the answer comes once the launcher answered. */
 static int method_reload(sd_bus_message *m, void *userdata, sd_bus_error *error) {
         VmBus *b = userdata;
         _cleanup_free_ char *why = NULL;
@@ -475,12 +479,14 @@ static int method_reload(sd_bus_message *m, void *userdata, sd_bus_error *error)
                 return r;
         if (!caller_is_root(&caller))
                 return sd_bus_error_set(error, SD_BUS_ERROR_ACCESS_DENIED, "Reload is root-only.");
-        r = vm_reload(b->vm, &why);
+        r = vm_reload(b->vm, m, &why);
         if (r == -ENOMEM)
                 return r;
+        if (r == -ENOBUFS)
+                return sd_bus_error_setf(error, VMSUP_ERROR_BUSY, "%s", why ?: "Too many reloads are waiting.");
         if (r < 0)
                 return sd_bus_error_setf(error, SD_BUS_ERROR_INVALID_ARGS, "%s", why ?: strerror(-r));
-        return sd_bus_reply_method_return(m, NULL);
+        return 1; /* answered when the launcher has */
 }
 
 /* ---- properties (authorized by bus-object.c before sd-bus reads them) ---- */

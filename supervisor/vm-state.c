@@ -195,3 +195,11 @@ void vm_state_restart(const VmRestartInput *in, VmRestartDecision *ret) {
         ret->restart = true;
         ret->counted = true;
 }
+
+VmMigrationWatch vm_migration_watch(const VmMigrationWatchInput *in) {
+        if (in->cancel_sent_usec > 0)
+                return in->now_usec - in->cancel_sent_usec >= in->cancel_usec ? VM_MIGRATION_GIVE_UP : VM_MIGRATION_WAIT;
+        if (in->stall_usec == 0 || in->last_progress_usec == 0)
+                return VM_MIGRATION_WAIT;
+        return in->now_usec - in->last_progress_usec >= in->stall_usec ? VM_MIGRATION_CANCEL : VM_MIGRATION_WAIT;
+}

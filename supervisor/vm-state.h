@@ -94,3 +94,22 @@ typedef struct VmRestartDecision {
  * (uncounted); a caller's Stop or Shutdown never does; otherwise on_poweroff, on_reboot
  * and on_crash decide, within the bound. */
 void vm_state_restart(const VmRestartInput *in, VmRestartDecision *ret);
+
+/* A live migration's watch, asked every poll (migration.c). */
+typedef enum VmMigrationWatch {
+        VM_MIGRATION_WAIT,    /* progress, or not past a bound yet */
+        VM_MIGRATION_CANCEL,  /* no progress for the stall bound: cancel it (the target: fail it) */
+        VM_MIGRATION_GIVE_UP, /* a cancel QEMU did not confirm within its bound: fail it anyway */
+} VmMigrationWatch;
+
+typedef struct VmMigrationWatchInput {
+        uint64_t now_usec;           /* CLOCK_MONOTONIC */
+        uint64_t last_progress_usec; /* the last progress, or the migration's start; 0: not started */
+        uint64_t cancel_sent_usec;   /* when migrate_cancel was sent (a caller's or the stall's); 0: not */
+        uint64_t stall_usec;         /* no progress this long cancels; 0: no bound */
+        uint64_t cancel_usec;        /* a cancel unconfirmed this long gives up */
+} VmMigrationWatchInput;
+
+/* Decides what a migration's watch does. A query QEMU did not answer (or answered with an
+ * error) is no progress: the bounds run on whatever QEMU says or does not say. */
+VmMigrationWatch vm_migration_watch(const VmMigrationWatchInput *in);

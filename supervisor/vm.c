@@ -409,6 +409,8 @@ static void vm_start_completed(Vm *vm) {
                 vm->on_settled(vm);
 }
 
+static void vm_restart_failed(Vm *vm, bool restart);
+
 static int on_child_exit(sd_event_source *s, const siginfo_t *si, void *userdata) {
         Vm *vm = userdata;
         _cleanup_free_ char *shutdown_reason = NULL, *kill_reason = NULL, *limit_reason = NULL;
@@ -476,14 +478,39 @@ static int on_child_exit(sd_event_source *s, const siginfo_t *si, void *userdata
                 r = vm_start(vm, NULL);
                 if (r >= 0)
                         return 0;
+                if (r == -EAGAIN && vm_reload_in_flight(vm)) {
+                        /* The launcher answers the reload first (vm_reload_ended()). */
+                        log_info("VM %s: starting QEMU once the reload in progress is answered", vm->config->name);
+                        vm->start_after_reload = true;
+                        return 0;
+                }
                 log_warning_errno(r, "VM %s: cannot start QEMU again: %m", vm->config->name);
         }
+        vm_restart_failed(vm, d.restart);
+        return 0;
+}
+
+static void vm_restart_failed(Vm *vm, bool restart) {
         vm->reboot_pending = false;
         waiters_answer(vm, 1U << VM_WAIT_REBOOT, VMSUP_ERROR_QEMU_ERROR,
-                       d.restart ? "QEMU could not be started again." : "QEMU exited and the VM was not restarted.");
+                       restart ? "QEMU could not be started again." : "QEMU exited and the VM was not restarted.");
         if (vm->on_settled)
                 vm->on_settled(vm);
-        return 0;
+}
+
+void vm_reload_ended(Vm *vm) {
+        int r;
+
+        if (!vm->start_after_reload || vm_reload_in_flight(vm))
+                return; /* nothing waits, or after the next reload */
+        vm->start_after_reload = false;
+        if (vm_is_starting(vm) || vm_is_active(vm))
+                return; /* someone started it meanwhile */
+        r = vm_start(vm, NULL);
+        if (r >= 0)
+                return;
+        log_warning_errno(r, "VM %s: cannot start QEMU again: %m", vm->config->name);
+        vm_restart_failed(vm, true);
 }
 
 /* The launcher is QEMU's parent and reports its exit on the run's exit pipe. */
@@ -1015,6 +1042,10 @@ static int vm_launch(Vm *vm, sd_bus_message *m, bool paused, bool incoming) {
                 return waiter_add(vm, VM_WAIT_START, m, 0, false);
         if (vm_is_active(vm))
                 return -EBUSY;
+        /* The launcher is taking a definition: which one this QEMU would start from is known
+         * only after its answer. */
+        if (launch_busy_reloading())
+                return -EAGAIN;
 
         if (vm->qga && vm_config_has_agent_device(vm->config)) {
                 qga_listen = make_listen_socket(vm->runtime_dir, "qga.sock");
@@ -1440,6 +1471,7 @@ Vm *vm_free(Vm *vm) {
         qga_client_free(vm->qga);
         console_free(vm->console);
         vm_config_free(vm->config);
+        vm_reload_free(vm);
         vm_config_free(vm->pending);
         strv_free(vm->pending_keys);
         free(vm->acl_path);

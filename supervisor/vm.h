@@ -83,6 +83,7 @@ struct Vm {
         char *acl_path;         /* the host ACL's file, for reloads (reload.h) */
         VmConfig *pending;      /* reloaded QEMU settings the next start applies, or NULL */
         char **pending_keys;    /* their top-level keys (PendingChanges); NULL when none */
+        struct VmReload *reload; /* a reload waiting for the launcher, and who waits (reload.c) */
         char *runtime_dir; /* RUNTIME/NAME, 0700 */
 
         VmState state;
@@ -136,6 +137,10 @@ struct Vm {
         bool exit_when_stopped;
         /* Called when the VM reached stopped/crashed (readiness, exit). */
         void (*on_settled)(Vm *vm);
+        /* Called when a reload ended, taken or refused (readiness). */
+        void (*on_reloaded)(Vm *vm);
+        /* An automatic restart waits for the launcher's answer to a reload. */
+        bool start_after_reload;
         bool ready_notified;
         /* Taking over a QEMU a previous supervisor left (vm_adopt()): until QEMU said
          * whether it runs. */
@@ -154,6 +159,9 @@ struct Vm {
 int vm_new(sd_event *event, VmConfig *config, AclEntry *host_acl, size_t n_host_acl,
            const char *runtime_root, Vm **ret);
 Vm *vm_free(Vm *vm);
+/* A reload ended (reload.c): an automatic restart that waited for it runs now, unless one
+ * more reload is in flight (then after that one). */
+void vm_reload_ended(Vm *vm);
 DEFINE_TRIVIAL_CLEANUP_FUNC(Vm *, vm_free);
 
 /* True while a QEMU process exists. */

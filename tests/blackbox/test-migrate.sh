@@ -163,6 +163,41 @@ check_match "MigrateOut on B, where the VM is stopped: NotRunning" 'NotRunning' 
 check_fails "MigrateCancel without a migration: NotRunning" 'NotRunning' dsend_as root mig Migration1.MigrateCancel
 check_eq "after the refusals A still runs, same pid" "running $pid" "$(vmprop_value mig State) $(vmprop_value mig Pid)"
 
+# --- bounds in time: the "timeout" option (seconds without progress; 0: none, default 60)
+check_match "timeout as a string: InvalidArgs" 'InvalidArgs: .*"timeout" has the type u' \
+        "$("${FDCALL[@]}" MigrateOut unix "{'timeout': 'soon'}")"
+check_match "timeout above a day: InvalidArgs" 'InvalidArgs: timeout is at most 86400' \
+        "$("${FDCALL[@]}" MigrateOut unix "{'timeout': dbus.UInt32(86401)}")"
+check_match "no rights: MigrateIn with a timeout refused on B" 'AccessDenied' \
+        "$(onb as vmsupt-none "${FDCALL[@]}" MigrateIn unix "{'timeout': dbus.UInt32(2)}")"
+# The target, from a source that never sends anything: its QEMU is stopped after the bound.
+check_match "MigrateIn from a stream nobody writes (timeout 2 s): MigrationFailed, no data" \
+        'MigrationFailed: .*no migration data for 2 s' "$(onb "${FDCALL[@]}" MigrateIn unix "{'timeout': dbus.UInt32(2)}")"
+check "silent source: B stopped" onb wait_state mig stopped 30
+check_match "silent source: B says migration-failed, no data" '^migration-failed: .*no migration data' \
+        "$(onb vmprop_value mig StateReason)"
+check_eq "silent source: no QEMU on B" 0 "$(onb vmprop_value mig Pid)"
+ctlb migrate-in mig --timeout 2 < <(sleep 30) > "$T/ctl-in.out" 2>&1
+check_match "vmsupctl migrate-in --timeout 2 from a silent source: fails, no data" 'no migration data for 2 s' \
+        "$(cat "$T/ctl-in.out")"
+check "vmsupctl's silent source: B stopped" onb wait_state mig stopped 30
+# The source, into a stream nobody reads: the transferred bytes stop moving, QEMU cancels.
+check_match "MigrateOut into a stream nobody reads (timeout 2 s): MigrationFailed, no progress" \
+        'MigrationFailed: .*no progress for 2 s' "$("${FDCALL[@]}" MigrateOut unix "{'timeout': dbus.UInt32(2)}")"
+source_running "stalled stream"
+# The source's QEMU stops answering mid-migration (SIGSTOP): its queries go unanswered and
+# the cancel is never confirmed; MigrateOut fails after the stall and the cancel's bounds.
+( "${FDCALL[@]}" MigrateOut unix "{'timeout': dbus.UInt32(2)}" > "$T/hung.out" 2>&1 ) &
+hung=$!
+check "migrating into a stream nobody reads" wait_state mig migrating 30
+kill -STOP "$pid"
+wait "$hung"
+kill -CONT "$pid"
+check_match "QEMU stopped mid-migration: MigrateOut fails, the cancel unconfirmed" \
+        'MigrationFailed: .*QEMU did not confirm the cancel within 10 s' "$(cat "$T/hung.out")"
+check "the give-up is logged with QEMU's last status" grep -q 'did not confirm the migration.s cancel.*its last status' "$T/logs/mig-a.log"
+source_running "QEMU stopped mid-migration"
+
 # --- migrations over TCP between the namespaces
 # target_listen [USER]: on B, socat accepts one connection and runs vmsupctl migrate-in on it
 # (its standard input and output are one socket: passed as it is).

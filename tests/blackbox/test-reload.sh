@@ -38,9 +38,12 @@ pid=$(qemu_pid)
 check_eq "PendingChanges empty after the start" "as 0" "$(pending)"
 
 # --- who may reload
+asks() { grep -c 'asking the launcher to take' "$T/logs/rl.log"; }
+asked0=$(asks)
 check_fails "Reload from a caller with no rights: AccessDenied" 'AccessDenied' dsend_as vmsupt-none rl VM1.Reload
 check_fails "Reload from a non-root caller with VM.Audit: AccessDenied" 'AccessDenied.*root-only' \
         dsend_as vmsupt-audit rl VM1.Reload
+check_eq "... and nothing was sent to the launcher for them" "$asked0" "$(asks)"
 check "Reload as root with nothing changed" reload
 check_eq "nothing changed: PendingChanges empty" "as 0" "$(pending)"
 
@@ -146,5 +149,88 @@ check_eq "nothing pending while stopped" "as 0" "$(pending)"
 check "Start" vmcall rl VM1 Start
 check "running" wait_state rl running 30
 check_match "the new QEMU has -m 40" ' -m 40M ' "$(cmdline "$(qemu_pid)")"
+
+
+# --- the launcher's answer to a reload is read on the loop: while it has not come (here the
+# launcher is stopped), everybody else is answered, and the reload is taken only with it
+lau=$(pgrep -P "${VMSUPD_PID[rl]}" -x vmsupd-launcher)
+asked=$(grep -c 'asking the launcher to take' "$T/logs/rl.log")
+asked_more() { [[ $(grep -c 'asking the launcher to take' "$T/logs/rl.log") -gt $asked ]]; }
+# The stopped launcher's end of the socket pair holds an unread request (ss -x: Recv-Q).
+launcher_has_request() {
+        ss -x -p 2>/dev/null | awk -v p="pid=$lau," '$1 == "u_seq" && $2 == "ESTAB" && index($0, p) && $3 > 0 { f = 1 } END { exit !f }'
+}
+taken=$(grep -c ': reloaded ' "$T/logs/rl.log")
+# (busctl get-property ignores --timeout: Properties.Get is called.)
+state_now() {
+        busctl --system --timeout=3 call org.vmsup.VM.rl /org/vmsup/VM org.freedesktop.DBus.Properties Get ss \
+                org.vmsup.VM1 State
+}
+status_now() {
+        as vmsupt-audit busctl --system --timeout=3 call org.vmsup.VM.rl /org/vmsup/VM org.vmsup.VM1 GetStatus
+}
+define_vm rl "$(reload_def 40 ', { "user": "vmsupt-late", "privileges": [ "VM.Audit" ] }')"
+kill -STOP "$lau"
+( reload > "$T/reload-held.out" 2>&1; echo "rc=$?" >> "$T/reload-held.out" ) &
+held=$!
+for i in $(seq 200); do launcher_has_request && break; sleep 0.05; done
+check "Reload reached the launcher" launcher_has_request
+check "... as the log says" asked_more
+check "State is read while the launcher has not answered the reload" state_now
+check "another caller's GetStatus is answered meanwhile" status_now
+check "... while Reload still waits for the launcher" kill -0 "$held"
+check_fails "the reload is not in force before the launcher's answer" 'AccessDenied' dsend_as vmsupt-late rl VM1.GetStatus
+# A second Reload and a SIGHUP meanwhile: one more reload after the one in flight answers both.
+( reload > "$T/reload-held2.out" 2>&1; echo "rc=$?" >> "$T/reload-held2.out" ) &
+held2=$!
+kill -HUP "${VMSUPD_PID[rl]}"
+check "a SIGHUP during the reload is handled (the loop serves)" state_now
+check "... and the second Reload waits too" kill -0 "$held2"
+kill -CONT "$lau"
+wait "$held"
+check "Reload returns once the launcher took the definition" grep -q '^rc=0' "$T/reload-held.out"
+wait "$held2"
+check "the second Reload returns after one more reload" grep -q '^rc=0' "$T/reload-held2.out"
+check "vmsupt-late allowed after the held Reload" dsend_as vmsupt-late rl VM1.GetStatus
+two_more() { [[ $(grep -c ': reloaded ' "$T/logs/rl.log") -eq $((taken + 2)) ]]; }
+check "two reloads taken: the held one, then one for the second Reload and the SIGHUP" eventually two_more
+
+# A launcher stopped past its answer's bound: Reload fails saying so, nothing of it is in force,
+# the supervisor serves on, and no QEMU starts until the supervisor and the launcher agree on
+# the definition again (the launcher, resumed, takes it late: the supervisor reloads it then).
+check "Stop" vmcall rl VM1 Stop
+define_vm rl "$(reload_def 56)"
+kill -STOP "$lau"
+check_fails "Reload with the launcher stopped past the bound: Timeout naming the launcher" \
+        'Timeout.*launcher did not answer' reload
+check "the supervisor still serves" state_now
+check "the configuration in force stays (vmsupt-late allowed)" dsend_as vmsupt-late rl VM1.GetStatus
+check_fails "Reload again before the launcher answered: refused, saying why" \
+        'InvalidArgs.*has not answered the previous reload' reload
+check_fails "Start while the launcher's answer is owed: Busy" 'Error.Busy.*reload' dsend_as root rl VM1.Start
+check_eq "... and the VM stays stopped" stopped "$(vmprop_value rl State)"
+kill -CONT "$lau"
+check "the launcher's late answer is followed by a reload" \
+        wait_for_line "$T/logs/rl.log" 'hold the same definition again'
+check_fails "what the file says is in force then (vmsupt-late refused)" 'AccessDenied' dsend_as vmsupt-late rl VM1.GetStatus
+check "Start" vmcall rl VM1 Start
+check "running" wait_state rl running 30
+check_match "the new QEMU has the definition both hold (-m 56)" ' -m 56M ' "$(cmdline "$(qemu_pid)")"
+check "Reload once the launcher answers again" reload
+
+# SIGTERM with a reload in flight: the caller is told, the supervisor exits cleanly.
+check "Stop" vmcall rl VM1 Stop
+asked=$(grep -c 'asking the launcher to take' "$T/logs/rl.log")
+kill -STOP "$lau"
+( reload > "$T/reload-held.out" 2>&1; echo "rc=$?" >> "$T/reload-held.out" ) &
+held=$!
+for i in $(seq 200); do launcher_has_request && break; sleep 0.05; done
+check "Reload reached the launcher" launcher_has_request
+check "... as the log says" asked_more
+vmsupd_stop rl
+kill -CONT "$lau"
+wait "$held"
+check_eq "SIGTERM with a reload in flight: vmsupd exits 0" 0 "$VMSUPD_RC"
+check "the held Reload is told the supervisor exits" grep -q 'NotRunning.*exiting' "$T/reload-held.out"
 
 finish

@@ -599,6 +599,37 @@ static void test_restart_bound(void **state) {
         assert_false(d.limited);
 }
 
+static void test_migration_watch(void **state) {
+        const uint64_t S = 1000000;
+        VmMigrationWatchInput in = { .now_usec = 100 * S, .last_progress_usec = 50 * S,
+                                     .stall_usec = 60 * S, .cancel_usec = 10 * S };
+
+        /* Within the stall bound: wait; past it (also when no query was answered, which
+         * leaves last_progress where it was): cancel. */
+        assert_int_equal(vm_migration_watch(&in), VM_MIGRATION_WAIT);
+        in.now_usec = 110 * S;
+        assert_int_equal(vm_migration_watch(&in), VM_MIGRATION_CANCEL);
+        in.now_usec = 500 * S;
+        assert_int_equal(vm_migration_watch(&in), VM_MIGRATION_CANCEL);
+        /* Not started yet, or no bound: wait. */
+        in.last_progress_usec = 0;
+        assert_int_equal(vm_migration_watch(&in), VM_MIGRATION_WAIT);
+        in.last_progress_usec = 50 * S;
+        in.stall_usec = 0;
+        assert_int_equal(vm_migration_watch(&in), VM_MIGRATION_WAIT);
+        /* A cancel sent: its own bound decides, whatever the progress, also without a stall
+         * bound (a caller's MigrateCancel). */
+        in.cancel_sent_usec = 495 * S;
+        assert_int_equal(vm_migration_watch(&in), VM_MIGRATION_WAIT);
+        in.now_usec = 505 * S;
+        assert_int_equal(vm_migration_watch(&in), VM_MIGRATION_GIVE_UP);
+        in.stall_usec = 60 * S;
+        in.last_progress_usec = 504 * S;
+        assert_int_equal(vm_migration_watch(&in), VM_MIGRATION_GIVE_UP);
+        in.now_usec = 496 * S;
+        assert_int_equal(vm_migration_watch(&in), VM_MIGRATION_WAIT);
+}
+
 int main(void) {
         const struct CMUnitTest tests[] = {
                 cmocka_unit_test(test_event_cases),
@@ -611,6 +642,7 @@ int main(void) {
                 cmocka_unit_test(test_exit_always_settles),
                 cmocka_unit_test(test_restart_policy),
                 cmocka_unit_test(test_restart_bound),
+                cmocka_unit_test(test_migration_watch),
         };
         return cmocka_run_group_tests(tests, NULL, NULL);
 }
