@@ -945,6 +945,16 @@ static void late_reload_answered(int r) {
                 late_callback(late_userdata);
 }
 
+/* An answer nobody waits for: the QEMU it may hand over (its pidfd first) is killed, its
+ * descriptors closed. */
+static void answer_discard(int *fds, size_t n_fds, const char *why) {
+        if (n_fds >= 1)
+                (void) syscall(SYS_pidfd_send_signal, fds[0], SIGKILL, NULL, 0);
+        for (size_t i = 0; i < n_fds; i++)
+                safe_close(fds[i]);
+        log_warning("%s", why);
+}
+
 /* The launcher answers requests in order and otherwise sends nothing: anything else
  * readable is its end. */
 static int on_launcher_event(sd_event_source *s, int fd, uint32_t revents, void *userdata) {
@@ -963,11 +973,7 @@ static int on_launcher_event(sd_event_source *s, int fd, uint32_t revents, void 
         if (k > 0 && late_starts > 0 && (size_t) k == sizeof(LaunchReply)) {
                 /* A QEMU whose start the supervisor gave up on: nobody manages it. */
                 late_starts--;
-                if (n_fds >= 1)
-                        (void) syscall(SYS_pidfd_send_signal, fds[0], SIGKILL, NULL, 0);
-                for (size_t i = 0; i < n_fds; i++)
-                        safe_close(fds[i]);
-                log_warning("The launcher answered a start request too late, ignoring.");
+                answer_discard(fds, n_fds, "The launcher answered a start request too late, ignoring.");
                 return 0;
         }
         if (k > 0 && late_reload.owed) {
@@ -1015,11 +1021,7 @@ static int on_launcher_event(sd_event_source *s, int fd, uint32_t revents, void 
         }
         if (k > 0) {
                 /* Nothing asked for it: if it hands over a QEMU, nobody manages that one. */
-                if (n_fds >= 1)
-                        (void) syscall(SYS_pidfd_send_signal, fds[0], SIGKILL, NULL, 0);
-                for (size_t i = 0; i < n_fds; i++)
-                        safe_close(fds[i]);
-                log_warning("The launcher sent an answer nobody waits for, ignoring.");
+                answer_discard(fds, n_fds, "The launcher sent an answer nobody waits for, ignoring.");
                 return 0;
         }
         sd_event *e = sd_event_source_get_event(s);

@@ -160,6 +160,16 @@ asked_more() { [[ $(grep -c 'asking the launcher to take' "$T/logs/rl.log") -gt 
 launcher_has_request() {
         ss -x -p 2>/dev/null | awk -v p="pid=$lau," '$1 == "u_seq" && $2 == "ESTAB" && index($0, p) && $3 > 0 { f = 1 } END { exit !f }'
 }
+# hold_reload: stops the launcher, calls Reload in the background ($held), and checks that the
+# request waits, unread, in the launcher's socket.
+hold_reload() {
+        kill -STOP "$lau"
+        ( reload > "$T/reload-held.out" 2>&1; echo "rc=$?" >> "$T/reload-held.out" ) &
+        held=$!
+        for i in $(seq 200); do launcher_has_request && break; sleep 0.05; done
+        check "Reload reached the launcher" launcher_has_request
+        check "... as the log says" asked_more
+}
 taken=$(grep -c ': reloaded ' "$T/logs/rl.log")
 # (busctl get-property ignores --timeout: Properties.Get is called.)
 state_now() {
@@ -170,12 +180,7 @@ status_now() {
         as vmsupt-audit busctl --system --timeout=3 call org.vmsup.VM.rl /org/vmsup/VM org.vmsup.VM1 GetStatus
 }
 define_vm rl "$(reload_def 40 ', { "user": "vmsupt-late", "privileges": [ "VM.Audit" ] }')"
-kill -STOP "$lau"
-( reload > "$T/reload-held.out" 2>&1; echo "rc=$?" >> "$T/reload-held.out" ) &
-held=$!
-for i in $(seq 200); do launcher_has_request && break; sleep 0.05; done
-check "Reload reached the launcher" launcher_has_request
-check "... as the log says" asked_more
+hold_reload
 check "State is read while the launcher has not answered the reload" state_now
 check "another caller's GetStatus is answered meanwhile" status_now
 check "... while Reload still waits for the launcher" kill -0 "$held"
@@ -221,12 +226,7 @@ check "Reload once the launcher answers again" reload
 # SIGTERM with a reload in flight: the caller is told, the supervisor exits cleanly.
 check "Stop" vmcall rl VM1 Stop
 asked=$(grep -c 'asking the launcher to take' "$T/logs/rl.log")
-kill -STOP "$lau"
-( reload > "$T/reload-held.out" 2>&1; echo "rc=$?" >> "$T/reload-held.out" ) &
-held=$!
-for i in $(seq 200); do launcher_has_request && break; sleep 0.05; done
-check "Reload reached the launcher" launcher_has_request
-check "... as the log says" asked_more
+hold_reload
 vmsupd_stop rl
 kill -CONT "$lau"
 wait "$held"
