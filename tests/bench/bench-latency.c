@@ -227,8 +227,10 @@ typedef struct PairSpec {
         const char *goal;
 } PairSpec;
 
-static void pair_row(Ctx *c, const PairSpec *p) {
+/* Returns the supervisor's CPU per call (µs), or a negative number when the row failed. */
+static double pair_row(Ctx *c, const PairSpec *p) {
         Samples s_sup = {}, s_raw = {};
+        double sup_cpu = -1;
         unsigned calls = cfg.warmup + cfg.iterations;
         CpuUse u = {};
         int r;
@@ -252,9 +254,11 @@ static void pair_row(Ctx *c, const PairSpec *p) {
                 note_add("%s", n);
                 row_add(p->id, p->figure, a, rb, q, p->goal, met ? VERDICT_MET : VERDICT_MISSED, d);
                 json_decref(d);
+                sup_cpu = (double) (u.sup[1] - u.sup[0]) / (1e3 * calls);
         }
         samples_free(&s_sup);
         samples_free(&s_raw);
+        return sup_cpu;
 }
 
 /* ---- 16 clients ---- */
@@ -775,11 +779,25 @@ void bench_latency(void) {
                 { "hmp", "`HumanCommand(\"info status\")`", op_bus_hmp, op_raw_hmp, "human-monitor-command",
                   GOAL_OVERHEAD_US, 100, "p50 overhead ≤ 100 µs" },
                 { "getstatus", "`GetStatus`", op_bus_get_status, op_raw_query_status, "query-status", GOAL_RATIO,
-                  2.0, "p50 ≤ 2 × raw" },
+                  1.2, "p50 ≤ 1.2 × raw" },
         };
+        double cpu[ELEMENTSOF(pairs)];
         for (size_t k = 0; k < ELEMENTSOF(pairs); k++)
-                if (section_enabled(pairs[k].id))
-                        pair_row(&c, &pairs[k]);
+                cpu[k] = section_enabled(pairs[k].id) ? pair_row(&c, &pairs[k]) : -1;
+        if (cpu[0] > 0 && cpu[1] > 0) {
+                /* The supervisor's own cost of a monitor command against a property read, from the
+                 * two rows above (each side's calls only: the raw side never reaches it). */
+                static const char *f = "supervisor CPU per `HumanCommand` against per `State` read";
+                _cleanup_free_ char *a = strf("%.1f µs per HumanCommand", cpu[1]),
+                                    *b = cpu[2] > 0 ? strf("State: %.1f µs, GetStatus: %.1f µs", cpu[0], cpu[2])
+                                                    : strf("State: %.1f µs", cpu[0]),
+                                    *q = strf("%.2f×", cpu[1] / cpu[0]);
+                json_t *d = json_pack("{s:s,s:f,s:f,s:f}", "unit", "us", "hmp", cpu[1], "state", cpu[0], "getstatus",
+                                      cpu[2]);
+                row_add("hmp_cpu", f, a, b, q, "≤ 2 × the State read", cpu[1] <= 2 * cpu[0] ? VERDICT_MET : VERDICT_MISSED,
+                        d);
+                json_decref(d);
+        }
 
         if (section_enabled("nonroot") && cfg.user)
                 bench_nonroot(&c);
