@@ -107,13 +107,14 @@ static int op_raw_query_status(Ctx *c) {
         return json_is_string(st) && streq(json_string_value(st), "running") ? 0 : -EBADMSG;
 }
 
-static int op_bus_hmp(Ctx *c) {
+/* HumanCommand("info status") on bus (dest NULL on a direct connection). */
+static int hmp_on(Ctx *c, sd_bus *bus, const char *dest) {
         _cleanup_(sd_bus_error_free) sd_bus_error error = SD_BUS_ERROR_NULL;
         _cleanup_(sd_bus_message_unrefp) sd_bus_message *reply = NULL;
         const char *out;
         int r;
 
-        r = sd_bus_call_method(c->bus, c->dest, BUS_VM_PATH, "org.vmsup.Monitor1", "HumanCommand", &error, &reply,
+        r = sd_bus_call_method(bus, dest, BUS_VM_PATH, "org.vmsup.Monitor1", "HumanCommand", &error, &reply,
                                "s", "info status");
         if (r < 0)
                 return bus_failed(c, &error, r);
@@ -121,6 +122,14 @@ static int op_bus_hmp(Ctx *c) {
         if (r < 0)
                 return r;
         return strstr(out, "VM status: running") ? 0 : -EBADMSG;
+}
+
+static int op_bus_hmp(Ctx *c) {
+        return hmp_on(c, c->bus, c->dest);
+}
+
+static int op_direct_hmp(Ctx *c) {
+        return hmp_on(c, c->direct, NULL);
 }
 
 static int op_raw_hmp(Ctx *c) {
@@ -135,13 +144,13 @@ static int op_raw_hmp(Ctx *c) {
         return json_is_string(ret) && strstr(json_string_value(ret), "VM status: running") ? 0 : -EBADMSG;
 }
 
-static int op_bus_get_status(Ctx *c) {
+static int get_status_on(Ctx *c, sd_bus *bus, const char *dest) {
         _cleanup_(sd_bus_error_free) sd_bus_error error = SD_BUS_ERROR_NULL;
         _cleanup_(sd_bus_message_unrefp) sd_bus_message *reply = NULL;
         bool state_ok = false, qmp_ok = false;
         int r;
 
-        r = sd_bus_call_method(c->bus, c->dest, BUS_VM_PATH, "org.vmsup.VM1", "GetStatus", &error, &reply, NULL);
+        r = sd_bus_call_method(bus, dest, BUS_VM_PATH, "org.vmsup.VM1", "GetStatus", &error, &reply, NULL);
         if (r < 0)
                 return bus_failed(c, &error, r);
         r = sd_bus_message_enter_container(reply, 'a', "{sv}");
@@ -171,6 +180,14 @@ static int op_bus_get_status(Ctx *c) {
         if (r < 0)
                 return r;
         return state_ok && qmp_ok ? 0 : -EBADMSG;
+}
+
+static int op_bus_get_status(Ctx *c) {
+        return get_status_on(c, c->bus, c->dest);
+}
+
+static int op_direct_get_status(Ctx *c) {
+        return get_status_on(c, c->direct, NULL);
 }
 
 /* ---- interleaved runner ---- */
@@ -797,6 +814,28 @@ void bench_latency(void) {
                 row_add("hmp_cpu", f, a, b, q, "≤ 2 × the State read", cpu[1] <= 2 * cpu[0] ? VERDICT_MET : VERDICT_MISSED,
                         d);
                 json_decref(d);
+        }
+
+        /* The same two calls on the direct socket: what is left without the bus daemon. */
+        if (section_enabled("direct")) {
+                static const PairSpec direct_pairs[] = {
+                        { "hmp_direct", "… `HumanCommand(\"info status\")` on the direct socket", op_direct_hmp,
+                          op_raw_hmp, "human-monitor-command", GOAL_OVERHEAD_US, 100, "p50 overhead ≤ 100 µs" },
+                        { "getstatus_direct", "… `GetStatus` on the direct socket", op_direct_get_status,
+                          op_raw_query_status, "query-status", GOAL_RATIO, 1.2, "p50 ≤ 1.2 × raw" },
+                };
+                _cleanup_(sd_bus_flush_close_unrefp) sd_bus *direct = NULL;
+
+                r = direct_open("bench", &direct);
+                if (r < 0)
+                        row_error("hmp_direct", direct_pairs[0].figure, direct_pairs[0].goal,
+                                  "cannot connect to the direct socket: %s", strerror(-r));
+                else {
+                        c.direct = direct;
+                        for (size_t k = 0; k < ELEMENTSOF(direct_pairs); k++)
+                                (void) pair_row(&c, &direct_pairs[k]);
+                        c.direct = NULL;
+                }
         }
 
         if (section_enabled("nonroot") && cfg.user)
