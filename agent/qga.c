@@ -268,9 +268,10 @@ static void qga_command_deliver(QgaClient *c, QgaCommand *cmd) {
 
         if (cmd->text_cb) {
                 if (cmd->error == 0 && !cmd->text) {
-                        /* The reply went through jansson, or there was none. */
-                        cmd->text = json_dumps(cmd->result ?: json_object(),
-                                               JSON_COMPACT | JSON_ENCODE_ANY | JSON_ENSURE_ASCII);
+                        /* The reply went through jansson, or there was none ({}). */
+                        cmd->text = cmd->result ? json_dumps(cmd->result, JSON_COMPACT | JSON_ENCODE_ANY |
+                                                                                  JSON_ENSURE_ASCII)
+                                                : strdup("{}");
                         if (cmd->text)
                                 cmd->text_len = strlen(cmd->text);
                         else

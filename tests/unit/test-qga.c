@@ -387,12 +387,45 @@ static int send_full(const char *execute, json_t *args, QgaReplyMode mode, uint6
         return ret;
 }
 
-static void send_ok(const char *execute, Reply *r) {
-        assert_int_equal(send_full(execute, NULL, QGA_REPLY_NORMAL, 0, 0, r), 0);
-}
-
 static void wait_reply(Reply *r) {
         RUN_UNTIL(r->done, 20000);
+}
+
+static void on_text(QgaClient *c, int error, const char *text, size_t len, const char *cls, const char *desc,
+                    void *userdata) {
+        Reply *r = userdata;
+
+        assert_false(in_api);
+        assert_false(r->done);
+        r->done = true;
+        r->error = error;
+        if (error == 0) {
+                assert_non_null(text);
+                assert_int_equal(strlen(text), len);
+                r->json = keep(strdup(text));
+        } else
+                assert_null(text);
+        assert_true((error == -EREMOTEIO) == (cls != NULL && desc != NULL));
+        if (cls) {
+                r->cls = keep(strdup(cls));
+                r->desc = keep(strdup(desc));
+        }
+}
+
+/* qga_send_text(), then the sync and the command, then reply_line. */
+static void exchange_text(const char *execute, QgaReplyMode mode, const char *reply_line, Reply *r) {
+        in_api = true;
+        assert_int_equal(qga_send_text(t->c, execute, NULL, mode, 0, 0, on_text, r, &r->id), 0);
+        in_api = false;
+        peer_sync();
+        peer_expect_command_only(execute);
+        if (reply_line)
+                peer_send(reply_line);
+        wait_reply(r);
+}
+
+static void send_ok(const char *execute, Reply *r) {
+        assert_int_equal(send_full(execute, NULL, QGA_REPLY_NORMAL, 0, 0, r), 0);
 }
 
 /* One full exchange: sync, command, reply line. */
@@ -490,6 +523,8 @@ static void test_stats_counters(void **state) {
         qga_client_get_stats(t->c, &q);
         assert_int_equal(q.syncs, 1);
         assert_int_equal(q.dropped_lines, 0);
+        assert_int_equal(q.answered, 1);
+        assert_true(q.answer_usec > 0);
 
         /* A reply that is neither return nor error. */
         exchange("guest-ping", "{\"bogus\": 1}\n", &r2);
@@ -513,6 +548,38 @@ static void test_stats_counters(void **state) {
         qga_client_get_stats(t->c, &q);
         assert_int_equal(q.command_timeouts, 1);
         assert_int_equal(q.sync_timeouts, 0);
+        /* Neither the malformed reply nor the timeout was an answer. */
+        assert_int_equal(q.answered, 1);
+}
+
+/* Results as text: a plain reply written straight from the line, anything else through
+ * jansson, the same text either way; errors as with qga_send(). */
+static void test_send_text(void **state) {
+        Reply r1 = {}, r2 = {}, r3 = {}, r4 = {}, r5 = {};
+        QgaStats q;
+
+        exchange_text("guest-info", QGA_REPLY_NORMAL,
+                      "{\"return\": {\"version\": \"7.2.22\", \"name\": \"caf\xc3\xa9\", \"n\": [1, -2]}}\n", &r1);
+        assert_int_equal(r1.error, 0);
+        assert_string_equal(r1.json, "{\"version\":\"7.2.22\",\"name\":\"caf\\u00E9\",\"n\":[1,-2]}");
+        /* A fraction: through jansson, its text. */
+        exchange_text("guest-get-time", QGA_REPLY_NORMAL, "{\"return\": 1.5}\n", &r2);
+        assert_int_equal(r2.error, 0);
+        assert_string_equal(r2.json, "1.5");
+        exchange_text("guest-ping", QGA_REPLY_NORMAL,
+                      "{\"error\": {\"class\": \"GenericError\", \"desc\": \"no\"}}\n", &r3);
+        assert_int_equal(r3.error, -EREMOTEIO);
+        assert_string_equal(r3.cls, "GenericError");
+        assert_null(r3.json);
+        /* A duplicate key is still a protocol error. */
+        exchange_text("guest-ping", QGA_REPLY_NORMAL, "{\"return\": {\"a\": 1, \"a\": 2}}\n", &r4);
+        assert_int_equal(r4.error, -EPROTO);
+        /* No reply (guest-shutdown): "{}". */
+        exchange_text("guest-shutdown", QGA_REPLY_NONE, NULL, &r5);
+        assert_int_equal(r5.error, 0);
+        assert_string_equal(r5.json, "{}");
+        qga_client_get_stats(t->c, &q);
+        assert_int_equal(q.answered, 3);
 }
 
 static void test_ping_on_demand(void **state) {
@@ -2000,6 +2067,7 @@ int main(void) {
         const struct CMUnitTest tests[] = {
                 cmocka_unit_test_setup_teardown(test_ping, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_stats_counters, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_send_text, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_ping_on_demand, setup_on_demand, teardown),
                 cmocka_unit_test_setup_teardown(test_arguments, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_stale_replies_before_sync, setup, teardown),
