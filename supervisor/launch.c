@@ -1050,6 +1050,12 @@ void launch_on_late_reload(LaunchLateCallback callback, void *userdata) {
         late_userdata = userdata;
 }
 
+/* The bound on the launcher's answer to the request about to be sent. */
+static int pending_timer_start(void) {
+        return sd_event_add_time_relative(sd_event_source_get_event(launcher_source), &pending.timer, CLOCK_MONOTONIC,
+                                          LAUNCH_REPLY_TIMEOUT_MSEC * USEC_PER_MSEC, 0, on_launch_timeout, NULL);
+}
+
 int launch_qemu(int qga_listen_fd, bool incoming, LaunchCallback callback, void *userdata) {
         _cleanup_close_ int pipe_r = -EBADF, pipe_w = -EBADF;
         LaunchRequest req = { .magic = LAUNCH_MAGIC, .op = incoming ? LAUNCH_OP_START_INCOMING : LAUNCH_OP_START };
@@ -1070,9 +1076,7 @@ int launch_qemu(int qga_listen_fd, bool incoming, LaunchCallback callback, void 
         if (fcntl(pipe_w, F_SETFL, 0) < 0)
                 return -errno;
 
-        r = sd_event_add_time_relative(sd_event_source_get_event(launcher_source), &pending.timer,
-                                       CLOCK_MONOTONIC, LAUNCH_REPLY_TIMEOUT_MSEC * USEC_PER_MSEC, 0,
-                                       on_launch_timeout, NULL);
+        r = pending_timer_start();
         if (r < 0)
                 return r;
 
@@ -1126,9 +1130,7 @@ static int send_reload(const char *text, size_t len) {
                 return -ECHILD;
         if (pending.active || late_reload.owed)
                 return -EBUSY;
-        r = sd_event_add_time_relative(sd_event_source_get_event(launcher_source), &pending.timer,
-                                       CLOCK_MONOTONIC, LAUNCH_REPLY_TIMEOUT_MSEC * USEC_PER_MSEC, 0,
-                                       on_launch_timeout, NULL);
+        r = pending_timer_start();
         if (r < 0)
                 return r;
         r = send_reload_fd(text, len);
